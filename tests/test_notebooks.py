@@ -1,0 +1,88 @@
+"""What every committed notebook must satisfy, beyond nbval re-running it.
+
+Stored outputs must come from one real top-to-bottom run, in the standard kernel, with
+normalised metadata and nothing that only makes sense on the machine that ran it.
+"""
+
+import re
+
+import nbformat
+import pytest
+
+from shared._export import ROOT, notebooks
+from shared._run import ALLOWED_CELL_METADATA, normalized_metadata
+
+NOTEBOOKS = notebooks()
+MARKER = re.compile(r"^# (NBVAL_IGNORE_OUTPUT|NBVAL_SKIP|NBVAL_RAISES_EXCEPTION)\s*$")
+MACHINE_PATHS = re.compile(r"(/root/|/home/\w|/Users/\w|[A-Z]:\\\\|ipykernel_\d|/tmp/|/work/|site-packages)")
+
+
+def load(path):
+    return nbformat.read(path, as_version=4)
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def ids(paths):
+    return [p.relative_to(ROOT).as_posix() for p in paths]
+
+
+def test_every_chapter_notebook_is_found():
+    assert NOTEBOOKS, "no notebooks found under ch0*_*/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
+def test_ran_top_to_bottom(path):
+    counts = [c.execution_count for c in code_cells(load(path))]
+    assert counts == list(range(1, len(counts) + 1)), (
+        f"execution counts {counts} are not 1..N: run `python -m shared._run {path.relative_to(ROOT)}`"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
+def test_metadata_is_normalised(path):
+    nb = load(path)
+    assert nb.metadata == normalized_metadata(path)
+    for cell in nb.cells:
+        assert set(cell.metadata) <= set(ALLOWED_CELL_METADATA), f"cell {cell.get('id')} has metadata {dict(cell.metadata)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
+def test_no_stray_errors_or_machine_paths(path):
+    for cell in code_cells(load(path)):
+        expects_error = "# NBVAL_RAISES_EXCEPTION" in cell.source
+        for output in cell.outputs:
+            if output.output_type == "error":
+                assert expects_error, f"unexpected {output.ename} stored in cell:\n{cell.source[:200]}"
+            text = output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
+            found = MACHINE_PATHS.search(text)
+            assert not found, f"output names a path of the machine that ran it ({found.group(0)}):\n{text[:300]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
+def test_every_opt_out_says_why(path):
+    for cell in code_cells(load(path)):
+        lines = cell.source.splitlines()
+        for i, line in enumerate(lines):
+            if MARKER.match(line):
+                reason = lines[i + 1] if i + 1 < len(lines) else ""
+                assert reason.startswith("# why: ") and len(reason) > 12, (
+                    f"{line.strip()} must be followed by a '# why: ...' line in cell:\n{cell.source[:200]}"
+                )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
+def test_opens_with_title_and_ends_with_summary_and_exercises(path):
+    nb = load(path)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), "first cell: '# Title'"
+    headings = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines() if line.startswith("#")]
+    if "solutions" not in path.stem:
+        assert any("Summary" in h for h in headings), "a lecture notebook closes with a Summary section"
+        assert any("Exercises" in h for h in headings), "a lecture notebook closes with Exercises"
+
+
+@pytest.mark.parametrize("chapter", sorted({p.parent for p in NOTEBOOKS}), ids=lambda p: p.name)
+def test_each_chapter_has_an_exercise_solutions_notebook(chapter):
+    assert list(chapter.glob("*solutions*.ipynb")), f"{chapter.name} needs an exercise-solutions notebook"
