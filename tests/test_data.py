@@ -1,0 +1,84 @@
+"""Unit tests of shared/data.py: cache, mirror, checksums, zip extraction and offline errors."""
+
+import hashlib
+import zipfile
+
+import pytest
+
+from shared import data
+
+
+@pytest.fixture
+def course_file(tmp_path, monkeypatch):
+    """A fake course file registered under a fake URL, with an empty cache and no mirror."""
+    content = b"hello course\n"
+    monkeypatch.setenv(data.CACHE_VARIABLE, str(tmp_path / "cache"))
+    monkeypatch.delenv(data.MIRROR_VARIABLE, raising=False)
+    remote = data.Remote("http://127.0.0.1:9/unreachable/fake.txt", hashlib.sha256(content).hexdigest())
+    monkeypatch.setitem(data.DATASETS, "fake.txt", remote)
+    return content
+
+
+def test_unknown_name_lists_the_known_files():
+    with pytest.raises(KeyError, match="the-verdict.txt"):
+        data.fetch("no-such-file.txt")
+
+
+def test_mirror_is_used_and_verified_into_the_cache(course_file, tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "fake.txt").write_bytes(course_file)
+    monkeypatch.setenv(data.MIRROR_VARIABLE, str(mirror))
+    path = data.fetch("fake.txt")
+    assert path == tmp_path / "cache" / "fake.txt"
+    assert path.read_bytes() == course_file
+    (mirror / "fake.txt").unlink()
+    assert data.fetch("fake.txt").read_bytes() == course_file  # now served from the cache
+
+
+def test_corrupt_mirror_copy_is_rejected_and_not_left_in_the_cache(course_file, tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "fake.txt").write_bytes(b"tampered\n")
+    monkeypatch.setenv(data.MIRROR_VARIABLE, str(mirror))
+    with pytest.raises(data.DataUnavailableError, match="sha256"):
+        data.fetch("fake.txt")
+    assert not list((tmp_path / "cache").glob("*fake.txt*"))
+
+
+def test_offline_without_mirror_says_what_to_put_where(course_file, tmp_path):
+    with pytest.raises(data.DataUnavailableError) as error:
+        data.fetch("fake.txt")
+    message = str(error.value)
+    assert str(tmp_path / "cache" / "fake.txt") in message
+    assert data.MIRROR_VARIABLE in message
+    assert not (tmp_path / "cache" / "fake.txt").exists()
+
+
+def test_zip_member_is_extracted_to_the_chosen_path_only(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../../escape.txt", b"evil")
+        zf.writestr("wanted.txt", b"good")
+    target = tmp_path / "out" / "wanted.txt"
+    data.extract_member(archive, "wanted.txt", target)
+    assert target.read_bytes() == b"good"
+    assert not (tmp_path.parent / "escape.txt").exists()
+    with pytest.raises(data.DataUnavailableError, match="no member"):
+        data.extract_member(archive, "missing.txt", tmp_path / "out" / "missing.txt")
+
+
+def test_corrupt_zip_is_reported_and_removed(tmp_path):
+    archive = tmp_path / "broken.zip"
+    archive.write_bytes(b"this is not a zip file")
+    with pytest.raises(data.DataUnavailableError, match="not a valid zip"):
+        data.extract_member(archive, "x", tmp_path / "x")
+    assert not archive.exists()
+
+
+def test_real_course_files_come_from_the_mirror_with_their_published_hashes(tmp_path, monkeypatch):
+    if not data.os.environ.get(data.MIRROR_VARIABLE):
+        pytest.skip("set COURSE_DATA_MIRROR (CI points it at ../shared/offline/data)")
+    monkeypatch.setenv(data.CACHE_VARIABLE, str(tmp_path))
+    for name, remote in data.DATASETS.items():
+        assert data.sha256_of(data.fetch(name)) == remote.sha256

@@ -1,0 +1,96 @@
+"""Unit tests of shared/text.py: tokenizers, sliding windows and data loaders."""
+
+import pytest
+import torch
+
+from shared.text import (
+    END_OF_TEXT, UNKNOWN, GPTDataset, SimpleTokenizer, build_vocabulary, create_dataloader, gpt2_tokenizer, split_words,
+)
+
+TEXT = "The cat sat on the mat. The dog sat on the log, and the cat ran!"
+
+
+@pytest.fixture
+def tokenizer():
+    return SimpleTokenizer(build_vocabulary(split_words(TEXT)))
+
+
+def test_split_words_separates_punctuation_and_drops_whitespace():
+    assert split_words("Hello, world. Is this-- a test?") == ["Hello", ",", "world", ".", "Is", "this", "--", "a", "test", "?"]
+
+
+def test_vocabulary_is_sorted_with_special_tokens_last():
+    vocab = build_vocabulary(["b", "a", "b", "c"])
+    assert vocab == {"a": 0, "b": 1, "c": 2, END_OF_TEXT: 3, UNKNOWN: 4}
+
+
+def test_simple_tokenizer_round_trip(tokenizer):
+    assert tokenizer.decode(tokenizer.encode(TEXT)) == TEXT
+
+
+def test_unknown_words_map_to_unk(tokenizer):
+    ids = tokenizer.encode("The zebra sat.")
+    assert ids[1] == tokenizer.str_to_int[UNKNOWN]
+    assert tokenizer.decode(ids) == f"The {UNKNOWN} sat."
+
+
+def test_end_of_text_is_a_token(tokenizer):
+    ids = tokenizer.encode(f"The cat. {END_OF_TEXT} The dog.")
+    assert tokenizer.str_to_int[END_OF_TEXT] in ids
+
+
+def test_strict_tokenizer_names_the_unknown_words(tokenizer):
+    strict = SimpleTokenizer(tokenizer.str_to_int, unknown=None)
+    with pytest.raises(KeyError, match="zebra"):
+        strict.encode("The zebra sat.")
+
+
+def test_decode_rejects_ids_outside_the_vocabulary(tokenizer):
+    with pytest.raises(KeyError, match="not in the vocabulary"):
+        tokenizer.decode([0, 10_000])
+
+
+def test_gpt2_bpe_known_ids_and_lossless_round_trip():
+    bpe = gpt2_tokenizer()
+    text = "Hello, do you like tea? <|endoftext|> In the sunlit terraces"
+    ids = bpe.encode(text, allowed_special={END_OF_TEXT})
+    assert ids == [15496, 11, 466, 345, 588, 8887, 30, 220, 50256, 554, 262, 4252, 18250, 8812, 2114]
+    assert bpe.decode(bpe.encode("Akwirw ier  odd   spacing")) == "Akwirw ier  odd   spacing"
+
+
+@pytest.mark.parametrize("n_tokens,max_length,stride", [(20, 4, 1), (20, 4, 4), (21, 4, 4), (20, 5, 3), (10, 9, 1), (100, 8, 7)])
+def test_window_count_and_shift(n_tokens, max_length, stride):
+    vocab = {f"w{i}": i for i in range(n_tokens)} | {UNKNOWN: n_tokens}
+    text = " ".join(f"w{i}" for i in range(n_tokens))
+    dataset = GPTDataset(text, SimpleTokenizer(vocab), max_length, stride)
+    assert len(dataset) == (n_tokens - max_length - 1) // stride + 1
+    for index in range(len(dataset)):
+        x, y = dataset[index]
+        start = index * stride
+        assert x.tolist() == list(range(start, start + max_length))
+        assert torch.equal(y, x + 1)  # the targets are the inputs shifted by one
+
+
+def test_batches_have_the_requested_shape():
+    text = " ".join(["word"] * 200)
+    loader = create_dataloader(text, batch_size=3, max_length=7, stride=7, shuffle=False)
+    inputs, targets = next(iter(loader))
+    assert inputs.shape == targets.shape == (3, 7)
+    assert inputs.dtype == torch.long
+    assert len(loader) == len(loader.dataset) // 3
+
+
+@pytest.mark.parametrize(
+    "text,kwargs,message",
+    [
+        ("", {}, "empty"),
+        ("some words here", {"max_length": 0}, "at least 1"),
+        ("some words here", {"stride": 0}, "at least 1"),
+        ("far too short", {"max_length": 256}, "one window needs"),
+        (" ".join(["w"] * 30), {"max_length": 4, "stride": 4, "batch_size": 10}, "empty loader"),
+        (" ".join(["w"] * 30), {"batch_size": 0}, "batch_size"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(text, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        create_dataloader(text, **kwargs)
