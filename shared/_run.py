@@ -56,7 +56,9 @@ def run(path: Path, timeout: int) -> float:
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
         record_timing=False,
-        store_widget_state=False,
+        # True keeps nbclient's Output-widget bookkeeping working (with False, `interact` crashes it);
+        # normalize() then drops the stored widget state, which would only bloat the file.
+        store_widget_state=True,
         allow_errors=True,  # cells marked NBVAL_RAISES_EXCEPTION demonstrate errors; others are checked below
     )
     start = time.perf_counter()
