@@ -1,0 +1,251 @@
+"""shared/model.py: config, building blocks, GPTModel, parameter counts, input checks, switches."""
+
+import pytest
+import torch
+from torch import nn
+
+from shared.model import (
+    GPT2_SIZES,
+    GELU,
+    FeedForward,
+    GPTConfig,
+    GPTModel,
+    LayerNorm,
+    RMSNorm,
+    RotaryEmbedding,
+    SwiGLUFeedForward,
+    TransformerBlock,
+    count_parameters,
+)
+
+TINY = dict(vocab_size=97, context_length=12, emb_dim=16, n_heads=4, n_layers=2)
+SWITCHES = {
+    "gpt2": {},
+    "rmsnorm": dict(norm="rmsnorm"),
+    "post-norm": dict(norm_position="post"),
+    "swiglu": dict(ffn="swiglu"),
+    "rope": dict(position="rope"),
+    "all-modern": dict(norm="rmsnorm", ffn="swiglu", position="rope"),
+    "fused": dict(fused_attention=True),
+}
+
+
+def tiny_model(seed=123, **overrides):
+    torch.manual_seed(seed)
+    return GPTModel(GPTConfig(**{**TINY, **overrides})).eval()
+
+
+def test_default_config_is_gpt2_small():
+    cfg = GPTConfig()
+    assert (cfg.vocab_size, cfg.context_length, cfg.emb_dim, cfg.n_heads, cfg.n_layers) == (50257, 1024, 768, 12, 12)
+    assert cfg.drop_rate == 0.1 and cfg.qkv_bias is False
+    assert (cfg.norm, cfg.norm_position, cfg.ffn, cfg.position, cfg.fused_attention) == ("layernorm", "pre", "gelu", "absolute", False)
+    assert GPTConfig.gpt2("124M") == cfg
+    assert GPTConfig.gpt2("1558M", qkv_bias=True).emb_dim == 1600
+
+
+@pytest.mark.parametrize("bad", [dict(norm="batchnorm"), dict(norm_position="middle"), dict(ffn="relu"),
+                                 dict(position="sinusoidal"), dict(emb_dim=10, n_heads=4), dict(n_layers=0)])
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        GPTConfig(**{**TINY, **bad})
+
+
+def test_unknown_gpt2_size():
+    with pytest.raises(ValueError, match="unknown GPT-2 size"):
+        GPTConfig.gpt2("7B")
+
+
+def meta_model(**overrides):
+    with torch.device("meta"):
+        return GPTModel(GPTConfig.gpt2(**overrides))
+
+
+def test_parameter_counts_of_gpt2_small():
+    model = meta_model()
+    assert count_parameters(model) == 163_009_536
+    assert count_parameters(model, share_output_head=True) == 124_412_160
+    assert count_parameters(model) - count_parameters(model, share_output_head=True) == 50257 * 768
+    # OpenAI's GPT-2 small (with query/key/value biases, head tied): the well-known 124,439,808.
+    with_bias = meta_model(qkv_bias=True)
+    assert count_parameters(with_bias, share_output_head=True) == 124_439_808
+    assert count_parameters(with_bias) == 163_037_184
+
+
+def test_parameter_counts_of_larger_sizes_follow_the_formula():
+    for size, dims in GPT2_SIZES.items():
+        d, layers, vocab, ctx = dims["emb_dim"], dims["n_layers"], 50257, 1024
+        block = 4 * d * d + d + (d * 4 * d + 4 * d + 4 * d * d + d) + 4 * d  # attention, feed-forward, 2 norms
+        expected = vocab * d + ctx * d + layers * block + 2 * d + d * vocab
+        assert count_parameters(meta_model(size=size)) == expected, size
+
+
+def test_a_really_tied_head_is_not_subtracted_twice():
+    model = tiny_model()
+    model.out_head.weight = model.tok_emb.weight
+    assert count_parameters(model) == count_parameters(model, share_output_head=True)
+
+
+@pytest.mark.parametrize("size", list(GPT2_SIZES))
+def test_every_size_builds_and_runs_when_shrunk(size):
+    dims = GPT2_SIZES[size]
+    # Same depth and head count as the real size, but 4 features per head and a tiny vocabulary.
+    cfg = GPTConfig.gpt2(size, vocab_size=50, context_length=8, emb_dim=4 * dims["n_heads"])
+    torch.manual_seed(0)
+    model = GPTModel(cfg)
+    assert len(model.trf_blocks) == dims["n_layers"] and model.trf_blocks[0].att.num_heads == dims["n_heads"]
+    logits = model(torch.randint(0, 50, (2, 8)))
+    assert logits.shape == (2, 8, 50) and torch.isfinite(logits).all()
+
+
+def test_module_names_follow_the_interface():
+    model = tiny_model()
+    names = set(dict(model.named_parameters()))
+    for name in ["tok_emb.weight", "pos_emb.weight", "final_norm.scale", "final_norm.shift", "out_head.weight",
+                 "trf_blocks.0.att.W_query.weight", "trf_blocks.0.att.W_key.weight", "trf_blocks.0.att.W_value.weight",
+                 "trf_blocks.0.att.out_proj.weight", "trf_blocks.0.att.out_proj.bias",
+                 "trf_blocks.0.ff.layers.0.weight", "trf_blocks.0.ff.layers.2.bias",
+                 "trf_blocks.0.norm1.scale", "trf_blocks.0.norm2.shift"]:
+        assert name in names, name
+    assert "out_head.bias" not in names and "trf_blocks.0.att.W_query.bias" not in names
+    assert isinstance(model.trf_blocks, nn.ModuleList) and isinstance(model.trf_blocks[0].drop_shortcut, nn.Dropout)
+    assert isinstance(model.trf_blocks[0].ff.layers[1], GELU)
+    # Buffers (mask, rotary tables) are not in the state dict: only weights are saved and loaded.
+    assert set(model.state_dict()) == names
+
+
+def test_layer_norm_matches_torch_and_normalises():
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 8) * 4 + 2
+    ours = LayerNorm(8)(x)
+    assert torch.allclose(ours, nn.LayerNorm(8, eps=1e-5)(x), atol=1e-5)
+    assert torch.allclose(ours.mean(-1), torch.zeros(3, 5), atol=1e-5)
+    assert torch.allclose(ours.var(-1, unbiased=False), torch.ones(3, 5), atol=1e-3)
+
+
+def test_rms_norm_gives_unit_root_mean_square():
+    torch.manual_seed(0)
+    x = torch.randn(3, 8) * 5 + 1
+    out = RMSNorm(8)(x)
+    assert torch.allclose(out.pow(2).mean(-1).sqrt(), torch.ones(3), atol=1e-3)
+    assert not torch.allclose(out.mean(-1), torch.zeros(3), atol=1e-2)  # the mean is left alone
+    assert [n for n, _ in RMSNorm(8).named_parameters()] == ["scale"]
+
+
+def test_gelu_is_the_tanh_approximation():
+    x = torch.linspace(-6, 6, 101)
+    assert torch.allclose(GELU()(x), nn.functional.gelu(x, approximate="tanh"), atol=1e-6)
+    assert not torch.allclose(GELU()(x), nn.functional.gelu(x), atol=1e-5)
+
+
+def test_feed_forward_shapes_and_widths():
+    cfg = GPTConfig(**TINY)
+    ff = FeedForward(cfg)
+    assert ff.layers[0].out_features == 4 * cfg.emb_dim and ff(torch.rand(2, 3, 16)).shape == (2, 3, 16)
+    big = GPTConfig()
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    with torch.device("meta"):
+        assert count(SwiGLUFeedForward(big)) == count(FeedForward(big)) - 4 * 768 - 768  # same weights, no biases
+
+
+def test_rotary_embedding_depends_on_relative_position_only():
+    torch.manual_seed(0)
+    rope = RotaryEmbedding(head_dim=8, context_length=32)
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+    score = lambda m, n: (rope(q, m) * rope(k, n)).sum()
+    assert torch.allclose(score(7, 3), score(20, 16), atol=1e-5)
+    assert not torch.allclose(score(7, 3), score(7, 4), atol=1e-3)
+    assert torch.allclose(rope(q, 0), q)  # position 0 is not rotated
+    assert torch.allclose(rope(q, 11).norm(), q.norm(), atol=1e-5)
+    with pytest.raises(ValueError, match="even"):
+        RotaryEmbedding(head_dim=7, context_length=4)
+
+
+def test_transformer_block_keeps_the_shape_and_pre_norm_is_default():
+    cfg = GPTConfig(**TINY)
+    block = TransformerBlock(cfg)
+    assert block.pre_norm and block(torch.rand(2, 5, 16)).shape == (2, 5, 16)
+    assert not TransformerBlock(GPTConfig(**TINY, norm_position="post")).pre_norm
+
+
+@pytest.mark.parametrize("name", list(SWITCHES))
+def test_each_switch_builds_and_runs(name):
+    model = tiny_model(**SWITCHES[name])
+    idx = torch.randint(0, TINY["vocab_size"], (3, TINY["context_length"]))
+    logits = model(idx)
+    assert logits.shape == (3, TINY["context_length"], TINY["vocab_size"]) and torch.isfinite(logits).all()
+    assert (model.pos_emb is None) == (SWITCHES[name].get("position") == "rope")
+    norm = RMSNorm if SWITCHES[name].get("norm") == "rmsnorm" else LayerNorm
+    assert isinstance(model.trf_blocks[0].norm1, norm)
+    assert isinstance(model.trf_blocks[0].ff, SwiGLUFeedForward if SWITCHES[name].get("ffn") == "swiglu" else FeedForward)
+
+
+def test_switches_change_the_computation():
+    idx = torch.randint(0, TINY["vocab_size"], (1, 6), generator=torch.Generator().manual_seed(0))
+    reference = tiny_model()(idx)
+    for overrides in (dict(norm="rmsnorm"), dict(norm_position="post"), dict(position="rope")):
+        assert not torch.allclose(tiny_model(**overrides)(idx), reference, atol=1e-4), overrides
+
+
+def test_fused_attention_gives_the_same_logits():
+    idx = torch.randint(0, TINY["vocab_size"], (2, 9), generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(tiny_model()(idx), tiny_model(fused_attention=True)(idx), atol=1e-5)
+
+
+def test_causality_later_tokens_do_not_change_earlier_logits():
+    for overrides in SWITCHES.values():
+        model = tiny_model(**overrides)
+        idx = torch.randint(0, TINY["vocab_size"], (1, 10), generator=torch.Generator().manual_seed(1))
+        changed = idx.clone()
+        changed[0, 7:] = (changed[0, 7:] + 1) % TINY["vocab_size"]
+        assert torch.allclose(model(idx)[:, :7], model(changed)[:, :7], atol=1e-5), overrides
+
+
+def test_same_seed_same_weights():
+    a, b, c = tiny_model(seed=5), tiny_model(seed=5), tiny_model(seed=6)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.tok_emb.weight, c.tok_emb.weight)
+
+
+def test_cached_forward_matches_the_full_forward():
+    for overrides in SWITCHES.values():
+        model = tiny_model(**overrides)
+        idx = torch.randint(0, TINY["vocab_size"], (2, 9), generator=torch.Generator().manual_seed(2))
+        cache = model.new_cache()
+        parts = [model(idx[:, :4], cache=cache)] + [model(idx[:, t : t + 1], cache=cache) for t in range(4, 9)]
+        assert len(cache) == 9
+        assert torch.allclose(torch.cat(parts, dim=1), model(idx), atol=1e-5), overrides
+
+
+def test_training_mode_is_stochastic_and_eval_is_not():
+    model = tiny_model(drop_rate=0.5)
+    idx = torch.randint(0, TINY["vocab_size"], (1, 6), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model(idx), model(idx))
+    model.train()
+    assert not torch.equal(model(idx), model(idx))
+
+
+@pytest.mark.parametrize(
+    "idx, message",
+    [
+        (torch.tensor([[1, 2, 97]]), "outside the vocabulary"),
+        (torch.tensor([[1, -1, 2]]), "outside the vocabulary"),
+        (torch.zeros(1, 13, dtype=torch.long), "exceed the context length"),
+        (torch.zeros(1, 0, dtype=torch.long), "empty"),
+        (torch.zeros(0, 3, dtype=torch.long), "empty"),
+        (torch.zeros(5, dtype=torch.long), "shape"),
+        (torch.zeros(1, 2, 3, dtype=torch.long), "shape"),
+        (torch.zeros(1, 3), "integers"),
+    ],
+)
+def test_bad_input_gives_a_clear_error(idx, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model()(idx)
+
+
+def test_cache_overflow_is_a_clear_error():
+    model = tiny_model()
+    cache = model.new_cache()
+    model(torch.zeros(1, 10, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match="10 cached"):
+        model(torch.zeros(1, 3, dtype=torch.long), cache=cache)
