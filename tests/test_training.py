@@ -1,0 +1,183 @@
+"""shared/training.py: losses, evaluation, the training loop and the loss plot (chapter 5)."""
+
+import math
+
+import matplotlib
+import pytest
+import torch
+import torch.nn.functional as F
+
+from shared.model import GPTConfig, GPTModel
+from shared.text import create_dataloader
+from shared.training import calc_loss_batch, calc_loss_loader, evaluate_model, plot_losses, train_model
+
+matplotlib.use("Agg")
+
+CORPUS = "the cat sat on the mat. the dog sat on the log. " * 6
+CONTEXT, BATCH = 8, 4
+
+
+class CharTokenizer:
+    """One token per character: enough to train and sample without downloading anything."""
+
+    def __init__(self, text):
+        self.chars = sorted(set(text))
+        self.index = {c: i for i, c in enumerate(self.chars)}
+
+    def encode(self, text):
+        return [self.index[c] for c in text]
+
+    def decode(self, ids):
+        return "".join(self.chars[i] for i in ids)
+
+
+TOKENIZER = CharTokenizer(CORPUS)
+
+
+def tiny_model(seed=0, drop_rate=0.0):
+    torch.manual_seed(seed)
+    cfg = GPTConfig(vocab_size=len(TOKENIZER.chars), context_length=CONTEXT, emb_dim=32, n_heads=2, n_layers=2,
+                    drop_rate=drop_rate)
+    return GPTModel(cfg)
+
+
+def loader(shuffle=False, text=CORPUS):
+    return create_dataloader(text, batch_size=BATCH, max_length=CONTEXT, stride=CONTEXT, shuffle=shuffle,
+                             drop_last=True, tokenizer=TOKENIZER)
+
+
+def train(model, epochs, history=None, eval_freq=5, lr=5e-3):
+    torch.manual_seed(1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
+    return train_model(model, loader(shuffle=True), loader(), optimizer, "cpu", num_epochs=epochs, eval_freq=eval_freq,
+                       eval_iter=2, start_context="the ", tokenizer=TOKENIZER, history=history,
+                       max_new_tokens=5, progress=False)
+
+
+def test_calc_loss_batch_is_mean_negative_log_probability_of_the_targets():
+    model = tiny_model()
+    inputs, targets = next(iter(loader()))
+    loss = calc_loss_batch(inputs, targets, model, "cpu")
+    log_probas = torch.log_softmax(model(inputs), dim=-1)
+    by_hand = -log_probas.gather(-1, targets.unsqueeze(-1)).mean()
+    assert loss.shape == () and loss.requires_grad
+    torch.testing.assert_close(loss, by_hand)
+    torch.testing.assert_close(loss, F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten()))
+
+
+def test_calc_loss_loader_averages_the_first_n_batches_without_gradients():
+    model = tiny_model()
+    data = loader()
+    batch_losses = [calc_loss_batch(x, y, model, "cpu").item() for x, y in data]
+    assert len(batch_losses) >= 3
+    assert calc_loss_loader(data, model, "cpu") == pytest.approx(sum(batch_losses) / len(batch_losses), rel=1e-5)
+    assert calc_loss_loader(data, model, "cpu", num_batches=2) == pytest.approx(sum(batch_losses[:2]) / 2, rel=1e-5)
+    assert calc_loss_loader(data, model, "cpu", num_batches=1000) == pytest.approx(calc_loss_loader(data, model, "cpu"))
+    assert all(p.grad is None for p in model.parameters())
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="num_batches"):
+            calc_loss_loader(data, model, "cpu", num_batches=bad)
+
+
+def test_calc_loss_loader_rejects_an_empty_loader():
+    empty = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(0, CONTEXT, dtype=torch.long)))
+    with pytest.raises(ValueError, match="no batches"):
+        calc_loss_loader(empty, tiny_model(), "cpu")
+
+
+def test_training_lowers_the_loss_on_a_tiny_corpus():
+    model = tiny_model()
+    history = train(model, epochs=8)
+    assert history["train_losses"][0] > 2.0  # about ln(vocabulary size) at the start
+    assert history["train_losses"][-1] < 0.5 * history["train_losses"][0]
+    assert history["val_losses"][-1] < history["val_losses"][0]
+    # the trained model predicts the corpus far better than the untrained one
+    assert calc_loss_loader(loader(), model, "cpu") < 0.5 * calc_loss_loader(loader(), tiny_model(), "cpu")
+    assert model.training, "train_model leaves the model in training mode"
+
+
+def test_history_records_steps_tokens_epochs_and_samples():
+    model = tiny_model()
+    steps_per_epoch = len(loader())
+    history = train(model, epochs=3, eval_freq=4)
+    total = 3 * steps_per_epoch
+    assert history["total_steps"] == total and history["epochs_completed"] == 3
+    assert history["total_tokens"] == total * BATCH * CONTEXT
+    expected_steps = sorted({0, *range(4, total + 1, 4), total})  # before training, every 4 steps, and at the end
+    assert history["steps"] == expected_steps
+    assert history["tokens_seen"] == [s * BATCH * CONTEXT for s in expected_steps]
+    assert history["epochs"] == pytest.approx([s / steps_per_epoch for s in expected_steps])
+    n = len(expected_steps)
+    assert len(history["train_losses"]) == len(history["val_losses"]) == n
+    assert all(math.isfinite(v) for v in history["train_losses"] + history["val_losses"])
+    assert len(history["samples"]) == 3 and all(s.startswith("the ") for s in history["samples"])
+
+
+def test_passing_a_history_back_continues_it():
+    model = tiny_model()
+    first = train(model, epochs=1)
+    snapshot = {k: (list(v) if isinstance(v, list) else v) for k, v in first.items()}
+    second = train(model, epochs=1, history=first)
+    assert first == snapshot, "the history passed in is not modified"
+    steps_per_epoch = len(loader())
+    assert second["total_steps"] == 2 * steps_per_epoch and second["epochs_completed"] == 2
+    assert second["steps"][: len(first["steps"])] == first["steps"]
+    new_steps = second["steps"][len(first["steps"]):]
+    assert new_steps and min(new_steps) > first["steps"][-1], "no second evaluation at step 0"
+    assert second["steps"][-1] == 2 * steps_per_epoch
+    assert len(second["samples"]) == 2
+
+
+@pytest.mark.parametrize("mode", [True, False], ids=["found-in-train-mode", "found-in-eval-mode"])
+def test_evaluate_model_restores_the_mode_and_computes_no_gradients(mode):
+    model = tiny_model(drop_rate=0.5)
+    model.train(mode)
+    seen = []
+    model.out_head.register_forward_hook(lambda m, i, o: seen.append((torch.is_grad_enabled(), m.training, o.requires_grad)))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train_loss, val_loss = evaluate_model(model, loader(), loader(), "cpu", eval_iter=2)
+    assert model.training is mode
+    assert all(m.training is mode for m in model.modules())
+    assert seen and all(entry == (False, False, False) for entry in seen), "forward passes ran in eval mode, no grad"
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # eval mode switches dropout off, so the evaluation is deterministic even with drop_rate=0.5
+    assert (train_loss, val_loss) == evaluate_model(model, loader(), loader(), "cpu", eval_iter=2)
+
+
+def test_evaluate_model_restores_the_mode_when_evaluation_fails():
+    model = tiny_model()
+    model.train()
+
+    class Broken:
+        def __len__(self):
+            return 1
+
+        def __iter__(self):
+            raise RuntimeError("broken loader")
+
+    with pytest.raises(RuntimeError, match="broken loader"):
+        evaluate_model(model, Broken(), Broken(), "cpu", eval_iter=1)
+    assert model.training
+
+
+@pytest.mark.parametrize("bad", [dict(num_epochs=-1), dict(num_epochs=1.5), dict(eval_freq=0), dict(eval_iter=0)])
+def test_train_model_rejects_bad_settings(bad):
+    model = tiny_model()
+    optimizer = torch.optim.AdamW(model.parameters())
+    kwargs = {**dict(num_epochs=1, eval_freq=1, eval_iter=1), **bad}
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        train_model(model, loader(), loader(), optimizer, "cpu", start_context="the ", tokenizer=TOKENIZER,
+                    progress=False, **kwargs)
+
+
+def test_plot_losses_draws_both_losses_against_epochs_and_tokens():
+    import matplotlib.pyplot as plt
+
+    history = train(tiny_model(), epochs=1)
+    fig = plot_losses(history, title="tiny")
+    bottom, top = fig.axes
+    assert bottom.get_xlabel() == "epochs" and top.get_xlabel() == "tokens seen"
+    assert [line.get_label() for line in bottom.get_lines()] == ["training loss", "validation loss"]
+    assert list(bottom.get_lines()[1].get_ydata()) == history["val_losses"]
+    plt.close(fig)
