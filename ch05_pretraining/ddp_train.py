@@ -1,0 +1,69 @@
+"""Data-parallel training of a small GPT with PyTorch DDP, launched by torchrun.
+
+    torchrun --standalone --nproc_per_node=2 ch05_pretraining/ddp_train.py --steps 20
+    torchrun --standalone --nproc_per_node=1 ch05_pretraining/ddp_train.py --steps 20   # the 1-process reference
+
+Each process trains on its share of every global batch (a DistributedSampler splits the windows of
+The Verdict); DDP averages the gradients so every process takes the same step. The backend is NCCL
+when CUDA GPUs are present (one GPU per process) and gloo on CPUs. Run without torchrun, it trains
+as a single process. See ch05_training_at_scale.ipynb for the explanation.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the course's shared/ package
+
+from shared.data import fetch  # noqa: E402
+from shared.model import GPTConfig  # noqa: E402
+from shared.scale import atomic_write, setup_distributed, train_data_parallel  # noqa: E402
+from shared.text import gpt2_tokenizer  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20, help="optimizer steps")
+    parser.add_argument("--global-batch-size", type=int, default=8, help="windows per step, summed over processes")
+    parser.add_argument("--context-length", type=int, default=64)
+    parser.add_argument("--emb-dim", type=int, default=64)
+    parser.add_argument("--n-layers", type=int, default=2)
+    parser.add_argument("--n-heads", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (after warmup)")
+    parser.add_argument("--seed", type=int, default=123)
+    parser.add_argument("--save", type=Path, help="rank 0 saves final weights, losses and throughput here")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    rank, world_size, device = setup_distributed()
+    # Dropout off: each process would draw different dropout masks, and the point here is parity.
+    cfg = GPTConfig(context_length=args.context_length, emb_dim=args.emb_dim, n_layers=args.n_layers,
+                    n_heads=args.n_heads, drop_rate=0.0)
+    text = fetch("the-verdict.txt").read_text(encoding="utf-8")  # every process reads the cached file
+    tokens = torch.tensor(gpt2_tokenizer().encode(text))
+    if rank == 0:
+        backend = dist.get_backend() if dist.is_initialized() else "none (single process)"
+        print(f"world size {world_size}, backend {backend}, device {device}, "
+              f"{args.global_batch_size // world_size} windows per process per step")
+    model, history = train_data_parallel(
+        cfg, tokens, args.steps, args.global_batch_size, rank, world_size, device, lr=args.lr, seed=args.seed,
+        log=print if args.steps <= 10 else None,
+    )
+    if rank == 0:
+        print(f"final loss {history['losses'][-1]:.4f}; {history['tokens_per_second']:,.0f} tokens/s "
+              f"over {args.steps} steps ({history['seconds']:.1f} s)")
+        if args.save:
+            state = {"model": model.state_dict(), "losses": history["losses"],
+                     "tokens_per_second": history["tokens_per_second"], "world_size": world_size}
+            atomic_write(args.save, lambda f: torch.save(state, f))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
