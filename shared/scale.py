@@ -110,7 +110,6 @@ def train_step(model, optimizer, inputs, targets, scheduler=None, max_norm=None,
     return loss.item(), norm
 
 
-import hashlib
 import os
 import pickle
 import random
@@ -120,20 +119,13 @@ from pathlib import Path
 
 import torch
 
+from shared.data import sha256_of
+
 CHECKPOINT_FORMAT = "llm-course-checkpoint-v1"
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: truncated, corrupted, or from a different model."""
-
-
-def file_sha256(path, chunk_size=1 << 20):
-    """The sha256 hex digest of a file, read in chunks (fine for multi-GB files)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def atomic_write(path, write):
@@ -195,7 +187,7 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, step=0, scaler=
         "extra": extra or {},
     }
     atomic_write(path, lambda f: torch.save(state, f))
-    line = f"{file_sha256(path)}  {path.name}\n"
+    line = f"{sha256_of(path)}  {path.name}\n"
     atomic_write(path.with_name(path.name + ".sha256"), lambda f: f.write(line.encode()))
     return path
 
@@ -228,7 +220,7 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, scaler=None, re
     sidecar = path.with_name(path.name + ".sha256")
     if sidecar.is_file():
         recorded = sidecar.read_text().split()[0]
-        actual = file_sha256(path)
+        actual = sha256_of(path)
         if actual != recorded:
             raise CheckpointError(
                 f"{path.name} does not match the sha256 recorded when it was saved (it was truncated or corrupted "
