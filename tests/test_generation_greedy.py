@@ -5,19 +5,11 @@ import tiktoken
 import torch
 
 from shared.generation import generate_greedy, next_token_logits, text_to_token_ids, token_ids_to_text
+from architecture_switches import SWITCHES
 from shared.model import GPTConfig, GPTModel
 
 CONTEXT = 8
 TINY = dict(vocab_size=61, context_length=CONTEXT, emb_dim=16, n_heads=4, n_layers=2)
-SWITCHES = {
-    "gpt2": {},
-    "rmsnorm": dict(norm="rmsnorm"),
-    "post-norm": dict(norm_position="post"),
-    "swiglu": dict(ffn="swiglu"),
-    "rope": dict(position="rope"),
-    "all-modern": dict(norm="rmsnorm", ffn="swiglu", position="rope"),
-    "fused": dict(fused_attention=True),
-}
 
 
 def tiny_model(seed=123, dtype=torch.float64, **overrides):

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from architecture_switches import SWITCHES
 from shared.model import (
     GPT2_SIZES,
     GELU,
@@ -19,15 +20,6 @@ from shared.model import (
 )
 
 TINY = dict(vocab_size=97, context_length=12, emb_dim=16, n_heads=4, n_layers=2)
-SWITCHES = {
-    "gpt2": {},
-    "rmsnorm": dict(norm="rmsnorm"),
-    "post-norm": dict(norm_position="post"),
-    "swiglu": dict(ffn="swiglu"),
-    "rope": dict(position="rope"),
-    "all-modern": dict(norm="rmsnorm", ffn="swiglu", position="rope"),
-    "fused": dict(fused_attention=True),
-}
 
 
 def tiny_model(seed=123, **overrides):
