@@ -1,0 +1,271 @@
+"""shared/classification.py: SMS spam data, dataset, classifier setup, loss/accuracy, training, classify (chapter 6)."""
+
+import zipfile
+
+import pytest
+import torch
+
+from shared import data
+from shared.classification import (
+    LABELS, ClassifierTop, MalformedDataError, SpamDataset, balance_classes, classifier_accuracy,
+    classifier_loss_loader, classify, count_trainable, create_classification_loaders, encode_message,
+    frozen_features, prepare_classifier, read_rows_csv, read_sms_collection, split_rows, train_classifier,
+    write_rows_csv,
+)
+from shared.gpt2_weights import load_gpt2_or_random
+from shared.model import GPTConfig, GPTModel
+
+PAD = 50256
+
+
+class WordTokenizer:
+    """Each word is one token: its position in a fixed word list (ids stay far below PAD)."""
+
+    WORDS = ("free prize win claim call now cash urgent txt reply stop hi see you at home later dinner "
+             "milk pick up can we meet tomorrow ok thanks love mum").split()
+
+    def encode(self, text):
+        return [self.WORDS.index(w) if w in self.WORDS else len(self.WORDS) for w in text.lower().split()]
+
+
+TOKENIZER = WordTokenizer()
+SPAM = ["free prize win now", "claim cash call now", "urgent txt reply win", "win free cash now call",
+        "call now claim prize", "txt win free", "urgent claim prize now", "free cash reply stop"]
+HAM = ["hi see you at home", "can we meet tomorrow", "pick up milk later", "ok thanks love mum",
+       "see you at dinner", "hi mum love you", "can you pick up milk", "ok see you later"]
+
+
+def tiny_model(seed=0, n_layers=2, context_length=32):
+    torch.manual_seed(seed)
+    return GPTModel(GPTConfig(vocab_size=PAD + 1, context_length=context_length, emb_dim=32, n_heads=2,
+                              n_layers=n_layers, drop_rate=0.0, qkv_bias=True))
+
+
+def rows(n_each=8):
+    return [("spam", SPAM[i % len(SPAM)]) for i in range(n_each)] + [("ham", HAM[i % len(HAM)]) for i in range(n_each)]
+
+
+# --- reading the data -----------------------------------------------------------------------------------------
+
+def test_read_sms_collection_parses_labels_and_tabs(tmp_path):
+    path = tmp_path / "SMSSpamCollection"
+    path.write_text("ham\tSee you at 6\nspam\tWIN a prize\twith a tab inside\n\n", encoding="utf-8")
+    assert read_sms_collection(path) == [("ham", "See you at 6"), ("spam", "WIN a prize\twith a tab inside")]
+
+
+@pytest.mark.parametrize("bad_line", ["maybe\tsome text", "ham no tab here", "spam\t   ", "\tno label"])
+def test_read_sms_collection_names_the_malformed_line(tmp_path, bad_line):
+    path = tmp_path / "SMSSpamCollection"
+    path.write_text(f"ham\tfine\n{bad_line}\n", encoding="utf-8")
+    with pytest.raises(MalformedDataError, match="line 2"):
+        read_sms_collection(path)
+
+
+def test_read_sms_collection_rejects_an_empty_file(tmp_path):
+    path = tmp_path / "SMSSpamCollection"
+    path.write_text("\n", encoding="utf-8")
+    with pytest.raises(MalformedDataError, match="no messages"):
+        read_sms_collection(path)
+
+
+def test_corrupt_zip_gives_a_clear_error_and_is_deleted(tmp_path):
+    archive = tmp_path / "sms.zip"
+    archive.write_bytes(b"PK\x03\x04 this is not really a zip file")
+    with pytest.raises(data.DataUnavailableError, match="not a valid zip"):
+        data.extract_member(archive, "SMSSpamCollection", tmp_path / "SMSSpamCollection")
+    assert not archive.exists() and not (tmp_path / "SMSSpamCollection").exists()
+
+
+def test_zip_without_the_member_is_refused(tmp_path):
+    archive = tmp_path / "sms.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../../evil.txt", "x")
+    with pytest.raises(data.DataUnavailableError, match="no member"):
+        data.extract_member(archive, "SMSSpamCollection", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_csv_round_trip_keeps_commas_quotes_and_newlines(tmp_path):
+    original = [("ham", 'He said "hi", then left'), ("spam", "line one\nline two, with comma")]
+    write_rows_csv(original, tmp_path / "split.csv")
+    assert read_rows_csv(tmp_path / "split.csv") == original
+
+
+@pytest.mark.parametrize("content,match", [("text,label\nham,hi\n", "header"), ("label,text\nmaybe,hi\n", "line 2"),
+                                           ("label,text\nham,hi,extra\n", "line 2")])
+def test_read_rows_csv_rejects_malformed_files(tmp_path, content, match):
+    path = tmp_path / "bad.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(MalformedDataError, match=match):
+        read_rows_csv(path)
+
+
+# --- balancing and splitting -----------------------------------------------------------------------------------
+
+def test_balance_keeps_every_rare_example_and_an_equal_number_of_the_common_label():
+    data_rows = [("ham", f"h{i}") for i in range(50)] + [("spam", f"s{i}") for i in range(7)]
+    balanced = balance_classes(data_rows, seed=1)
+    assert sum(label == "spam" for label, _ in balanced) == 7
+    assert sum(label == "ham" for label, _ in balanced) == 7
+    assert {t for label, t in balanced if label == "spam"} == {f"s{i}" for i in range(7)}
+    assert balance_classes(data_rows, seed=1) == balanced  # reproducible
+    assert balance_classes(data_rows, seed=2) != balanced  # and the seed matters
+
+
+def test_split_sizes_no_overlap_and_everything_used():
+    data_rows = [("ham" if i % 2 else "spam", f"message {i}") for i in range(1494)]
+    train, val, test = split_rows(data_rows, (0.7, 0.1, 0.2), seed=123)
+    assert (len(train), len(val), len(test)) == (1045, 149, 300)
+    texts = [{t for _, t in part} for part in (train, val, test)]
+    assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
+    assert set().union(*texts) == {t for _, t in data_rows}
+
+
+def test_split_rejects_fractions_that_do_not_sum_to_one():
+    with pytest.raises(ValueError, match="sum to 1"):
+        split_rows(rows(), (0.7, 0.2, 0.2))
+
+
+# --- the dataset -------------------------------------------------------------------------------------------------
+
+def test_dataset_pads_to_the_longest_message_with_end_of_text():
+    ds = SpamDataset([("ham", "hi mum"), ("spam", "free prize win now")], TOKENIZER)
+    assert ds.max_length == 4 and len(ds) == 2
+    assert ds[0][0].tolist() == [TOKENIZER.WORDS.index("hi"), TOKENIZER.WORDS.index("mum"), PAD, PAD]
+    assert ds[1][0].tolist() == TOKENIZER.encode("free prize win now")
+    assert ds[0][1].item() == LABELS.index("ham") == 0 and ds[1][1].item() == LABELS.index("spam") == 1
+
+
+def test_dataset_truncates_to_a_given_length_and_counts_truncations():
+    ds = SpamDataset([("ham", "hi mum"), ("spam", "free prize win now")], TOKENIZER, max_length=3)
+    assert ds.inputs.shape == (2, 3) and ds.truncated == 1
+    assert ds[1][0].tolist() == TOKENIZER.encode("free prize win")
+    assert ds[0][0].tolist()[-1] == PAD
+
+
+def test_dataset_caps_the_length_at_the_context():
+    ds = SpamDataset([("spam", "free prize win now call")], TOKENIZER, max_length=100, context_length=3)
+    assert ds.max_length == 3 and ds.inputs.shape == (1, 3)
+
+
+@pytest.mark.parametrize("bad_rows,match", [([("ham", "")], "row 0: the message is empty"),
+                                             ([("ham", "hi"), ("spam", "  \n")], "row 1"),
+                                             ([("eggs", "hi")], "unknown label"), ([], "no rows")])
+def test_dataset_rejects_bad_rows(bad_rows, match):
+    with pytest.raises(ValueError, match=match):
+        SpamDataset(bad_rows, TOKENIZER)
+
+
+def test_encode_message_rejects_empty_text():
+    with pytest.raises(ValueError, match="empty message"):
+        encode_message("   ", TOKENIZER, 5)
+    assert encode_message("hi", TOKENIZER, 3) == [TOKENIZER.WORDS.index("hi"), PAD, PAD]
+
+
+def test_loaders_batch_shapes_and_counts():
+    ds = SpamDataset(rows(10), TOKENIZER)
+    train, val, test = create_classification_loaders(ds, ds, ds, batch_size=8)
+    inputs, labels = next(iter(train))
+    assert inputs.shape == (8, ds.max_length) and labels.shape == (8,)
+    assert (len(train), len(val), len(test)) == (2, 3, 3)  # 20 messages: train drops the partial batch
+    first = [next(iter(create_classification_loaders(ds, ds, ds, seed=7)[0]))[1].tolist() for _ in range(2)]
+    assert first[0] == first[1]  # the shuffle is reproducible
+
+
+# --- the classifier -----------------------------------------------------------------------------------------------
+
+def test_prepare_classifier_trains_exactly_the_last_block_final_norm_and_head():
+    model = prepare_classifier(tiny_model(n_layers=3), num_classes=2, trainable_blocks=1)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("trf_blocks.2.", "final_norm.", "out_head.")) for n in trainable)
+    expected = (sum(p.numel() for p in model.trf_blocks[2].parameters()) + 2 * 32 + (32 * 2 + 2))
+    assert count_trainable(model) == expected
+    assert model.out_head.out_features == 2
+
+
+def test_prepare_classifier_at_gpt2_small_size_counts():
+    model = prepare_classifier(GPTModel(GPTConfig.gpt2("124M", qkv_bias=True)), trainable_blocks=1)
+    # one block: q, k, v, out_proj (768x768 + bias each), the two feed-forward layers, two LayerNorms
+    block = 4 * 768 * 768 + 4 * 768 + 2 * 768 * 3072 + 3072 + 768 + 4 * 768
+    assert count_trainable(model) == block + 2 * 768 + (768 * 2 + 2) == 7_090_946
+
+
+def test_prepare_classifier_rejects_impossible_block_counts():
+    with pytest.raises(ValueError, match="between 0 and 2"):
+        prepare_classifier(tiny_model(), trainable_blocks=3)
+
+
+def test_frozen_features_plus_top_equal_the_whole_model():
+    model = prepare_classifier(tiny_model(n_layers=3))
+    ds = SpamDataset(rows(4), TOKENIZER)
+    loader = torch.utils.data.DataLoader(ds, batch_size=3)
+    features = frozen_features(model, loader, first_block=2, device="cpu")
+    assert features.tensors[0].shape == (8, ds.max_length, 32) and features.tensors[1].tolist() == ds.labels.tolist()
+    with torch.no_grad():
+        torch.testing.assert_close(ClassifierTop(model, 2)(features.tensors[0]), model(ds.inputs), atol=1e-5, rtol=1e-5)
+
+
+def test_frozen_features_refuses_to_cache_a_trainable_block():
+    model = prepare_classifier(tiny_model(n_layers=3), trainable_blocks=2)
+    loader = torch.utils.data.DataLoader(SpamDataset(rows(2), TOKENIZER), batch_size=2)
+    with pytest.raises(ValueError, match="trainable"):
+        frozen_features(model, loader, first_block=2, device="cpu")
+
+
+def test_tiny_end_to_end_finetune_beats_chance():
+    torch.manual_seed(0)
+    model = prepare_classifier(tiny_model(seed=1), trainable_blocks=2)
+    ds = SpamDataset(rows(24), TOKENIZER)
+    train, val, _ = create_classification_loaders(ds, ds, ds, batch_size=8, seed=0)
+    before = classifier_accuracy(val, model, "cpu")
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.1)
+    history = train_classifier(model, train, val, optimizer, "cpu", num_epochs=6, eval_freq=5, eval_iter=2, progress=False)
+    after = classifier_accuracy(val, model, "cpu")
+    assert after >= 0.9 > before + 0.2
+    assert history["val_losses"][-1] < history["val_losses"][0]
+    assert len(history["epoch_train_accuracy"]) == 6 and history["examples_seen"][-1] == 6 * 48
+    assert not model.training
+    label, probability = classify("urgent win free cash now", model, TOKENIZER, "cpu", max_length=ds.max_length)
+    assert label == "spam" and 0.5 < probability <= 1.0
+    assert classify("see you at home later", model, TOKENIZER, "cpu", max_length=ds.max_length)[0] == "ham"
+    assert classifier_loss_loader(val, model, "cpu") < 0.5
+
+
+def test_classify_rejects_empty_and_too_long_messages():
+    model = prepare_classifier(tiny_model(context_length=8))
+    with pytest.raises(ValueError, match="empty message"):
+        classify("", model, TOKENIZER, "cpu", max_length=4)
+    with pytest.raises(ValueError, match="9 tokens long but the model reads at most 8"):
+        classify("win " * 9, model, TOKENIZER, "cpu", max_length=4)
+
+
+def test_classify_truncates_like_the_training_data_and_restores_the_mode():
+    model = prepare_classifier(tiny_model()).train()
+    long_text, cut_text = "free prize win now call", "free prize win"
+    assert classify(long_text, model, TOKENIZER, "cpu", max_length=3) == classify(cut_text, model, TOKENIZER, "cpu", max_length=3)
+    assert model.training
+
+
+# --- weights: the offline fallback ---------------------------------------------------------------------------------
+
+def test_load_gpt2_or_random_labels_random_weights_when_the_download_fails(monkeypatch, capsys):
+    import shared.gpt2_weights as weights
+
+    def offline(size, *args, **kwargs):
+        raise weights.GPT2DownloadError(f"could not download GPT-2 {size}")
+
+    monkeypatch.setattr(weights, "download_gpt2", offline)
+    model, label = load_gpt2_or_random("124M", drop_rate=0.0)
+    assert label == "RANDOM WEIGHTS (GPT-2 124M shape, NOT GPT-2)"
+    assert "RANDOM WEIGHTS" in capsys.readouterr().out
+    assert model.cfg.qkv_bias and model.cfg.drop_rate == 0.0 and model.cfg.emb_dim == 768 and not model.training
+    again, _ = load_gpt2_or_random("124M", drop_rate=0.0)
+    assert torch.equal(model.out_head.weight, again.out_head.weight)  # seeded: the same stand-in each time
+
+
+def test_load_gpt2_or_random_labels_real_weights_as_gpt2(monkeypatch):
+    import shared.gpt2_weights as weights
+
+    sentinel = tiny_model()
+    monkeypatch.setattr(weights, "load_pretrained_gpt2", lambda size, **overrides: sentinel)
+    assert load_gpt2_or_random("355M") == (sentinel, "GPT-2 355M")
