@@ -65,15 +65,20 @@ def autocast_dtype(device):
     """The low-precision dtype to autocast to on `device`, or None for full float32.
 
     bfloat16 keeps float32's exponent range, so it needs no loss scaling: use it wherever the
-    hardware has it (recent NVIDIA GPUs, and CPUs through PyTorch's CPU autocast). Older GPUs
-    only have fast float16, whose small range needs a GradScaler. Elsewhere (e.g. Apple's MPS)
-    this returns None and training stays in float32.
+    hardware computes it natively (recent NVIDIA GPUs; CPUs with AVX512-BF16 or AMX instructions).
+    Older GPUs only have fast float16, whose small range needs a GradScaler. On other CPUs PyTorch
+    emulates bfloat16 matrix products, which is many times slower than float32, so this returns
+    None there, as it does elsewhere (e.g. Apple's MPS): training stays in float32.
     """
     device = torch.device(device)
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu":
-        return torch.bfloat16
+        try:
+            native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        except (AttributeError, RuntimeError):  # a PyTorch build without oneDNN
+            native = False
+        return torch.bfloat16 if native else None
     return None
 
 

@@ -98,8 +98,13 @@ def test_sample_batch_depends_only_on_step():
 # --- mixed precision ---------------------------------------------------------------------
 
 
-def test_cpu_uses_bfloat16_without_a_scaler():
+def test_cpu_uses_bfloat16_only_with_native_support_and_never_a_scaler(monkeypatch):
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert autocast_dtype("cpu") == (torch.bfloat16 if native else None)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
     assert autocast_dtype("cpu") == torch.bfloat16
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert autocast_dtype("cpu") is None  # emulated bfloat16 would be far slower than float32
     assert make_grad_scaler("cpu", torch.bfloat16) is None
     assert make_grad_scaler("cpu", torch.float16) is None  # scalers are for CUDA float16 only
 
