@@ -387,5 +387,8 @@ def data_parallel_worker(rank, world_size, port, cfg, tokens, steps, global_batc
         model, history = train_data_parallel(cfg, tokens, steps, global_batch_size, rank, world_size)
         if rank == 0:
             torch.save({"model": model.state_dict(), "losses": history["losses"]}, out_path)
+        # Leave together: rank 0 hosts the rendezvous store, and tearing it down while another rank is
+        # still shutting down can abort that rank ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
