@@ -69,6 +69,31 @@ def automatic_scores(predictions, references):
             for name, metric in AUTOMATIC_METRICS.items()}
 
 
+import json
+from importlib.resources import files
+
+MULTIPLE_CHOICE_RESOURCE = "assets/multiple_choice_questions.json"  # inside the shared package
+
+
+def load_multiple_choice_questions():
+    """The course's multiple-choice test: a dict with "description", "subject", "few_shot_examples", "questions".
+
+    Each question (and worked example) has "question", "choices" (four strings) and "answer" (the correct
+    letter). The file is package data of `shared`, read through importlib.resources, so the same call works in
+    a clone and in an installed package.
+    """
+    resource = files("shared").joinpath(MULTIPLE_CHOICE_RESOURCE)
+    try:
+        text = resource.read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            f"the multiple-choice questions are missing from the shared package ({resource}). In a clone, restore "
+            f"shared/{MULTIPLE_CHOICE_RESOURCE} from git; elsewhere, reinstall the course package: the setup "
+            f"cell's `pip install` line with `--force-reinstall` added."
+        ) from error
+    return json.loads(text)
+
+
 from dataclasses import dataclass
 
 import torch

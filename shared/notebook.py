@@ -3,6 +3,10 @@
 import os
 import platform
 import random
+import site
+import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -54,3 +58,42 @@ def setup_notebook(seed: int = 123) -> torch.device:
     print(f"Python {platform.python_version()} | torch {torch.__version__} | device: {device} ({name})")
     print(f"fast mode ({FAST_MODE_VARIABLE}): {'on' if fast_mode() else 'off'}")
     return device
+
+
+@contextmanager
+def expect_error(*kinds: type[BaseException]):
+    """Run a block that must fail with one of `kinds`, and show the error instead of stopping.
+
+    Notebooks demonstrate the errors a learner will meet. A cell that raised would stop "Run
+    All" in JupyterLab and Colab, so the block's error is caught and printed the way Python
+    names it (``KeyError: 'Hello'``), and the notebook carries on. A block that does *not*
+    raise is a bug in the demonstration, so that raises AssertionError (and fails the tests).
+    """
+    if not kinds or not all(isinstance(k, type) and issubclass(k, BaseException) for k in kinds):
+        raise TypeError("expect_error needs one or more exception classes, e.g. expect_error(ValueError)")
+    try:
+        yield
+    except kinds as error:
+        print(f"{type(error).__name__}: {error}", file=sys.stderr)
+    else:
+        names = " or ".join(k.__name__ for k in kinds)
+        raise AssertionError(f"this demonstration expected {names}, but the code ran without one")
+
+
+def subprocess_env(**overrides: str) -> dict[str, str]:
+    """The environment for a child Python (e.g. torchrun) that must import this same `shared` package.
+
+    A subprocess does not inherit the notebook's ``sys.path``: in a clone the setup cell only adds the
+    repository to it, so the child would fail with ``ModuleNotFoundError: No module named 'shared'``.
+    This returns ``os.environ`` with the folder that holds ``shared/`` first on ``PYTHONPATH``, plus
+    `overrides` (e.g. ``OMP_NUM_THREADS="1"``). An installed package in a site-packages folder needs
+    nothing: putting that folder on PYTHONPATH would place it ahead of the standard library.
+    """
+    env = dict(os.environ)
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    site_folders = {str(Path(p).resolve()) for p in [*site.getsitepackages(), site.getusersitepackages()]}
+    if package_parent not in site_folders:
+        others = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != package_parent]
+        env["PYTHONPATH"] = os.pathsep.join([package_parent, *others])
+    env.update(overrides)
+    return env

@@ -14,13 +14,13 @@ import torch
 from torch import nn
 
 from shared.evaluation import (
-    JUDGE_MODEL, JudgeError, JudgeResponseError, JudgeTimeoutError, JudgeUnavailableError, automatic_scores,
-    check_judge, evaluate_multiple_choice, exact_match, format_multiple_choice, judge_prompt, judge_score,
-    lcs_length, list_ollama_models, multiple_choice_prompt, normalize_text, ollama_chat_payload, parse_score,
-    query_ollama, rouge_l, score_multiple_choice, token_f1,
+    JUDGE_MODEL, MULTIPLE_CHOICE_RESOURCE, JudgeError, JudgeResponseError, JudgeTimeoutError, JudgeUnavailableError,
+    automatic_scores, check_judge, evaluate_multiple_choice, exact_match, format_multiple_choice, judge_prompt,
+    judge_score, lcs_length, list_ollama_models, load_multiple_choice_questions, multiple_choice_prompt,
+    normalize_text, ollama_chat_payload, parse_score, query_ollama, rouge_l, score_multiple_choice, token_f1,
 )
 
-QUESTIONS_FILE = Path(__file__).resolve().parent.parent / "ch07_instruction_ft" / "multiple_choice_questions.json"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 # ---- automatic metrics ---------------------------------------------------------------------------------------
@@ -347,8 +347,20 @@ def test_score_multiple_choice_with_gpt2s_tokenizer_and_a_real_model():
     assert 0 < result.letter_mass < 1
 
 
+def test_the_question_file_loads_from_the_package():
+    data = load_multiple_choice_questions()
+    assert set(data) == {"description", "subject", "few_shot_examples", "questions"}
+    assert isinstance(data["subject"], str) and data["subject"]
+
+
+def test_a_missing_question_file_says_what_to_do(monkeypatch):
+    monkeypatch.setattr("shared.evaluation.MULTIPLE_CHOICE_RESOURCE", "assets/no_such_file.json")
+    with pytest.raises(FileNotFoundError, match="no_such_file.json.*reinstall"):
+        load_multiple_choice_questions()
+
+
 def test_the_chapters_question_file_is_well_formed_and_balanced():
-    data = json.loads(QUESTIONS_FILE.read_text(encoding="utf-8"))
+    data = load_multiple_choice_questions()
     questions, few_shot = data["questions"], data["few_shot_examples"]
     assert 20 <= len(questions) <= 30 and len(few_shot) == 3
     for q in questions + few_shot:

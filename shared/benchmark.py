@@ -1,9 +1,12 @@
 """Benchmark the course's plain training and generation against the fast path (shared/fast.py), in one run.
 
-    python ch05_pretraining/benchmark.py --device auto --out results.json          # GPT-2 124M, context 1024 (a GPU)
-    python ch05_pretraining/benchmark.py --device cpu --quick --out quick.json      # a smoke test of every rung
-    python ch05_pretraining/benchmark.py --model-size mini --context 256 --steps 5  # a CPU-sized run
-    torchrun --standalone --nproc_per_node=2 ch05_pretraining/benchmark.py --ddp fast --batch-size 16  # data parallel
+A hand-written script of the course package (ch05_performance.ipynb explains it), so it runs wherever the
+package is installed:
+
+    python -m shared.benchmark --device auto --out results.json          # GPT-2 124M, context 1024 (a GPU)
+    python -m shared.benchmark --device cpu --quick --out quick.json      # a smoke test of every rung
+    python -m shared.benchmark --model-size mini --context 256 --steps 5  # a CPU-sized run
+    torchrun --standalone --nproc_per_node=2 -m shared.benchmark --ddp fast --batch-size 16  # data parallel
 
 Training ladder: the chapter's plain float32 loop, then one switch more per rung (TF32, bf16 autocast, fused
 attention, fused AdamW, torch.compile, padded vocabulary, pinned memory, a bigger batch). Every rung starts
@@ -33,15 +36,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the course's shared/ package
-
-from shared.data import fetch  # noqa: E402
-from shared.fast import FastGPT, FastOptions, FastTrainer, StaticDecoder, build_model, copy_weights, fast_autocast  # noqa: E402
-from shared.generation import generate_greedy  # noqa: E402
-from shared.model import GPT2_SIZES, GPTConfig, GPTModel  # noqa: E402
-from shared.scale import sample_batch  # noqa: E402
-from shared.text import gpt2_tokenizer  # noqa: E402
-from shared.training import calc_loss_batch  # noqa: E402
+from shared.data import fetch
+from shared.fast import FastGPT, FastOptions, FastTrainer, StaticDecoder, build_model, copy_weights, fast_autocast
+from shared.generation import generate_greedy
+from shared.model import GPT2_SIZES, GPTConfig, GPTModel
+from shared.scale import sample_batch
+from shared.text import gpt2_tokenizer
+from shared.training import calc_loss_batch
 
 # Sizes small enough for a CPU, besides GPT-2's own (same vocabulary, GPT-2's shape otherwise).
 CPU_SIZES = {"mini": dict(emb_dim=256, n_layers=4, n_heads=4), "micro": dict(emb_dim=64, n_layers=2, n_heads=2)}

@@ -1,27 +1,28 @@
-"""Data-parallel training of a small GPT with PyTorch DDP, launched by torchrun.
+"""Data-parallel training of a small GPT with PyTorch DDP, launched by torchrun (a hand-written script).
 
-    torchrun --standalone --nproc_per_node=2 ch05_pretraining/ddp_train.py --steps 20
-    torchrun --standalone --nproc_per_node=1 ch05_pretraining/ddp_train.py --steps 20   # the 1-process reference
+    torchrun --standalone --nproc_per_node=2 -m shared.ddp_train --steps 20
+    torchrun --standalone --nproc_per_node=1 -m shared.ddp_train --steps 20   # the 1-process reference
 
 Each process trains on its share of every global batch (a DistributedSampler splits the windows of
 The Verdict); DDP averages the gradients so every process takes the same step. The backend is NCCL
 when CUDA GPUs are present (one GPU per process) and gloo on CPUs. Run without torchrun, it trains
 as a single process. See ch05_training_at_scale.ipynb for the explanation.
+
+It is a module of the course package so that it is there wherever the package is installed (Colab
+included); every process must be able to import `shared` (from a notebook, pass
+`env=shared.notebook.subprocess_env()` to the subprocess that runs torchrun).
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the course's shared/ package
-
-from shared.data import fetch  # noqa: E402
-from shared.model import GPTConfig  # noqa: E402
-from shared.scale import atomic_write, setup_distributed, train_data_parallel  # noqa: E402
-from shared.text import gpt2_tokenizer  # noqa: E402
+from shared.data import fetch
+from shared.model import GPTConfig
+from shared.scale import atomic_write, setup_distributed, train_data_parallel
+from shared.text import gpt2_tokenizer
 
 
 def parse_args(argv=None):
