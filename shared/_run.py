@@ -22,6 +22,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from shared._export import GPU_CHAPTERS, ROOT, serialize
+from shared._widget_snapshot import freeze_widgets
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 LANGUAGE_INFO = {"name": "python", "pygments_lexer": "ipython3"}
@@ -56,18 +57,19 @@ def run(path: Path, timeout: int) -> float:
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
         record_timing=False,
-        # True keeps nbclient's Output-widget bookkeeping working (with False, `interact` crashes it);
-        # normalize() then drops the stored widget state, which would only bloat the file.
+        # The widgets' final state is what freeze_widgets() turns into static outputs (a finished
+        # progress bar, the explorer's last picture); normalize() then drops the state itself.
         store_widget_state=True,
-        allow_errors=True,  # cells marked NBVAL_RAISES_EXCEPTION demonstrate errors; others are checked below
+        allow_errors=True,  # run to the end, then report the first error below with its cell
     )
     start = time.perf_counter()
     client.execute()
     elapsed = time.perf_counter() - start
     for cell in nb.cells:
         failed = [o for o in cell.get("outputs", []) if o.output_type == "error"]
-        if failed and "# NBVAL_RAISES_EXCEPTION" not in cell.source:
+        if failed:  # Run All in JupyterLab or Colab would stop here: demonstrate errors with expect_error()
             raise RuntimeError(f"{path}: {failed[0].ename}: {failed[0].evalue}\nin cell:\n{cell.source[:500]}\n(nothing was written)")
+    freeze_widgets(nb)
     normalize(nb, path)
     path.write_text(serialize(nb), encoding="utf-8")
     return elapsed

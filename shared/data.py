@@ -129,7 +129,7 @@ def fetch(name: str) -> Path:
             f"Could not download {name} from {remote.url}\n  ({type(error).__name__}: {error}).\n"
             f"Without internet: fetch that file on a machine that has it, then either put it at\n  {target}\n"
             f"or put it in a folder and set the environment variable {MIRROR_VARIABLE} to that folder."
-        ) from error
+        ) from None  # the message names the cause; the network library's long chain would bury it
     if remote.member:
         extract_member(downloaded, remote.member, target)
     elif downloaded != target:

@@ -48,7 +48,7 @@ def download_gpt2(size="124M", cache_dir=None, force_download=False):
             f"This needs an internet connection (and HF_HUB_OFFLINE unset) the first time; afterwards the "
             f"cached copy is used. Alternatively download model.safetensors from https://huggingface.co/{repo} "
             f"yourself and pass its path to load_gpt2_state_dict()."
-        ) from error
+        ) from None  # the message says what to do; the Hub client's chain of errors would bury it
 
 
 def load_gpt2_state_dict(path, expected_sha256=None):

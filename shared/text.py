@@ -58,10 +58,12 @@ def gpt2_tokenizer() -> tiktoken.Encoding:
     try:
         return tiktoken.get_encoding("gpt2")
     except Exception as error:  # tiktoken raises requests' errors when its files can't be fetched
+        cause = f"{type(error).__name__}: {error}"
         raise RuntimeError(
             "tiktoken could not load GPT-2's encoding files. It downloads them on first use: connect to the "
-            "internet once, or set TIKTOKEN_CACHE_DIR to a folder holding a tiktoken cache."
-        ) from error
+            "internet once, or set TIKTOKEN_CACHE_DIR to a folder holding a tiktoken cache.\n"
+            f"  (cause: {cause[:300]})"
+        ) from None  # a short error: the cause is in the message, not in 200 lines of network internals
 
 
 class GPTDataset(Dataset):

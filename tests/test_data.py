@@ -53,6 +53,9 @@ def test_offline_without_mirror_says_what_to_put_where(course_file, tmp_path):
     assert str(tmp_path / "cache" / "fake.txt") in message
     assert data.MIRROR_VARIABLE in message
     assert not (tmp_path / "cache" / "fake.txt").exists()
+    # A short error: the cause is named in the message, and the network library's chain is not shown.
+    assert error.value.__cause__ is None and error.value.__suppress_context__
+    assert "Error: " in message.splitlines()[1]
 
 
 def test_zip_member_is_extracted_to_the_chosen_path_only(tmp_path):

@@ -13,7 +13,16 @@ from shared._export import ROOT, notebooks
 from shared._run import ALLOWED_CELL_METADATA, normalized_metadata
 
 NOTEBOOKS = notebooks()
-MARKER = re.compile(r"^# (NBVAL_IGNORE_OUTPUT|NBVAL_SKIP|NBVAL_RAISES_EXCEPTION)\s*$")
+MARKER = re.compile(r"^# (NBVAL_IGNORE_OUTPUT|NBVAL_SKIP)\s*$")
+# What a reader without a kernel (GitHub, Colab before running) would see instead of a widget.
+WIDGET_REPR = re.compile(r"^\s*(VBox|HBox|Box|GridBox|Tab|Accordion|interactive|Output|Dropdown|Text|Image|Checkbox)\(")
+UNFINISHED_BAR = re.compile(r"(^|: ?)\s*0%\|")
+# Notebooks whose stored outputs predate the static widget copies (shared/_widget_snapshot.py) and
+# still await their full-size re-run. Strict: once re-run, the test passes, the xfail fails, and the
+# entry must go. Keep this empty whenever the run time allows.
+AWAITING_RERUN = {
+    "ch05_pretraining/ch05_pretraining.ipynb": "two progress bars stored at 0%; its full-size run takes about an hour",
+}
 MACHINE_PATHS = re.compile(r"(/root/|/home/\w|/Users/\w|[A-Z]:\\\\|ipykernel_\d|/tmp/|/work/|site-packages)")
 
 
@@ -50,12 +59,43 @@ def test_metadata_is_normalised(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
-def test_no_stray_errors_or_machine_paths(path):
+def test_run_all_never_stops_at_an_error(path):
+    """JupyterLab's and Colab's Run All stop at the first cell that raises, whatever its nbval markers."""
     for cell in code_cells(load(path)):
-        expects_error = "# NBVAL_RAISES_EXCEPTION" in cell.source
+        assert "NBVAL_RAISES_EXCEPTION" not in cell.source and "raises-exception" not in cell.metadata.get("tags", []), (
+            "a cell that raises stops Run All: demonstrate the error with `with expect_error(...)` "
+            f"from shared.notebook instead, in cell:\n{cell.source[:200]}"
+        )
         for output in cell.outputs:
-            if output.output_type == "error":
-                assert expects_error, f"unexpected {output.ename} stored in cell:\n{cell.source[:200]}"
+            assert output.output_type != "error", f"{output.get('ename')} stored in cell:\n{cell.source[:200]}"
+
+
+def awaiting_rerun_marked(paths):
+    marked = []
+    for path in paths:
+        reason = AWAITING_RERUN.get(path.relative_to(ROOT).as_posix())
+        marked.append(pytest.param(path, marks=pytest.mark.xfail(strict=True, reason=reason)) if reason else path)
+    return marked
+
+
+@pytest.mark.parametrize("path", awaiting_rerun_marked(NOTEBOOKS), ids=ids(NOTEBOOKS))
+def test_stored_widgets_read_right_without_a_kernel(path):
+    """`python -m shared._run` stores widgets as static copies of their final state (shared/_widget_snapshot.py)."""
+    for cell in code_cells(load(path)):
+        for output in cell.outputs:
+            data = output.get("data", {})
+            plain = "".join(data.get("text/plain", ""))
+            assert "application/vnd.jupyter.widget-view+json" not in data, (
+                f"a widget stored as a bare view (a reader without a kernel sees nothing) in cell:\n{cell.source[:200]}"
+            )
+            assert not WIDGET_REPR.match(plain), f"a widget stored as its repr ({plain[:60]}...) in cell:\n{cell.source[:200]}"
+            assert not UNFINISHED_BAR.search(plain), f"a progress bar stored at 0% ({plain[:60]}) in cell:\n{cell.source[:200]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
+def test_no_machine_paths(path):
+    for cell in code_cells(load(path)):
+        for output in cell.outputs:
             text = output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
             found = MACHINE_PATHS.search(text)
             assert not found, f"output names a path of the machine that ran it ({found.group(0)}):\n{text[:300]}"

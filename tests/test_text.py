@@ -94,3 +94,16 @@ def test_batches_have_the_requested_shape():
 def test_bad_input_raises_a_clear_error(text, kwargs, message):
     with pytest.raises(ValueError, match=message):
         create_dataloader(text, **kwargs)
+
+
+def test_tokenizer_files_missing_gives_one_short_error(monkeypatch):
+    import tiktoken
+
+    def offline(name):
+        raise ConnectionError("HTTPSConnectionPool(host='openaipublic.blob.core.windows.net'): Max retries exceeded")
+
+    monkeypatch.setattr(tiktoken, "get_encoding", offline)
+    with pytest.raises(RuntimeError, match="TIKTOKEN_CACHE_DIR") as error:
+        gpt2_tokenizer.__wrapped__()  # bypass the cache of the real, working tokenizer
+    assert "cause: ConnectionError: HTTPSConnectionPool" in str(error.value)
+    assert error.value.__cause__ is None and error.value.__suppress_context__
