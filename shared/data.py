@@ -85,7 +85,7 @@ def extract_member(archive: Path, member: str, target: Path) -> None:
             data = zf.read(member)
     except zipfile.BadZipFile as error:
         archive.unlink(missing_ok=True)
-        raise DataUnavailableError(f"{archive.name} is not a valid zip file ({error}); it was deleted, run again to re-download") from error
+        raise DataUnavailableError(f"{archive.name} is not a valid zip file ({error}); it was deleted, run again to re-download") from None
     write_atomically(target, data)
 
 

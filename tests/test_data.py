@@ -74,9 +74,10 @@ def test_zip_member_is_extracted_to_the_chosen_path_only(tmp_path):
 def test_corrupt_zip_is_reported_and_removed(tmp_path):
     archive = tmp_path / "broken.zip"
     archive.write_bytes(b"this is not a zip file")
-    with pytest.raises(data.DataUnavailableError, match="not a valid zip"):
+    with pytest.raises(data.DataUnavailableError, match="not a valid zip") as error:
         data.extract_member(archive, "x", tmp_path / "x")
     assert not archive.exists()
+    assert error.value.__cause__ is None and error.value.__suppress_context__  # the reason is in the message
 
 
 def test_real_course_files_come_from_the_mirror_with_their_published_hashes(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 import base64
 
 import nbformat
+import pytest
 
 from shared._widget_snapshot import STATIC_NOTE, WIDGET_STATE, WIDGET_VIEW, freeze_widgets
 
@@ -22,29 +23,22 @@ def notebook_showing(model_id, states):
     return nb
 
 
-def test_a_tqdm_bar_is_stored_as_its_final_text_bar():
+@pytest.mark.parametrize("left, progress, right, expected", [
+    ("training:&nbsp;100%", model("FloatProgressModel", value=90.0, max=90.0), "\u200790/90\u2007[00:12<00:00,\u20077.5it/s]",
+     "training: 100%|██████████| 90/90 [00:12<00:00, 7.5it/s]"),
+    ("check: 50%", model("IntProgressModel", value=2, max=4), " 2/4", "check: 50%|█████     | 2/4"),
+])
+def test_a_tqdm_bar_is_stored_as_its_final_text_bar(left, progress, right, expected):
     states = {
         "bar": model("HBoxModel", children=["IPY_MODEL_left", "IPY_MODEL_progress", "IPY_MODEL_right"]),
-        "left": model("HTMLModel", value="training:&nbsp;100%"),
-        "progress": model("FloatProgressModel", value=90.0, max=90.0),
-        "right": model("HTMLModel", value="\u200790/90\u2007[00:12<00:00,\u20077.5it/s]"),
+        "left": model("HTMLModel", value=left),
+        "progress": progress,
+        "right": model("HTMLModel", value=right),
     }
     nb = notebook_showing("bar", states)
     assert freeze_widgets(nb) == 1
     (output,) = nb.cells[0].outputs
-    assert output.data == {"text/plain": "training: 100%|██████████| 90/90 [00:12<00:00, 7.5it/s]"}
-
-
-def test_a_half_finished_bar_shows_half_a_bar():
-    states = {
-        "bar": model("HBoxModel", children=["IPY_MODEL_l", "IPY_MODEL_p", "IPY_MODEL_r"]),
-        "l": model("HTMLModel", value="check: 50%"),
-        "p": model("IntProgressModel", value=2, max=4),
-        "r": model("HTMLModel", value=" 2/4"),
-    }
-    nb = notebook_showing("bar", states)
-    freeze_widgets(nb)
-    assert nb.cells[0].outputs[0].data["text/plain"] == "check: 50%|█████     | 2/4"
+    assert output.data == {"text/plain": expected}
 
 
 def test_controls_and_an_image_become_a_line_of_values_and_the_last_picture():
