@@ -1,18 +1,16 @@
 """shared/classification.py: SMS spam data, dataset, classifier setup, loss/accuracy, training, classify (chapter 6)."""
 
-import zipfile
+import functools
 
 import pytest
 import torch
 
-from shared import data
 from shared.classification import (
     LABELS, ClassifierTop, MalformedDataError, SpamDataset, balance_classes, classifier_accuracy,
     classifier_loss_loader, classify, count_trainable, create_classification_loaders, encode_message,
     frozen_features, prepare_classifier, read_rows_csv, read_sms_collection, split_rows, train_classifier,
     write_rows_csv,
 )
-from shared.gpt2_weights import load_gpt2_or_random
 from shared.model import GPTConfig, GPTModel
 
 PAD = 50256
@@ -35,10 +33,10 @@ HAM = ["hi see you at home", "can we meet tomorrow", "pick up milk later", "ok t
        "see you at dinner", "hi mum love you", "can you pick up milk", "ok see you later"]
 
 
-def tiny_model(seed=0, n_layers=2, context_length=32):
-    torch.manual_seed(seed)
-    return GPTModel(GPTConfig(vocab_size=PAD + 1, context_length=context_length, emb_dim=32, n_heads=2,
-                              n_layers=n_layers, drop_rate=0.0, qkv_bias=True))
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model):
+    """GPT-2's vocabulary (PAD is a token) and its query/key/value biases, at the shared tiny width."""
+    return functools.partial(tiny_model, vocab_size=PAD + 1, context_length=32, qkv_bias=True)
 
 
 def rows(n_each=8):
@@ -66,23 +64,6 @@ def test_read_sms_collection_rejects_an_empty_file(tmp_path):
     path.write_text("\n", encoding="utf-8")
     with pytest.raises(MalformedDataError, match="no messages"):
         read_sms_collection(path)
-
-
-def test_corrupt_zip_gives_a_clear_error_and_is_deleted(tmp_path):
-    archive = tmp_path / "sms.zip"
-    archive.write_bytes(b"PK\x03\x04 this is not really a zip file")
-    with pytest.raises(data.DataUnavailableError, match="not a valid zip"):
-        data.extract_member(archive, "SMSSpamCollection", tmp_path / "SMSSpamCollection")
-    assert not archive.exists() and not (tmp_path / "SMSSpamCollection").exists()
-
-
-def test_zip_without_the_member_is_refused(tmp_path):
-    archive = tmp_path / "sms.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("../../evil.txt", "x")
-    with pytest.raises(data.DataUnavailableError, match="no member"):
-        data.extract_member(archive, "SMSSpamCollection", tmp_path / "out")
-    assert not (tmp_path / "out").exists()
 
 
 def test_csv_round_trip_keeps_commas_quotes_and_newlines(tmp_path):
@@ -174,7 +155,7 @@ def test_loaders_batch_shapes_and_counts():
 
 # --- the classifier -----------------------------------------------------------------------------------------------
 
-def test_prepare_classifier_trains_exactly_the_last_block_final_norm_and_head():
+def test_prepare_classifier_trains_exactly_the_last_block_final_norm_and_head(tiny_model):
     model = prepare_classifier(tiny_model(n_layers=3), num_classes=2, trainable_blocks=1)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith(("trf_blocks.2.", "final_norm.", "out_head.")) for n in trainable)
@@ -190,12 +171,12 @@ def test_prepare_classifier_at_gpt2_small_size_counts():
     assert count_trainable(model) == block + 2 * 768 + (768 * 2 + 2) == 7_090_946
 
 
-def test_prepare_classifier_rejects_impossible_block_counts():
+def test_prepare_classifier_rejects_impossible_block_counts(tiny_model):
     with pytest.raises(ValueError, match="between 0 and 2"):
         prepare_classifier(tiny_model(), trainable_blocks=3)
 
 
-def test_frozen_features_plus_top_equal_the_whole_model():
+def test_frozen_features_plus_top_equal_the_whole_model(tiny_model):
     model = prepare_classifier(tiny_model(n_layers=3))
     ds = SpamDataset(rows(4), TOKENIZER)
     loader = torch.utils.data.DataLoader(ds, batch_size=3)
@@ -205,14 +186,14 @@ def test_frozen_features_plus_top_equal_the_whole_model():
         torch.testing.assert_close(ClassifierTop(model, 2)(features.tensors[0]), model(ds.inputs), atol=1e-5, rtol=1e-5)
 
 
-def test_frozen_features_refuses_to_cache_a_trainable_block():
+def test_frozen_features_refuses_to_cache_a_trainable_block(tiny_model):
     model = prepare_classifier(tiny_model(n_layers=3), trainable_blocks=2)
     loader = torch.utils.data.DataLoader(SpamDataset(rows(2), TOKENIZER), batch_size=2)
     with pytest.raises(ValueError, match="trainable"):
         frozen_features(model, loader, first_block=2, device="cpu")
 
 
-def test_tiny_end_to_end_finetune_beats_chance():
+def test_tiny_end_to_end_finetune_beats_chance(tiny_model):
     torch.manual_seed(0)
     model = prepare_classifier(tiny_model(seed=1), trainable_blocks=2)
     ds = SpamDataset(rows(24), TOKENIZER)
@@ -231,7 +212,7 @@ def test_tiny_end_to_end_finetune_beats_chance():
     assert classifier_loss_loader(val, model, "cpu") < 0.5
 
 
-def test_classify_rejects_empty_and_too_long_messages():
+def test_classify_rejects_empty_and_too_long_messages(tiny_model):
     model = prepare_classifier(tiny_model(context_length=8))
     with pytest.raises(ValueError, match="empty message"):
         classify("", model, TOKENIZER, "cpu", max_length=4)
@@ -239,33 +220,8 @@ def test_classify_rejects_empty_and_too_long_messages():
         classify("win " * 9, model, TOKENIZER, "cpu", max_length=4)
 
 
-def test_classify_truncates_like_the_training_data_and_restores_the_mode():
+def test_classify_truncates_like_the_training_data_and_restores_the_mode(tiny_model):
     model = prepare_classifier(tiny_model()).train()
     long_text, cut_text = "free prize win now call", "free prize win"
     assert classify(long_text, model, TOKENIZER, "cpu", max_length=3) == classify(cut_text, model, TOKENIZER, "cpu", max_length=3)
     assert model.training
-
-
-# --- weights: the offline fallback ---------------------------------------------------------------------------------
-
-def test_load_gpt2_or_random_labels_random_weights_when_the_download_fails(monkeypatch, capsys):
-    import shared.gpt2_weights as weights
-
-    def offline(size, *args, **kwargs):
-        raise weights.GPT2DownloadError(f"could not download GPT-2 {size}")
-
-    monkeypatch.setattr(weights, "download_gpt2", offline)
-    model, label = load_gpt2_or_random("124M", drop_rate=0.0)
-    assert label == "RANDOM WEIGHTS (GPT-2 124M shape, NOT GPT-2)"
-    assert "RANDOM WEIGHTS" in capsys.readouterr().out
-    assert model.cfg.qkv_bias and model.cfg.drop_rate == 0.0 and model.cfg.emb_dim == 768 and not model.training
-    again, _ = load_gpt2_or_random("124M", drop_rate=0.0)
-    assert torch.equal(model.out_head.weight, again.out_head.weight)  # seeded: the same stand-in each time
-
-
-def test_load_gpt2_or_random_labels_real_weights_as_gpt2(monkeypatch):
-    import shared.gpt2_weights as weights
-
-    sentinel = tiny_model()
-    monkeypatch.setattr(weights, "load_pretrained_gpt2", lambda size, **overrides: sentinel)
-    assert load_gpt2_or_random("355M") == (sentinel, "GPT-2 355M")

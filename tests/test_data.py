@@ -71,12 +71,24 @@ def test_zip_member_is_extracted_to_the_chosen_path_only(tmp_path):
         data.extract_member(archive, "missing.txt", tmp_path / "out" / "missing.txt")
 
 
-def test_corrupt_zip_is_reported_and_removed(tmp_path):
+def test_zip_without_the_member_is_refused(tmp_path):
+    archive = tmp_path / "sms.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../../evil.txt", "x")
+    with pytest.raises(data.DataUnavailableError, match="no member"):
+        data.extract_member(archive, "SMSSpamCollection", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+# A zip file starts with "PK\x03\x04": a file that starts like one and is not must be refused all the same.
+@pytest.mark.parametrize("content", [b"this is not a zip file", b"PK\x03\x04 this is not really a zip file"],
+                         ids=["not-a-zip", "zip-signature-then-junk"])
+def test_corrupt_zip_is_reported_and_removed(tmp_path, content):
     archive = tmp_path / "broken.zip"
-    archive.write_bytes(b"this is not a zip file")
+    archive.write_bytes(content)
     with pytest.raises(data.DataUnavailableError, match="not a valid zip") as error:
         data.extract_member(archive, "x", tmp_path / "x")
-    assert not archive.exists()
+    assert not archive.exists() and not (tmp_path / "x").exists()
     assert error.value.__cause__ is None and error.value.__suppress_context__  # the reason is in the message
 
 

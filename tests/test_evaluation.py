@@ -334,14 +334,13 @@ def test_score_multiple_choice_needs_one_token_per_letter():
         score_multiple_choice(FixedLogits(torch.zeros(50)), SplitsLetters(), "?", ["x", "y"])
 
 
-def test_score_multiple_choice_with_gpt2s_tokenizer_and_a_real_model():
-    from shared.model import GPTConfig, GPTModel
+def test_score_multiple_choice_with_gpt2s_tokenizer_and_a_real_model(tiny_model):
     from shared.text import gpt2_tokenizer
 
     tokenizer = gpt2_tokenizer()
     assert [len(tokenizer.encode(" " + letter)) for letter in "ABCD"] == [1, 1, 1, 1]
-    torch.manual_seed(0)
-    model = GPTModel(GPTConfig(context_length=256, emb_dim=16, n_heads=2, n_layers=1))
+    # GPT-2's vocabulary and dropout; a context long enough for the question and its four choices.
+    model = tiny_model(vocab_size=50257, context_length=256, emb_dim=16, n_layers=1, drop_rate=0.1)
     result = score_multiple_choice(model, tokenizer, "What is 2 + 2?", ["3", "4", "5", "22"])
     assert result.prediction in "ABCD" and sum(result.probabilities.values()) == pytest.approx(1.0)
     assert 0 < result.letter_mass < 1

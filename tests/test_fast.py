@@ -1,5 +1,7 @@
 """shared/fast.py: every fast-path switch keeps the plain path's results; the static-cache decoder equals greedy."""
 
+import dataclasses
+import functools
 import os
 import shutil
 import time
@@ -16,9 +18,10 @@ VOCAB, CONTEXT = 61, 8
 TINY = GPTConfig(vocab_size=VOCAB, context_length=CONTEXT, emb_dim=16, n_heads=4, n_layers=2, drop_rate=0.0)
 
 
-def plain_model(cfg=TINY, seed=123):
-    torch.manual_seed(seed)
-    return GPTModel(cfg)
+@pytest.fixture(scope="module")
+def plain_model(tiny_model):
+    """`plain_model(seed=123, **overrides)`: the chapters' GPTModel, TINY's shape: what the fast paths must match."""
+    return functools.partial(tiny_model, seed=123, **dataclasses.asdict(TINY))
 
 
 def batches(n=3, batch=4, cfg=TINY, seed=0):
@@ -52,7 +55,7 @@ FP32_OPTIONS = {
 
 
 @pytest.mark.parametrize("name", list(FP32_OPTIONS))
-def test_each_float32_option_alone_matches_the_plain_path(name):
+def test_each_float32_option_alone_matches_the_plain_path(plain_model, name):
     data = batches()
     reference = plain_model()
     ref_losses, reference = train(reference, FastOptions(), data)
@@ -66,7 +69,7 @@ def test_each_float32_option_alone_matches_the_plain_path(name):
         assert torch.allclose(value, reference.state_dict()[key], atol=1e-5, rtol=0), key
 
 
-def test_the_plain_options_build_the_chapter_model():
+def test_the_plain_options_build_the_chapter_model(plain_model):
     model = copy_weights(plain_model(), build_model(TINY))
     assert isinstance(model, GPTModel) and model.padded_vocab_size == VOCAB and not model.cfg.fused_attention
     x = batches()[0][0]
@@ -74,7 +77,7 @@ def test_the_plain_options_build_the_chapter_model():
         assert torch.equal(model.eval()(x), plain_model().eval()(x))
 
 
-def test_bf16_autocast_stays_close_to_float32():
+def test_bf16_autocast_stays_close_to_float32(plain_model):
     data = batches()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         low = plain_model().eval()(data[0][0]).float()
@@ -87,7 +90,7 @@ def test_bf16_autocast_stays_close_to_float32():
     assert (losses - ref_losses).abs().max() < 0.05
 
 
-def test_fp16_autocast_uses_a_grad_scaler_and_stays_close():
+def test_fp16_autocast_uses_a_grad_scaler_and_stays_close(plain_model):
     data = batches()
     trainer = FastTrainer(plain_model(), FastOptions(autocast="fp16"), lr=1e-2)
     assert trainer.scaler is not None
@@ -113,19 +116,20 @@ def test_options_are_checked_and_fastest_fits_the_device():
     assert fast_autocast("cpu") in (None, "bf16")
 
 
-def padded_twin(seed=123, junk=1e4):
+@pytest.fixture
+def padded_twin(plain_model):
     """The plain model and a padded copy whose padding rows hold large junk (they must never matter)."""
-    plain = plain_model(seed=seed).eval()
+    plain = plain_model().eval()
     padded = copy_weights(plain, build_model(TINY, FastOptions(pad_vocab_multiple=64))).eval()
     with torch.no_grad():
-        padded.out_head.weight[VOCAB:] = junk
-        padded.tok_emb.weight[VOCAB:] = junk
+        padded.out_head.weight[VOCAB:] = 1e4
+        padded.tok_emb.weight[VOCAB:] = 1e4
     return plain, padded
 
 
-def test_padded_vocabulary_rounds_up_and_refuses_padding_ids():
+def test_padded_vocabulary_rounds_up_and_refuses_padding_ids(padded_twin, plain_model):
     assert padded_vocab_size(50257, 64) == 50304 and padded_vocab_size(64, 64) == 64 and padded_vocab_size(5, 1) == 5
-    _, padded = padded_twin()
+    _, padded = padded_twin
     assert padded.out_head.weight.shape[0] == 64 and padded.cfg.vocab_size == VOCAB
     with pytest.raises(ValueError, match="outside the vocabulary"):
         padded(torch.tensor([[VOCAB]]))  # a padding row is not a token
@@ -133,8 +137,8 @@ def test_padded_vocabulary_rounds_up_and_refuses_padding_ids():
         copy_weights(padded, plain_model())
 
 
-def test_padded_vocabulary_never_changes_the_loss():
-    plain, padded = padded_twin()
+def test_padded_vocabulary_never_changes_the_loss(padded_twin):
+    plain, padded = padded_twin
     x, y = batches()[0]
     with torch.no_grad():
         assert padded(x).shape[-1] == VOCAB
@@ -142,8 +146,8 @@ def test_padded_vocabulary_never_changes_the_loss():
 
 
 @pytest.mark.parametrize("top_k", [None, 5])
-def test_padded_vocabulary_is_never_sampled(top_k):
-    plain, padded = padded_twin()
+def test_padded_vocabulary_is_never_sampled(padded_twin, top_k):
+    plain, padded = padded_twin
     idx = torch.randint(0, VOCAB, (3, 4), generator=torch.Generator().manual_seed(1))
     draws = []
     for model in (plain, padded):
@@ -153,7 +157,7 @@ def test_padded_vocabulary_is_never_sampled(top_k):
     assert draws[1].max() < VOCAB
 
 
-def test_static_cache_speaks_the_chapter_4_cache_protocol():
+def test_static_cache_speaks_the_chapter_4_cache_protocol(plain_model):
     model = plain_model().eval()
     idx = batches()[0][0][:2]
     cache = StaticKVCache(TINY, batch_size=2)
@@ -168,7 +172,7 @@ def test_static_cache_speaks_the_chapter_4_cache_protocol():
             model(idx[:, :1], cache=cache)  # a ninth position does not fit
 
 
-def test_decode_step_equals_the_full_forward_at_every_position():
+def test_decode_step_equals_the_full_forward_at_every_position(plain_model):
     model = plain_model().eval()
     idx = batches()[0][0][:3]
     cache = StaticKVCache(TINY, batch_size=3)
@@ -182,7 +186,7 @@ def test_decode_step_equals_the_full_forward_at_every_position():
 
 @pytest.mark.parametrize("prompt_length", [1, 5, CONTEXT, CONTEXT + 3, 3 * CONTEXT])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_static_decoder_equals_plain_greedy_in_float32(prompt_length, batch):
+def test_static_decoder_equals_plain_greedy_in_float32(plain_model, prompt_length, batch):
     model = plain_model()
     idx = torch.randint(0, VOCAB, (batch, prompt_length), generator=torch.Generator().manual_seed(prompt_length))
     new_tokens = 2 * CONTEXT  # every case runs across the context boundary
@@ -191,7 +195,7 @@ def test_static_decoder_equals_plain_greedy_in_float32(prompt_length, batch):
     assert torch.equal(got, expected)
 
 
-def test_batched_static_decoder_equals_row_by_row():
+def test_batched_static_decoder_equals_row_by_row(plain_model):
     model = plain_model()
     idx = torch.randint(0, VOCAB, (4, 3), generator=torch.Generator().manual_seed(3))
     together = StaticDecoder(model, 4).generate(idx, 12)
@@ -200,23 +204,23 @@ def test_batched_static_decoder_equals_row_by_row():
     assert torch.equal(together, rows)
 
 
-def test_static_decoder_with_a_padded_vocabulary_and_zero_tokens():
-    plain, padded = padded_twin()
+def test_static_decoder_with_a_padded_vocabulary_and_zero_tokens(padded_twin):
+    plain, padded = padded_twin
     idx = torch.randint(0, VOCAB, (2, 3), generator=torch.Generator().manual_seed(4))
     assert torch.equal(StaticDecoder(padded, 2).generate(idx, 20), generate_greedy(plain, idx, 20))
     assert torch.equal(StaticDecoder(padded, 2).generate(idx, 0), idx)
 
 
-def test_static_decoder_refuses_what_it_cannot_do():
+def test_static_decoder_refuses_what_it_cannot_do(plain_model):
     with pytest.raises(ValueError, match="batch size"):
         StaticDecoder(plain_model(), 2).generate(torch.zeros(3, 2, dtype=torch.long), 1)
     with pytest.raises(ValueError, match="absolute"):
-        StaticDecoder(GPTModel(GPTConfig(**{**TINY.__dict__, "position": "rope"})), 1)
+        StaticDecoder(plain_model(position="rope"), 1)
     with pytest.raises(ValueError, match="empty"):
         StaticDecoder(plain_model(), 1).generate(torch.zeros(1, 0, dtype=torch.long), 1)
 
 
-def test_bf16_static_decoder_is_close_to_float32():
+def test_bf16_static_decoder_is_close_to_float32(plain_model):
     model = plain_model()
     idx = torch.randint(0, VOCAB, (2, 3), generator=torch.Generator().manual_seed(5))
     expected = generate_greedy(model, idx, 12)
@@ -235,7 +239,7 @@ needs_compile = pytest.mark.skipif(os.environ.get("COURSE_TEST_COMPILE") != "1" 
 
 
 @needs_compile
-def test_compiled_training_matches_the_plain_path():
+def test_compiled_training_matches_the_plain_path(plain_model):
     data = batches()
     ref_losses, reference = train(plain_model(), FastOptions(), data)
     start = time.perf_counter()
@@ -249,14 +253,14 @@ def test_compiled_training_matches_the_plain_path():
 
 
 @needs_compile
-def test_compiled_static_decoder_equals_plain_greedy():
+def test_compiled_static_decoder_equals_plain_greedy(plain_model):
     model = plain_model()
     idx = torch.randint(0, VOCAB, (2, 3), generator=torch.Generator().manual_seed(6))
     decoder = StaticDecoder(model, 2, compile=True)
     assert torch.equal(decoder.generate(idx, 2 * CONTEXT), generate_greedy(model, idx, 2 * CONTEXT, use_cache=False))
 
 
-def test_clipping_and_scheduler_match_the_chapter_5_train_step():
+def test_clipping_and_scheduler_match_the_chapter_5_train_step(plain_model):
     from shared.scale import train_step, warmup_cosine_scheduler
 
     data = batches()

@@ -3,6 +3,7 @@
 transformers' GPT2LMHeadModel built from a GPT2Config needs no download: it is the real GPT-2
 architecture with random weights. We save it the way checkpoints are stored (safetensors), load it
 through the notebook's code path (load_gpt2_state_dict -> load_weights_into_gpt) and compare logits.
+Last, load_gpt2_or_random: GPT-2 when it can be had, labelled random weights of its shape when not.
 """
 
 import hashlib
@@ -19,27 +20,29 @@ from shared.gpt2_weights import (
     convert_gpt2_state_dict,
     download_gpt2,
     gpt2_state_dict_from_model,
+    load_gpt2_or_random,
     load_gpt2_state_dict,
     load_weights_into_gpt,
 )
 from shared.model import GPTConfig, GPTModel
 
-transformers = pytest.importorskip("transformers")
-
 TINY = dict(vocab_size=101, n_positions=32, n_embd=48, n_layer=2, n_head=4)
 
 
 def hf_model(**config):
+    # Imported here, not at the top: only the tests that compare with transformers need it.
+    transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     cfg = transformers.GPT2Config(**config, bos_token_id=0, eos_token_id=0) if config else transformers.GPT2Config()
     return transformers.GPT2LMHeadModel(cfg).eval()
 
 
 def our_model(hf, **overrides):
+    """Our model in the shape of transformers' `hf`, with GPT-2's query/key/value biases, without dropout."""
     c = hf.config
-    cfg = GPTConfig(vocab_size=c.vocab_size, context_length=c.n_positions, emb_dim=c.n_embd, n_layers=c.n_layer,
-                    n_heads=c.n_head, qkv_bias=True, drop_rate=0.0, **overrides)
-    return GPTModel(cfg).eval()
+    shape = dict(vocab_size=c.vocab_size, context_length=c.n_positions, emb_dim=c.n_embd, n_layers=c.n_layer,
+                 n_heads=c.n_head, qkv_bias=True, drop_rate=0.0)
+    return GPTModel(GPTConfig(**{**shape, **overrides})).eval()
 
 
 def published_layout(hf):
@@ -84,26 +87,22 @@ def test_full_124m_shape_matches_transformers(tmp_path):
 
 def test_shorter_context_keeps_the_first_positions():
     hf = hf_model(**TINY)
-    ours = load_weights_into_gpt(GPTModel(GPTConfig(
-        vocab_size=101, context_length=8, emb_dim=48, n_layers=2, n_heads=4, qkv_bias=True, drop_rate=0.0)).eval(),
-        hf.state_dict())
+    ours = load_weights_into_gpt(our_model(hf, context_length=8), hf.state_dict())
     assert torch.equal(ours.pos_emb.weight, hf.transformer.wpe.weight[:8])
     assert max_logit_difference(hf, ours, seq_len=8) < 1e-5
 
 
-def test_round_trip_through_gpt2_layout():
-    torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=101, context_length=16, emb_dim=32, n_heads=2, n_layers=2, qkv_bias=True, drop_rate=0.0)
-    source, target = GPTModel(cfg).eval(), GPTModel(cfg).eval()
+def test_round_trip_through_gpt2_layout(tiny_model):
+    source = tiny_model(qkv_bias=True).eval()
+    target = GPTModel(source.cfg).eval()  # other weights: the global generator has moved on
     load_weights_into_gpt(target, gpt2_state_dict_from_model(source))
     ids = torch.randint(0, 101, (2, 10))
     assert torch.equal(source(ids), target(ids))
 
 
-def test_model_without_qkv_bias_is_written_with_zero_biases():
-    torch.manual_seed(0)
-    cfg = dict(vocab_size=101, context_length=16, emb_dim=32, n_heads=2, n_layers=2, drop_rate=0.0)
-    source, target = GPTModel(GPTConfig(**cfg)).eval(), GPTModel(GPTConfig(**cfg, qkv_bias=True)).eval()
+def test_model_without_qkv_bias_is_written_with_zero_biases(tiny_model, tiny_config):
+    source = tiny_model().eval()
+    target = GPTModel(tiny_config(qkv_bias=True)).eval()
     sd = gpt2_state_dict_from_model(source)
     assert torch.count_nonzero(sd["h.0.attn.c_attn.bias"]) == 0
     load_weights_into_gpt(target, sd)
@@ -153,7 +152,7 @@ def test_checkpoint_of_another_size_is_refused(tiny_sd):
 
 
 def test_model_without_qkv_bias_is_refused(tiny_sd):
-    model = GPTModel(GPTConfig(vocab_size=101, context_length=32, emb_dim=48, n_layers=2, n_heads=4))
+    model = our_model(hf_model(**TINY), qkv_bias=False)
     with pytest.raises(GPT2WeightsError, match="qkv_bias=True"):
         load_weights_into_gpt(model, tiny_sd)
 
@@ -218,3 +217,28 @@ def test_unknown_size():
     assert set(GPT2_REPOS) == {"124M", "355M", "774M", "1558M"}
     with pytest.raises(ValueError, match="unknown GPT-2 size"):
         download_gpt2("7B")
+
+
+# --- the offline fallback ---------------------------------------------------------------------------------------
+
+def test_load_gpt2_or_random_labels_random_weights_when_the_download_fails(monkeypatch, capsys):
+    import shared.gpt2_weights as weights
+
+    def offline(size, *args, **kwargs):
+        raise weights.GPT2DownloadError(f"could not download GPT-2 {size}")
+
+    monkeypatch.setattr(weights, "download_gpt2", offline)
+    model, label = load_gpt2_or_random("124M", drop_rate=0.0)
+    assert label == "RANDOM WEIGHTS (GPT-2 124M shape, NOT GPT-2)"
+    assert "RANDOM WEIGHTS" in capsys.readouterr().out
+    assert model.cfg.qkv_bias and model.cfg.drop_rate == 0.0 and model.cfg.emb_dim == 768 and not model.training
+    again, _ = load_gpt2_or_random("124M", drop_rate=0.0)
+    assert torch.equal(model.out_head.weight, again.out_head.weight)  # seeded: the same stand-in each time
+
+
+def test_load_gpt2_or_random_labels_real_weights_as_gpt2(monkeypatch, tiny_model):
+    import shared.gpt2_weights as weights
+
+    sentinel = tiny_model()
+    monkeypatch.setattr(weights, "load_pretrained_gpt2", lambda size, **overrides: sentinel)
+    assert load_gpt2_or_random("355M") == (sentinel, "GPT-2 355M")

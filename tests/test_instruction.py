@@ -8,7 +8,6 @@ from shared.instruction import (
     PROMPT_STYLES, InstructionDataset, PromptStyle, clean_response, extract_response, format_example, format_input,
     format_prompt, generate_response, generate_responses, instruction_collate, make_instruction_loader, split_dataset,
 )
-from shared.model import GPTConfig, GPTModel
 from shared.training import calc_loss_batch, calc_loss_loader, train_model
 
 EOS = 50256
@@ -201,10 +200,8 @@ def test_collate_errors_are_clear(batch, kwargs, message):
         instruction_collate(batch, **kwargs)
 
 
-def test_the_loss_with_ignored_positions_is_the_loss_over_the_kept_positions():
-    torch.manual_seed(0)
-    model = GPTModel(GPTConfig(vocab_size=EOS + 1, context_length=16, emb_dim=16, n_heads=2, n_layers=1,
-                               drop_rate=0.0)).eval()
+def test_the_loss_with_ignored_positions_is_the_loss_over_the_kept_positions(tiny_model):
+    model = tiny_model(vocab_size=EOS + 1, emb_dim=16, n_layers=1).eval()
     inputs, targets = instruction_collate([[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15]])
     assert (targets == -100).sum() == 7
     loss = calc_loss_batch(inputs, targets, model, "cpu")
@@ -276,14 +273,12 @@ def test_make_instruction_loader_batches():
         make_instruction_loader(RECORDS, TOKENIZER, batch_size=8, drop_last=True, style=TINY_STYLE)
 
 
-def tiny_model(seed=0):
-    torch.manual_seed(seed)
-    return GPTModel(GPTConfig(vocab_size=TOKENIZER.eos + 1, context_length=64, emb_dim=32, n_heads=2, n_layers=2,
-                              drop_rate=0.0))
+# The character tokenizer's vocabulary, and room for the longest example, prompt and answer.
+CHAR_MODEL = dict(vocab_size=TOKENIZER.eos + 1, context_length=64)
 
 
-def test_a_tiny_instruction_finetune_lowers_the_loss_and_learns_to_answer():
-    model = tiny_model()
+def test_a_tiny_instruction_finetune_lowers_the_loss_and_learns_to_answer(tiny_model):
+    model = tiny_model(**CHAR_MODEL)
     options = dict(style=TINY_STYLE, pad_token_id=TOKENIZER.eos)
     torch.manual_seed(0)
     train_loader = make_instruction_loader(RECORDS, TOKENIZER, batch_size=4, shuffle=True, **options)
@@ -303,8 +298,8 @@ def test_a_tiny_instruction_finetune_lowers_the_loss_and_learns_to_answer():
     assert "answer" not in RECORDS[0], "the records passed in are not modified"
 
 
-def test_generate_response_stops_at_max_new_tokens_and_strips_stop_markers():
-    model = tiny_model(seed=3)
+def test_generate_response_stops_at_max_new_tokens_and_strips_stop_markers(tiny_model):
+    model = tiny_model(seed=3, **CHAR_MODEL)
     response = generate_response(model, TOKENIZER, RECORDS[0], max_new_tokens=5, style=TINY_STYLE,
                                  eos_id=TOKENIZER.eos)
     assert isinstance(response, str) and len(response) <= 5

@@ -1,21 +1,22 @@
 """shared/lora.py: LoRA layers, wrapping a model, merging, counting (chapter 6)."""
 
+import functools
+
 import pytest
 import torch
 import torch.nn as nn
 
 from shared.classification import prepare_classifier
 from shared.lora import LoRALinear, apply_lora, count_trainable_parameters, merge_lora
-from shared.model import GPTConfig, GPTModel
+
+VOCAB = 100
+IDS = torch.randint(0, VOCAB, (3, 10), generator=torch.Generator().manual_seed(1))
 
 
-def tiny_model(seed=0):
-    torch.manual_seed(seed)
-    return GPTModel(GPTConfig(vocab_size=100, context_length=16, emb_dim=32, n_heads=2, n_layers=2,
-                              drop_rate=0.0, qkv_bias=True))
-
-
-IDS = torch.randint(0, 100, (3, 10), generator=torch.Generator().manual_seed(1))
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model):
+    """With GPT-2's query/key/value biases: LoRA must leave every base layer's bias frozen too."""
+    return functools.partial(tiny_model, vocab_size=VOCAB, qkv_bias=True)
 
 
 def test_lora_linear_starts_as_an_exact_no_op_and_freezes_its_base():
@@ -49,7 +50,7 @@ def test_lora_linear_wraps_only_linear_layers():
         LoRALinear(nn.Conv1d(3, 3, 1))
 
 
-def test_apply_lora_wraps_every_linear_except_excluded_and_freezes_the_rest():
+def test_apply_lora_wraps_every_linear_except_excluded_and_freezes_the_rest(tiny_model):
     model = prepare_classifier(tiny_model())
     before = model(IDS).detach()
     wrapped = apply_lora(model, rank=4, alpha=8, exclude=("out_head",))
@@ -62,7 +63,7 @@ def test_apply_lora_wraps_every_linear_except_excluded_and_freezes_the_rest():
     assert torch.equal(model(IDS), before)  # still an exact no-op
 
 
-def test_training_with_lora_leaves_the_base_weights_unchanged_and_merge_matches():
+def test_training_with_lora_leaves_the_base_weights_unchanged_and_merge_matches(tiny_model):
     model = prepare_classifier(tiny_model())
     apply_lora(model, rank=4, alpha=8, exclude=("out_head",))
     model.out_head.requires_grad_(True)

@@ -4,7 +4,6 @@ import pytest
 import torch
 from torch import nn
 
-from architecture_switches import SWITCHES
 from shared.model import (
     GPT2_SIZES,
     GELU,
@@ -19,12 +18,20 @@ from shared.model import (
     count_parameters,
 )
 
-TINY = dict(vocab_size=97, context_length=12, emb_dim=16, n_heads=4, n_layers=2)
+from .architecture_switches import SWITCHES
+
+# GPTConfig's default dropout: these tests check the model as the chapter configures it.
+TINY = dict(vocab_size=97, context_length=12, emb_dim=16, n_heads=4, n_layers=2, drop_rate=0.1)
 
 
-def tiny_model(seed=123, **overrides):
-    torch.manual_seed(seed)
-    return GPTModel(GPTConfig(**{**TINY, **overrides})).eval()
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model):
+    """This file's model: TINY's sizes, seed 123, in eval mode (dropout would blur the comparisons)."""
+
+    def build(seed=123, **overrides):
+        return tiny_model(seed=seed, **{**TINY, **overrides}).eval()
+
+    return build
 
 
 def test_default_config_is_gpt2_small():
@@ -72,7 +79,7 @@ def test_parameter_counts_of_larger_sizes_follow_the_formula():
         assert count_parameters(meta_model(size=size)) == expected, size
 
 
-def test_a_really_tied_head_is_not_subtracted_twice():
+def test_a_really_tied_head_is_not_subtracted_twice(tiny_model):
     model = tiny_model()
     model.out_head.weight = model.tok_emb.weight
     assert count_parameters(model) == count_parameters(model, share_output_head=True)
@@ -90,7 +97,7 @@ def test_every_size_builds_and_runs_when_shrunk(size):
     assert logits.shape == (2, 8, 50) and torch.isfinite(logits).all()
 
 
-def test_module_names_follow_the_interface():
+def test_module_names_follow_the_interface(tiny_model):
     model = tiny_model()
     names = set(dict(model.named_parameters()))
     for name in ["tok_emb.weight", "pos_emb.weight", "final_norm.scale", "final_norm.shift", "out_head.weight",
@@ -161,7 +168,7 @@ def test_transformer_block_keeps_the_shape_and_pre_norm_is_default():
 
 
 @pytest.mark.parametrize("name", list(SWITCHES))
-def test_each_switch_builds_and_runs(name):
+def test_each_switch_builds_and_runs(tiny_model, name):
     model = tiny_model(**SWITCHES[name])
     idx = torch.randint(0, TINY["vocab_size"], (3, TINY["context_length"]))
     logits = model(idx)
@@ -172,19 +179,19 @@ def test_each_switch_builds_and_runs(name):
     assert isinstance(model.trf_blocks[0].ff, SwiGLUFeedForward if SWITCHES[name].get("ffn") == "swiglu" else FeedForward)
 
 
-def test_switches_change_the_computation():
+def test_switches_change_the_computation(tiny_model):
     idx = torch.randint(0, TINY["vocab_size"], (1, 6), generator=torch.Generator().manual_seed(0))
     reference = tiny_model()(idx)
     for overrides in (dict(norm="rmsnorm"), dict(norm_position="post"), dict(position="rope")):
         assert not torch.allclose(tiny_model(**overrides)(idx), reference, atol=1e-4), overrides
 
 
-def test_fused_attention_gives_the_same_logits():
+def test_fused_attention_gives_the_same_logits(tiny_model):
     idx = torch.randint(0, TINY["vocab_size"], (2, 9), generator=torch.Generator().manual_seed(0))
     assert torch.allclose(tiny_model()(idx), tiny_model(fused_attention=True)(idx), atol=1e-5)
 
 
-def test_causality_later_tokens_do_not_change_earlier_logits():
+def test_causality_later_tokens_do_not_change_earlier_logits(tiny_model):
     for overrides in SWITCHES.values():
         model = tiny_model(**overrides)
         idx = torch.randint(0, TINY["vocab_size"], (1, 10), generator=torch.Generator().manual_seed(1))
@@ -193,13 +200,13 @@ def test_causality_later_tokens_do_not_change_earlier_logits():
         assert torch.allclose(model(idx)[:, :7], model(changed)[:, :7], atol=1e-5), overrides
 
 
-def test_same_seed_same_weights():
+def test_same_seed_same_weights(tiny_model):
     a, b, c = tiny_model(seed=5), tiny_model(seed=5), tiny_model(seed=6)
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
     assert not torch.equal(a.tok_emb.weight, c.tok_emb.weight)
 
 
-def test_cached_forward_matches_the_full_forward():
+def test_cached_forward_matches_the_full_forward(tiny_model):
     for overrides in SWITCHES.values():
         model = tiny_model(**overrides)
         idx = torch.randint(0, TINY["vocab_size"], (2, 9), generator=torch.Generator().manual_seed(2))
@@ -209,7 +216,7 @@ def test_cached_forward_matches_the_full_forward():
         assert torch.allclose(torch.cat(parts, dim=1), model(idx), atol=1e-5), overrides
 
 
-def test_training_mode_is_stochastic_and_eval_is_not():
+def test_training_mode_is_stochastic_and_eval_is_not(tiny_model):
     model = tiny_model(drop_rate=0.5)
     idx = torch.randint(0, TINY["vocab_size"], (1, 6), generator=torch.Generator().manual_seed(0))
     assert torch.equal(model(idx), model(idx))
@@ -230,12 +237,12 @@ def test_training_mode_is_stochastic_and_eval_is_not():
         (torch.zeros(1, 3), "integers"),
     ],
 )
-def test_bad_input_gives_a_clear_error(idx, message):
+def test_bad_input_gives_a_clear_error(tiny_model, idx, message):
     with pytest.raises(ValueError, match=message):
         tiny_model()(idx)
 
 
-def test_cache_overflow_is_a_clear_error():
+def test_cache_overflow_is_a_clear_error(tiny_model):
     model = tiny_model()
     cache = model.new_cache()
     model(torch.zeros(1, 10, dtype=torch.long), cache=cache)

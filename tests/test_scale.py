@@ -1,5 +1,6 @@
 """Scale-up utilities: schedule, clipping, mixed precision, exact resume, budgets, data parallelism."""
 
+import functools
 import json
 import math
 import socket
@@ -11,8 +12,6 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from shared.model import GPTConfig, GPTModel
-from shared.notebook import subprocess_env
 from shared.scale import (
     CheckpointError,
     WarmupCosine,
@@ -34,7 +33,12 @@ from shared.scale import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = GPTConfig(vocab_size=101, context_length=16, emb_dim=32, n_heads=2, n_layers=2, drop_rate=0.1)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model):
+    """The shared tiny sizes with dropout on: the same model as RESUME_CODE's below."""
+    return functools.partial(tiny_model, drop_rate=0.1)
 
 
 def random_tokens(n=3000, vocab=101):
@@ -71,9 +75,8 @@ def test_scheduler_sets_learning_rates():
     assert seen[0] == pytest.approx(0.25) and seen[1] == pytest.approx(0.5) and seen[-1] == pytest.approx(0.1)
 
 
-def test_clip_gradients_caps_the_global_norm():
-    torch.manual_seed(0)
-    model = GPTModel(TINY)
+def test_clip_gradients_caps_the_global_norm(tiny_model):
+    model = tiny_model()
     inputs, targets = sample_batch(random_tokens(), 4, 16, step=0)
     (model(inputs).sum() * 100).backward()
     norm = grad_norm(model)
@@ -110,9 +113,8 @@ def test_cpu_uses_bfloat16_only_with_native_support_and_never_a_scaler(monkeypat
     assert make_grad_scaler("cpu", torch.float16) is None  # scalers are for CUDA float16 only
 
 
-def test_train_step_with_bfloat16_autocast_keeps_float32_weights():
-    torch.manual_seed(0)
-    model = GPTModel(TINY)
+def test_train_step_with_bfloat16_autocast_keeps_float32_weights(tiny_model):
+    model = tiny_model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     before = model.out_head.weight.clone()
     loss, norm = train_step(model, optimizer, *sample_batch(random_tokens(), 4, 16, 0), max_norm=1.0,
@@ -122,9 +124,8 @@ def test_train_step_with_bfloat16_autocast_keeps_float32_weights():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the float16 + GradScaler branch needs a CUDA GPU")
-def test_float16_with_grad_scaler_on_cuda():
-    torch.manual_seed(0)
-    model = GPTModel(TINY).cuda()
+def test_float16_with_grad_scaler_on_cuda(tiny_model):
+    model = tiny_model().cuda()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scaler = make_grad_scaler("cuda", torch.float16)
     inputs, targets = (t.cuda() for t in sample_batch(random_tokens(), 4, 16, 0))
@@ -185,58 +186,56 @@ def test_resume_in_a_fresh_process_gives_the_same_losses(tmp_path):
 
 
 @pytest.fixture()
-def saved(tmp_path):
-    torch.manual_seed(0)
-    model = GPTModel(TINY)
+def saved(tmp_path, tiny_model):
+    model = tiny_model()
     optimizer = torch.optim.AdamW(model.parameters())
     return save_checkpoint(tmp_path / "c.pt", model, optimizer, step=3, extra={"note": "x"})
 
 
-def test_checkpoint_round_trip(saved):
-    model = GPTModel(TINY)
+def test_checkpoint_round_trip(saved, tiny_model):
+    model = tiny_model(seed=1)  # other weights than the saved ones (seed 0), so the check below means something
     optimizer = torch.optim.AdamW(model.parameters())
     info = load_checkpoint(saved, model, optimizer)
     assert info == {"step": 3, "extra": {"note": "x"}}
-    torch.manual_seed(0)
-    assert all(torch.equal(a, b) for a, b in zip(GPTModel(TINY).state_dict().values(), model.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(tiny_model().state_dict().values(), model.state_dict().values()))
 
 
-def test_missing_checkpoint(tmp_path):
+def test_missing_checkpoint(tiny_model, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        load_checkpoint(tmp_path / "nope.pt", GPTModel(TINY))
+        load_checkpoint(tmp_path / "nope.pt", tiny_model())
 
 
-def test_truncated_checkpoint_without_checksum_file(saved):
+def test_truncated_checkpoint_without_checksum_file(tiny_model, saved):
     data = saved.read_bytes()
     saved.with_name("c.pt.sha256").unlink()
     saved.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated"):
-        load_checkpoint(saved, GPTModel(TINY))
+        load_checkpoint(saved, tiny_model())
 
 
-def test_checkpoint_damaged_after_saving_fails_its_checksum(saved):
+def test_checkpoint_damaged_after_saving_fails_its_checksum(tiny_model, saved):
     data = bytearray(saved.read_bytes())
     data[len(data) // 2] ^= 0xFF
     saved.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="sha256"):
-        load_checkpoint(saved, GPTModel(TINY))
+        load_checkpoint(saved, tiny_model())
 
 
-def test_checkpoint_of_another_size_names_the_tensor(saved):
-    bigger = GPTModel(GPTConfig(vocab_size=101, context_length=16, emb_dim=64, n_heads=2, n_layers=2))
+def test_checkpoint_of_another_size_names_the_tensor(tiny_model, saved):
+    bigger = tiny_model(emb_dim=64)
     before = {k: v.clone() for k, v in bigger.state_dict().items()}
     with pytest.raises(CheckpointError, match=r"tok_emb\.weight.*\(101, 32\).*\(101, 64\)"):
         load_checkpoint(saved, bigger)
     assert all(torch.equal(before[k], v) for k, v in bigger.state_dict().items())
-    deeper = GPTModel(GPTConfig(vocab_size=101, context_length=16, emb_dim=32, n_heads=2, n_layers=3))
+    deeper = tiny_model(n_layers=3)
     with pytest.raises(CheckpointError, match=r"trf_blocks\.2"):
         load_checkpoint(saved, deeper)
 
 
-def test_not_a_checkpoint(tmp_path):
+def test_not_a_checkpoint(tiny_model, tmp_path):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a checkpoint"):
-        load_checkpoint(tmp_path / "other.pt", GPTModel(TINY))
+        load_checkpoint(tmp_path / "other.pt", tiny_model())
 
 
 def test_crash_while_writing_leaves_the_old_file_and_no_partial_file(saved):
@@ -284,10 +283,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_gloo_processes_match_one_process(tmp_path):
+def test_two_gloo_processes_match_one_process(tmp_path, tiny_model, tiny_config):
     from shared.scale import data_parallel_worker
 
-    cfg = GPTConfig(vocab_size=101, context_length=16, emb_dim=32, n_heads=2, n_layers=2, drop_rate=0.0)
+    cfg = tiny_config(drop_rate=0.0)  # no dropout: two processes would draw other masks than one process
     tokens, steps, batch = random_tokens(), 4, 8
     torch.set_num_threads(1)
     single, history = train_data_parallel(cfg, tokens, steps, batch)
@@ -297,16 +296,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     print(f"2 processes vs 1: max |parameter difference| = {max(differences.values()):.2e}")
     assert max(differences.values()) < 1e-5, differences
     assert parallel["losses"] == pytest.approx(history["losses"], abs=1e-5)
-    torch.manual_seed(123)  # train_data_parallel's default seed: the initial weights
-    initial = GPTModel(cfg).state_dict()
+    # train_data_parallel's default seed: its initial weights
+    initial = tiny_model(seed=123, drop_rate=0.0).state_dict()
     assert not torch.equal(initial["out_head.weight"], single.state_dict()["out_head.weight"])  # it trained
 
-
-def test_ddp_script_runs_with_torchrun(tmp_path):
-    # As the notebook launches it: a module of the package, from a folder that is not the repository.
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "shared.ddp_train", "--steps=2", "--global-batch-size=4", f"--save={tmp_path / 'out.pt'}"]
-    result = subprocess.run(command, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "world size 2, backend gloo" in result.stdout
-    assert torch.load(tmp_path / "out.pt", weights_only=True)["world_size"] == 2

@@ -1,5 +1,6 @@
 """shared/training.py: losses, evaluation, the training loop and the loss plot (chapter 5)."""
 
+import functools
 import math
 
 import matplotlib
@@ -7,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from shared.model import GPTConfig, GPTModel
 from shared.text import create_dataloader
 from shared.training import calc_loss_batch, calc_loss_loader, evaluate_model, plot_losses, train_model
 
@@ -34,11 +34,10 @@ class CharTokenizer:
 TOKENIZER = CharTokenizer(CORPUS)
 
 
-def tiny_model(seed=0, drop_rate=0.0):
-    torch.manual_seed(seed)
-    cfg = GPTConfig(vocab_size=len(TOKENIZER.chars), context_length=CONTEXT, emb_dim=32, n_heads=2, n_layers=2,
-                    drop_rate=drop_rate)
-    return GPTModel(cfg)
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model):
+    """A model of the character tokenizer's vocabulary, reading the loader's windows."""
+    return functools.partial(tiny_model, vocab_size=len(TOKENIZER.chars), context_length=CONTEXT)
 
 
 def loader(shuffle=False, text=CORPUS):
@@ -54,7 +53,7 @@ def train(model, epochs, history=None, eval_freq=5, lr=5e-3):
                        max_new_tokens=5, progress=False)
 
 
-def test_calc_loss_batch_is_mean_negative_log_probability_of_the_targets():
+def test_calc_loss_batch_is_mean_negative_log_probability_of_the_targets(tiny_model):
     model = tiny_model()
     inputs, targets = next(iter(loader()))
     loss = calc_loss_batch(inputs, targets, model, "cpu")
@@ -65,7 +64,7 @@ def test_calc_loss_batch_is_mean_negative_log_probability_of_the_targets():
     torch.testing.assert_close(loss, F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten()))
 
 
-def test_calc_loss_loader_averages_the_first_n_batches_without_gradients():
+def test_calc_loss_loader_averages_the_first_n_batches_without_gradients(tiny_model):
     model = tiny_model()
     data = loader()
     batch_losses = [calc_loss_batch(x, y, model, "cpu").item() for x, y in data]
@@ -79,13 +78,13 @@ def test_calc_loss_loader_averages_the_first_n_batches_without_gradients():
             calc_loss_loader(data, model, "cpu", num_batches=bad)
 
 
-def test_calc_loss_loader_rejects_an_empty_loader():
+def test_calc_loss_loader_rejects_an_empty_loader(tiny_model):
     empty = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(0, CONTEXT, dtype=torch.long)))
     with pytest.raises(ValueError, match="no batches"):
         calc_loss_loader(empty, tiny_model(), "cpu")
 
 
-def test_training_lowers_the_loss_on_a_tiny_corpus():
+def test_training_lowers_the_loss_on_a_tiny_corpus(tiny_model):
     model = tiny_model()
     history = train(model, epochs=8)
     assert history["train_losses"][0] > 2.0  # about ln(vocabulary size) at the start
@@ -96,7 +95,7 @@ def test_training_lowers_the_loss_on_a_tiny_corpus():
     assert model.training, "train_model leaves the model in training mode"
 
 
-def test_history_records_steps_tokens_epochs_and_samples():
+def test_history_records_steps_tokens_epochs_and_samples(tiny_model):
     model = tiny_model()
     steps_per_epoch = len(loader())
     history = train(model, epochs=3, eval_freq=4)
@@ -113,7 +112,7 @@ def test_history_records_steps_tokens_epochs_and_samples():
     assert len(history["samples"]) == 3 and all(s.startswith("the ") for s in history["samples"])
 
 
-def test_passing_a_history_back_continues_it():
+def test_passing_a_history_back_continues_it(tiny_model):
     model = tiny_model()
     first = train(model, epochs=1)
     snapshot = {k: (list(v) if isinstance(v, list) else v) for k, v in first.items()}
@@ -129,7 +128,7 @@ def test_passing_a_history_back_continues_it():
 
 
 @pytest.mark.parametrize("mode", [True, False], ids=["found-in-train-mode", "found-in-eval-mode"])
-def test_evaluate_model_restores_the_mode_and_computes_no_gradients(mode):
+def test_evaluate_model_restores_the_mode_and_computes_no_gradients(tiny_model, mode):
     model = tiny_model(drop_rate=0.5)
     model.train(mode)
     seen = []
@@ -145,7 +144,7 @@ def test_evaluate_model_restores_the_mode_and_computes_no_gradients(mode):
     assert (train_loss, val_loss) == evaluate_model(model, loader(), loader(), "cpu", eval_iter=2)
 
 
-def test_evaluate_model_restores_the_mode_when_evaluation_fails():
+def test_evaluate_model_restores_the_mode_when_evaluation_fails(tiny_model):
     model = tiny_model()
     model.train()
 
@@ -162,7 +161,7 @@ def test_evaluate_model_restores_the_mode_when_evaluation_fails():
 
 
 @pytest.mark.parametrize("bad", [dict(num_epochs=-1), dict(num_epochs=1.5), dict(eval_freq=0), dict(eval_iter=0)])
-def test_train_model_rejects_bad_settings(bad):
+def test_train_model_rejects_bad_settings(tiny_model, bad):
     model = tiny_model()
     optimizer = torch.optim.AdamW(model.parameters())
     kwargs = {**dict(num_epochs=1, eval_freq=1, eval_iter=1), **bad}
@@ -171,7 +170,7 @@ def test_train_model_rejects_bad_settings(bad):
                     progress=False, **kwargs)
 
 
-def test_plot_losses_draws_both_losses_against_epochs_and_tokens():
+def test_plot_losses_draws_both_losses_against_epochs_and_tokens(tiny_model):
     import matplotlib.pyplot as plt
 
     history = train(tiny_model(), epochs=1)

@@ -1,0 +1,1 @@
+"""A package, so that tests/conftest.py does not shadow the root conftest.py: see tests/conftest.py."""

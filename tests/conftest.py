@@ -1,0 +1,50 @@
+"""Fixtures for the unit tests: the one way a test builds a tiny GPT.
+
+(The repository root's conftest.py is a different file: the notebook kernels' settings. This folder is a
+package, tests/__init__.py, so that this file is imported as `tests.conftest` and does not take the name
+`conftest` from the root one, which test_opened_alone.py imports.)
+
+A test asks for `tiny_model` and calls it: `tiny_model(seed=0, **config_overrides)` returns a freshly
+initialised GPTModel, the same weights for the same seed and overrides. A test file whose models all share
+one shape overrides the fixture with its own sizes, the pytest way (a fixture of the same name that asks
+for this one):
+
+    @pytest.fixture(scope="module")
+    def tiny_model(tiny_model):
+        return functools.partial(tiny_model, vocab_size=..., context_length=...)
+
+Many tests depend on exact sizes and seeds (token ids within the vocabulary, sequences that cross the
+context length, values computed from the initial weights): a file's sizes are part of its tests.
+"""
+
+import pytest
+import torch
+
+from shared.model import GPTConfig, GPTModel
+
+# Every part of the real model (several heads, more than one block), built in milliseconds.
+# No dropout: most tests compare outputs, and a file that wants dropout says so.
+TINY = dict(vocab_size=101, context_length=16, emb_dim=32, n_heads=2, n_layers=2, drop_rate=0.0)
+
+
+def make_tiny_config(**overrides) -> GPTConfig:
+    return GPTConfig(**{**TINY, **overrides})
+
+
+def make_tiny_model(seed=0, **overrides) -> GPTModel:
+    torch.manual_seed(seed)  # the initial weights come from the global generator
+    return GPTModel(make_tiny_config(**overrides))
+
+
+# Session-scoped: they are plain functions, and a module-scoped fixture (one model shared by a file's
+# tests) may ask for them.
+@pytest.fixture(scope="session")
+def tiny_config():
+    """`tiny_config(**overrides)`: the GPTConfig of TINY's sizes with the overrides."""
+    return make_tiny_config
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """`tiny_model(seed=0, **config_overrides)`: a seeded, freshly initialised GPTModel (training mode)."""
+    return make_tiny_model
