@@ -3,6 +3,7 @@
 
 """Classification finetuning (chapter 6): the SMS spam data, its dataset and loaders, a classifier made
 from a GPT model, last-token loss and accuracy, the training loop, and `classify` for new messages."""
+
 import csv
 import random
 import time
@@ -14,6 +15,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+
+# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [4] ----
 LABELS = ("ham", "spam")  # a label's position is its class id: 0 = not spam, 1 = spam
 
 
@@ -40,6 +43,7 @@ def read_sms_collection(path):
     return rows
 
 
+# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [6] ----
 def balance_classes(rows, seed=123):
     """Every example of the rarest label and an equal random sample of each other label (in file order)."""
     by_label = {}
@@ -93,6 +97,7 @@ def read_rows_csv(path):
     return rows
 
 
+# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [9] ----
 def encode_message(text, tokenizer, max_length, pad_token_id=50256):
     """Token ids of one message, cut to `max_length` and padded with `pad_token_id` up to it."""
     if not isinstance(text, str) or not text.strip():
@@ -144,6 +149,7 @@ def create_classification_loaders(train_set, val_set, test_set, batch_size=8, se
     return train, val, test
 
 
+# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [17] ----
 def prepare_classifier(model, num_classes=2, trainable_blocks=1):
     """Turn a GPTModel into a classifier in place: a new `num_classes`-way head; everything frozen except the
     last `trainable_blocks` transformer blocks, the final norm and the head. Returns the model."""
@@ -164,6 +170,7 @@ def count_trainable(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [21] ----
 def last_token_logits(model, input_batch):
     """The class scores at the last position: the only one that has seen the whole message."""
     return model(input_batch)[:, -1, :]
@@ -205,6 +212,7 @@ def classifier_accuracy(loader, model, device, num_batches=None):
     return correct / seen
 
 
+# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [23] ----
 def evaluate_classifier(model, train_loader, val_loader, device, num_batches):
     """(train_loss, val_loss) on the first `num_batches` batches, in eval mode; the model's mode is restored."""
     was_training = model.training
@@ -291,6 +299,7 @@ def plot_classifier_history(history, title=None):
     return fig
 
 
+# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [24] ----
 class ClassifierTop(nn.Module):
     """The blocks from `first_block` on, the final norm and the head of `model`: shared, not copied.
     It maps hidden states (batch, tokens, emb_dim), as `frozen_features` computes them, to class scores."""
@@ -339,6 +348,7 @@ def frozen_features(model, loader, first_block, device, desc="frozen blocks"):
     return TensorDataset(torch.cat(hidden_states), torch.cat(labels))
 
 
+# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [30] ----
 def classify(text, model, tokenizer, device, max_length, pad_token_id=50256):
     """(label, probability of that label) for one message, prepared like the training data."""
     if not isinstance(text, str) or not text.strip():

@@ -2,6 +2,7 @@
 # Do not edit: change the export cells there and regenerate.
 
 """Course data: each file is fetched once from its canonical URL into a local cache and verified."""
+
 import hashlib
 import os
 import tempfile
@@ -12,6 +13,8 @@ from pathlib import Path
 import pooch
 import requests
 
+
+# ---- ch02_text_data/ch02_text_data.ipynb, code cell [3] ----
 MIRROR_VARIABLE = "COURSE_DATA_MIRROR"  # a folder holding copies of the files, tried before the network
 CACHE_VARIABLE = "COURSE_DATA_DIR"  # where verified files are kept (default: the OS's cache folder)
 

@@ -3,9 +3,19 @@
 
 """Evaluating an instruction-following model (chapter 7): automatic metrics, multiple-choice scoring, and an
 LLM judge reached through a local Ollama server."""
+
+import json
 import re
 from collections import Counter
+from dataclasses import dataclass
+from importlib.resources import files
+from urllib.parse import urlsplit
 
+import requests
+import torch
+
+
+# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [36] ----
 _PUNCTUATION = re.compile(r"[^\w\s]")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
@@ -69,9 +79,7 @@ def automatic_scores(predictions, references):
             for name, metric in AUTOMATIC_METRICS.items()}
 
 
-import json
-from importlib.resources import files
-
+# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [39] ----
 MULTIPLE_CHOICE_RESOURCE = "assets/multiple_choice_questions.json"  # inside the shared package
 
 
@@ -94,10 +102,7 @@ def load_multiple_choice_questions():
     return json.loads(text)
 
 
-from dataclasses import dataclass
-
-import torch
-
+# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [41] ----
 LETTERS = "ABCDEFGHIJ"
 
 
@@ -174,11 +179,7 @@ def evaluate_multiple_choice(model, tokenizer, questions, few_shot_examples=(), 
     return 100 * correct / len(questions), results
 
 
-import json
-from urllib.parse import urlsplit
-
-import requests
-
+# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [44] ----
 OLLAMA_URL = "http://localhost:11434"
 JUDGE_MODEL = "llama3"  # Llama 3 8B Instruct in Ollama's library
 

@@ -2,14 +2,19 @@
 # Do not edit: change the export cells there and regenerate.
 
 """The fast path (chapter 5, performance companion): the same GPT model, trained and run faster by switches."""
+
 import contextlib
 from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
+from shared.generation import check_prompt
 from shared.model import GPTModel
 
+
+# ---- ch05_pretraining/ch05_performance.ipynb, code cell [5] ----
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -75,13 +80,7 @@ def autocast_context(device, options):
     return torch.autocast(torch.device(device).type, dtype=AUTOCAST_DTYPES[options.autocast])
 
 
-from dataclasses import replace
-
-import torch
-
-from shared.model import GPTModel
-
-
+# ---- ch05_pretraining/ch05_performance.ipynb, code cell [9] ----
 def padded_vocab_size(vocab_size, multiple):
     """vocab_size rounded up to a multiple of `multiple` (50257 -> 50304 for 64)."""
     return -(-vocab_size // multiple) * multiple
@@ -133,10 +132,7 @@ def copy_weights(source, target):
     return target
 
 
-import torch
-import torch.nn.functional as F
-
-
+# ---- ch05_pretraining/ch05_performance.ipynb, code cell [11] ----
 def batch_loss(model, inputs, targets):
     """Mean next-token cross-entropy of a batch (computed in float32 even when the logits are not)."""
     logits = model(inputs)
@@ -200,9 +196,7 @@ class FastTrainer:
         return loss.detach()
 
 
-import torch
-
-
+# ---- ch05_pretraining/ch05_performance.ipynb, code cell [16] ----
 class StaticLayerCache:
     """One layer's slice of a StaticKVCache; speaks the chapter 4 cache protocol (len, update)."""
 
@@ -252,9 +246,7 @@ class StaticKVCache:
             layer.length = length
 
 
-import torch.nn.functional as F
-
-
+# ---- ch05_pretraining/ch05_performance.ipynb, code cell [17] ----
 def check_decodable(model):
     """decode_step walks GPT-2's pre-norm blocks with learned absolute positions; refuse anything else."""
     cfg = model.cfg
@@ -287,11 +279,7 @@ def decode_step(model, ids, position, cache, n_keys=None):
     return model.out_head(model.final_norm(x))[:, -1, : model.cfg.vocab_size]
 
 
-import torch
-
-from shared.generation import check_prompt
-
-
+# ---- ch05_pretraining/ch05_performance.ipynb, code cell [18] ----
 class StaticDecoder:
     """Greedy decoding with a StaticKVCache for `batch_size` rows, eager or compiled.
 

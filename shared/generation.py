@@ -2,10 +2,14 @@
 # Do not edit: change the export cells there and regenerate.
 
 import inspect
+import math
+import numbers
 
 import torch
+import torch.nn.functional as F
 
 
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [23] ----
 def text_to_token_ids(text, tokenizer):
     """Encode text into a (1, n) LongTensor (a batch of one). `<|endoftext|>` is allowed in the text."""
     encode = tokenizer.encode
@@ -27,6 +31,7 @@ def token_ids_to_text(ids, tokenizer):
     return tokenizer.decode(list(ids))
 
 
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [28] ----
 def check_prompt(model, idx, max_new_tokens):
     """Raise a clear ValueError for inputs generation cannot use."""
     if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
@@ -83,12 +88,8 @@ def generate_greedy(model, idx, max_new_tokens, use_cache=True):
     return idx
 
 
+# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [29] ----
 # ---- Sampling (chapter 5): temperature, top-k, top-p ----
-import math
-import numbers
-
-import torch
-import torch.nn.functional as F
 
 
 def _check_sampling_settings(temperature, top_k, top_p):
@@ -144,6 +145,7 @@ def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, generator
     return torch.multinomial(probas, num_samples=1, generator=generator)
 
 
+# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [33] ----
 @torch.no_grad()
 def generate(model, idx, max_new_tokens, temperature=0.0, top_k=None, top_p=None, eos_id=None, generator=None,
              use_cache=True):

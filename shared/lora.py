@@ -2,12 +2,14 @@
 # Do not edit: change the export cells there and regenerate.
 
 """LoRA (low-rank adaptation, chapter 6): wrap a model's linear layers so that only a low-rank update trains."""
+
 import math
 
 import torch
 import torch.nn as nn
 
 
+# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [35] ----
 class LoRALinear(nn.Module):
     """`base(x) + (alpha / rank) * x @ A @ B`, with `base` frozen. B starts at zero: an exact no-op at first."""
 

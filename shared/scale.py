@@ -2,11 +2,26 @@
 # Do not edit: change the export cells there and regenerate.
 
 import math
+import os
+import pickle
+import random
+import tempfile
+import time
+import zipfile
+from pathlib import Path
 
 import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+from shared.data import sha256_of
+from shared.model import GPTConfig, GPTModel
 
 
+# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [5] ----
 class WarmupCosine:
     """Learning-rate multiplier: linear warmup to 1, then a cosine down to `min_ratio`.
 
@@ -57,10 +72,7 @@ def sample_batch(tokens, batch_size, context_length, step, seed=0):
     return inputs, targets
 
 
-import torch
-import torch.nn.functional as F
-
-
+# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [12] ----
 def autocast_dtype(device):
     """The low-precision dtype to autocast to on `device`, or None for full float32.
 
@@ -115,17 +127,7 @@ def train_step(model, optimizer, inputs, targets, scheduler=None, max_norm=None,
     return loss.item(), norm
 
 
-import os
-import pickle
-import random
-import tempfile
-import zipfile
-from pathlib import Path
-
-import torch
-
-from shared.data import sha256_of
-
+# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [15] ----
 CHECKPOINT_FORMAT = "llm-course-checkpoint-v1"
 
 
@@ -250,6 +252,7 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, scaler=None, re
     return {"step": state["step"], "extra": state["extra"]}
 
 
+# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [18] ----
 def chinchilla_tokens(n_params, tokens_per_param=20):
     """Compute-optimal training tokens by the Chinchilla rule of thumb (about 20 per parameter)."""
     return tokens_per_param * n_params
@@ -284,17 +287,7 @@ def training_memory_gb(n_params, n_gpus=1, zero_stage=0):
     return n_params * (weights + grads + optimizer) / 1e9
 
 
-import os
-import time
-
-import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
-
-from shared.model import GPTConfig, GPTModel
-
-
+# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [22] ----
 def setup_distributed():
     """Join the process group that `torchrun` describes in the environment.
 

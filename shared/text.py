@@ -2,6 +2,7 @@
 # Do not edit: change the export cells there and regenerate.
 
 """Text to token ids, and token ids to training batches."""
+
 import functools
 import re
 
@@ -9,6 +10,8 @@ import tiktoken
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+
+# ---- ch02_text_data/ch02_text_data.ipynb, code cell [6] ----
 # Split on punctuation, double dashes and whitespace, keeping the punctuation as tokens.
 TOKEN_PATTERN = re.compile(r'([,.:;?_!"()\']|--|\s)')
 END_OF_TEXT, UNKNOWN = "<|endoftext|>", "<|unk|>"
@@ -19,6 +22,7 @@ def split_words(text: str) -> list[str]:
     return [piece for piece in TOKEN_PATTERN.split(text) if piece.strip()]
 
 
+# ---- ch02_text_data/ch02_text_data.ipynb, code cell [8] ----
 def build_vocabulary(tokens, special_tokens=(END_OF_TEXT, UNKNOWN)) -> dict[str, int]:
     """Sorted unique tokens get ids 0..n-1; the special tokens come last."""
     words = sorted(set(tokens) - set(special_tokens))
@@ -52,6 +56,7 @@ class SimpleTokenizer:
         return re.sub(r'\s+([,.:;?!"()\'])', r"\1", text)  # no space before punctuation
 
 
+# ---- ch02_text_data/ch02_text_data.ipynb, code cell [14] ----
 @functools.lru_cache(maxsize=None)
 def gpt2_tokenizer() -> tiktoken.Encoding:
     """GPT-2's byte-pair encoding (50,257 tokens). Downloaded by tiktoken once, then cached."""
@@ -66,6 +71,7 @@ def gpt2_tokenizer() -> tiktoken.Encoding:
         ) from None  # a short error: the cause is in the message, not in 200 lines of network internals
 
 
+# ---- ch02_text_data/ch02_text_data.ipynb, code cell [19] ----
 class GPTDataset(Dataset):
     """Sliding windows over one long token sequence: input ids and the same ids shifted by one.
 

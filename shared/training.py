@@ -2,6 +2,7 @@
 # Do not edit: change the export cells there and regenerate.
 
 """Pretraining: losses, evaluation, the training loop and the loss plot (chapter 5)."""
+
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -9,6 +10,7 @@ from tqdm.auto import tqdm
 from shared.generation import generate_greedy, text_to_token_ids, token_ids_to_text
 
 
+# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [13] ----
 def _require_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -43,6 +45,7 @@ def calc_loss_loader(loader, model, device, num_batches=None):
     return total / n
 
 
+# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [16] ----
 def evaluate_model(model, train_loader, val_loader, device, eval_iter):
     """(train_loss, val_loss) on the first `eval_iter` batches of each loader, in eval mode and without gradients.
 
@@ -66,6 +69,7 @@ def generate_sample(model, tokenizer, start_context, max_new_tokens=50):
     return token_ids_to_text(ids, tokenizer).replace("\n", " ")
 
 
+# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [17] ----
 def new_history():
     """An empty training history: one entry per evaluation, one sample per epoch, and running totals."""
     return {"steps": [], "epochs": [], "tokens_seen": [], "train_losses": [], "val_losses": [], "samples": [],
@@ -126,6 +130,7 @@ def train_model(model, train_loader, val_loader, optimizer, device, num_epochs, 
     return history
 
 
+# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [19] ----
 def plot_losses(history, title=None):
     """Training and validation loss against epochs (bottom axis) and tokens seen (top axis); returns the figure."""
     import matplotlib.pyplot as plt

@@ -1,5 +1,6 @@
 """shared/ must be exactly what the notebooks export, and the check must catch drift."""
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -55,3 +56,55 @@ def test_every_generated_module_imports_on_its_own():
     for module in sorted(_export.generated_modules_on_disk()):
         result = subprocess.run([sys.executable, "-c", f"import shared.{module}"], cwd=ROOT, capture_output=True, text=True)
         assert result.returncode == 0, f"shared/{module}.py does not import on its own:\n{result.stderr[-2000:]}"
+
+
+def test_generated_modules_read_top_to_bottom():
+    """Docstring (when the first export cell has one), every import once at the top, a provenance line per cell."""
+    p = _export.plan()
+    for module, text in p.modules.items():
+        tree = ast.parse(text)
+        body = [node for node in tree.body if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
+        seen_code = False
+        for node in body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                assert not seen_code, f"shared/{module}.py: `{ast.unparse(node)}` comes after code; imports belong at the top"
+            else:
+                seen_code = True
+        cells = [(path, number) for path, nb in p.notebooks.items()
+                 for mod, _, number in _export.numbered_export_cells(nb) if mod == module]
+        for path, number in cells:
+            line = _export.PROVENANCE.format(notebook=path.relative_to(ROOT).as_posix(), number=number)
+            assert line in text.splitlines(), f"shared/{module}.py lacks the provenance line {line!r}"
+
+
+def test_a_cells_imports_move_to_the_top_once_and_its_docstring_leads():
+    cells = [
+        ("chA/a.ipynb", 3, '"""What this module is for."""\nimport os\nfrom shared.model import GPTModel\n\nX = os.sep'),
+        ("chA/a.ipynb", 5, "import os  # again: stated once\nimport torch\n\n\ndef f():\n    import json  # stays: not top level\n    return torch"),
+    ]
+    text = _export.assemble_module(["chA/a.ipynb"], cells)
+    assert ast.get_docstring(ast.parse(text)) == "What this module is for."
+    assert text.count("import os") == 1 and "    import json  # stays: not top level" in text
+    top = text.index("# ---- chA/a.ipynb, code cell [3] ----")
+    assert text.index("import torch") < top and text.index("from shared.model import GPTModel") < top
+    assert text.index("import torch") < text.index("from shared.model import GPTModel")  # course modules come last
+    namespace = {}
+    exec(compile(text, "generated", "exec"), namespace)
+    assert namespace["X"] and namespace["f"]() is namespace["torch"]
+
+
+def test_the_module_map_names_who_imports_what():
+    p = _export.plan()
+    rows = {line.split("|")[1].strip(): line for line in p.module_map.splitlines() if line.startswith("| `")}
+    assert set(rows) >= {f"`{m}`" for m in p.modules}, "every generated module has a row"
+    model_row = [cell.strip() for cell in rows["`model`"].split("|")]
+    assert "`attention`" in model_row[4], "model imports attention"
+    assert "ch05_pretraining" in model_row[6], "chapter 5 imports the model that chapter 4 exports"
+
+
+def test_a_hand_edit_to_the_module_map_is_caught(tmp_path):
+    root = copy_of_course(tmp_path)
+    assert check(root).returncode == 0, check(root).stdout
+    (root / "shared" / "MODULES.md").write_text("stale\n")
+    result = check(root)
+    assert result.returncode == 1 and "MODULES.md" in result.stdout

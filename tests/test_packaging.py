@@ -26,7 +26,8 @@ def test_every_data_file_of_the_package_is_declared_as_package_data():
     # setuptools ships only the .py files unless pyproject.toml names the others.
     patterns = CONFIG["tool"]["setuptools"].get("package-data", {}).get("shared", [])
     declared = {path for pattern in patterns for path in PACKAGE.glob(pattern)}
-    data_files = {p for p in PACKAGE.rglob("*") if p.is_file() and p.suffix not in {".py", ".pyc"} and "__pycache__" not in p.parts}
+    # (.md files are notes for maintainers who read the repository, e.g. MODULES.md; the notebooks never read them.)
+    data_files = {p for p in PACKAGE.rglob("*") if p.is_file() and p.suffix not in {".py", ".pyc", ".md"} and "__pycache__" not in p.parts}
     missing = sorted(p.relative_to(ROOT).as_posix() for p in data_files - declared)
     assert not missing, f"add these to [tool.setuptools.package-data] in pyproject.toml, or a non-editable install lacks them: {missing}"
 
