@@ -1,4 +1,5 @@
-"""Hand-written helpers that every notebook's setup cell calls (not generated from a notebook)."""
+"""Hand-written helpers for the notebooks (not generated from one): the setup every notebook runs first,
+`expect_error` to show an error without stopping Run All, and `subprocess_env` for child processes."""
 
 import os
 import platform

@@ -59,17 +59,7 @@ def test_every_generated_module_imports_on_its_own():
         assert result.returncode == 0, f"shared/{module}.py does not import on its own:\n{result.stderr[-2000:]}"
 
 
-# Modules whose first export cell has no docstring yet: both come from ch04_gpt_model.ipynb, and adding one
-# changes a code cell, so it waits for that notebook's next full-size re-run (about 20 minutes). Strict: the
-# entry must go once the docstring is there.
-DOCSTRING_PENDING = {"model", "generation"}
-GENERATED = sorted(_export.plan().modules)
-
-
-@pytest.mark.parametrize("module", [
-    pytest.param(m, marks=pytest.mark.xfail(strict=True, reason="docstring waits for the ch04 re-run")) if m in DOCSTRING_PENDING else m
-    for m in GENERATED
-])
+@pytest.mark.parametrize("module", sorted(_export.generated_modules_on_disk()))
 def test_every_generated_module_says_what_it_is_for(module):
     text = (ROOT / "shared" / f"{module}.py").read_text(encoding="utf-8")
     assert ast.get_docstring(ast.parse(text)), f"shared/{module}.py has no docstring: start its first export cell with one"
