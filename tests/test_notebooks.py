@@ -17,11 +17,21 @@ MARKER = re.compile(r"^# (NBVAL_IGNORE_OUTPUT|NBVAL_SKIP)\s*$")
 # What a reader without a kernel (GitHub, Colab before running) would see instead of a widget.
 WIDGET_REPR = re.compile(r"^\s*(VBox|HBox|Box|GridBox|Tab|Accordion|interactive|Output|Dropdown|Text|Image|Checkbox)\(")
 UNFINISHED_BAR = re.compile(r"(^|: ?)\s*0%\|")
-# Notebooks whose stored outputs predate the static widget copies (shared/_widget_snapshot.py) and
-# still await their full-size re-run. Strict: once re-run, the test passes, the xfail fails, and the
+# Notebooks still waiting for their full-size re-run (python -m shared._run), each with what it breaks
+# meanwhile. Strict expected failures: once a notebook is re-run its tests pass, the xfail fails, and the
 # entry must go. Keep this empty whenever the run time allows.
 AWAITING_RERUN = {
-    "ch05_pretraining/ch05_pretraining.ipynb": "two progress bars stored at 0%; its full-size run takes about an hour",
+    # test name -> {notebook: why}
+    "test_stored_widgets_read_right_without_a_kernel": {
+        "ch05_pretraining/ch05_pretraining.ipynb": "two progress bars stored at 0%; its full-size run takes about an hour",
+        "ch07_instruction_ft/ch07_instruction_ft.ipynb": "five progress bars stored at 0%; its full-size run takes over an hour",
+    },
+    "test_ran_top_to_bottom": {
+        "ch07_instruction_ft/ch07_instruction_ft.ipynb": (
+            "the cell that loads the questions from the package is new and not yet run; the stored outputs come "
+            "from the previous code, which read the same file from the chapter folder"
+        ),
+    },
 }
 MACHINE_PATHS = re.compile(r"(/root/|/home/\w|/Users/\w|[A-Z]:\\\\|ipykernel_\d|/tmp/|/work/|site-packages)")
 
@@ -38,11 +48,19 @@ def ids(paths):
     return [p.relative_to(ROOT).as_posix() for p in paths]
 
 
+def awaiting_rerun_marked(test_name, paths):
+    marked = []
+    for path in paths:
+        reason = AWAITING_RERUN.get(test_name, {}).get(path.relative_to(ROOT).as_posix())
+        marked.append(pytest.param(path, marks=pytest.mark.xfail(strict=True, reason=reason)) if reason else path)
+    return marked
+
+
 def test_every_chapter_notebook_is_found():
     assert NOTEBOOKS, "no notebooks found under ch0*_*/"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
+@pytest.mark.parametrize("path", awaiting_rerun_marked("test_ran_top_to_bottom", NOTEBOOKS), ids=ids(NOTEBOOKS))
 def test_ran_top_to_bottom(path):
     counts = [c.execution_count for c in code_cells(load(path))]
     assert counts == list(range(1, len(counts) + 1)), (
@@ -70,15 +88,7 @@ def test_run_all_never_stops_at_an_error(path):
             assert output.output_type != "error", f"{output.get('ename')} stored in cell:\n{cell.source[:200]}"
 
 
-def awaiting_rerun_marked(paths):
-    marked = []
-    for path in paths:
-        reason = AWAITING_RERUN.get(path.relative_to(ROOT).as_posix())
-        marked.append(pytest.param(path, marks=pytest.mark.xfail(strict=True, reason=reason)) if reason else path)
-    return marked
-
-
-@pytest.mark.parametrize("path", awaiting_rerun_marked(NOTEBOOKS), ids=ids(NOTEBOOKS))
+@pytest.mark.parametrize("path", awaiting_rerun_marked("test_stored_widgets_read_right_without_a_kernel", NOTEBOOKS), ids=ids(NOTEBOOKS))
 def test_stored_widgets_read_right_without_a_kernel(path):
     """`python -m shared._run` stores widgets as static copies of their final state (shared/_widget_snapshot.py)."""
     for cell in code_cells(load(path)):
