@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import itertools
 import re
 import sys
 from dataclasses import dataclass, field
@@ -171,9 +172,9 @@ def assemble_module(sources: list[str], cells: list[tuple[str, int, str]]) -> st
     if docstring:
         parts.append(docstring + "\n")
     ordered = sorted(imports.values(), key=import_sort_key)
-    groups = [[s for s in ordered if import_sort_key(s)[0] == g] for g in range(3)]
-    if ordered:
-        parts.append("\n\n".join("\n".join(group) for group in groups if group) + "\n")
+    if ordered:  # one blank line between the standard library, third-party and course groups
+        groups = itertools.groupby(ordered, key=lambda statement: import_sort_key(statement)[0])
+        parts.append("\n\n".join("\n".join(group) for _, group in groups) + "\n")
     return "\n".join(parts) + "\n\n" + "\n\n\n".join(sections) + "\n"
 
 

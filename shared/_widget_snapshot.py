@@ -68,7 +68,7 @@ def describe_control(state: dict) -> str | None:
         return f"{label}: {chosen}"
     if name in ("CheckboxModel", "ToggleButtonModel"):
         return f"[{'x' if state.get('value') else ' '}] {label}"
-    if name in ("TextModel", "TextareaModel") or name.endswith("SliderModel") or name.endswith("TextModel"):
+    if name == "TextareaModel" or name.endswith(("TextModel", "SliderModel")):
         return f"{label} {state.get('value')}".strip()
     if name in ("HTMLModel", "LabelModel"):
         return plain_text(state.get("value")) or None
