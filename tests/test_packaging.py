@@ -24,8 +24,10 @@ def requirement_names(lines):
 
 def test_every_data_file_of_the_package_is_declared_as_package_data():
     # setuptools ships only the .py files unless pyproject.toml names the others.
-    patterns = CONFIG["tool"]["setuptools"].get("package-data", {}).get("shared", [])
-    declared = {path for pattern in patterns for path in PACKAGE.glob(pattern)}
+    declared = set()
+    for package, patterns in CONFIG["tool"]["setuptools"].get("package-data", {}).items():
+        folder = ROOT.joinpath(*package.split("."))
+        declared |= {path for pattern in patterns for path in folder.glob(pattern)}
     # (.md files are notes for maintainers who read the repository, e.g. MODULES.md; the notebooks never read them.)
     data_files = {p for p in PACKAGE.rglob("*") if p.is_file() and p.suffix not in {".py", ".pyc", ".md"} and "__pycache__" not in p.parts}
     missing = sorted(p.relative_to(ROOT).as_posix() for p in data_files - declared)
@@ -37,3 +39,10 @@ def test_requirements_txt_and_the_package_need_the_same_libraries():
     from_requirements = requirement_names((ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines())
     from_package = requirement_names(CONFIG["project"]["dependencies"])
     assert from_requirements - {"jupyterlab"} == from_package
+
+
+def test_every_subpackage_of_shared_is_listed():
+    # setuptools installs only the packages it is told about: a forgotten one is missing on Colab.
+    listed = set(CONFIG["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in PACKAGE.rglob("__init__.py") if "__pycache__" not in p.parts}
+    assert found == listed, f"pyproject.toml lists {sorted(listed)}, the repository has {sorted(found)}"

@@ -1,0 +1,94 @@
+"""Diagrams drawn for the course (hand-written, not generated from a notebook).
+
+Each diagram is a small Python function in this package (one module per chapter, all in the
+style of `style.py`) that draws onto a blank canvas. `python -m shared.diagrams` draws them all
+into `png/`, which ships with the package; a notebook shows one with
+
+    show_diagram("ch02_sliding_window")
+
+The PNG is stored in the notebook as that cell's output, so the picture reads on GitHub, in
+JupyterLab and on Colab before anything runs, and running the cell on Colab finds the PNG in
+the installed package. Every diagram carries alt text: it is the image's `alt` and also the
+text a text-only viewer shows in its place.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import io
+from dataclasses import dataclass
+from importlib import resources
+from typing import Callable
+
+CHAPTER_MODULES = ("intro", "ch02", "ch03", "ch04", "ch05", "ch06", "ch07")
+
+
+@dataclass(frozen=True)
+class Diagram:
+    name: str
+    alt: str
+    draw: Callable  # () -> matplotlib Figure
+
+    def render(self) -> bytes:
+        from .style import to_png
+
+        return to_png(self.draw())
+
+
+REGISTRY: dict[str, Diagram] = {}
+
+
+def diagram(name: str, alt: str):
+    """Register a drawing function under `name`, with the alt text that describes it in words."""
+    if not alt.strip():
+        raise ValueError(f"diagram {name!r} needs alt text")
+
+    def register(draw):
+        if name in REGISTRY:
+            raise ValueError(f"two diagrams are called {name!r}")
+        REGISTRY[name] = Diagram(name, " ".join(alt.split()), draw)
+        return draw
+
+    return register
+
+
+def all_diagrams() -> dict[str, Diagram]:
+    """Every diagram of the course, by name (imports each chapter's drawing module once)."""
+    for module in CHAPTER_MODULES:
+        importlib.import_module(f"{__name__}.{module}")
+    return dict(sorted(REGISTRY.items()))
+
+
+def stored_png(name: str) -> bytes:
+    """The PNG drawn for `name`, as shipped in the package."""
+    path = resources.files(__name__).joinpath("png", f"{name}.png")
+    if not path.is_file():
+        known = ", ".join(all_diagrams()) or "none"
+        raise KeyError(f"no diagram called {name!r}; known diagrams: {known}")
+    return path.read_bytes()
+
+
+class DiagramImage:
+    """What a notebook cell shows: the PNG with its alt text (and the alt text alone for text viewers)."""
+
+    def __init__(self, name: str, png: bytes, alt: str):
+        self.name, self.png, self.alt = name, png, alt
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        data = {"image/png": base64.b64encode(self.png).decode("ascii"), "text/plain": f"[diagram: {self.alt}]"}
+        return data, {"image/png": {"alt": self.alt}}
+
+
+def show_diagram(name: str) -> DiagramImage:
+    """The course diagram called `name`, ready to display as a cell's result."""
+    png = stored_png(name)
+    return DiagramImage(name, png, all_diagrams()[name].alt)
+
+
+def pixels(png: bytes):
+    """A PNG decoded to an RGB array of 0..255, for comparing two drawings of one diagram."""
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)

@@ -1,0 +1,480 @@
+"""Diagrams for chapter 05."""
+
+import math
+
+from matplotlib import patches
+
+from . import diagram
+from .style import (
+    ACCENT, FONT, INK, KINDS, MUTED, arrow, box, brace, canvas, data, operation, parameter, row, tensor, text,
+)
+
+# The chapter's toy next-token distribution (section 5), in the order the notebook prints it.
+TOY_VOCAB = ["mat", "sofa", "floor", "windowsill", "keyboard", "roof", "moon", "violin"]
+TOY_LOGITS = [4.10, 3.30, 3.55, 2.20, 2.75, 1.10, -0.80, -1.60]
+
+
+def _softmax(logits, temperature=1.0, keep=None):
+    """Softmax of the kept logits divided by temperature (0 for the others), like next_token_probabilities."""
+    keep = keep if keep is not None else [True] * len(logits)
+    top = max(l for l, k in zip(logits, keep) if k)
+    weights = [math.exp((l - top) / temperature) if k else 0.0 for l, k in zip(logits, keep)]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def _top_k_keep(probas, k):
+    kth = sorted(probas, reverse=True)[k - 1]
+    return [p >= kth for p in probas]
+
+
+def _top_p_keep(probas, p):
+    order = sorted(range(len(probas)), key=lambda i: -probas[i])
+    keep, above = [False] * len(probas), 0.0
+    for i in order:
+        keep[i] = above < p  # kept while the words ranked above it have not yet reached p
+        above += probas[i]
+    return keep
+
+
+def _hbars(ax, x, y_top, values, kept=None, scale=3.0, row_h=0.28, kind="tensor", fontsize=8, digits=4):
+    """Horizontal bars, one per row from y_top down, starting at x; removed rows show a grey '0'."""
+    kept = kept if kept is not None else [True] * len(values)
+    for i, (value, k) in enumerate(zip(values, kept)):
+        y = y_top - (i + 1) * row_h
+        if k:
+            fill, edge, _ = KINDS[kind]
+            ax.add_patch(patches.Rectangle((x, y + 0.05), max(value * scale, 0.015), row_h - 0.1,
+                                           facecolor=fill, edgecolor=edge, linewidth=1.0))
+            ax.text(x + value * scale + 0.05, y + row_h / 2, f"{value:.{digits}f}", ha="left", va="center",
+                    fontsize=fontsize, color=INK, family=FONT)
+        else:
+            ax.text(x + 0.02, y + row_h / 2, "0  (removed)", ha="left", va="center", fontsize=fontsize,
+                    color=MUTED, family=FONT)
+    ax.plot([x, x], [y_top - len(values) * row_h, y_top], color=MUTED, linewidth=0.9)
+
+
+def _words(ax, x_right, y_top, words, row_h=0.28, fontsize=9):
+    for i, word in enumerate(words):
+        ax.text(x_right, y_top - (i + 0.5) * row_h, word, ha="right", va="center", fontsize=fontsize, color=INK,
+                family=FONT)
+
+
+@diagram(
+    "ch05_train_val_split",
+    alt="""The 20,479 characters of The Verdict as one long bar, cut once: the first 90 percent (18,431
+    characters) become the training text and the last 10 percent (2,048 characters) the validation text.
+    Each part is tokenized and cut into non-overlapping windows of 256 tokens: the training part gives 9
+    shuffled batches of 2 windows (4,608 input tokens per epoch), the validation part one batch of 2 windows
+    (512 tokens), never trained on.""",
+)
+def train_val_split():
+    fig, ax = canvas(9.4, 3.0)
+    x0, width = 0.3, 8.8
+    cut = x0 + width * 0.9
+    text(ax, x0, 2.75, "The Verdict: 20,479 characters", ha="left", fontsize=10, weight="bold")
+    data(ax, x0, 1.95, cut - x0, 0.5, "training text: the first 90% (characters 0 to 18,430)", fontsize=10)
+    box(ax, cut, 1.95, x0 + width - cut, 0.5, "last 10%", kind="highlight", fontsize=9)
+    ax.plot([cut, cut], [1.85, 2.6], color=ACCENT, linewidth=1.6)
+    text(ax, cut, 2.75, "split = int(0.9 × 20,479) = 18,431", ha="right", fontsize=9, color=ACCENT)
+    # windows of 256 tokens (drawn schematically, 18 and 2 of them)
+    ww = (cut - x0 - 0.35) / 18
+    for i in range(18):
+        box(ax, x0 + i * ww, 1.1, ww - 0.04, 0.38, "", kind="tensor")
+    text(ax, cut - 0.17, 1.29, "…", fontsize=10, color=MUTED)
+    vw = (x0 + width - cut - 0.12) / 2
+    for i in range(2):
+        box(ax, cut + 0.02 + i * vw, 1.1, vw - 0.04, 0.38, "", kind="tensor")
+    brace(ax, x0, cut - 0.35, 1.0, "18 windows of 256 tokens → 9 batches of 2 (shuffled, last incomplete batch "
+          "dropped): 4,608 input tokens per epoch", fontsize=9)
+    brace(ax, cut + 0.02, x0 + width - 0.1, 1.0, "", fontsize=9)
+    text(ax, x0 + width, 0.2, "validation: 2 windows, 1 batch of 2 (512 tokens), in order, never trained on",
+         ha="right", fontsize=9, color=ACCENT)
+    text(ax, x0 + width, 0.52, "the tail that does not fill a window (256 inputs + 1 target) is unused",
+         ha="right", fontsize=8, color=MUTED)
+    return fig
+
+
+@diagram(
+    "ch05_loss_all_positions",
+    alt="""How the cross-entropy loss is computed over every position. Two texts, 'the painter stepped back' and
+    'she laughed at the', give three input tokens each; the target at each position is the token that follows
+    it, so the targets are the inputs shifted by one. For each of the six positions the model's probability of
+    the true next token is read out (all about 1.3 to 1.9 times ten to the minus five for the untrained model),
+    its negative logarithm is taken (about 11 each), and the mean of the six, 11.1097, is the loss.""",
+)
+def loss_all_positions():
+    fig, ax = canvas(9.5, 4.3)
+    inputs = ["the", "painter", "stepped", "she", "laughed", "at"]
+    targets = ["painter", "stepped", "back", "laughed", "at", "the"]
+    probas = [1.3624, 1.2777, 1.5002, 1.5086, 1.8972, 1.5034]
+    neglogs = [11.2037, 11.2678, 11.1073, 11.1018, 10.8726, 11.1052]
+    x0, w, gap = 2.25, 1.08, 0.0
+    xs = [x0 + i * w + (0.22 if i >= 3 else 0) for i in range(6)]
+    rows_y = {"input": 3.15, "target": 2.3, "p": 1.45, "nl": 0.75}
+    labels = {"input": "input token", "target": "target: the\nnext token", "p": "model's probability\nof the target",
+              "nl": "−log p"}
+    for key, y in rows_y.items():
+        text(ax, 0.1, y + 0.21, labels[key], ha="left", fontsize=9, weight="bold")
+    brace(ax, xs[0], xs[2] + w - 0.06, 3.72, "text 1: “the painter stepped back”", below=False)
+    brace(ax, xs[3], xs[5] + w - 0.06, 3.72, "text 2: “she laughed at the”", below=False)
+    for i in range(6):
+        data(ax, xs[i], rows_y["input"], w - 0.06, 0.42, inputs[i], fontsize=10)
+        box(ax, xs[i], rows_y["target"], w - 0.06, 0.42, targets[i], kind="highlight", fontsize=10)
+        tensor(ax, xs[i], rows_y["p"], w - 0.06, 0.42, f"{probas[i]:.2f}e-5", fontsize=9)
+        tensor(ax, xs[i], rows_y["nl"], w - 0.06, 0.42, f"{neglogs[i]:.2f}", fontsize=10)
+        cx = xs[i] + (w - 0.06) / 2
+        arrow(ax, (cx, rows_y["input"]), (cx, rows_y["target"] + 0.42), color=MUTED, linewidth=0.9)
+        arrow(ax, (cx, rows_y["target"]), (cx, rows_y["p"] + 0.42), color=MUTED, linewidth=0.9)
+        arrow(ax, (cx, rows_y["p"]), (cx, rows_y["nl"] + 0.42), color=MUTED, linewidth=0.9)
+    # the shift by one: each target is the next input
+    for i in (0, 1, 3, 4):
+        arrow(ax, (xs[i + 1] + 0.1, rows_y["input"]), (xs[i] + w - 0.16, rows_y["target"] + 0.42), color=ACCENT,
+              linewidth=0.8, curve=-0.15)
+    brace(ax, xs[0], xs[5] + w - 0.06, 0.62, "mean over all 6 positions = 11.1097 = the cross-entropy loss",
+          fontsize=10, color=ACCENT)
+    text(ax, 0.1, 4.15, "red arrows: each target is the next input token (the inputs shifted by one)", ha="left",
+         fontsize=8, color=ACCENT)
+    text(ax, 0.1, 0.1, "training does the same over every position of a batch (2 × 256 = 512 predictions)",
+         ha="left", fontsize=8, color=MUTED)
+    return fig
+
+
+@diagram(
+    "ch05_perplexity",
+    alt="""Perplexity as the effective number of choices. Left: a model that spreads its probability evenly
+    over four words has a loss of ln 4, about 1.386, and a perplexity of e to that power, exactly 4: it is as
+    unsure as a fair pick among four words. Right: a logarithmic scale of perplexity from 1 (certain of every
+    next token, loss 0) through 4 to 50,257 (a uniform guess over GPT-2's vocabulary, loss 10.825) and 66,818,
+    the untrained model of this chapter (loss 11.11).""",
+)
+def perplexity():
+    fig, ax = canvas(9.5, 3.3)
+    text(ax, 0.2, 3.0, "a model unsure between 4 words", ha="left", fontsize=10, weight="bold")
+    words = ["mat", "sofa", "floor", "roof"]
+    _words(ax, 1.1, 2.65, words, row_h=0.3, fontsize=9)
+    _hbars(ax, 1.2, 2.65, [0.25] * 4, scale=3.0, row_h=0.3, digits=2)
+    text(ax, 0.2, 1.0, "loss = −log 0.25 = ln 4 ≈ 1.386", ha="left", fontsize=10)
+    text(ax, 0.2, 0.6, "perplexity = e^loss = 4", ha="left", fontsize=10, color=ACCENT, weight="bold")
+    text(ax, 0.2, 0.25, "as unsure as a fair pick among 4 words", ha="left", fontsize=9, color=MUTED)
+    # log scale on the right
+    xa, xb, y = 4.6, 9.1, 1.7
+    lo, hi = 0, math.log10(100_000)
+
+    def at(v):
+        return xa + (math.log10(v) - lo) / (hi - lo) * (xb - xa)
+
+    text(ax, xa, 3.0, "perplexity, on a log scale", ha="left", fontsize=10, weight="bold")
+    ax.plot([xa, xb], [y, y], color=INK, linewidth=1.2)
+    for v, label in [(1, "1"), (10, "10"), (100, "100"), (1000, "1,000"), (10_000, "10,000"), (100_000, "100,000")]:
+        ax.plot([at(v)] * 2, [y - 0.06, y + 0.06], color=INK, linewidth=1.0)
+        text(ax, at(v), y - 0.2, label, fontsize=8, color=MUTED)
+    marks = [(1, "certain of every\nnext token\n(loss 0)", 0.75, INK), (4, "the 4-word\nexample", 2.45, ACCENT),
+             (50_257, "uniform guess over\nthe vocabulary\n(loss 10.825)", 0.75, INK),
+             (66_818, "untrained model\n(loss 11.11)", 2.45, INK)]
+    for v, label, ty, color in marks:
+        ax.plot([at(v)], [y], marker="o", color=color, markersize=5)
+        arrow(ax, (at(v), ty - 0.25 if ty > y else ty + 0.3), (at(v), y + (0.08 if ty > y else -0.3)),
+              color=MUTED, linewidth=0.8)
+        text(ax, at(v), ty, label, fontsize=8, color=color)
+    return fig
+
+
+@diagram(
+    "ch05_training_loop",
+    alt="""The training loop as a cycle. A batch of inputs and targets (2 windows of 256 tokens) goes through
+    the model, whose weights are its parameters, giving logits of shape 2 by 256 by 50,257; cross-entropy over
+    every position turns them into one loss number. loss.backward() fills every weight's gradient,
+    optimizer.step() (AdamW) moves the weights against it, optimizer.zero_grad() clears the gradients, and the
+    next batch comes. Every eval_freq steps (5 in this chapter) evaluate_model measures the training and
+    validation losses in eval mode without gradients, and after each epoch a greedy sample is printed.""",
+)
+def training_loop():
+    fig, ax = canvas(9.5, 4.5)
+    top, bot, h = 3.35, 1.6, 0.6
+    b = data(ax, 0.15, top, 1.75, h, "batch:\ninputs, targets", fontsize=10, shape="(2, 256) each")
+    m = operation(ax, 2.35, top, 1.1, h, "model", fontsize=10)
+    lg = tensor(ax, 3.9, top, 1.35, h, "logits", fontsize=10, shape="(2, 256, 50257)")
+    ce = operation(ax, 5.7, top, 1.75, h, "cross-entropy over\nevery position", fontsize=9)
+    ls = tensor(ax, 7.9, top, 1.45, h, "loss", fontsize=10, shape="one number")
+    for a, c in [((1.9, top + h / 2), (2.35, top + h / 2)), ((3.45, top + h / 2), (3.9, top + h / 2)),
+                 ((5.25, top + h / 2), (5.7, top + h / 2)), ((7.45, top + h / 2), (7.9, top + h / 2))]:
+        arrow(ax, a, c)
+    bw = operation(ax, 7.65, bot, 1.7, h, "loss.backward()\nfills the gradients", fontsize=9)
+    st = operation(ax, 5.2, bot, 1.75, h, "optimizer.step()\nAdamW moves weights", fontsize=9)
+    zg = operation(ax, 2.7, bot, 1.8, h, "optimizer.zero_grad()\nclears the gradients", fontsize=9)
+    arrow(ax, (ls[0], top - 0.25), (ls[0], bot + h))
+    arrow(ax, (7.65, bot + h / 2), (6.95, bot + h / 2))
+    arrow(ax, (5.2, bot + h / 2), (4.5, bot + h / 2))
+    arrow(ax, (2.7, bot + h / 2), (b[0], bot + h / 2), style="-")
+    arrow(ax, (b[0], bot + h / 2), (b[0], top - 0.25), label="next batch", label_side="right")
+    wt = parameter(ax, 2.35, 2.55, 1.1, 0.4, "weights", fontsize=9)
+    arrow(ax, (wt[0], 2.95), (wt[0], top), color="#3a8d4f")
+    arrow(ax, (5.4, bot + h), (3.45, 2.7), color="#3a8d4f")
+    text(ax, 4.5, 2.62, "updates", fontsize=9, color="#3a8d4f", ha="left")
+    # evaluation, off the main cycle
+    box(ax, 0.15, 0.25, 4.35, 0.7, "every eval_freq = 5 steps: evaluate_model\ntrain and val loss (eval mode, no gradients)",
+        kind="highlight", fontsize=9)
+    box(ax, 5.2, 0.25, 4.15, 0.7, "after every epoch: a greedy sample\nfrom “Every effort moves you”",
+        kind="highlight", fontsize=9)
+    arrow(ax, (st[0] - 0.5, bot), (2.9, 0.95), color=MUTED, linewidth=0.9)
+    arrow(ax, (st[0] + 0.3, bot), (st[0] + 0.3, 0.95), color=MUTED, linewidth=0.9)
+    text(ax, 9.35, 4.3, "repeat for every batch of every epoch", ha="right", fontsize=9, color=ACCENT)
+    return fig
+
+
+@diagram(
+    "ch05_overfitting_sketch",
+    alt="""A schematic sketch, not this chapter's data: loss against training steps. The training loss keeps
+    falling towards zero. The validation loss falls at first, reaches a lowest point, and then turns up again.
+    Before that point the model learns patterns that carry over to new text; after it, it memorises the
+    training text. The lowest validation loss marks the best moment to stop or the checkpoint to keep.""",
+)
+def overfitting_sketch():
+    fig, ax = canvas(8.5, 3.6)
+    x0, y0, x1, y1 = 0.9, 0.55, 7.9, 3.1
+    arrow(ax, (x0, y0), (x1, y0))
+    arrow(ax, (x0, y0), (x0, y1))
+    text(ax, (x0 + x1) / 2, 0.25, "training steps →", fontsize=9)
+    text(ax, 0.45, (y0 + y1) / 2, "loss", fontsize=9)
+    xs = [i / 100 for i in range(101)]
+    train = [0.1 + 2.3 * math.exp(-3.2 * t) for t in xs]
+    val = [0.95 + 1.45 * math.exp(-5.0 * t) + 0.9 * max(0.0, t - 0.35) ** 1.5 for t in xs]
+
+    def px(t):
+        return x0 + 0.05 + t * (x1 - x0 - 0.4)
+
+    def py(v):
+        return y0 + 0.05 + v * 0.95
+
+    ax.plot([px(t) for t in xs], [py(v) for v in train], color="#2f6ea5", linewidth=2)
+    ax.plot([px(t) for t in xs], [py(v) for v in val], color=ACCENT, linewidth=2, linestyle="-.")
+    best = min(range(101), key=lambda i: val[i])
+    bx, by = px(xs[best]), py(val[best])
+    ax.plot([bx], [by], marker="o", color=ACCENT, markersize=6)
+    ax.plot([bx, bx], [y0, y1 - 0.2], color=MUTED, linewidth=0.9, linestyle=":")
+    text(ax, px(1.0), py(train[-1]) + 0.2, "training loss", ha="right", fontsize=9, color="#2f6ea5")
+    text(ax, px(1.0), py(val[-1]) + 0.22, "validation loss", ha="right", fontsize=9, color=ACCENT)
+    text(ax, bx + 0.1, by + 0.35, "lowest validation loss:\nstop here, or keep this checkpoint", fontsize=8,
+         color=ACCENT, ha="left")
+    text(ax, (x0 + bx) / 2 + 0.3, y1 - 0.05, "learning patterns\nthat carry over", fontsize=9)
+    text(ax, (bx + x1) / 2, y1 - 0.05, "memorising the training text\n(overfitting)", fontsize=9)
+    text(ax, x1, 3.45, "SKETCH: the typical shape, not this run's numbers", ha="right", fontsize=9,
+         color=MUTED, style="italic")
+    return fig
+
+
+@diagram(
+    "ch05_greedy_vs_sampling",
+    alt="""Greedy decoding against sampling on the chapter's toy distribution for the word after 'The cat
+    curled up on the': mat 0.4007, sofa 0.1800, floor 0.2312, windowsill 0.0599, keyboard 0.1039, roof 0.0199,
+    moon 0.0030, violin 0.0013. Greedy decoding (argmax) picks mat every time. Sampling with
+    torch.multinomial draws each word in proportion to its probability: in 1,000 seeded draws mat came up 400
+    times, sofa 199, floor 202, windowsill 56, keyboard 116, roof 24, moon 3 and violin 0.""",
+)
+def greedy_vs_sampling():
+    fig, ax = canvas(9.5, 3.4)
+    probas = _softmax(TOY_LOGITS)
+    counts = [400, 199, 202, 56, 116, 24, 3, 0]
+    rh, ytop = 0.3, 2.75
+    text(ax, 0.15, 3.15, "“The cat curled up on the …”: next-word probabilities", ha="left", fontsize=10,
+         weight="bold")
+    _words(ax, 1.25, ytop, TOY_VOCAB, row_h=rh)
+    _hbars(ax, 1.35, ytop, probas, scale=3.4, row_h=rh)
+    cx = 3.75
+    text(ax, cx, ytop + 0.12, "drawn, of 1,000", fontsize=8, color=MUTED)
+    for i, count in enumerate(counts):
+        text(ax, cx, ytop - (i + 0.5) * rh, f"{count}", fontsize=9)
+    gx = 4.7
+    operation(ax, gx, 1.95, 1.7, 0.55, "greedy: argmax", fontsize=10)
+    arrow(ax, (gx + 1.7, 2.23), (gx + 2.05, 2.23))
+    box(ax, gx + 2.05, 1.95, 2.55, 0.55, "mat, every time", kind="highlight", fontsize=10)
+    operation(ax, gx, 0.85, 1.7, 0.55, "sampling:\ntorch.multinomial", fontsize=9)
+    arrow(ax, (gx + 1.7, 1.13), (gx + 2.05, 1.13))
+    box(ax, gx + 2.05, 0.85, 2.55, 0.55, "each word about as often\nas its probability says", kind="tensor", fontsize=9)
+    text(ax, 0.15, 0.2, "sampling gives varied text, but rare words can come up too (moon 3 times; violin could)",
+         ha="left", fontsize=8, color=MUTED)
+    return fig
+
+
+@diagram(
+    "ch05_sampling_filters",
+    alt="""Temperature, top-k and top-p applied one after the other to the chapter's toy distribution, as
+    next_token_probabilities does. At temperature 1 the probabilities are mat 0.4007, floor 0.2312, sofa 0.1800,
+    keyboard 0.1039, windowsill 0.0599, roof 0.0199, moon 0.0030, violin 0.0013. Dividing the logits by
+    temperature 1.5 flattens them (mat 0.3161, violin 0.0071). Top-k with k = 5 removes roof, moon and violin
+    and renormalises the rest (mat 0.3369). Top-p with p = 0.9 keeps the most probable words until their sum
+    reaches 0.9, which removes windowsill as well; the final distribution is mat 0.3723, sofa 0.2184, floor
+    0.2580, keyboard 0.1514, and zero for the other four words.""",
+)
+def sampling_filters():
+    fig, ax = canvas(9.5, 3.75)
+    rh, ytop = 0.3, 2.95
+    original = _softmax(TOY_LOGITS)
+    tempered = _softmax(TOY_LOGITS, 1.5)
+    keep_k = _top_k_keep(tempered, 5)
+    after_k = _softmax(TOY_LOGITS, 1.5, keep_k)
+    keep_p = [a and b for a, b in zip(keep_k, _top_p_keep(after_k, 0.9))]
+    after_p = _softmax(TOY_LOGITS, 1.5, keep_p)
+    _words(ax, 1.0, ytop, TOY_VOCAB, row_h=rh)
+    panels = [("softmax, T = 1", original, None), ("÷ temperature 1.5", tempered, None),
+              ("top-k, k = 5", after_k, keep_k), ("top-p, p = 0.9", after_p, keep_p)]
+    x, pw = 1.1, 2.1
+    for i, (title, values, kept) in enumerate(panels):
+        px = x + i * pw
+        text(ax, px + 0.05, 3.4, title, ha="left", fontsize=10, weight="bold",
+             color=INK if i == 0 else ACCENT)
+        _hbars(ax, px + 0.05, ytop, values, kept, scale=2.6, row_h=rh, kind="highlight" if i == 3 else "tensor")
+        if i:
+            arrow(ax, (px - 0.3, 3.4), (px - 0.02, 3.4), color=MUTED)
+    text(ax, 0.15, 0.22, "the order in next_token_probabilities: temperature, then top-k, then top-p on what "
+         "top-k left; the survivors are renormalised to sum to 1", ha="left", fontsize=8, color=MUTED)
+    return fig
+
+
+@diagram(
+    "ch05_top_p_nucleus",
+    alt="""Top-p (nucleus) sampling with p = 0.9 on the toy distribution. The words are sorted by probability:
+    mat 0.4007, floor 0.2312, sofa 0.1800, keyboard 0.1039, windowsill 0.0599, roof 0.0199, moon 0.0030, violin
+    0.0013. Their running sums are 0.4007, 0.6319, 0.8119, 0.9158 and so on. A word is kept while the words
+    ranked above it have not yet reached 0.9, so mat, floor, sofa and keyboard form the nucleus (their sum
+    0.9158 is the first to pass 0.9) and the other four are dropped.""",
+)
+def top_p_nucleus():
+    fig, ax = canvas(9.0, 3.3)
+    probas = _softmax(TOY_LOGITS)
+    order = sorted(range(8), key=lambda i: -probas[i])
+    x0, w, y = 1.2, 0.95, 1.9
+    text(ax, 0.1, 2.9, "sorted by probability, top-p with p = 0.9", ha="left", fontsize=10, weight="bold")
+    cumulative = 0.0
+    for j, i in enumerate(order):
+        kept = cumulative < 0.9
+        cumulative += probas[i]
+        xx = x0 + j * w
+        box(ax, xx, y, w - 0.06, 0.45, TOY_VOCAB[i], kind="highlight" if kept else "masked",
+            fontsize=9 if len(TOY_VOCAB[i]) < 9 else 8)
+        text(ax, xx + (w - 0.06) / 2, y - 0.25, f"{probas[i]:.4f}", fontsize=9)
+        text(ax, xx + (w - 0.06) / 2, y - 0.6, f"{cumulative:.4f}", fontsize=9, color=ACCENT if kept else MUTED)
+    text(ax, 0.1, y + 0.22, "word", ha="left", fontsize=9, weight="bold")
+    text(ax, 0.1, y - 0.25, "probability", ha="left", fontsize=9, weight="bold")
+    text(ax, 0.1, y - 0.6, "running sum", ha="left", fontsize=9, weight="bold")
+    brace(ax, x0, x0 + 4 * w - 0.06, y + 0.55, "the nucleus: kept (0.9158 is the first sum to reach 0.9)",
+          below=False, color=ACCENT)
+    brace(ax, x0 + 4 * w, x0 + 8 * w - 0.06, y + 0.55, "dropped: set to −inf", below=False)
+    text(ax, 0.1, 0.45, "a word is kept while the words ranked above it add up to less than p; the kept words are "
+         "then renormalised", ha="left", fontsize=8, color=MUTED)
+    return fig
+
+
+@diagram(
+    "ch05_lr_schedule",
+    alt="""A sketch of the learning-rate schedule used for large pretraining runs: during warmup the learning
+    rate rises linearly from almost zero to its peak; then it follows half a cosine wave down to a floor, often
+    10 percent of the peak (min_ratio 0.1), reached at the last step. This chapter's small run keeps the
+    learning rate constant at 4e-4 instead.""",
+)
+def lr_schedule():
+    fig, ax = canvas(8.5, 3.3)
+    x0, y0, x1, y1 = 0.9, 0.55, 8.0, 3.0
+    arrow(ax, (x0, y0), (x1, y0))
+    arrow(ax, (x0, y0), (x0, y1))
+    text(ax, (x0 + x1) / 2, 0.22, "training step →", fontsize=9)
+    text(ax, 0.45, 1.75, "learning\nrate", fontsize=9)
+    total, warm, floor = 100, 10, 0.1
+    steps = list(range(total))
+
+    def lr(s):
+        if s < warm:
+            return (s + 1) / warm
+        progress = (s - warm) / (total - 1 - warm)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def px(s):
+        return x0 + 0.1 + s / (total - 1) * (x1 - x0 - 0.4)
+
+    def py(v):
+        return y0 + v * 2.0
+
+    ax.plot([px(s) for s in steps], [py(lr(s)) for s in steps], color="#2f6ea5", linewidth=2)
+    ax.plot([x0, x1 - 0.3], [py(1)] * 2, color=MUTED, linewidth=0.8, linestyle=":")
+    ax.plot([x0, x1 - 0.3], [py(floor)] * 2, color=MUTED, linewidth=0.8, linestyle=":")
+    text(ax, px(warm) + 0.15, py(1) + 0.15, "peak learning rate", ha="left", fontsize=9)
+    text(ax, px(14), py(floor) + 0.15, "floor: 10% of the peak (min_ratio=0.1)", ha="left", fontsize=9)
+    ax.plot([px(warm)] * 2, [y0, py(1)], color=MUTED, linewidth=0.8, linestyle=":")
+    text(ax, px(warm) + 0.1, py(0.55), "warmup\n(linear)", fontsize=9, color=ACCENT, ha="left")
+    text(ax, px(55) + 0.2, py(0.62), "cosine decay", ha="left", fontsize=9, color=ACCENT)
+    text(ax, px(warm), y0 - 0.12, "warmup_steps", fontsize=8, color=MUTED, va="top")
+    text(ax, px(total - 1), y0 - 0.12, "total_steps", fontsize=8, color=MUTED, va="top")
+    text(ax, x1, 3.15, "a sketch; this chapter's run uses a constant 4e-4", ha="right", fontsize=8, color=MUTED,
+         style="italic")
+    return fig
+
+
+@diagram(
+    "ch05_data_parallel",
+    alt="""Data parallelism with four processes (ranks). The global batch is split into four shares, one per
+    rank. Every rank holds a full copy of the same weights, runs the forward and backward pass on its own share
+    and gets its own gradients. An all-reduce averages the four gradients and gives every rank the same average,
+    so each rank's optimizer takes the same step and the four copies of the weights stay identical. The average
+    equals the gradient of the whole global batch.""",
+)
+def data_parallel():
+    fig, ax = canvas(9.5, 4.6)
+    data(ax, 1.4, 4.0, 7.9, 0.42, "global batch of windows", fontsize=10)
+    cw, x0 = 2.0, 1.4
+    for r in range(4):
+        x = x0 + r * cw
+        c = x + (cw - 0.15) / 2
+        arrow(ax, (c, 4.0), (c, 3.62), color=MUTED, linewidth=0.9)
+        data(ax, x, 3.2, cw - 0.15, 0.42, f"rank {r}: share {r}", fontsize=9)
+        arrow(ax, (c, 3.2), (c, 2.92), color=MUTED, linewidth=0.9)
+        operation(ax, x, 2.35, cw - 0.15, 0.57, "forward + backward\n(same weights)", fontsize=8)
+        arrow(ax, (c, 2.35), (c, 2.07), color=MUTED, linewidth=0.9)
+        tensor(ax, x, 1.65, cw - 0.15, 0.42, f"gradients g{r}", fontsize=9)
+        arrow(ax, (c, 1.65), (c, 1.47), color=MUTED, linewidth=0.9)
+        arrow(ax, (c, 1.0), (c, 0.77), color=MUTED, linewidth=0.9)
+        operation(ax, x, 0.2, cw - 0.15, 0.57, "optimizer.step()\nthe same step", fontsize=8)
+    box(ax, x0, 1.0, 4 * cw - 0.15, 0.47, "all-reduce: every rank receives the average (g0 + g1 + g2 + g3) / 4",
+        kind="highlight", fontsize=10)
+    text(ax, 0.1, 3.41, "its own data", ha="left", fontsize=8, color=MUTED)
+    text(ax, 0.1, 2.63, "a full model\ncopy each", ha="left", fontsize=8, color=MUTED)
+    text(ax, 0.1, 1.23, "communicate", ha="left", fontsize=8, color=ACCENT)
+    text(ax, 0.1, 0.48, "weights stay\nidentical", ha="left", fontsize=8, color=MUTED)
+    return fig
+
+
+@diagram(
+    "ch05_checkpoint_contents",
+    alt="""What section 6 writes to the checkpoints folder. The checkpoint file ch05_verdict_checkpoint.pth,
+    written by torch.save as a pickle, holds four entries: config (a plain dictionary), model_state_dict (every
+    weight by name: 162 million float32 numbers, about 650 MB at full size), optimizer_state_dict (AdamW's two
+    running averages per weight and its step count, about 1.3 GB) and history (steps, tokens seen, losses and
+    samples as lists). In all it is about three times the size of the weights. The safetensors file holds the
+    weights only, about 650 MB. Loading with torch.load and weights_only=True rebuilds only tensors and plain
+    containers and refuses anything else, while weights_only=False would run whatever code the file names.""",
+)
+def checkpoint_contents():
+    fig, ax = canvas(9.5, 4.2)
+    box(ax, 0.15, 0.85, 5.3, 3.0, "", kind="plain")
+    text(ax, 0.3, 3.6, "ch05_verdict_checkpoint.pth", ha="left", fontsize=10, weight="bold")
+    text(ax, 0.3, 3.33, "torch.save: one pickle, ≈ 3 × the weights (1.95 GB at full size)", ha="left",
+         fontsize=8, color=MUTED)
+    data(ax, 0.35, 2.65, 4.9, 0.45, "config: a plain dict (GPTConfig's fields)", fontsize=9)
+    parameter(ax, 0.35, 2.05, 4.9, 0.5, "model_state_dict: every weight by name\n162M float32 numbers ≈ 650 MB",
+              fontsize=9)
+    tensor(ax, 0.35, 1.45, 4.9, 0.5, "optimizer_state_dict: AdamW's 2 averages\nper weight + step count ≈ 1.3 GB",
+              fontsize=9)
+    data(ax, 0.35, 0.95, 4.9, 0.4, "history: steps, tokens seen, losses, samples", fontsize=9)
+    text(ax, 2.8, 0.55, "to resume training: all four", fontsize=8, color=ACCENT)
+    box(ax, 5.75, 2.9, 3.6, 0.95, "", kind="plain")
+    text(ax, 5.9, 3.6, "ch05_verdict_model.safetensors", ha="left", fontsize=10, weight="bold")
+    parameter(ax, 5.9, 3.0, 3.3, 0.45, "weights only ≈ 650 MB", fontsize=9)
+    text(ax, 7.55, 2.65, "to use or share the model", fontsize=8, color=ACCENT)
+    operation(ax, 5.75, 1.55, 3.6, 0.55, "torch.load(path, weights_only=True)", fontsize=9)
+    box(ax, 5.75, 0.35, 3.6, 0.85, "rebuilds only tensors, dicts, lists,\nnumbers, strings; anything else:\n"
+        "UnpicklingError", kind="highlight", fontsize=8)
+    arrow(ax, (5.45, 1.82), (5.75, 1.82))
+    arrow(ax, (7.55, 1.55), (7.55, 1.2))
+    text(ax, 0.15, 0.2, "weights_only=False would run any code the file names: never for files from elsewhere",
+         ha="left", fontsize=8, color=ACCENT)
+    return fig

@@ -1,0 +1,483 @@
+"""Diagrams for chapter 07."""
+
+from matplotlib import patches
+
+from . import diagram
+from .ch06 import legend, path_arrow  # small primitives shared with chapter 6
+from .style import ACCENT, INK, MONO, MUTED, arrow, box, canvas, data, operation, parameter, row, tensor, text
+
+EOT = "50256"
+
+
+@diagram(
+    "ch07_pipeline",
+    alt="""The chapter in one picture. Pretrained GPT-2 (355M parameters on a GPU, 124M on a CPU) is finetuned
+    on 935 instruction examples for 2 epochs. The finetuned model writes responses to the 110 test
+    instructions, greedily and with at most 64 new tokens, and they are saved as JSON. The responses are
+    scored with overlap metrics (exact match, token F1, ROUGE-L) and by an LLM judge (Llama 3 through Ollama,
+    0 to 100); the model itself also answers 24 multiple-choice questions, scored from the probabilities of
+    the answer letters. The same evaluation runs for the starting model, the fully finetuned model and a LoRA
+    model, and everything ends in one results table.""",
+)
+def pipeline():
+    fig, ax = canvas(9.6, 3.9)
+    y, h = 2.2, 0.85
+    parameter(ax, 0.15, y, 1.5, h, "pretrained\nGPT-2", fontsize=10)
+    operation(ax, 2.05, y, 1.75, h, "instruction\nfinetuning", fontsize=10)
+    parameter(ax, 4.2, y, 1.45, h, "finetuned\nmodel", fontsize=10)
+    operation(ax, 6.05, y, 1.6, h, "generate\nresponses", fontsize=10)
+    data(ax, 8.05, y, 1.4, h, "110 test\nresponses", fontsize=10)
+    for a, b in [(1.65, 2.05), (3.8, 4.2), (5.65, 6.05), (7.65, 8.05)]:
+        arrow(ax, (a, y + h / 2), (b, y + h / 2))
+    for cx, note in [(0.9, "355M on a GPU,\n124M on a CPU"), (2.925, "935 examples,\n2 epochs, AdamW"),
+                     (6.85, "110 test instructions,\ngreedy, \u2264 64 tokens"), (8.75, "saved\nas JSON")]:
+        text(ax, cx, y + h + 0.33, note, fontsize=9, color=MUTED)
+    y2, h2 = 0.55, 0.8
+    operation(ax, 3.85, y2, 2.2, h2, "multiple choice\n24 questions", fontsize=9.5)
+    operation(ax, 6.35, y2, 1.45, h2, "overlap\nmetrics", fontsize=9.5)
+    operation(ax, 8.05, y2, 1.4, h2, "LLM judge\n0-100", fontsize=9.5)
+    arrow(ax, (4.925, y), (4.95, y2 + h2))
+    arrow(ax, (8.5, y), (7.3, y2 + h2), linewidth=1.1)
+    arrow(ax, (8.75, y), (8.75, y2 + h2), linewidth=1.1)
+    text(ax, 7.55, 1.8, "compared with the\nreference answers", ha="right", fontsize=9, color=MUTED)
+    text(ax, 4.95, y2 - 0.2, "letter probabilities", fontsize=9, color=MUTED)
+    text(ax, 7.075, y2 - 0.2, "EM, F1, ROUGE-L", fontsize=9, color=MUTED)
+    text(ax, 8.75, y2 - 0.2, "Llama 3 via Ollama", fontsize=9, color=MUTED)
+    text(ax, 0.15, 1.05, "every evaluation runs for the\nstarting model, the finetuned\nmodel and a LoRA model,\n"
+         "then goes into one table", ha="left", fontsize=9, color=ACCENT)
+    return fig
+
+
+@diagram(
+    "ch07_alpaca_template",
+    alt="""One record laid out in the Alpaca prompt format. A fixed preamble, "Below is an instruction that
+    describes a task. Write a response that appropriately completes the request.", then "### Instruction:"
+    with the instruction ("Edit the following sentence for grammar."), "### Input:" with the input ("He go
+    to the park every day."), "### Response:" and the reference output ("He goes to the park every day.").
+    Brackets mark what each function returns: format_input ends after the input; format_prompt adds the
+    response header and is the text the model continues at inference; format_example adds the output and is a
+    training text. When a record's input is empty, the whole Input section is left out.""",
+)
+def alpaca_template():
+    fig, ax = canvas(9.6, 4.45)
+    lines = [
+        ("Below is an instruction that describes a task. Write a response", "data"),
+        ("that appropriately completes the request.", "data"),
+        (None, None),
+        ("### Instruction:", "data"),
+        ("Edit the following sentence for grammar.", "data"),
+        (None, None),
+        ("### Input:", "data"),
+        ("He go to the park every day.", "data"),
+        (None, None),
+        ("### Response:", "highlight"),
+        ("He goes to the park every day.", "plain"),
+    ]
+    x0, top, lh, width = 0.2, 4.2, 0.33, 5.45
+    ys = [top - (i + 1) * lh for i in range(len(lines))]
+    groups = [(0, 1), (3, 4), (6, 7), (9, 9), (10, 10)]
+    for first, last in groups:
+        kind = lines[first][1]
+        box(ax, x0, ys[last] + 0.02, width, ys[first] - ys[last] + lh - 0.04, kind=kind)
+    for (words, _), y in zip(lines, ys):
+        if words:
+            text(ax, x0 + 0.12, y + lh / 2, words, ha="left", fontsize=9.5, family=MONO)
+    # nested brackets: the shortest span farthest right, so their ticks never cross
+    spans = [(7, 6.2, "format_input()"), (9, 5.98, "format_prompt(): what the model continues"),
+             (10, 5.76, "format_example(): a training text")]
+    for last, bx, label in spans:
+        y_top, y_end = ys[0] + lh - 0.02, ys[last] + lh / 2
+        ax.plot([bx - 0.08, bx, bx, 6.32], [y_top, y_top, y_end, y_end], color=MUTED if last == 7 else ACCENT,
+                linewidth=1.1)
+        text(ax, 6.4, y_end, label, ha="left", fontsize=9.5, color=MUTED if last == 7 else ACCENT)
+    text(ax, x0, ys[-1] - 0.25, "When a record's input is empty, the whole ### Input: section is left out.", ha="left",
+         fontsize=9, color=MUTED)
+    return fig
+
+
+@diagram(
+    "ch07_template_tokens",
+    alt="""What each prompt format costs in tokens, for the record "Edit the following sentence for grammar."
+    with the input "He go to the park every day.". In the Alpaca format the example is 59 tokens: an 18-token
+    preamble, three 6-token section headers, 7 tokens of instruction, 8 of input and 8 of response. In the
+    chat format it is 38 tokens: a 6-token user marker, the same 7 instruction and 8 input tokens with a
+    1-token line break between them, an 8-token assistant marker and the 8-token response. Over the whole
+    dataset the averages are 56.4 and 38.9 tokens per example.""",
+)
+def template_tokens():
+    fig, ax = canvas(9.6, 3.0)
+    scale, x0, h = 0.118, 1.05, 0.45
+    template, content, answer = "masked", "plain", "highlight"
+    rows = [
+        ("Alpaca", 1.85, [(18, template, "preamble 18"), (6, template, "6"), (7, content, "7"),
+                          (6, template, "6"), (8, content, "8"), (6, template, "6"), (8, answer, "8")], 59),
+        ("chat", 1.15, [(6, template, "6"), (7, content, "7"), (1, template, ""), (8, content, "8"),
+                        (8, template, "8"), (8, answer, "8")], 38),
+    ]
+    for name, y, segments, total in rows:
+        text(ax, 0.15, y + h / 2, name, ha="left", fontsize=10, weight="bold")
+        x = x0
+        for n, kind, label in segments:
+            box(ax, x, y, n * scale, h, label, kind=kind, fontsize=9)
+            x += n * scale
+        text(ax, x + 0.12, y + h / 2, f"{total} tokens", ha="left", fontsize=10, color=ACCENT)
+    text(ax, 0.15, 2.75, 'one record, in tokens: "Edit the following sentence for grammar." with the input '
+         '"He go to the park every day."', ha="left", fontsize=9.5)
+    legend(ax, 1.05, 0.6, [("masked", "template: preamble, headers, markers"), ("plain", "instruction, input"),
+                           ("highlight", "response")])
+    text(ax, 0.15, 0.25, "Over all 1,100 records: 56.4 tokens per example in the Alpaca format, 38.9 in the chat "
+         "format.", ha="left", fontsize=9, color=MUTED)
+    return fig
+
+
+@diagram(
+    "ch07_data_split",
+    alt="""Splitting the instruction data. The 1,100 records are shuffled with seed 123 and cut in order:
+    the first 85% (935 records) for training, the next 10% (110) for test and the last 5% (55) for
+    validation. The training set is used for finetuning, the validation set for the loss curves during
+    training, and the test set for the responses that are evaluated at the end.""",
+)
+def data_split():
+    fig, ax = canvas(9.4, 2.6)
+    y, h = 1.35, 0.6
+    data(ax, 0.15, y, 1.3, h, "1,100\nrecords", fontsize=10)
+    operation(ax, 1.8, y + 0.05, 1.2, h - 0.1, "shuffle\nseed 123", fontsize=9.5)
+    arrow(ax, (1.45, y + h / 2), (1.8, y + h / 2))
+    arrow(ax, (3.0, y + h / 2), (3.35, y + h / 2))
+    x, total = 3.35, 5.4
+    parts = [(935, "training: 935", "data"), (110, "110", "highlight"), (55, "55", "data")]
+    centres = []
+    for n, label, kind in parts:
+        w = total * n / 1100
+        box(ax, x, y, w, h, label, kind=kind, fontsize=10 if n > 100 else 9)
+        centres.append(x + w / 2)
+        x += w
+    text(ax, centres[0], y + h + 0.2, "first 85%", fontsize=9, color=MUTED)
+    text(ax, centres[1], y + h + 0.2, "10%", fontsize=9, color=MUTED)
+    text(ax, centres[2] + 0.05, y + h + 0.2, "5%", fontsize=9, color=MUTED)
+    arrow(ax, (centres[0], y), (centres[0], 0.85), color=MUTED, linewidth=0.9)
+    text(ax, centres[0], 0.6, "finetuning\n(116 batches of 8)", fontsize=9)
+    ax.plot([centres[1], centres[1] - 0.3], [y, 0.85], color=MUTED, linewidth=0.9)
+    text(ax, centres[1] - 0.3, 0.6, "test: the responses\nthat are evaluated", fontsize=9, color=ACCENT, ha="right",
+         va="center")
+    ax.plot([centres[2], centres[2] + 0.2], [y, 0.85], color=MUTED, linewidth=0.9)
+    text(ax, 9.3, 0.6, "validation:\nloss curves", fontsize=9, ha="right")
+    text(ax, 0.15, 0.12, "split_dataset returns (train, test, validation) in this order", ha="left", fontsize=9,
+         color=MUTED)
+    return fig
+
+
+def _cells(ax, x, y, rows, w=0.5, h=0.33, fontsize=8.5):
+    """Rows of (label, kind) cells, top row at y; ragged rows allowed."""
+    for i, cells in enumerate(rows):
+        for j, (label, kind) in enumerate(cells):
+            box(ax, x + j * w, y - i * (h + 0.05), w, h, str(label), kind=kind, fontsize=fontsize)
+
+
+@diagram(
+    "ch07_collate_steps",
+    alt="""The collate function in four steps, on three tiny examples with token ids 0 1 2 3 4, 5 6 and 7 8
+    9. Step 1 appends one end-of-text token (50256) to each example. Step 2 pads every row with more 50256
+    tokens to the longest row, 6 tokens. Step 3 makes the inputs by dropping the last column and the targets
+    by dropping the first, so each target is the token after its input. Step 4 replaces every target after
+    the first end-of-text token with -100: the first 50256 of each row stays as a target, so the model learns
+    to stop, and the padding targets become -100, which the loss ignores. The targets end as 1 2 3 4 50256,
+    6 50256 -100 -100 -100, and 8 9 50256 -100 -100.""",
+)
+def collate_steps():
+    fig, ax = canvas(9.6, 4.75)
+    d, e, p = "data", "highlight", "masked"
+    examples = [[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]]
+    # step 1
+    text(ax, 0.2, 4.5, "1. append one <|endoftext|> to each example", ha="left", fontsize=10, weight="bold")
+    _cells(ax, 0.3, 3.85, [[(i, d) for i in ex] + [(EOT, e)] for ex in examples])
+    # step 2
+    text(ax, 5.0, 4.5, "2. pad with 50256 to the longest in the batch", ha="left", fontsize=10, weight="bold")
+    padded = [[(i, d) for i in ex] + [(EOT, e)] + [(EOT, p)] * (5 - len(ex)) for ex in examples]
+    _cells(ax, 5.1, 3.85, padded)
+    arrow(ax, (3.55, 3.45), (4.95, 3.45))
+    # step 3
+    text(ax, 0.2, 2.35, "3. shift: inputs drop the last column, targets the first", ha="left", fontsize=10,
+         weight="bold")
+    text(ax, 0.3, 1.95, "inputs", ha="left", fontsize=9, color=MUTED)
+    _cells(ax, 0.3, 1.55, [r[:-1] for r in padded])
+    text(ax, 3.05, 1.95, "targets", ha="left", fontsize=9, color=MUTED)
+    _cells(ax, 3.05, 1.55, [r[1:] for r in padded])
+    # step 4
+    text(ax, 6.0, 2.35, "4. targets after the first 50256: -100", ha="left", fontsize=10, weight="bold")
+    final = []
+    for ex, r in zip(examples, padded):
+        kept = r[1:len(ex) + 1]
+        final.append(kept + [("-100", p)] * (5 - len(ex)))
+    _cells(ax, 6.1, 1.55, final)
+    ax.add_patch(patches.FancyArrowPatch((5.65, 1.2), (6.0, 1.2), arrowstyle="-|>", mutation_scale=12, color=INK,
+                                         linewidth=1.3))
+    text(ax, 0.2, 0.3, "the first 50256 of each row stays a target (the model learns to stop);\n"
+         "-100 marks a target the loss ignores", ha="left", fontsize=9, color=ACCENT)
+    legend(ax, 6.1, 0.3, [("highlight", "end of text"), ("masked", "padding, -100")])
+    return fig
+
+
+@diagram(
+    "ch07_ignore_index",
+    alt="""How the loss treats the -100 targets. The targets of the three-example batch form a 3 by 5 grid:
+    1 2 3 4 50256, 6 50256 -100 -100 -100, and 8 9 50256 -100 -100. Every target that is not -100 gives one
+    cross-entropy term: 5 in the first row, 2 in the second, 3 in the third, 10 in all. The five -100
+    positions give nothing. The loss is the sum of the 10 terms divided by 10, not by 15, because -100 is
+    the default ignore_index of PyTorch's cross-entropy: those positions count neither in the sum nor in the
+    number it is divided by.""",
+)
+def ignore_index():
+    fig, ax = canvas(9.4, 2.7)
+    d, e, p = "data", "highlight", "masked"
+    targets = [[(1, d), (2, d), (3, d), (4, d), (EOT, e)],
+               [(6, d), (EOT, e), ("-100", p), ("-100", p), ("-100", p)],
+               [(8, d), (9, d), (EOT, e), ("-100", p), ("-100", p)]]
+    text(ax, 0.2, 2.4, "targets", ha="left", fontsize=10, weight="bold")
+    _cells(ax, 0.2, 1.8, targets)
+    arrow(ax, (2.85, 1.4), (3.45, 1.4))
+    text(ax, 3.6, 2.4, "one cross-entropy term per target", ha="left", fontsize=10, weight="bold")
+    terms = [[("\u2113", "tensor") if kind != p else ("", p) for _, kind in r] for r in targets]
+    _cells(ax, 3.6, 1.8, terms, fontsize=11)
+    for i, n in enumerate([5, 2, 3]):
+        text(ax, 6.2, 1.8 + 0.165 - i * 0.38, f"{n} terms", ha="left", fontsize=9, color=MUTED)
+    text(ax, 8.35, 1.4, "loss =\nthe sum of the\n10 terms / 10\n(not / 15)", fontsize=10, color=ACCENT)
+    text(ax, 0.2, 0.4, "-100 is the default ignore_index of F.cross_entropy: a -100 target adds nothing to the sum "
+         "and is not counted\nin the number it is divided by. So chapter 5's calc_loss_batch handles these batches "
+         "unchanged.", ha="left", fontsize=9, color=MUTED)
+    return fig
+
+
+@diagram(
+    "ch07_mask_instruction",
+    alt="""Masking the instruction, on the first training example: 76 tokens, the first 40 of them the
+    prompt (preamble, instruction and response header) and the last 36 the response. By default all 76
+    targets count: the 75 next tokens and the end-of-text token. With mask_instruction=True the first 39
+    targets, which would predict prompt tokens, become -100, and 37 remain: the 36 response tokens and the
+    end-of-text token. The target at the prompt's last position, which predicts the first response token,
+    is kept.""",
+)
+def mask_instruction():
+    fig, ax = canvas(9.2, 3.2)
+    scale, x0, h = 0.088, 1.6, 0.42
+    n_prompt, n_response = 40, 36
+
+    def seg(x, n, y, label, kind, fontsize=9):
+        box(ax, x0 + x * scale, y, n * scale, h, label, kind=kind, fontsize=fontsize)
+
+    y_in, y_full, y_mask = 2.35, 1.5, 0.65
+    text(ax, x0, 3.0, "the first training example: 76 tokens (its end-of-text token is the last target)", ha="left",
+         fontsize=9.5)
+    text(ax, 0.15, y_in + h / 2, "inputs", ha="left", fontsize=10, weight="bold")
+    seg(0, n_prompt, y_in, "prompt: 40 tokens", "data")
+    seg(n_prompt, n_response, y_in, "response: 36 tokens", "plain")
+    text(ax, 0.15, y_full + h / 2, "targets", ha="left", fontsize=10, weight="bold")
+    text(ax, 0.15, y_full + h / 2 - 0.25, "(default)", ha="left", fontsize=9, color=MUTED)
+    seg(0, 75, y_full, "75 next tokens, all kept", "tensor")
+    seg(75, 1, y_full, "", "highlight")
+    text(ax, 0.15, y_mask + h / 2, "targets", ha="left", fontsize=10, weight="bold")
+    text(ax, 0.15, y_mask + h / 2 - 0.25, "mask_instruction", ha="left", fontsize=9, color=MUTED, family=MONO)
+    seg(0, 39, y_mask, "-100 \u00d7 39: ignored", "masked")
+    seg(39, 36, y_mask, "36 response tokens", "tensor")
+    seg(75, 1, y_mask, "", "highlight")
+    end = x0 + 76 * scale
+    text(ax, end + 0.1, y_full + h / 2, "76 kept", ha="left", fontsize=9.5, color=ACCENT)
+    text(ax, end + 0.1, y_mask + h / 2, "37 kept", ha="left", fontsize=9.5, color=ACCENT)
+    text(ax, end, y_full + h + 0.15, "end of text", ha="center", fontsize=8.5, color=MUTED)
+    bx = x0 + 39 * scale
+    ax.plot([bx, bx], [y_mask, y_in + h], color=ACCENT, linewidth=1.0, linestyle="--")
+    text(ax, bx - 0.05, 0.3, "the target at the prompt's last position predicts the first response token: kept",
+         ha="center", fontsize=9, color=MUTED)
+    return fig
+
+
+@diagram(
+    "ch07_generate_response",
+    alt="""How a response is generated. A record is laid out with format_prompt, which ends with the
+    "### Response:" header. The model continues it greedily, one token at a time, each new token appended
+    to the input, until it produces the end-of-text token (50256) or 64 new tokens. Only the new tokens are
+    decoded, and clean_response cuts the text at the first stop marker (end of text, or a new "###
+    Instruction:", "### Input:" or "### Response:" header the model invented) and strips spaces. For example
+    "Paris is the capital." followed by an invented "### Instruction:" section becomes "Paris is the
+    capital.".""",
+)
+def generate_response():
+    fig, ax = canvas(9.6, 3.4)
+    y, h = 1.7, 0.85
+    data(ax, 0.15, y, 1.1, h, "record", fontsize=10)
+    operation(ax, 1.55, y + 0.1, 1.45, h - 0.2, "format_prompt", fontsize=9.5)
+    data(ax, 3.3, y, 1.65, h, "prompt, ending in\n### Response:", fontsize=9)
+    operation(ax, 5.25, y, 1.5, h, "model: next\ntoken (greedy)", fontsize=9.5)
+    operation(ax, 7.1, y, 2.35, h, "decode the new tokens,\nclean_response", fontsize=9.5)
+    for a, b in [(1.25, 1.55), (3.0, 3.3), (4.95, 5.25), (6.75, 7.1)]:
+        arrow(ax, (a, y + h / 2), (b, y + h / 2))
+    # the generation loop
+    ax.add_patch(patches.FancyArrowPatch((6.45, y + h), (5.55, y + h), arrowstyle="-|>", mutation_scale=12,
+                                         color=ACCENT, linewidth=1.2, connectionstyle="arc3,rad=0.9"))
+    text(ax, 6.0, y + h + 0.55, "append it, repeat", fontsize=9, color=ACCENT)
+    text(ax, 6.0, y - 0.3, "until <|endoftext|>\nor 64 new tokens", fontsize=9, color=MUTED)
+    text(ax, 8.275, y - 0.3, "cut at the first stop marker,\nstrip spaces", fontsize=9, color=MUTED)
+    # an example of the cut
+    text(ax, 0.15, 0.72, "generated:", ha="left", fontsize=9, color=MUTED)
+    row(ax, 1.15, 0.5, ["Paris is the capital.", "\\n\\n### Instruction:\\nName a city."], w=3.0, h=0.42,
+        kinds=["plain", "masked"], fontsize=9, family=MONO)
+    arrow(ax, (7.2, 0.71), (7.6, 0.71))
+    box(ax, 7.6, 0.5, 1.85, 0.42, "Paris is the capital.", kind="highlight", fontsize=9, family=MONO)
+    text(ax, 4.2, 0.32, "stop marker: everything from here is dropped", fontsize=8.5, color=MUTED, ha="left",
+         va="top")
+    return fig
+
+
+@diagram(
+    "ch07_overlap_metrics",
+    alt="""Three overlap metrics on one pair from the chapter. The response "The capital of France is Paris."
+    and the reference "Paris is the capital of France." are normalised (lower case, punctuation and the
+    articles a, an, the removed) to "capital of france is paris" and "paris is capital of france". Exact
+    match is 0, because the two texts differ. Token F1 treats them as bags of words: all 5 words are shared,
+    so precision, recall and F1 are all 1. ROUGE-L uses the longest common subsequence, the longest run of
+    words in the same order though not necessarily adjacent: "capital of france", 3 words, so precision and
+    recall are 3/5 and ROUGE-L is 0.6.""",
+)
+def overlap_metrics():
+    fig, ax = canvas(9.6, 3.6)
+    text(ax, 0.15, 3.35, 'response "The capital of France is Paris."   reference "Paris is the capital of France."',
+         ha="left", fontsize=9.5)
+    text(ax, 0.15, 3.05, "after normalising (lower case, no punctuation, no a / an / the):", ha="left", fontsize=9,
+         color=MUTED)
+    w, h = 0.95, 0.4
+    response = ["capital", "of", "france", "is", "paris"]
+    reference = ["paris", "is", "capital", "of", "france"]
+    lcs = {"capital", "of", "france"}
+    xr = 1.35
+    text(ax, 0.15, 2.5, "response", ha="left", fontsize=9.5, weight="bold")
+    text(ax, 0.15, 1.3, "reference", ha="left", fontsize=9.5, weight="bold")
+    row(ax, xr, 2.3, response, w=w, h=h, kinds=["highlight" if t in lcs else "data" for t in response], fontsize=9.5)
+    row(ax, xr, 1.1, reference, w=w, h=h,
+        kinds=["highlight" if t in lcs else "data" for t in reference], fontsize=9.5)
+    for i, word in enumerate(response):
+        if word in lcs:
+            j = reference.index(word)
+            ax.plot([xr + (i + 0.5) * w, xr + (j + 0.5) * w], [2.3, 1.1 + h], color=ACCENT, linewidth=1.2)
+    text(ax, xr + 2.5 * w, 0.75, 'longest common subsequence: "capital of france", 3 words', fontsize=9,
+         color=ACCENT)
+    scores = [("exact match", "0", "the texts differ"), ("token F1", "1.0", "the same 5 words, order ignored"),
+              ("ROUGE-L", "0.6", "LCS 3 of 5 words, in order")]
+    for k, (name, value, why) in enumerate(scores):
+        yy = 2.45 - k * 0.62
+        text(ax, 6.55, yy, name, ha="left", fontsize=10, weight="bold")
+        text(ax, 7.95, yy, value, ha="left", fontsize=10, color=ACCENT, family=MONO)
+        text(ax, 6.55, yy - 0.25, why, ha="left", fontsize=9, color=MUTED)
+    text(ax, 0.15, 0.25, "All three compare words only: a correct answer in other words scores low.", ha="left",
+         fontsize=9, color=MUTED)
+    return fig
+
+
+@diagram(
+    "ch07_multiple_choice",
+    alt="""Multiple choice scored the way MMLU is scored. The prompt is a header line, three worked examples
+    with their answers, then the question "Which word is the opposite of 'ancient'?" with the options A. old,
+    B. modern, C. broken, D. large, and a final "Answer:". One forward pass gives the model's probabilities
+    for the next token over all 50,257 tokens; only four are read, those of " A", " B", " C" and " D"
+    (token ids 317, 347, 327 and 360). Renormalised over the four letters (example numbers in the picture:
+    A 0.10, B 0.70, C 0.12, D 0.08), the highest one is the model's choice, here B, the correct answer.
+    Their total before renormalising is the letter mass.""",
+)
+def multiple_choice():
+    fig, ax = canvas(9.6, 4.0)
+    data(ax, 0.15, 0.3, 4.25, 3.45)
+    lines = [("The following are multiple choice questions", INK, "normal"),
+             ("(with answers) about general knowledge and English.", INK, "normal"),
+             ("", INK, "normal"),
+             ("+ 3 worked examples, each ending", MUTED, "italic"),
+             ("  in its answer, e.g. \"Answer: B\"", MUTED, "italic"),
+             ("", INK, "normal"),
+             ("Which word is the opposite of 'ancient'?", INK, "normal"),
+             ("A. old", INK, "normal"), ("B. modern", INK, "normal"), ("C. broken", INK, "normal"),
+             ("D. large", INK, "normal"), ("Answer:", ACCENT, "normal")]
+    for i, (words, color, style) in enumerate(lines):
+        text(ax, 0.3, 3.5 - i * 0.265, words, ha="left", fontsize=8.5, family=MONO, color=color, style=style)
+    operation(ax, 4.75, 1.7, 1.25, 0.8, "model:\none forward\npass", fontsize=9)
+    arrow(ax, (4.4, 2.1), (4.75, 2.1))
+    tensor(ax, 6.35, 1.7, 1.25, 0.8, "next-token\nprobabilities", fontsize=9)
+    text(ax, 6.975, 1.5, "50,257 of them", fontsize=8.5, color=MUTED)
+    arrow(ax, (6.0, 2.1), (6.35, 2.1))
+    # the four letters
+    probs = [("A", 317, 0.10), ("B", 347, 0.70), ("C", 327, 0.12), ("D", 360, 0.08)]
+    bx, base, bw = 7.95, 1.0, 0.36
+    arrow(ax, (7.6, 2.1), (7.85, 2.1))
+    for k, (letter, token, p) in enumerate(probs):
+        x = bx + k * 0.4
+        fill, edge = ("#fbe8a6", "#b8860b") if letter == "B" else ("#dbe9f6", "#2f6ea5")
+        ax.add_patch(patches.Rectangle((x, base), bw, p * 2.6, facecolor=fill, edgecolor=edge, linewidth=1.2))
+        text(ax, x + bw / 2, base + p * 2.6 + 0.13, f"{p:.2f}", fontsize=8.5, color=MUTED)
+        text(ax, x + bw / 2, base - 0.15, f'" {letter}"', fontsize=9, family=MONO)
+        text(ax, x + bw / 2, base - 0.38, str(token), fontsize=8, color=MUTED, family=MONO)
+    text(ax, bx + 0.78, 3.5, "the 4 letters,\nrenormalised\n(example numbers)", fontsize=9, color=MUTED)
+    text(ax, bx + 0.78, 0.25, "choice: B (correct)", fontsize=9.5, color=ACCENT)
+    return fig
+
+
+@diagram(
+    "ch07_judge_loop",
+    alt="""Scoring with an LLM judge. First check_judge asks the Ollama server for its models (GET /api/tags,
+    2-second timeout); if no server answers or it lacks the model, the judge is skipped and its scores read
+    "not run". Otherwise, for each of the 110 test records: judge_prompt writes a request with the task (the
+    formatted instruction), the reference answer and the model's answer; it is sent with POST /api/chat to
+    Llama 3 (model "llama3", temperature 0, seed 123); parse_score reads a number from 0 to 100 from the
+    reply, for example 72 from "Score: 72.". The mean over the records is the judge score of that model. A
+    reply without one clear score in range raises JudgeResponseError, and that model's judge score is left
+    out.""",
+)
+def judge_loop():
+    fig, ax = canvas(9.6, 3.35)
+    operation(ax, 0.15, 2.35, 2.0, 0.75, "check_judge:\nGET /api/tags", fontsize=9.5)
+    text(ax, 2.35, 2.88, "no server, or no llama3 model:", ha="left", fontsize=9, color=MUTED)
+    text(ax, 2.35, 2.6, 'the judge is skipped, its scores read "not run"', ha="left", fontsize=9, color=ACCENT)
+    arrow(ax, (1.15, 2.35), (1.15, 1.8), label="ready", fontsize=9)
+    y, h = 1.0, 0.8
+    boxes = [(0.15, 1.65, "test record +\nmodel's answer", "data"), (2.15, 1.55, "judge_prompt", "operation"),
+             (3.95, 2.2, "POST /api/chat to Ollama\nmodel llama3,\ntemperature 0, seed 123", "operation"),
+             (6.5, 1.4, "reply\n\"Score: 72.\"", "data"), (8.2, 1.25, "parse_score\n\u2192 72", "operation")]
+    for x, w, label, kind in boxes:
+        box(ax, x, y, w, h, label, kind=kind, fontsize=9)
+    for (x0, w0, *_), (x1, *_) in zip(boxes, boxes[1:]):
+        arrow(ax, (x0 + w0, y + h / 2), (x1, y + h / 2))
+    text(ax, 2.925, y + h + 0.15, "task, reference, answer", fontsize=8.5, color=MUTED)
+    path_arrow(ax, [(8.825, y), (8.825, y - 0.4), (0.975, y - 0.4), (0.975, y)], color=ACCENT)
+    text(ax, 4.9, y - 0.6, "next record: 110 in all, then the mean score (0-100)", fontsize=9.5, color=ACCENT)
+    text(ax, 9.45, 2.05, "no clear score in 0-100:\nJudgeResponseError,\nthe score is left out", ha="right",
+         fontsize=8.5, color=MUTED)
+    return fig
+
+
+@diagram(
+    "ch07_lora",
+    alt="""Full finetuning against LoRA in chapter 7, for GPT-2 124M as in the stored CPU run. In full
+    finetuning every part trains: the token and position embeddings, the 12 transformer blocks, the final
+    LayerNorm and the 768-to-50,257 output head, 163,037,184 parameters, with learning rate 5e-5. With LoRA
+    (rank 16, alpha 16) all of these are frozen; only the A and B matrices added beside the six linear layers
+    of every block train, 72 layers and 2,654,208 parameters (1.63%), with learning rate 2e-4. The output
+    head is excluded from LoRA and stays frozen.""",
+)
+def lora():
+    fig, ax = canvas(9.4, 4.75)
+    parts = ["token + position embeddings", "transformer blocks 1-12", "final LayerNorm", "output head 768 \u2192 50,257"]
+    for col, (x, title, kind, note, count) in enumerate([
+            (0.3, "full finetuning (lr 5e-5)", "parameter", None, "163,037,184 trainable (all)"),
+            (5.0, "LoRA, r = 16, \u03b1 = 16 (lr 2e-4)", "masked", "lora", "2,654,208 trainable (1.63%)")]):
+        text(ax, x, 4.0, title, ha="left", fontsize=10.5, weight="bold")
+        for i, label in enumerate(parts):
+            y = 1.2 + i * 0.7
+            w = 3.0 if note else 4.0
+            box(ax, x, y, w, 0.5, label, kind=kind, fontsize=9.5)
+            if i:
+                arrow(ax, (x + w / 2, y - 0.2), (x + w / 2, y))
+        text(ax, x, 0.75, count, ha="left", fontsize=10, color=ACCENT)
+    parameter(ax, 8.1, 1.2 + 0.7, 1.15, 0.5, "+ A B", fontsize=9.5)
+    text(ax, 8.675, 1.2 + 0.7 - 0.17, "6 per block,\n72 layers", fontsize=8.5, color=MUTED, va="top")
+    text(ax, 8.15, 1.2 + 3 * 0.7 + 0.25, "excluded:\nfrozen", ha="left", fontsize=9, color=MUTED)
+    ax.plot([4.65, 4.65], [0.55, 4.15], color="#cccccc", linewidth=1.0)
+    legend(ax, 0.3, 4.4, [("masked", "frozen"), ("parameter", "trained")])
+    text(ax, 0.3, 0.25, "Counts for GPT-2 124M, as in the stored CPU run; GPT-2 medium (on a GPU) has more of everything.",
+         ha="left", fontsize=9, color=MUTED)
+    return fig
