@@ -14,7 +14,7 @@ import pooch
 import requests
 
 
-# ---- ch02_text_data/ch02_text_data.ipynb, code cell [3] ----
+# ---- ch02_text_data/ch02_text_data.ipynb, code cell [5] ----
 MIRROR_VARIABLE = "COURSE_DATA_MIRROR"  # a folder holding copies of the files, tried before the network
 CACHE_VARIABLE = "COURSE_DATA_DIR"  # where verified files are kept (default: the OS's cache folder)
 

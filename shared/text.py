@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 
-# ---- ch02_text_data/ch02_text_data.ipynb, code cell [6] ----
+# ---- ch02_text_data/ch02_text_data.ipynb, code cell [8] ----
 # Split on punctuation, double dashes and whitespace, keeping the punctuation as tokens.
 TOKEN_PATTERN = re.compile(r'([,.:;?_!"()\']|--|\s)')
 END_OF_TEXT, UNKNOWN = "<|endoftext|>", "<|unk|>"
@@ -22,7 +22,7 @@ def split_words(text: str) -> list[str]:
     return [piece for piece in TOKEN_PATTERN.split(text) if piece.strip()]
 
 
-# ---- ch02_text_data/ch02_text_data.ipynb, code cell [8] ----
+# ---- ch02_text_data/ch02_text_data.ipynb, code cell [10] ----
 def build_vocabulary(tokens, special_tokens=(END_OF_TEXT, UNKNOWN)) -> dict[str, int]:
     """Sorted unique tokens get ids 0..n-1; the special tokens come last."""
     words = sorted(set(tokens) - set(special_tokens))
@@ -56,7 +56,7 @@ class SimpleTokenizer:
         return re.sub(r'\s+([,.:;?!"()\'])', r"\1", text)  # no space before punctuation
 
 
-# ---- ch02_text_data/ch02_text_data.ipynb, code cell [14] ----
+# ---- ch02_text_data/ch02_text_data.ipynb, code cell [20] ----
 @functools.lru_cache(maxsize=None)
 def gpt2_tokenizer() -> tiktoken.Encoding:
     """GPT-2's byte-pair encoding (50,257 tokens). Downloaded by tiktoken once, then cached."""
@@ -71,7 +71,7 @@ def gpt2_tokenizer() -> tiktoken.Encoding:
         ) from None  # a short error: the cause is in the message, not in 200 lines of network internals
 
 
-# ---- ch02_text_data/ch02_text_data.ipynb, code cell [19] ----
+# ---- ch02_text_data/ch02_text_data.ipynb, code cell [27] ----
 class GPTDataset(Dataset):
     """Sliding windows over one long token sequence: input ids and the same ids shifted by one.
 
