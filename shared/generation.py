@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [23] ----
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [31] ----
 def text_to_token_ids(text, tokenizer):
     """Encode text into a (1, n) LongTensor (a batch of one). `<|endoftext|>` is allowed in the text."""
     encode = tokenizer.encode
@@ -34,7 +34,7 @@ def token_ids_to_text(ids, tokenizer):
     return tokenizer.decode(list(ids))
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [28] ----
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [37] ----
 def check_prompt(model, idx, max_new_tokens):
     """Raise a clear ValueError for inputs generation cannot use."""
     if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
@@ -91,7 +91,7 @@ def generate_greedy(model, idx, max_new_tokens, use_cache=True):
     return idx
 
 
-# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [29] ----
+# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [39] ----
 # ---- Sampling (chapter 5): temperature, top-k, top-p ----
 
 
@@ -148,7 +148,7 @@ def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, generator
     return torch.multinomial(probas, num_samples=1, generator=generator)
 
 
-# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [33] ----
+# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [44] ----
 @torch.no_grad()
 def generate(model, idx, max_new_tokens, temperature=0.0, top_k=None, top_p=None, eos_id=None, generator=None,
              use_cache=True):

@@ -13,7 +13,7 @@ from torch import nn
 from shared.attention import MultiHeadAttention
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [3] ----
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [5] ----
 # The four released GPT-2 models differ only in width, depth and number of heads.
 GPT2_SIZES = {
     "124M": dict(emb_dim=768, n_layers=12, n_heads=12),  # "small"
@@ -66,7 +66,7 @@ class GPTConfig:
         return cls(**{**GPT2_SIZES[size], **overrides})
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [7] ----
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [10] ----
 class LayerNorm(nn.Module):
     """Normalise each vector over its last dimension to mean 0 and variance 1, then scale and shift."""
 
@@ -82,7 +82,7 @@ class LayerNorm(nn.Module):
         return self.scale * (x - mean) / torch.sqrt(var + self.eps) + self.shift
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [9] ----
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [13] ----
 class GELU(nn.Module):
     """GELU in the tanh approximation GPT-2 was trained with (exact GELU gives slightly different logits)."""
 
@@ -90,7 +90,7 @@ class GELU(nn.Module):
         return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [12] ----
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [17] ----
 class FeedForward(nn.Module):
     """GPT-2's position-wise feed-forward block: expand 4x, GELU, contract."""
 
@@ -106,7 +106,7 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [16] ----
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [23] ----
 class GPTAttention(MultiHeadAttention):
     """Chapter 3's multi-head attention, plus two optional extras for the GPT model.
 
@@ -160,7 +160,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [18] ----
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [25] ----
 class GPTModel(nn.Module):
     """GPT-2-style decoder: (batch, tokens) token ids -> (batch, tokens, vocab_size) logits."""
 
@@ -219,7 +219,7 @@ def count_parameters(model, share_output_head=False):
     return total
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [26] ----
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [35] ----
 class LayerCache:
     """Keys and values one attention layer has computed so far, each (batch, heads, positions, head_dim)."""
 
@@ -249,7 +249,7 @@ class KVCache:
         return len(self.layers[0])
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [33] ----
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [44] ----
 class RMSNorm(nn.Module):
     """Divide each vector by its root-mean-square over the last dimension, then scale (no mean, no shift)."""
 
@@ -263,7 +263,7 @@ class RMSNorm(nn.Module):
         return self.scale * x / rms
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [35] ----
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [47] ----
 class SwiGLUFeedForward(nn.Module):
     """Gated feed-forward block (Llama-style): down(silu(gate(x)) * up(x)), without biases."""
 
@@ -278,7 +278,7 @@ class SwiGLUFeedForward(nn.Module):
         return self.down(nn.functional.silu(self.gate(x)) * self.up(x))
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [37] ----
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [50] ----
 class RotaryEmbedding(nn.Module):
     """Rotate feature pairs (i, i + head_dim/2) of queries/keys by position * frequency_i."""
 
