@@ -3,7 +3,9 @@
 from matplotlib import patches
 
 from . import diagram
-from .style import ACCENT, INK, MONO, MUTED, arrow, box, brace, canvas, data, operation, parameter, row, tensor, text
+from .style import (
+    ACCENT, INK, MONO, MUTED, arrow, box, brace, canvas, data, legend, operation, parameter, path_arrow, row, tensor, text,
+)
 
 # ---- small primitives used by chapters 6 and 7 (style.py stays as it is) ----
 
@@ -17,28 +19,11 @@ def vbrace(ax, x, y0, y1, label="", right=True, fontsize=9, color=MUTED):
                 fontsize=fontsize, color=color, family="DejaVu Sans")
 
 
-def path_arrow(ax, points, color=INK, label=None, label_at=None, fontsize=9, linewidth=1.3, ha="left"):
-    """An arrow along a polyline (for right-angled connections): plain segments, then an arrowhead on the last."""
-    xs, ys = zip(*points)
-    ax.plot(xs[:-1], ys[:-1], color=color, linewidth=linewidth, solid_capstyle="butt")
-    arrow(ax, points[-2], points[-1], color=color, linewidth=linewidth)
-    if label:
-        ax.text(*label_at, label, ha=ha, va="center", fontsize=fontsize, color=MUTED, family="DejaVu Sans")
-
-
 def plus_node(ax, x, y, r=0.17):
     """A circle with a plus sign: two paths are added here. Returns its centre."""
     ax.add_patch(patches.Circle((x, y), r, facecolor="white", edgecolor=INK, linewidth=1.3))
     ax.text(x, y, "+", ha="center", va="center", fontsize=13, color=INK)
     return (x, y)
-
-
-def legend(ax, x, y, items, fontsize=9, size=0.2):
-    """Small swatches left to right, each followed by what it means: items = [(kind, words), ...]."""
-    for kind, words in items:
-        box(ax, x, y, size, size, kind=kind)
-        ax.text(x + size + 0.07, y + size / 2, words, ha="left", va="center", fontsize=fontsize, color=INK)
-        x += size + 0.07 + 0.066 * len(words) + 0.3
 
 
 # ---- chapter 6 ----

@@ -3,8 +3,7 @@
 from matplotlib import patches
 
 from . import diagram
-from .ch06 import legend, path_arrow  # small primitives shared with chapter 6
-from .style import ACCENT, INK, MONO, MUTED, arrow, box, canvas, data, operation, parameter, row, tensor, text
+from .style import ACCENT, INK, MONO, MUTED, arrow, box, canvas, data, legend, operation, parameter, path_arrow, row, tensor, text
 
 EOT = "50256"
 

@@ -140,6 +140,23 @@ def brace(ax, x0, x1, y, label="", fontsize=9, color=MUTED, below=True):
                 fontsize=fontsize, color=color, family=FONT)
 
 
+def path_arrow(ax, points, color=INK, label=None, label_at=None, fontsize=9, linewidth=1.3, ha="left"):
+    """An arrow along a polyline (for right-angled connections): plain segments, then an arrowhead on the last."""
+    xs, ys = zip(*points)
+    ax.plot(xs[:-1], ys[:-1], color=color, linewidth=linewidth, solid_capstyle="butt")
+    arrow(ax, points[-2], points[-1], color=color, linewidth=linewidth)
+    if label:
+        ax.text(*label_at, label, ha=ha, va="center", fontsize=fontsize, color=MUTED, family=FONT)
+
+
+def legend(ax, x, y, items, fontsize=9, size=0.2):
+    """Small swatches left to right, each followed by what it means: items = [(kind, words), ...]."""
+    for kind, words in items:
+        box(ax, x, y, size, size, kind=kind)
+        ax.text(x + size + 0.07, y + size / 2, words, ha="left", va="center", fontsize=fontsize, color=INK)
+        x += size + 0.07 + 0.066 * len(words) + 0.3
+
+
 def to_png(fig: Figure) -> bytes:
     """The figure as a small, reproducible PNG: drawn at DPI, reduced to a 64-colour palette, no timestamps."""
     buffer = io.BytesIO()
