@@ -110,6 +110,12 @@ RUN_FINISHED_JS = f"""() => {{
 }}"""
 
 
+# Every image in the open notebook's outputs, and whether the browser could decode it.
+IMAGES_JS = """() => [...document.querySelectorAll('CELL_SELECTOR .jp-OutputArea-output img')].map(
+    (img) => ({alt: img.alt, loaded: img.complete && img.naturalWidth > 0}))""".replace("CELL_SELECTOR", CELL_SELECTOR)
+SHOW_DIAGRAM = re.compile(r"""show_diagram\(\s*["']([\w-]+)["']\s*\)""")
+
+
 # ---------------------------------------------------------------- the browser
 
 
@@ -373,6 +379,16 @@ def check_ran_cleanly(page, lab, name):
     assert [prompt for _, prompt in prompts] == [f"[{n}]:" for n in range(1, len(prompts) + 1)], prompts
 
 
+def check_diagrams_render(page, lab, name):
+    """Every course diagram the notebook shows is an image the browser decoded (none broken)."""
+    shown = [n for cell in nbformat.read(lab.root / name, as_version=4).cells if cell.cell_type == "code"
+             for n in SHOW_DIAGRAM.findall(cell.source)]
+    images = page.evaluate(IMAGES_JS)
+    broken = [image["alt"][:60] or "(no alt)" for image in images if not image["loaded"]]
+    assert not broken, f"{name}: images the browser could not show: {broken}"
+    assert len(images) >= len(shown), f"{name}: {len(shown)} diagrams in the notebook, {len(images)} images on the page"
+
+
 def last_lines(text, count=12):
     return "\n".join(text.strip().splitlines()[-count:])
 
@@ -385,6 +401,7 @@ def test_ch02_runs_in_jupyterlab_without_errors(page, lab, tmp_path):
         open_notebook(page, lab, CH02)
         run_all_cells(page, CH02)
         check_ran_cleanly(page, lab, CH02)
+        check_diagrams_render(page, lab, CH02)
 
 
 def test_ch03_runs_and_its_attention_explorer_redraws(page, lab, tmp_path):
