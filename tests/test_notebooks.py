@@ -24,13 +24,6 @@ AWAITING_RERUN = {
     # test name -> {notebook: why}
     "test_stored_widgets_read_right_without_a_kernel": {
         "ch05_pretraining/ch05_pretraining.ipynb": "two progress bars stored at 0%; its full-size run takes about an hour",
-        "ch07_instruction_ft/ch07_instruction_ft.ipynb": "five progress bars stored at 0%; its full-size run takes over an hour",
-    },
-    "test_ran_top_to_bottom": {
-        "ch07_instruction_ft/ch07_instruction_ft.ipynb": (
-            "the cell that loads the questions from the package is new and not yet run; the stored outputs come "
-            "from the previous code, which read the same file from the chapter folder"
-        ),
     },
 }
 MACHINE_PATHS = re.compile(r"(/root/|/home/\w|/Users/\w|[A-Z]:\\\\|ipykernel_\d|/tmp/|/work/|site-packages)")
