@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 from shared.generation import generate_greedy, text_to_token_ids, token_ids_to_text
 
 
-# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [13] ----
+# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [17] ----
 def _require_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -45,7 +45,7 @@ def calc_loss_loader(loader, model, device, num_batches=None):
     return total / n
 
 
-# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [16] ----
+# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [20] ----
 def evaluate_model(model, train_loader, val_loader, device, eval_iter):
     """(train_loss, val_loss) on the first `eval_iter` batches of each loader, in eval mode and without gradients.
 
@@ -69,7 +69,7 @@ def generate_sample(model, tokenizer, start_context, max_new_tokens=50):
     return token_ids_to_text(ids, tokenizer).replace("\n", " ")
 
 
-# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [17] ----
+# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [22] ----
 def new_history():
     """An empty training history: one entry per evaluation, one sample per epoch, and running totals."""
     return {"steps": [], "epochs": [], "tokens_seen": [], "train_losses": [], "val_losses": [], "samples": [],
@@ -130,7 +130,7 @@ def train_model(model, train_loader, val_loader, optimizer, device, num_epochs, 
     return history
 
 
-# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [19] ----
+# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [24] ----
 def plot_losses(history, title=None):
     """Training and validation loss against epochs (bottom axis) and tokens seen (top axis); returns the figure."""
     import matplotlib.pyplot as plt
