@@ -91,7 +91,7 @@ def generate_greedy(model, idx, max_new_tokens, use_cache=True):
     return idx
 
 
-# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [29] ----
+# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [39] ----
 # ---- Sampling (chapter 5): temperature, top-k, top-p ----
 
 
@@ -148,7 +148,7 @@ def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, generator
     return torch.multinomial(probas, num_samples=1, generator=generator)
 
 
-# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [33] ----
+# ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [44] ----
 @torch.no_grad()
 def generate(model, idx, max_new_tokens, temperature=0.0, top_k=None, top_p=None, eos_id=None, generator=None,
              use_cache=True):
