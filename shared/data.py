@@ -62,12 +62,20 @@ def sha256_of(path: Path) -> str:
 
 
 def write_atomically(target: Path, data: bytes) -> None:
-    """Write to a temporary file beside `target`, then rename: readers never see half a file."""
+    """Write to a temporary file beside `target`, then rename: readers never see half a file.
+
+    The course's one way to write a file that must never be left half-written (downloads here, checkpoints
+    in chapter 5). The bytes reach the disk before the rename, so a crash cannot leave an empty file behind.
+    """
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
         with os.fdopen(handle, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes owner-only files; data and checkpoints are ordinary files
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

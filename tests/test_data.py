@@ -98,3 +98,14 @@ def test_real_course_files_come_from_the_mirror_with_their_published_hashes(tmp_
     monkeypatch.setenv(data.CACHE_VARIABLE, str(tmp_path))
     for name, remote in data.DATASETS.items():
         assert data.sha256_of(data.fetch(name)) == remote.sha256
+
+
+def test_write_atomically_replaces_whole_files_and_leaves_no_partial_file(tmp_path):
+    target = tmp_path / "sub" / "file.bin"
+    data.write_atomically(target, b"first")
+    data.write_atomically(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert target.stat().st_mode & 0o777 == 0o644  # an ordinary file, not mkstemp's owner-only one
+    with pytest.raises(TypeError):
+        data.write_atomically(target, "not bytes")  # fails after the temporary file exists
+    assert target.read_bytes() == b"second" and sorted(p.name for p in target.parent.iterdir()) == ["file.bin"]

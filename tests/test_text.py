@@ -1,10 +1,11 @@
-"""Unit tests of shared/text.py: tokenizers, sliding windows and data loaders."""
+"""Unit tests of shared/text.py: tokenizers, sliding windows, data loaders, and the batch of a training step."""
 
 import pytest
 import torch
 
 from shared.text import (
-    END_OF_TEXT, UNKNOWN, GPTDataset, SimpleTokenizer, build_vocabulary, create_dataloader, gpt2_tokenizer, split_words,
+    END_OF_TEXT, UNKNOWN, GPTDataset, SimpleTokenizer, build_vocabulary, create_dataloader, gpt2_tokenizer, sample_batch,
+    split_words,
 )
 
 TEXT = "The cat sat on the mat. The dog sat on the log, and the cat ran!"
@@ -107,3 +108,15 @@ def test_tokenizer_files_missing_gives_one_short_error(monkeypatch):
         gpt2_tokenizer.__wrapped__()  # bypass the cache of the real, working tokenizer
     assert "cause: ConnectionError: HTTPSConnectionPool" in str(error.value)
     assert error.value.__cause__ is None and error.value.__suppress_context__
+
+
+def test_sample_batch_depends_only_on_step():
+    tokens = torch.randint(0, 101, (3000,), generator=torch.Generator().manual_seed(0))
+    x1, y1 = sample_batch(tokens, 4, 16, step=7, seed=3)
+    torch.manual_seed(999)  # the global RNG must not matter
+    x2, y2 = sample_batch(tokens, 4, 16, step=7, seed=3)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert not torch.equal(x1, sample_batch(tokens, 4, 16, step=8, seed=3)[0])
+    assert x1.shape == (4, 16) and torch.equal(x1[:, 1:], y1[:, :-1])
+    with pytest.raises(ValueError):
+        sample_batch(tokens[:10], 4, 16, step=0)

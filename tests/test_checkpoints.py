@@ -1,0 +1,161 @@
+"""shared/checkpoints.py: checkpoints that resume exactly, and every way a checkpoint can be unusable."""
+
+import functools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from shared.checkpoints import CheckpointError, load_checkpoint, save_checkpoint, torch_bytes
+from shared.data import write_atomically
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model):
+    """The shared tiny sizes with dropout on: the same model as RESUME_CODE's below."""
+    return functools.partial(tiny_model, drop_rate=0.1)
+
+
+# The same training code runs in this process and in a fresh Python process (the "resume after a crash").
+RESUME_CODE = """
+import json, sys
+import torch
+from shared.checkpoints import load_checkpoint
+from shared.model import GPTConfig, GPTModel
+from shared.text import sample_batch
+from shared.train_step import train_step, warmup_cosine_scheduler
+
+CFG = GPTConfig(vocab_size=101, context_length=16, emb_dim=32, n_heads=2, n_layers=2, drop_rate=0.1)
+TOKENS = torch.randint(0, 101, (3000,), generator=torch.Generator().manual_seed(0))
+N = 10
+
+def objects(seed):
+    torch.manual_seed(seed)
+    model = GPTModel(CFG)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.1)
+    return model, optimizer, warmup_cosine_scheduler(optimizer, 3, N)
+
+def run(model, optimizer, scheduler, first, last):
+    model.train()
+    return [float(train_step(model, optimizer, *sample_batch(TOKENS, 4, 16, s), scheduler, 1.0)[0])
+            for s in range(first, last)]
+
+if __name__ == "__main__":
+    path, out = sys.argv[1], sys.argv[2]
+    model, optimizer, scheduler = objects(seed=12345)  # overwritten by the checkpoint
+    step = load_checkpoint(path, model, optimizer, scheduler)["step"]
+    with open(out, "w") as f:
+        json.dump(run(model, optimizer, scheduler, step, N), f)
+"""
+
+
+def test_resume_in_a_fresh_process_gives_the_same_losses(tmp_path):
+    namespace = {"__name__": "resume"}
+    exec(RESUME_CODE, namespace)
+    objects, run, n = namespace["objects"], namespace["run"], namespace["N"]
+    model, optimizer, scheduler = objects(seed=1)
+    torch.manual_seed(7)  # dropout draws from the global RNG, which the checkpoint must carry
+    straight = run(model, optimizer, scheduler, 0, n)
+    k = 4
+    model, optimizer, scheduler = objects(seed=1)
+    torch.manual_seed(7)
+    first = run(model, optimizer, scheduler, 0, k)
+    save_checkpoint(tmp_path / "ckpt.pt", model, optimizer, scheduler, step=k)
+    result = subprocess.run([sys.executable, "-c", RESUME_CODE, str(tmp_path / "ckpt.pt"), str(tmp_path / "rest.json")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rest = json.loads((tmp_path / "rest.json").read_text())
+    assert first + rest == straight  # exactly, not approximately
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "ckpt.pt.sha256", "rest.json"]
+
+
+@pytest.fixture()
+def saved(tmp_path, tiny_model):
+    model = tiny_model()
+    optimizer = torch.optim.AdamW(model.parameters())
+    return save_checkpoint(tmp_path / "c.pt", model, optimizer, step=3, extra={"note": "x"})
+
+
+def test_checkpoint_round_trip(saved, tiny_model):
+    model = tiny_model(seed=1)  # other weights than the saved ones (seed 0), so the check below means something
+    optimizer = torch.optim.AdamW(model.parameters())
+    info = load_checkpoint(saved, model, optimizer)
+    assert info == {"step": 3, "extra": {"note": "x"}}
+    assert all(torch.equal(a, b) for a, b in zip(tiny_model().state_dict().values(), model.state_dict().values()))
+
+
+def test_the_sha256_file_names_the_hash_of_the_checkpoint(saved):
+    import hashlib
+
+    digest, name = saved.with_name("c.pt.sha256").read_text().split()
+    assert digest == hashlib.sha256(saved.read_bytes()).hexdigest() and name == "c.pt"
+
+
+def test_missing_checkpoint(tiny_model, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "nope.pt", tiny_model())
+
+
+def test_truncated_checkpoint_without_checksum_file(tiny_model, saved):
+    data = saved.read_bytes()
+    saved.with_name("c.pt.sha256").unlink()
+    saved.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(saved, tiny_model())
+
+
+def test_checkpoint_damaged_after_saving_fails_its_checksum(tiny_model, saved):
+    data = bytearray(saved.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    saved.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_checkpoint(saved, tiny_model())
+
+
+def test_checkpoint_of_another_size_names_the_tensor(tiny_model, saved):
+    bigger = tiny_model(emb_dim=64)
+    before = {k: v.clone() for k, v in bigger.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"tok_emb\.weight.*\(101, 32\).*\(101, 64\)"):
+        load_checkpoint(saved, bigger)
+    assert all(torch.equal(before[k], v) for k, v in bigger.state_dict().items())
+    deeper = tiny_model(n_layers=3)
+    with pytest.raises(CheckpointError, match=r"trf_blocks\.2"):
+        load_checkpoint(saved, deeper)
+
+
+def test_not_a_checkpoint(tiny_model, tmp_path):
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        load_checkpoint(tmp_path / "other.pt", tiny_model())
+
+
+# A crash while saving must leave the previous checkpoint, and its sha256 file, as they were.
+
+
+def test_a_state_that_cannot_be_serialised_leaves_the_old_files(saved, tiny_model):
+    originals = {p.name: p.read_bytes() for p in saved.parent.iterdir()}
+    not_plain = {"batches": (i for i in range(3))}  # a generator: torch.save cannot serialise it
+    with pytest.raises(TypeError, match="generator"):
+        save_checkpoint(saved, tiny_model(seed=1), step=4, extra=not_plain)
+    assert {p.name: p.read_bytes() for p in saved.parent.iterdir()} == originals
+
+
+def test_a_write_that_fails_leaves_the_old_file_and_no_partial_file(saved):
+    original = saved.read_bytes()
+    with pytest.raises(TypeError):
+        write_atomically(saved, "half a checkpoint, and not even bytes")  # fails once the temporary file exists
+    assert saved.read_bytes() == original
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["c.pt", "c.pt.sha256"]
+
+
+def test_torch_bytes_are_what_torch_load_reads_back():
+    import io
+
+    state = {"step": 3, "weights": torch.arange(4.0)}
+    loaded = torch.load(io.BytesIO(torch_bytes(state)), weights_only=True)
+    assert loaded["step"] == 3 and torch.equal(loaded["weights"], state["weights"])
