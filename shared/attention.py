@@ -102,21 +102,25 @@ class MultiHeadAttention(nn.Module):
         b, _, t, _ = x.shape
         return x.transpose(1, 2).contiguous().view(b, t, self.d_out)
 
-    def attend(self, queries, keys, values):
+    def attend(self, queries, keys, values, future=None):
         """Causal attention of `queries` over `keys`/`values`, all (batch, heads, tokens, head_dim).
 
         The queries are the *last* positions of the key sequence (as with a KV cache, where one
         new query attends to every cached key), so query i sits at key position n_keys - n_queries + i.
+        `future` replaces that rule when given: a boolean mask (n_queries or 1, n_keys), True for each
+        key a query must not see (a pre-allocated cache uses it to hide slots it has not filled yet).
         """
         n_queries, n_keys = queries.shape[-2], keys.shape[-2]
         if n_keys > self.context_length:
             raise ValueError(f"{n_keys} positions exceed the context length {self.context_length} this module's mask was built for")
         if n_queries > n_keys:
             raise ValueError(f"{n_queries} queries but only {n_keys} keys: the queries must be the last positions of the keys")
-        future = self.mask[n_keys - n_queries : n_keys, :n_keys]
+        given = future is not None
+        if not given:
+            future = self.mask[n_keys - n_queries : n_keys, :n_keys]
         if self.fused:
             p = self.dropout.p if self.training else 0.0
-            if n_queries == n_keys:
+            if n_queries == n_keys and not given:
                 return F.scaled_dot_product_attention(queries, keys, values, dropout_p=p, is_causal=True)
             return F.scaled_dot_product_attention(queries, keys, values, attn_mask=~future, dropout_p=p)
         scores = queries @ keys.transpose(-2, -1) / math.sqrt(self.head_dim)

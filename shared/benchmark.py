@@ -37,10 +37,11 @@ from pathlib import Path
 import torch
 
 from shared.data import fetch
-from shared.fast import FastGPT, FastOptions, FastTrainer, StaticDecoder, build_model, copy_weights, fast_autocast
+from shared.fast import FastOptions, FastTrainer, StaticDecoder, copy_weights, fast_config
 from shared.generation import generate_greedy
 from shared.model import GPT2_SIZES, GPTConfig, GPTModel
-from shared.scale import sample_batch
+from shared.text import sample_batch
+from shared.train_step import autocast_dtype
 from shared.text import gpt2_tokenizer
 from shared.training import calc_loss_batch
 
@@ -97,32 +98,49 @@ def peak_memory(device):
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
+DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", None: None}
+
+
 def training_ladder(device, big_batches, compile=True, compile_mode=None):
-    """(name, options or None for the chapter's loop, batch size or None for the base one, skip reason)."""
-    low = fast_autocast(device)
+    """Rungs (name, model switches, options, batch size, skip reason), one switch more on each.
+
+    The model switches are GPTConfig fields (fused attention, padded vocabulary); options are FastOptions,
+    or None for the chapter's own loop; batch size None means the base one.
+    """
+    low = autocast_dtype(device)
     no_bf16 = None if low else f"{device.type} has no fast bf16/fp16 matmul here: measured in the matmul rows"
-    rungs = [("plain fp32 (chapter loop)", None, None, None)]
-    options = FastOptions(tf32=True)
-    rungs.append(("+ TF32 matmuls", options, None, None if device.type == "cuda" else "TF32 is a CUDA setting: same as plain"))
+    switches, options = {}, FastOptions(tf32=True)
+    rungs = [("plain fp32 (chapter loop)", switches, None, None, None),
+             ("+ TF32 matmuls", switches, options, None, None if device.type == "cuda" else "TF32 is a CUDA setting: same as plain")]
     options = replace(options, autocast=low)
-    rungs.append((f"+ {low or 'bf16'} autocast", options, None, no_bf16))
-    for name, change in [("+ fused attention (SDPA)", dict(fused_attention=True)), ("+ fused AdamW", dict(fused_adamw=True)),
-                         ("+ torch.compile", dict(compile=True)), ("+ vocab padded to 50304", dict(pad_vocab_multiple=64)),
-                         ("+ pinned memory", dict(pin_memory=True))]:
-        options = replace(options, **change)
+    rungs.append((f"+ {DTYPE_NAMES[low] or 'bf16'} autocast", switches, options, None, no_bf16))
+    for name, model_change, option_change in [
+            ("+ fused attention (SDPA)", dict(fused_attention=True), {}), ("+ fused AdamW", {}, dict(fused_adamw=True)),
+            ("+ torch.compile", {}, dict(compile=True)), ("+ vocab padded to 50304", dict(pad_vocab_multiple=64), {}),
+            ("+ pinned memory", {}, dict(pin_memory=True))]:
+        switches, options = {**switches, **model_change}, replace(options, **option_change)
         skip = "pinned memory is a CUDA feature: same as above" if "pinned" in name and device.type != "cuda" else None
-        rungs.append((name, options, None, skip))
+        rungs.append((name, switches, options, None, skip))
     for batch_size in big_batches:
-        rungs.append((f"+ batch {batch_size}", options, batch_size, None))
+        rungs.append((f"+ batch {batch_size}", switches, options, batch_size, None))
     if not compile:
-        rungs = [(name, o, b, skip or ("--no-compile" if o is not None and o.compile else None)) for name, o, b, skip in rungs]
+        rungs = [(*rung[:4], rung[4] or ("--no-compile" if rung[2] is not None and rung[2].compile else None))
+                 for rung in rungs]
     if compile_mode:
-        rungs = [(name, replace(o, compile_mode=compile_mode) if o is not None and o.compile else o, b, skip)
-                 for name, o, b, skip in rungs]
+        rungs = [(name, sw, replace(o, compile_mode=compile_mode) if o is not None and o.compile else o, b, skip)
+                 for name, sw, o, b, skip in rungs]
     return rungs
 
 
-def run_training(cfg, options, batch_size, tokens, init_state, device, warmup, steps, seed=0):
+def describe_switches(switches, options):
+    """The rung's switches as plain JSON values (dtypes by their short names)."""
+    if options is None:
+        return None
+    described = {name: DTYPE_NAMES[value] if name == "autocast" else value for name, value in asdict(options).items()}
+    return {**switches, **described}
+
+
+def run_training(cfg, switches, options, batch_size, tokens, init_state, device, warmup, steps, seed=0):
     """Losses of warmup + steps steps from init_state on the same batches, and the timing of the last `steps`."""
     torch._dynamo.reset()  # every rung compiles afresh, for its own shapes (and the recompile limit is never hit)
     if device.type == "cuda":
@@ -142,7 +160,7 @@ def run_training(cfg, options, batch_size, tokens, init_state, device, warmup, s
     else:
         plain = GPTModel(cfg)
         plain.load_state_dict(init_state)
-        model = copy_weights(plain, build_model(cfg, options)).to(device)
+        model = copy_weights(plain, GPTModel(replace(cfg, **switches))).to(device)
         step = FastTrainer(model, options, lr=4e-4, weight_decay=0.1).step
     model.train()
     losses = []
@@ -162,7 +180,7 @@ def run_training(cfg, options, batch_size, tokens, init_state, device, warmup, s
 def benchmark_training(args, device, cfg, tokens, log=print):
     fpt, n_matmul = flops_per_token(cfg)
     peak = gpu_bf16_peak(device)
-    matmul_dtype = torch.bfloat16 if fast_autocast(device) == "bf16" else torch.float16 if fast_autocast(device) else torch.float32
+    matmul_dtype = autocast_dtype(device) or torch.float32
     matmul_rate = measure_matmul_rate(device, matmul_dtype)
     fp32_rate = measure_matmul_rate(device, torch.float32) if matmul_dtype != torch.float32 else matmul_rate
     result = {"config": asdict(cfg), "flops_per_token": fpt, "matmul_parameters": n_matmul,
@@ -177,14 +195,15 @@ def benchmark_training(args, device, cfg, tokens, log=print):
         (f"; data-sheet bf16 peak {peak / 1e12:.0f} TFLOP/s" if peak else "; no data-sheet peak (not a known GPU)"))
     torch.manual_seed(args.seed)
     init_state = GPTModel(cfg).state_dict()
-    for name, options, batch_size, skip in training_ladder(device, args.big_batches, not args.no_compile, args.compile_mode):
+    for name, switches, options, batch_size, skip in training_ladder(device, args.big_batches, not args.no_compile,
+                                                                     args.compile_mode):
         row = {"name": name, "device": describe_device(device), "batch_size": batch_size or args.batch_size,
-               "options": asdict(options) if options else None}
+               "options": describe_switches(switches, options)}
         if skip:
             row["status"] = f"skipped: {skip}"
         else:
             try:
-                row.update(run_training(cfg, options, row["batch_size"], tokens, init_state, device, args.warmup, args.steps))
+                row.update(run_training(cfg, switches, options, row["batch_size"], tokens, init_state, device, args.warmup, args.steps))
                 row["status"] = "ok"
                 row["mfu_vs_peak"] = row["tokens_per_second"] * fpt / peak if peak else None
                 row["mfu_vs_matmul"] = row["tokens_per_second"] * fpt / matmul_rate
@@ -235,7 +254,7 @@ def time_generation(generate, idx, device):
 def benchmark_generation(args, device, cfg, tokens, log=print):
     torch.manual_seed(args.seed)
     model = GPTModel(cfg).to(device).eval()
-    low = fast_autocast(device)
+    low = autocast_dtype(device) == torch.bfloat16  # the bf16 generation rungs need fast bf16
     result = {"config": asdict(cfg), "new_tokens": args.gen_tokens, "rows": []}
     log(f"generation: {cfg.n_layers} layers, width {cfg.emb_dim}, context {cfg.context_length}, "
         f"{args.gen_tokens} new tokens, random weights (speed does not depend on what the weights are)")
@@ -249,7 +268,7 @@ def benchmark_generation(args, device, cfg, tokens, log=print):
         reference = None
         low_model = None
         if low:
-            low_model = copy_weights(model, FastGPT(cfg).to(device=device, dtype=torch.bfloat16)).eval()
+            low_model = copy_weights(model, GPTModel(cfg).to(device=device, dtype=torch.bfloat16)).eval()
         rungs = [
             ("uncached loop (fp32)", 1, lambda idx: generate_greedy(model, idx, n, use_cache=False), None, None),
             ("chapter 4 KV cache (fp32)", 1, lambda idx: generate_greedy(model, idx, n, use_cache=True), None, None),
@@ -313,7 +332,7 @@ def benchmark_data_parallel(args, tokens, log=print):
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from shared.scale import setup_distributed
+    from shared.distributed import setup_distributed
 
     rank, world_size, device = setup_distributed()
     if args.device != "auto":
@@ -321,12 +340,13 @@ def benchmark_data_parallel(args, tokens, log=print):
     if device.type == "cpu" and world_size > 1:
         torch.set_num_threads(max(1, torch.get_num_threads() // world_size))  # the processes share the cores
     cfg = model_config(args.model_size, args.context)
-    options = FastOptions.fastest(device) if args.ddp == "fast" else FastOptions()
+    fast = args.ddp == "fast"
+    options = FastOptions.fastest(device) if fast else FastOptions()
     if args.no_compile:
         options = replace(options, compile=False)
     torch.manual_seed(args.seed)
     plain = GPTModel(cfg)
-    model = copy_weights(plain, build_model(cfg, options)).to(device)
+    model = copy_weights(plain, GPTModel(fast_config(cfg) if fast else cfg)).to(device)
     if world_size > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     trainer = FastTrainer(model, options)

@@ -11,6 +11,8 @@ import numbers
 import torch
 import torch.nn.functional as F
 
+from shared.model import check_token_ids, evaluating
+
 
 # ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [31] ----
 def text_to_token_ids(text, tokenizer):
@@ -36,21 +38,14 @@ def token_ids_to_text(ids, tokenizer):
 
 # ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [37] ----
 def check_prompt(model, idx, max_new_tokens):
-    """Raise a clear ValueError for inputs generation cannot use."""
-    if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
-        shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
-        hint = " (use idx.unsqueeze(0) for a single sequence)" if isinstance(idx, torch.Tensor) and idx.dim() == 1 else ""
-        raise ValueError(f"expected prompt token ids of shape (batch, tokens), got {shape}{hint}")
-    if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
-        raise ValueError(f"token ids must be integers, got dtype {idx.dtype}")
-    if idx.shape[0] == 0 or idx.shape[1] == 0:
-        raise ValueError(f"empty prompt of shape {tuple(idx.shape)}: generation needs at least one token to continue")
+    """Raise a clear ValueError for inputs generation cannot use.
+
+    A prompt may be longer than the context (generation keeps only its last tokens), so unlike the
+    model's own check this one does not limit its length, and it always checks the ids' range.
+    """
+    check_token_ids(idx, model.cfg.vocab_size)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-    vocab_size = model.cfg.vocab_size
-    low, high = idx.min().item(), idx.max().item()
-    if low < 0 or high >= vocab_size:
-        raise ValueError(f"prompt token id {low if low < 0 else high} is outside the vocabulary [0, {vocab_size})")
 
 
 def next_token_logits(model, idx, cache=None, use_cache=True):
@@ -78,16 +73,12 @@ def generate_greedy(model, idx, max_new_tokens, use_cache=True):
     """
     check_prompt(model, idx, max_new_tokens)
     idx = idx.to(next(model.parameters()).device)
-    was_training = model.training
-    model.eval()  # no dropout while generating
-    try:
+    with evaluating(model):  # no dropout while generating
         cache = None
         for _ in range(max_new_tokens):
             logits, cache = next_token_logits(model, idx, cache, use_cache)
             next_id = logits.argmax(dim=-1, keepdim=True)  # (batch, 1)
             idx = torch.cat([idx, next_id], dim=1)
-    finally:
-        model.train(was_training)
     return idx
 
 

@@ -4,6 +4,7 @@
 """The GPT model (chapter 4): its configuration, layer norm, GELU, the transformer block, GPTModel, the KV cache,
 and the modern architecture switches (RMSNorm, SwiGLU, rotary position embeddings)."""
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -47,6 +48,9 @@ class GPTConfig:
     ffn: str = "gelu"  # or "swiglu"
     position: str = "absolute"  # learned absolute position embeddings, or "rope"
     fused_attention: bool = False  # True: PyTorch's fused scaled_dot_product_attention
+    # Round the embedding and output tables up to a multiple of this (64 on chapter 5's fast path: a
+    # GPU-friendly width). The extra rows are never used: ids stay below vocab_size and logits are cut to it.
+    pad_vocab_multiple: int = 1
 
     def __post_init__(self):
         for name, allowed in ARCHITECTURE_CHOICES.items():
@@ -57,6 +61,14 @@ class GPTConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.emb_dim % self.n_heads != 0:
             raise ValueError(f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads})")
+        if isinstance(self.pad_vocab_multiple, bool) or not isinstance(self.pad_vocab_multiple, int) \
+                or self.pad_vocab_multiple < 1:
+            raise ValueError(f"pad_vocab_multiple must be an integer >= 1, got {self.pad_vocab_multiple!r}")
+
+    @property
+    def padded_vocab_size(self):
+        """Rows of the embedding and output tables: vocab_size rounded up (50257 -> 50304 for 64)."""
+        return -(-self.vocab_size // self.pad_vocab_multiple) * self.pad_vocab_multiple
 
     @classmethod
     def gpt2(cls, size="124M", **overrides):
@@ -125,9 +137,12 @@ class GPTAttention(MultiHeadAttention):
         if self.rope is not None:
             start = 0 if cache is None else len(cache)  # absolute position of x's first token
             queries, keys = self.rope(queries, start), self.rope(keys, start)
+        future = None
         if cache is not None:
             keys, values = cache.update(keys, values)  # now: earlier positions followed by the new ones
-        return self.out_proj(self.merge_heads(self.attend(queries, keys, values)))
+            # A cache may also say which keys to hide (chapter 5's pre-allocated cache does); ours needs not.
+            future = getattr(cache, "future", None)
+        return self.out_proj(self.merge_heads(self.attend(queries, keys, values, future)))
 
 
 def make_norm(cfg):
@@ -161,54 +176,106 @@ class TransformerBlock(nn.Module):
 
 
 # ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [25] ----
+def check_token_ids(idx, vocab_size, check_values=True):
+    """Raise a ValueError that says what is wrong unless idx is a (batch, tokens) tensor of ids in [0, vocab_size).
+
+    check_values=False skips the range check: reading the ids' values makes the CPU wait for a GPU and
+    splits a compiled graph, so the model checks values only on the CPU (see GPTModel.check_input).
+    """
+    if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
+        shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
+        hint = " (use ids.unsqueeze(0) for a single sequence)" if isinstance(idx, torch.Tensor) and idx.dim() == 1 else ""
+        raise ValueError(f"expected token ids of shape (batch, tokens), got {shape}{hint}")
+    if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+        raise ValueError(f"token ids must be integers, got dtype {idx.dtype}")
+    if idx.shape[0] == 0 or idx.shape[1] == 0:
+        raise ValueError(f"empty input of shape {tuple(idx.shape)}: need at least one token per sequence")
+    if check_values:
+        low, high = idx.min().item(), idx.max().item()
+        if low < 0 or high >= vocab_size:
+            raise ValueError(f"token id {low if low < 0 else high} is outside the vocabulary [0, {vocab_size})")
+
+
 class GPTModel(nn.Module):
-    """GPT-2-style decoder: (batch, tokens) token ids -> (batch, tokens, vocab_size) logits."""
+    """GPT-2-style decoder: (batch, tokens) token ids -> (batch, tokens, vocab_size) logits.
+
+    `forward` is three steps that other code reuses by name: `embed` (ids to vectors), the blocks in
+    `trf_blocks`, and `head` (vectors to logits). These attribute names are an interface: the GPT-2
+    loader (chapter 5) fills `tok_emb`, `pos_emb`, `trf_blocks`, `final_norm` and `out_head`; the
+    classifier (chapter 6) replaces `out_head` and runs the first blocks once, ahead of training; LoRA
+    wraps the linear layers inside `trf_blocks`; the static decoder (chapter 5) runs `embed`, the blocks
+    and `head` one position at a time.
+    """
 
     def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+        table_rows = cfg.padded_vocab_size  # = vocab_size unless the config asks for padding
+        self.tok_emb = nn.Embedding(table_rows, cfg.emb_dim)
         # With rotary embeddings, positions enter inside attention instead.
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim) if cfg.position == "absolute" else None
         self.drop_emb = nn.Dropout(cfg.drop_rate)
         self.trf_blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
         # Pre-norm blocks leave their output un-normalised; post-norm blocks already end with a norm.
         self.final_norm = make_norm(cfg) if cfg.norm_position == "pre" else nn.Identity()
-        self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        self.out_head = nn.Linear(cfg.emb_dim, table_rows, bias=False)
 
     def forward(self, idx, cache=None):
         start = 0 if cache is None else len(cache)  # positions already in the cache come first
         self.check_input(idx, start)
-        x = self.tok_emb(idx)
-        if self.pos_emb is not None:
-            x = x + self.pos_emb(torch.arange(start, start + idx.shape[1], device=idx.device))
-        x = self.drop_emb(x)
+        x = self.embed(idx, start)
         layer_caches = cache.layers if cache is not None else [None] * len(self.trf_blocks)
         for block, layer_cache in zip(self.trf_blocks, layer_caches):
             x = block(x, layer_cache)
-        return self.out_head(self.final_norm(x))
+        return self.head(x)
+
+    def embed(self, idx, start=0):
+        """Token embeddings plus position embeddings, then dropout: (batch, tokens) -> (batch, tokens, emb_dim).
+
+        `start` is the absolute position of idx's first token: an int, or a 0-dim tensor.
+        """
+        x = self.tok_emb(idx)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(start + torch.arange(idx.shape[1], device=idx.device))
+        return self.drop_emb(x)
+
+    def head(self, x):
+        """Final norm and output layer: (batch, tokens, emb_dim) -> logits over the true vocabulary."""
+        logits = self.out_head(self.final_norm(x))
+        if self.cfg.padded_vocab_size != self.cfg.vocab_size:
+            logits = logits[..., : self.cfg.vocab_size]  # padding rows: never sampled, never in a loss
+        return logits
 
     def new_cache(self):
         """An empty KV cache for this model (see generate_greedy in shared.generation)."""
         return KVCache(len(self.trf_blocks))
 
     def check_input(self, idx, start=0):
-        """Raise a ValueError that says what is wrong unless idx is a valid (batch, tokens) id tensor."""
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
-            shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
-            raise ValueError(f"expected token ids of shape (batch, tokens), got {shape}")
-        if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
-            raise ValueError(f"token ids must be integers, got dtype {idx.dtype}")
-        if idx.shape[0] == 0 or idx.shape[1] == 0:
-            raise ValueError(f"empty input of shape {tuple(idx.shape)}: need at least one token per sequence")
+        """Raise a ValueError that says what is wrong unless idx is a valid (batch, tokens) id tensor.
+
+        The ids' range is checked only on the CPU and outside torch.compile, where it costs no device sync.
+        """
+        on_cpu = idx.device.type == "cpu" if isinstance(idx, torch.Tensor) else True
+        check_token_ids(idx, self.cfg.vocab_size, check_values=on_cpu and not torch.compiler.is_compiling())
         if start + idx.shape[1] > self.cfg.context_length:
             where = f" ({start} cached + {idx.shape[1]} new)" if start else ""
             raise ValueError(f"{start + idx.shape[1]} positions{where} exceed the context length "
                              f"{self.cfg.context_length}; crop the input to its last {self.cfg.context_length} tokens")
-        low, high = idx.min().item(), idx.max().item()
-        if low < 0 or high >= self.cfg.vocab_size:
-            bad = low if low < 0 else high
-            raise ValueError(f"token id {bad} is outside the vocabulary [0, {self.cfg.vocab_size})")
+
+
+@contextlib.contextmanager
+def evaluating(model):
+    """Inside the block the model is in eval mode (no dropout); afterwards it is back in the mode it was in.
+
+    Everything that measures or uses a model in the middle of training (generation, evaluation) runs in
+    this block, so it neither sees dropout nor leaves the model in the wrong mode, even after an error.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def count_parameters(model, share_output_head=False):

@@ -9,10 +9,11 @@ import time
 import pytest
 import torch
 
-from shared.fast import (FastGPT, FastOptions, FastTrainer, StaticDecoder, StaticKVCache, batch_loss, build_model,
-                         copy_weights, decode_step, fast_autocast, padded_vocab_size, tf32_matmuls)
+from shared.fast import (FastOptions, FastTrainer, StaticDecoder, StaticKVCache, batch_loss, copy_weights, decode_step,
+                         fast_config, tf32_matmuls)
 from shared.generation import generate, generate_greedy
 from shared.model import GPTConfig, GPTModel
+from shared.train_step import autocast_dtype, train_step, warmup_cosine_scheduler
 
 VOCAB, CONTEXT = 61, 8
 TINY = GPTConfig(vocab_size=VOCAB, context_length=CONTEXT, emb_dim=16, n_heads=4, n_layers=2, drop_rate=0.0)
@@ -45,36 +46,45 @@ def unpadded_weights(model):
     return state
 
 
-FP32_OPTIONS = {
-    "tf32": FastOptions(tf32=True),  # a CUDA switch: on the CPU it must change nothing at all
-    "fused_attention": FastOptions(fused_attention=True),
-    "fused_adamw": FastOptions(fused_adamw=True),
-    "pad_vocab_multiple": FastOptions(pad_vocab_multiple=64),
-    "pin_memory": FastOptions(pin_memory=True),
+# Each float32 switch alone: (GPTConfig fields, FastOptions).
+FP32_SWITCHES = {
+    "tf32": ({}, FastOptions(tf32=True)),  # a CUDA switch: on the CPU it must change nothing at all
+    "fused_attention": (dict(fused_attention=True), FastOptions()),
+    "fused_adamw": ({}, FastOptions(fused_adamw=True)),
+    "pad_vocab_multiple": (dict(pad_vocab_multiple=64), FastOptions()),
+    "pin_memory": ({}, FastOptions(pin_memory=True)),
 }
 
 
-@pytest.mark.parametrize("name", list(FP32_OPTIONS))
-def test_each_float32_option_alone_matches_the_plain_path(plain_model, name):
+@pytest.mark.parametrize("name", list(FP32_SWITCHES))
+def test_each_float32_switch_alone_matches_the_plain_path(plain_model, name):
     data = batches()
     reference = plain_model()
     ref_losses, reference = train(reference, FastOptions(), data)
-    model = copy_weights(plain_model(), build_model(TINY, FP32_OPTIONS[name]))
+    switches, options = FP32_SWITCHES[name]
+    model = copy_weights(plain_model(), GPTModel(dataclasses.replace(TINY, **switches)))
     x = data[0][0]
     with torch.no_grad():
         assert torch.allclose(model.eval()(x), plain_model().eval()(x), atol=1e-5, rtol=0)
-    losses, model = train(model, FP32_OPTIONS[name], data)
+    losses, model = train(model, options, data)
     assert torch.allclose(losses, ref_losses, atol=1e-5, rtol=0)
     for key, value in unpadded_weights(model).items():
         assert torch.allclose(value, reference.state_dict()[key], atol=1e-5, rtol=0), key
 
 
-def test_the_plain_options_build_the_chapter_model(plain_model):
-    model = copy_weights(plain_model(), build_model(TINY))
-    assert isinstance(model, GPTModel) and model.padded_vocab_size == VOCAB and not model.cfg.fused_attention
+def test_copy_weights_into_an_unpadded_model_is_an_exact_copy(plain_model):
+    model = copy_weights(plain_model(), GPTModel(TINY))
     x = batches()[0][0]
     with torch.no_grad():
         assert torch.equal(model.eval()(x), plain_model().eval()(x))
+    with pytest.raises(ValueError, match="fewer rows"):
+        copy_weights(GPTModel(fast_config(TINY)), GPTModel(TINY))
+
+
+def test_fast_config_switches_the_model_side_on_and_nothing_else():
+    fast = fast_config(TINY)
+    assert fast.fused_attention and fast.pad_vocab_multiple == 64 and fast.padded_vocab_size == 64
+    assert dataclasses.replace(fast, fused_attention=False, pad_vocab_multiple=1) == TINY
 
 
 def test_bf16_autocast_stays_close_to_float32(plain_model):
@@ -86,13 +96,13 @@ def test_bf16_autocast_stays_close_to_float32(plain_model):
     difference = (low - full).abs().max().item()
     assert 0 < difference < 0.1  # it did run in bfloat16 (not identical), and stayed within its precision
     ref_losses, _ = train(plain_model(), FastOptions(), data)
-    losses, _ = train(plain_model(), FastOptions(autocast="bf16"), data)
+    losses, _ = train(plain_model(), FastOptions(autocast=torch.bfloat16), data)
     assert (losses - ref_losses).abs().max() < 0.05
 
 
 def test_fp16_autocast_uses_a_grad_scaler_and_stays_close(plain_model):
     data = batches()
-    trainer = FastTrainer(plain_model(), FastOptions(autocast="fp16"), lr=1e-2)
+    trainer = FastTrainer(plain_model(), FastOptions(autocast=torch.float16), lr=1e-2)
     assert trainer.scaler is not None
     losses = torch.tensor([trainer.step(x, y).item() for x, y in data])
     ref_losses, _ = train(plain_model(), FastOptions(), data)
@@ -108,19 +118,17 @@ def test_tf32_context_restores_the_global_flags():
 
 def test_options_are_checked_and_fastest_fits_the_device():
     with pytest.raises(ValueError, match="autocast"):
-        FastOptions(autocast="fp8")
-    with pytest.raises(ValueError, match="pad_vocab_multiple"):
-        FastOptions(pad_vocab_multiple=0)
+        FastOptions(autocast="bf16")  # a dtype, not its name
     options = FastOptions.fastest("cpu")
-    assert options.compile and options.pad_vocab_multiple == 64 and options.autocast == fast_autocast("cpu")
-    assert fast_autocast("cpu") in (None, "bf16")
+    assert options.compile and options.fused_adamw and options.autocast == autocast_dtype("cpu")
+    assert autocast_dtype("cpu") in (None, torch.bfloat16)
 
 
 @pytest.fixture
 def padded_twin(plain_model):
     """The plain model and a padded copy whose padding rows hold large junk (they must never matter)."""
     plain = plain_model().eval()
-    padded = copy_weights(plain, build_model(TINY, FastOptions(pad_vocab_multiple=64))).eval()
+    padded = copy_weights(plain, GPTModel(dataclasses.replace(TINY, pad_vocab_multiple=64))).eval()
     with torch.no_grad():
         padded.out_head.weight[VOCAB:] = 1e4
         padded.tok_emb.weight[VOCAB:] = 1e4
@@ -128,7 +136,8 @@ def padded_twin(plain_model):
 
 
 def test_padded_vocabulary_rounds_up_and_refuses_padding_ids(padded_twin, plain_model):
-    assert padded_vocab_size(50257, 64) == 50304 and padded_vocab_size(64, 64) == 64 and padded_vocab_size(5, 1) == 5
+    padded_size = lambda vocab, multiple: GPTConfig(vocab_size=vocab, pad_vocab_multiple=multiple).padded_vocab_size
+    assert padded_size(50257, 64) == 50304 and padded_size(64, 64) == 64 and padded_size(5, 1) == 5
     _, padded = padded_twin
     assert padded.out_head.weight.shape[0] == 64 and padded.cfg.vocab_size == VOCAB
     with pytest.raises(ValueError, match="outside the vocabulary"):
@@ -172,10 +181,16 @@ def test_static_cache_speaks_the_chapter_4_cache_protocol(plain_model):
             model(idx[:, :1], cache=cache)  # a ninth position does not fit
 
 
-def test_decode_step_equals_the_full_forward_at_every_position(plain_model):
-    model = plain_model().eval()
+# decode_step runs the model's own blocks, so every architecture with learned positions decodes.
+DECODABLE = {"GPT-2": {}, "post-norm": dict(norm_position="post"), "fused attention": dict(fused_attention=True),
+             "RMSNorm + SwiGLU": dict(norm="rmsnorm", ffn="swiglu"), "padded vocabulary": dict(pad_vocab_multiple=64)}
+
+
+@pytest.mark.parametrize("variant", list(DECODABLE))
+def test_decode_step_equals_the_full_forward_at_every_position(plain_model, variant):
+    model = plain_model(**DECODABLE[variant]).eval()
     idx = batches()[0][0][:3]
-    cache = StaticKVCache(TINY, batch_size=3)
+    cache = StaticKVCache(model.cfg, batch_size=3)
     with torch.no_grad():
         full = model(idx)
         for position in range(CONTEXT):
@@ -224,7 +239,7 @@ def test_bf16_static_decoder_is_close_to_float32(plain_model):
     model = plain_model()
     idx = torch.randint(0, VOCAB, (2, 3), generator=torch.Generator().manual_seed(5))
     expected = generate_greedy(model, idx, 12)
-    low = StaticDecoder(FastGPT(TINY).to(torch.bfloat16).eval(), 2)
+    low = StaticDecoder(GPTModel(TINY).to(torch.bfloat16).eval(), 2)
     copy_weights(model, low.model)
     got = low.generate(idx, 12)
     assert got.shape == expected.shape and got.max() < VOCAB
@@ -243,7 +258,7 @@ def test_compiled_training_matches_the_plain_path(plain_model):
     data = batches()
     ref_losses, reference = train(plain_model(), FastOptions(), data)
     start = time.perf_counter()
-    losses, model = train(copy_weights(plain_model(), build_model(TINY)), FastOptions(compile=True), data)
+    losses, model = train(copy_weights(plain_model(), GPTModel(TINY)), FastOptions(compile=True), data)
     assert torch.allclose(losses, ref_losses, atol=1e-5, rtol=0)
     # Fused kernels round differently, and AdamW divides each gradient by its own size, which magnifies
     # the rounding of near-zero gradients into updates of up to ~lr * 1e-3: compare weights at 1e-4.
@@ -260,9 +275,7 @@ def test_compiled_static_decoder_equals_plain_greedy(plain_model):
     assert torch.equal(decoder.generate(idx, 2 * CONTEXT), generate_greedy(model, idx, 2 * CONTEXT, use_cache=False))
 
 
-def test_clipping_and_scheduler_match_the_chapter_5_train_step(plain_model):
-    from shared.scale import train_step, warmup_cosine_scheduler
-
+def test_the_trainer_steps_exactly_like_train_step(plain_model):
     data = batches()
     reference = plain_model()
     optimizer = torch.optim.AdamW(reference.parameters(), lr=1e-2, weight_decay=0.1)

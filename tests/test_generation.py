@@ -150,8 +150,8 @@ def test_same_seed_same_weights_same_tokens(greedy_model):
     [
         (torch.tensor([[3, 61]]), 2, "outside the vocabulary"),
         (torch.tensor([[-1, 3]]), 2, "outside the vocabulary"),
-        (torch.zeros(1, 0, dtype=torch.long), 2, "empty prompt"),
-        (torch.zeros(0, 4, dtype=torch.long), 2, "empty prompt"),
+        (torch.zeros(1, 0, dtype=torch.long), 2, "empty input"),
+        (torch.zeros(0, 4, dtype=torch.long), 2, "empty input"),
         (torch.tensor([[1, 2]]), -1, "max_new_tokens"),
         (torch.tensor([[1, 2]]), 2.5, "max_new_tokens"),
         (torch.tensor([1, 2]), 2, "unsqueeze"),

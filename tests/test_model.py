@@ -248,3 +248,58 @@ def test_cache_overflow_is_a_clear_error(tiny_model):
     model(torch.zeros(1, 10, dtype=torch.long), cache=cache)
     with pytest.raises(ValueError, match="10 cached"):
         model(torch.zeros(1, 3, dtype=torch.long), cache=cache)
+
+
+# --- the padded vocabulary and the seams other modules use -------------------------------------------------
+
+def test_padded_vocabulary_widens_the_tables_but_never_shows(tiny_model):
+    model = tiny_model(pad_vocab_multiple=64)  # 97 -> 128 rows
+    assert model.cfg.padded_vocab_size == 128 and tiny_model().cfg.padded_vocab_size == 97
+    assert model.tok_emb.weight.shape[0] == 128 and model.out_head.weight.shape[0] == 128
+    logits = model(torch.tensor([[1, 2, 96]]))
+    assert logits.shape == (1, 3, 97)  # the padding rows never reach a loss or a sampler
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        model(torch.tensor([[1, 100]]))  # a row of the table, but not a token
+
+
+@pytest.mark.parametrize("bad", [0, -64, 2.5, True])
+def test_config_rejects_a_bad_padding_multiple(bad):
+    with pytest.raises(ValueError, match="pad_vocab_multiple"):
+        GPTConfig(pad_vocab_multiple=bad)
+
+
+def test_forward_is_embed_then_blocks_then_head(tiny_model):
+    model = tiny_model()
+    idx = torch.tensor([[5, 1, 4, 1], [9, 2, 6, 5]])
+    x = model.embed(idx)
+    for block in model.trf_blocks:
+        x = block(x)
+    assert torch.equal(model.head(x), model(idx))
+    # A 0-dim tensor start (the static decoder's) embeds the same position as the int.
+    assert torch.equal(model.embed(idx[:, :1], 3), model.embed(idx[:, :1], torch.tensor(3)))
+
+
+def test_the_input_check_reads_no_values_off_the_cpu(tiny_model):
+    # On the meta device a tensor has a shape but no values: reading one (.item()) would raise. The same
+    # holds on a GPU, where reading makes the CPU wait, so the model must check shapes only.
+    model = tiny_model().to("meta")
+    logits = model(torch.zeros(2, 5, dtype=torch.long, device="meta"))
+    assert logits.shape == (2, 5, 97) and logits.device.type == "meta"
+    with pytest.raises(ValueError, match="exceed the context length"):  # shapes are still checked
+        model(torch.zeros(1, 13, dtype=torch.long, device="meta"))
+
+
+def test_evaluating_switches_to_eval_and_restores_the_mode_even_after_an_error(tiny_model):
+    from shared.model import evaluating
+
+    model = tiny_model().train()
+    with evaluating(model) as same:
+        assert same is model and not model.training
+    assert model.training
+    with pytest.raises(RuntimeError), evaluating(model):
+        raise RuntimeError("interrupted")
+    assert model.training
+    model.eval()
+    with evaluating(model):
+        pass
+    assert not model.training  # a model that was in eval mode stays there
