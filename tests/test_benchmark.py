@@ -1,0 +1,53 @@
+"""shared/benchmark.py: the ladders' structure and the arithmetic behind MFU (the timings themselves are not tested)."""
+
+import json
+
+import torch
+
+from shared import benchmark
+from shared.fast import FastOptions
+from shared.model import GPTConfig
+
+
+def test_each_training_rung_adds_one_switch_to_the_one_before():
+    rungs = benchmark.training_ladder(torch.device("cpu"), big_batches=[16])
+    name, switches, options, batch, skip = rungs[0]
+    assert options is None and switches == {} and batch is None and skip is None  # the chapter's own loop first
+    described = [benchmark.describe_switches(switches, options) for _, switches, options, _, _ in rungs]
+    json.dumps(described)  # what the results file stores must be plain JSON
+    for i in range(2, len(rungs)):
+        name, _, _, batch, skip = rungs[i]
+        changed = {key for key in described[i] if described[i][key] != described[i - 1].get(key, False)}
+        if skip is None and batch is None:  # a rung that runs measures exactly one more switch
+            assert len(changed) == 1, (name, changed)
+    assert rungs[-1][1] == dict(fused_attention=True, pad_vocab_multiple=64)  # the model side of the fast path
+    assert rungs[-1][3] == 16 and rungs[-1][2].compile
+
+
+def test_without_compile_every_compiled_rung_is_skipped_with_the_reason():
+    rungs = benchmark.training_ladder(torch.device("cpu"), big_batches=[], compile=False)
+    for name, switches, options, batch, skip in rungs:
+        if options is not None and options.compile:
+            assert skip is not None, name  # "--no-compile", unless it had a reason to skip already
+    assert any(options is not None and not options.compile and skip is None for _, _, options, _, skip in rungs)
+
+
+def test_gpu_only_rungs_say_why_they_are_skipped_on_a_cpu():
+    skips = {name: skip for name, _, _, _, skip in benchmark.training_ladder(torch.device("cpu"), big_batches=[])}
+    assert "CUDA" in skips["+ TF32 matmuls"] and "CUDA" in skips["+ pinned memory"]
+
+
+def test_flops_per_token_of_gpt2_small():
+    cfg = GPTConfig.gpt2("124M")
+    flops, n_matmul = benchmark.flops_per_token(cfg)
+    # All parameters but the two embedding tables: 163,009,536 - 50,257*768 - 1,024*768.
+    assert n_matmul == 163_009_536 - 50_257 * 768 - 1_024 * 768
+    assert flops == 6 * n_matmul + 12 * 12 * 768 * 1024
+    # The padded model does the same useful work: N is counted from the config as given.
+    assert benchmark.flops_per_token(GPTConfig.gpt2("124M", pad_vocab_multiple=64))[0] > flops
+
+
+def test_describe_switches_names_the_autocast_type():
+    assert benchmark.describe_switches({}, None) is None
+    described = benchmark.describe_switches({"fused_attention": True}, FastOptions(autocast=torch.bfloat16))
+    assert described["autocast"] == "bf16" and described["fused_attention"] is True
