@@ -22,12 +22,8 @@ UNFINISHED_BAR = re.compile(r"(^|: ?)\s*0%\|")
 # entry must go. Keep this empty whenever the run time allows.
 AWAITING_RERUN = {
     # test name -> {notebook: why}
-    "test_stored_widgets_read_right_without_a_kernel": {
-        "ch05_pretraining/ch05_pretraining.ipynb": "two progress bars stored at 0%; its full-size run takes about an hour",
-    },
     # tests/test_diagrams.py: placing a chapter's diagrams adds code cells, whose outputs need a full-size run.
     "test_every_main_chapter_shows_its_diagrams": {
-        "ch05_pretraining/ch05_pretraining.ipynb": "its diagrams wait on branch wip/ch05-diagrams for the next full-size run",
         "ch06_classification_ft/ch06_classification_ft.ipynb": "its diagrams are drawn; placing them needs a full-size run",
         "ch07_instruction_ft/ch07_instruction_ft.ipynb": "its diagrams are drawn; placing them needs a full-size run",
     },
