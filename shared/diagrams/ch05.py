@@ -6,7 +6,7 @@ from matplotlib import patches
 
 from . import diagram
 from .style import (
-    ACCENT, FONT, INK, KINDS, MUTED, arrow, box, brace, canvas, data, operation, parameter, row, tensor, text,
+    ACCENT, FONT, INK, KINDS, MONO, MUTED, arrow, box, brace, canvas, data, operation, parameter, row, tensor, text,
 )
 
 # The chapter's toy next-token distribution (section 5), in the order the notebook prints it.
@@ -477,4 +477,194 @@ def checkpoint_contents():
     arrow(ax, (7.55, 1.55), (7.55, 1.2))
     text(ax, 0.15, 0.2, "weights_only=False would run any code the file names: never for files from elsewhere",
          ha="left", fontsize=8, color=ACCENT)
+    return fig
+
+
+# ---- the companion notebooks: loading GPT-2, and fast generation ----
+
+def _frame(ax, x, y, w, h, color=MUTED):
+    """A dashed outline that groups the rows inside it (here: one transformer block)."""
+    ax.add_patch(patches.FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0,rounding_size=0.12", facecolor="none",
+                                        edgecolor=color, linewidth=1.1, linestyle="--", zorder=0))
+
+
+def _named(ax, x, y, w, h, name, shape, kind):
+    """A weight's box: name on the left, shape on the right, both monospaced; returns (left, right, mid_y)."""
+    box(ax, x, y, w, h, kind=kind)
+    ax.text(x + 0.1, y + h / 2, name, ha="left", va="center", fontsize=9, color=INK, family=MONO)
+    ax.text(x + w - 0.1, y + h / 2, shape, ha="right", va="center", fontsize=8, color=MUTED, family=MONO)
+    return x, x + w, y + h / 2
+
+
+@diagram(
+    "ch05_gpt2_weight_mapping",
+    alt="""How the tensors in OpenAI's GPT-2 small checkpoint map onto the names of our GPTModel, one row per
+    tensor, GPT-2's name on the left and ours on the right, with shapes. wte (50257, 768) becomes tok_emb and
+    wpe (1024, 768) becomes pos_emb: only renamed. Inside one transformer block, the same for every i from 0
+    to 11: h.i.ln_1 becomes trf_blocks.i.norm1, renamed, its weight and bias becoming scale and shift.
+    h.i.attn.c_attn, one (768, 2304) matrix, is split in three along its columns (0 to 767, 768 to 1535,
+    1536 to 2303) and each third is transposed into att.W_query, att.W_key and att.W_value, each (768, 768);
+    this split is highlighted as the step easiest to get wrong. h.i.attn.c_proj is transposed into
+    att.out_proj; it is square, so a forgotten transpose would still fit. h.i.ln_2 becomes norm2, renamed.
+    h.i.mlp.c_fc (768, 3072) is transposed into ff.layers.0 (3072, 768) and h.i.mlp.c_proj (3072, 768) into
+    ff.layers.2 (768, 3072). ln_f becomes final_norm, renamed. GPT-2 has no output head of its own: out_head
+    (50257, 768) receives a copy of wte (tied weights). Transposing is needed because GPT-2's Conv1D layers
+    store a weight as (in, out) and nn.Linear stores (out, in); the biases are copied as they are, c_attn's
+    split in three like its weight.""",
+)
+def gpt2_weight_mapping():
+    fig, ax = canvas(9.85, 7.9)
+    lx, lw, rx, rw, h = 0.45, 3.0, 6.1, 3.55, 0.36  # left and right columns, box height
+    pitch, top = 0.5, 7.15  # row spacing; the centre of the first row
+    mid = (lx + lw + rx) / 2  # where the arrow labels go
+
+    def y_of(i, extra=0.0):
+        return top - i * pitch - extra
+
+    text(ax, lx + lw / 2, 7.65, "OpenAI's GPT-2 checkpoint (124M)", fontsize=10, weight="bold")
+    text(ax, mid, 7.65, "what the loader does", fontsize=10, weight="bold")
+    text(ax, rx + rw / 2, 7.65, "our GPTModel (qkv_bias=True)", fontsize=10, weight="bold")
+
+    def pair(y, gpt2, gpt2_shape, ours, our_shape, label, kind="parameter"):
+        _, left_end, _ = _named(ax, lx, y - h / 2, lw, h, gpt2, gpt2_shape, kind)
+        _named(ax, rx, y - h / 2, rw, h, ours, our_shape, kind)
+        arrow(ax, (left_end, y), (rx, y))
+        text(ax, mid, y + 0.1, label, fontsize=9, color=MUTED, va="bottom")
+
+    pair(y_of(0), "wte", "(50257, 768)", "tok_emb", "(50257, 768)", "rename")
+    pair(y_of(1), "wpe", "(1024, 768)", "pos_emb", "(1024, 768)", "rename")
+
+    gap = 0.4  # the block's frame takes a little room above and below its rows
+    block_top = y_of(2, gap) + h / 2 + 0.34
+    pair(y_of(2, gap), "h.{i}.ln_1", "weight, bias (768,)", "trf_blocks.{i}.norm1", "scale, shift (768,)", "rename")
+
+    # c_attn: one matrix, three projections side by side; split along the columns, each third transposed
+    yq, yk, yv = y_of(3, gap), y_of(4, gap), y_of(5, gap)
+    _, left_end, _ = _named(ax, lx, yk - h / 2, lw, h, "h.{i}.attn.c_attn", "(768, 2304)", "highlight")
+    bus = left_end + 1.2
+    ax.plot([left_end, bus], [yk, yk], color=INK, linewidth=1.3, solid_capstyle="butt")
+    ax.plot([bus, bus], [yv, yq], color=INK, linewidth=1.3, solid_capstyle="butt")
+    for y, name, columns in ((yq, "W_query", "columns 0–767"), (yk, "W_key", "768–1535"),
+                             (yv, "W_value", "1536–2303")):
+        _named(ax, rx, y - h / 2, rw, h, f"trf_blocks.{{i}}.att.{name}", "(768, 768)", "highlight")
+        arrow(ax, (bus, y), (rx, y))
+        text(ax, (bus + rx) / 2, y + 0.07, columns, fontsize=8, color=MUTED, va="bottom", family=MONO)
+    text(ax, (left_end + bus) / 2 - 0.05, yk + 0.09, "split in 3\n+ transpose", fontsize=9, color=ACCENT, va="bottom",
+         weight="bold")
+
+    pair(y_of(6, gap), "h.{i}.attn.c_proj", "(768, 768)", "trf_blocks.{i}.att.out_proj", "(768, 768)", "transpose")
+    pair(y_of(7, gap), "h.{i}.ln_2", "weight, bias (768,)", "trf_blocks.{i}.norm2", "scale, shift (768,)", "rename")
+    pair(y_of(8, gap), "h.{i}.mlp.c_fc", "(768, 3072)", "trf_blocks.{i}.ff.layers.0", "(3072, 768)", "transpose")
+    pair(y_of(9, gap), "h.{i}.mlp.c_proj", "(3072, 768)", "trf_blocks.{i}.ff.layers.2", "(768, 3072)", "transpose")
+    block_bottom = y_of(9, gap) - h / 2 - 0.12
+    _frame(ax, 0.33, block_bottom, 9.44, block_top - block_bottom)
+    text(ax, 0.45, block_top - 0.14, "one transformer block: the same for every i = 0 … 11", ha="left", fontsize=8,
+         color=MUTED)
+
+    after = gap + 0.25
+    pair(y_of(10, after), "ln_f", "weight, bias (768,)", "final_norm", "scale, shift (768,)", "rename")
+
+    # GPT-2 has no head of its own: the logits reuse wte, so out_head gets a copy of it
+    y_head = y_of(11, after)
+    _named(ax, rx, y_head - h / 2, rw, h, "out_head", "(50257, 768)", "parameter")
+    y_wte = y_of(0)
+    ax.plot([lx, 0.18, 0.18, rx - 0.3], [y_wte, y_wte, y_head, y_head], color=INK, linewidth=1.3,
+            solid_capstyle="butt")
+    arrow(ax, (rx - 0.3, y_head), (rx, y_head))
+    text(ax, mid, y_head + 0.1, "copy (tied)", fontsize=9, color=MUTED, va="bottom")
+    text(ax, lx, y_head + 0.1, "no output head in the file: logits reuse wte", ha="left", fontsize=8,
+         color=MUTED, va="bottom", style="italic")
+
+    text(ax, 0.18, 0.5, "transpose: GPT-2's Conv1D stores a weight as (in, out) and computes x @ W; nn.Linear stores "
+         "(out, in) and computes x @ W.T.", ha="left", fontsize=8.5, color=MUTED)
+    text(ax, 0.18, 0.22, "Shapes are the weights'. Every bias is copied as it is; c_attn's (2304,) is split in 3 "
+         "like its weight. attn.c_proj is square: a missing transpose still fits.", ha="left", fontsize=8.5,
+         color=MUTED)
+    return fig
+
+
+def _slot(ax, x, y, size, label, kind, hatch=None):
+    """One position of a keys tensor: a square cell, its label in the middle."""
+    fill, edge, _ = KINDS[kind]
+    ax.add_patch(patches.Rectangle((x, y), size, size, facecolor=fill, edgecolor=edge, linewidth=1.1, hatch=hatch))
+    if label:
+        ax.text(x + size / 2, y + size / 2, label, ha="center", va="center", fontsize=8, color=INK, family=FONT)
+
+
+@diagram(
+    "ch05_static_kv_cache",
+    alt="""One attention layer's cached keys over three decoding steps, after a prompt of four tokens, in two
+    panels. Left, chapter 4's KVCache: every step glues the new key onto the old ones with torch.cat, which
+    allocates a new, longer tensor and copies all earlier keys into it: 5 positions at step 1, 6 at step 2,
+    7 at step 3, shapes (1, 12, 5, 64), (1, 12, 6, 64) and (1, 12, 7, 64). So the shape changes every step.
+    Right, the StaticKVCache: one tensor of 8 slots (max_len, which is the context length by default), shape
+    (1, 12, 8, 64), allocated once. At
+    each step the new key is written in place at the slot given by position, a tensor holding 4, then 5,
+    then 6; earlier keys stay where they are, and the slots after the position are hidden from attention by
+    the future mask (drawn grey and hatched). The tensor and its shape are the same at every step, so the
+    step is compiled once and replayed as a CUDA graph. Values are cached the same way, in every layer.""",
+)
+def static_kv_cache():
+    fig, ax = canvas(9.8, 5.75)
+    c, prompt, max_len = 0.42, 4, 8  # cell size, prompt length, slots of the static cache
+    lx, rx = 1.05, 5.85  # where each panel's tensors start
+    rows = [4.2, 3.0, 1.8]  # bottom of each step's cells
+
+    ax.plot([5.0, 5.0], [0.6, 5.6], color=MUTED, linewidth=0.8, linestyle=":")
+    text(ax, 0.15, 5.52, "chapter 4's KVCache: append with torch.cat", ha="left", fontsize=10, weight="bold")
+    text(ax, 0.15, 5.32, "one layer's keys after each step (values alike)", ha="left", va="top", fontsize=8.5,
+         color=MUTED)
+    text(ax, 5.2, 5.52, "StaticKVCache: one tensor, written in place", ha="left", fontsize=10, weight="bold")
+    text(ax, 5.2, 5.32, f"one layer's keys, (1, 12, {max_len}, 64), allocated once:\nmax_len = {max_len} slots here "
+         "(context_length by default)", ha="left", va="top", fontsize=8.5, color=MUTED)
+    for j in range(max_len):
+        ax.text(rx + (j + 0.5) * c, rows[0] + c + 0.08, str(j), ha="center", va="bottom", fontsize=7.5, color=MUTED,
+                family=MONO)
+    text(ax, rx - 0.1, rows[0] + c + 0.15, "slot", ha="right", fontsize=7.5, color=MUTED)
+
+    for step, y in enumerate(rows, start=1):
+        new = prompt + step - 1  # the position decoded in this step (0-based)
+        text(ax, 0.15, y + c / 2, f"step {step}", ha="left", fontsize=10, weight="bold")
+
+        # left: a new tensor of new + 1 positions, the earlier keys copied into it
+        for j in range(new + 1):
+            _slot(ax, lx + j * c, y, c, f"k{j}", "highlight" if j == new else "tensor")
+        ax.text(lx, y - 0.07, f"(1, 12, {new + 1}, 64): a new tensor", ha="left", va="top", fontsize=8,
+                color=MUTED, family=MONO)
+        if step > 1:
+            x = lx + 0.35
+            arrow(ax, (x, y + c + 0.5), (x, y + c + 0.05), color=MUTED, linewidth=1.0)
+            ax.text(x + 0.12, y + c + 0.27, f"torch.cat: copy k0..k{new - 1}, add k{new}", ha="left",
+                    va="center", fontsize=8, color=MUTED, family=FONT)
+
+        # right: the same slots every step; the new key written at `position`, the later slots hidden
+        for j in range(max_len):
+            if j < new:
+                _slot(ax, rx + j * c, y, c, f"k{j}", "tensor")
+            elif j == new:
+                _slot(ax, rx + j * c, y, c, f"k{j}", "highlight")
+            else:
+                _slot(ax, rx + j * c, y, c, "", "masked", hatch="////")
+        target = rx + (new + 0.5) * c
+        label_y = y - 0.3
+        ax.text(rx, label_y, f"position = tensor({new})", ha="left", va="center", fontsize=8, color=INK,
+                family=MONO)
+        ax.plot([rx + 1.45, target], [label_y, label_y], color=INK, linewidth=1.0, solid_capstyle="butt")
+        arrow(ax, (target, label_y), (target, y - 0.02), linewidth=1.0)
+        if step == 1:
+            brace(ax, rx + (new + 1) * c + 0.03, rx + max_len * c - 0.03, y - 0.08, "hidden by the future mask",
+                  fontsize=8)
+
+    text(ax, 0.15, 1.05, "torch.cat: new tensor every step, shape changes", ha="left", fontsize=9, color=ACCENT)
+    text(ax, 5.2, 1.05, "written in place; same shape every step\n→ compiled once, replayed as a CUDA graph",
+         ha="left", fontsize=9, color=ACCENT)
+
+    legend_y = 0.18
+    _slot(ax, 0.15, legend_y, 0.24, "", "highlight")
+    text(ax, 0.47, legend_y + 0.12, "this step's new key", ha="left", fontsize=8.5)
+    _slot(ax, 2.2, legend_y, 0.24, "", "tensor")
+    text(ax, 2.52, legend_y + 0.12, "keys of earlier steps", ha="left", fontsize=8.5)
+    _slot(ax, 4.4, legend_y, 0.24, "", "masked", hatch="////")
+    text(ax, 4.72, legend_y + 0.12, "a slot after position: not attended to", ha="left", fontsize=8.5)
+    text(ax, 9.7, legend_y + 0.12, "GPT-2 small: 12 heads of 64", ha="right", fontsize=8.5, color=MUTED)
     return fig
