@@ -16,7 +16,7 @@ from shared.data import sha256_of
 from shared.model import GPT2_SIZES, GPTConfig, GPTModel
 
 
-# ---- ch05_pretraining/ch05_loading_gpt2.ipynb, code cell [8] ----
+# ---- ch05_pretraining/ch05_loading_gpt2.ipynb, code cell [10] ----
 GPT2_REPOS = {
     "124M": "openai-community/gpt2",
     "355M": "openai-community/gpt2-medium",
@@ -84,7 +84,7 @@ def load_gpt2_state_dict(path, expected_sha256=None):
         ) from None
 
 
-# ---- ch05_pretraining/ch05_loading_gpt2.ipynb, code cell [9] ----
+# ---- ch05_pretraining/ch05_loading_gpt2.ipynb, code cell [11] ----
 # Tensors some GPT-2 checkpoints carry that are not weights: the causal mask ("attn.bias") and
 # the value masked scores are filled with ("attn.masked_bias"). Our attention builds its own mask.
 _NOT_WEIGHTS = re.compile(r"h\.\d+\.attn\.(bias|masked_bias)")
@@ -164,7 +164,7 @@ def _size_name(emb_dim, n_layers):
     return "no published GPT-2 size"
 
 
-# ---- ch05_pretraining/ch05_loading_gpt2.ipynb, code cell [10] ----
+# ---- ch05_pretraining/ch05_loading_gpt2.ipynb, code cell [12] ----
 def load_weights_into_gpt(model, state_dict):
     """Copy GPT-2 weights (a state dict in GPT-2's format) into a GPTModel, in place; returns the model.
 
@@ -248,7 +248,7 @@ def load_pretrained_gpt2(size="124M", **config_overrides):
     return model.eval()
 
 
-# ---- ch05_pretraining/ch05_loading_gpt2.ipynb, code cell [19] ----
+# ---- ch05_pretraining/ch05_loading_gpt2.ipynb, code cell [21] ----
 def load_gpt2_or_random(size="124M", seed=123, **config_overrides):
     """(model, label): pretrained GPT-2 of `size` in eval mode, or, when it cannot be downloaded, a randomly
     initialised model of the same shape. The label says which, and travels with every result shown."""

@@ -114,7 +114,7 @@ def create_dataloader(text, batch_size=4, max_length=256, stride=128, shuffle=Tr
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers)
 
 
-# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [6] ----
+# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [8] ----
 def sample_batch(tokens, batch_size, context_length, step, seed=0):
     """The batch for training step `step`: random windows of `tokens` drawn from a generator
     seeded by (seed, step) alone, so the data order does not depend on what ran before.

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
 
-# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [5] ----
+# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [7] ----
 class WarmupCosine:
     """Learning-rate multiplier: linear warmup to 1, then a cosine down to `min_ratio`.
 
@@ -49,7 +49,7 @@ def clip_gradients(model, max_norm):
     return before, grad_norm(model)
 
 
-# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [13] ----
+# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [15] ----
 def autocast_dtype(device):
     """The low-precision dtype to autocast to on `device`, or None for full float32.
 
