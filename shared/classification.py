@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+from shared.model import evaluating
+
 
 # ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [4] ----
 LABELS = ("ham", "spam")  # a label's position is its class id: 0 = not spam, 1 = spam
@@ -43,7 +45,7 @@ def read_sms_collection(path):
     return rows
 
 
-# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [6] ----
+# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [8] ----
 def balance_classes(rows, seed=123):
     """Every example of the rarest label and an equal random sample of each other label (in file order)."""
     by_label = {}
@@ -97,7 +99,7 @@ def read_rows_csv(path):
     return rows
 
 
-# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [9] ----
+# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [12] ----
 def encode_message(text, tokenizer, max_length, pad_token_id=50256):
     """Token ids of one message, cut to `max_length` and padded with `pad_token_id` up to it."""
     if not isinstance(text, str) or not text.strip():
@@ -149,7 +151,7 @@ def create_classification_loaders(train_set, val_set, test_set, batch_size=8, se
     return train, val, test
 
 
-# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [17] ----
+# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [20] ----
 def prepare_classifier(model, num_classes=2, trainable_blocks=1):
     """Turn a GPTModel into a classifier in place: a new `num_classes`-way head; everything frozen except the
     last `trainable_blocks` transformer blocks, the final norm and the head. Returns the model."""
@@ -170,7 +172,7 @@ def count_trainable(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [21] ----
+# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [27] ----
 def last_token_logits(model, input_batch):
     """The class scores at the last position: the only one that has seen the whole message."""
     return model(input_batch)[:, -1, :]
@@ -212,16 +214,12 @@ def classifier_accuracy(loader, model, device, num_batches=None):
     return correct / seen
 
 
-# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [23] ----
+# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [30] ----
 def evaluate_classifier(model, train_loader, val_loader, device, num_batches):
     """(train_loss, val_loss) on the first `num_batches` batches, in eval mode; the model's mode is restored."""
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         return (classifier_loss_loader(train_loader, model, device, num_batches),
                 classifier_loss_loader(val_loader, model, device, num_batches))
-    finally:
-        model.train(was_training)
 
 
 def train_classifier(model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter,
@@ -299,21 +297,19 @@ def plot_classifier_history(history, title=None):
     return fig
 
 
-# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [24] ----
+# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [32] ----
 class ClassifierTop(nn.Module):
     """The blocks from `first_block` on, the final norm and the head of `model`: shared, not copied.
     It maps hidden states (batch, tokens, emb_dim), as `frozen_features` computes them, to class scores."""
 
     def __init__(self, model, first_block):
         super().__init__()
-        self.blocks = nn.ModuleList(model.trf_blocks[first_block:])
-        self.final_norm = model.final_norm
-        self.out_head = model.out_head
+        self.model, self.first_block = model, first_block  # its parameters are the model's, not copies
 
     def forward(self, hidden):
-        for block in self.blocks:
+        for block in self.model.trf_blocks[self.first_block:]:
             hidden = block(hidden)
-        return self.out_head(self.final_norm(hidden))
+        return self.model.head(hidden)
 
 
 def frozen_features(model, loader, first_block, device, desc="frozen blocks"):
@@ -328,27 +324,20 @@ def frozen_features(model, loader, first_block, device, desc="frozen blocks"):
     for block in model.trf_blocks[:first_block]:
         if any(p.requires_grad for p in block.parameters()):
             raise ValueError(f"a block before block {first_block} is trainable; cache only frozen blocks")
-    was_training = model.training
-    model.eval()
     hidden_states, labels = [], []
-    try:
-        with torch.no_grad():
-            for input_batch, label_batch in tqdm(loader, desc=desc):
-                idx = input_batch.to(device)
-                model.check_input(idx)
-                x = model.tok_emb(idx)
-                if model.pos_emb is not None:
-                    x = x + model.pos_emb(torch.arange(idx.shape[1], device=device))
-                for block in model.trf_blocks[:first_block]:
-                    x = block(x)
-                hidden_states.append(x.cpu())
-                labels.append(label_batch)
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.no_grad():
+        for input_batch, label_batch in tqdm(loader, desc=desc):
+            idx = input_batch.to(device)
+            model.check_input(idx)
+            x = model.embed(idx)
+            for block in model.trf_blocks[:first_block]:
+                x = block(x)
+            hidden_states.append(x.cpu())
+            labels.append(label_batch)
     return TensorDataset(torch.cat(hidden_states), torch.cat(labels))
 
 
-# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [30] ----
+# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [38] ----
 def classify(text, model, tokenizer, device, max_length, pad_token_id=50256):
     """(label, probability of that label) for one message, prepared like the training data."""
     if not isinstance(text, str) or not text.strip():
@@ -359,13 +348,8 @@ def classify(text, model, tokenizer, device, max_length, pad_token_id=50256):
         raise ValueError(f"the message is {n_tokens} tokens long but the model reads at most {context}: "
                          "shorten it, or classify it in parts")
     ids = encode_message(text, tokenizer, min(max_length, context), pad_token_id)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            logits = last_token_logits(model, torch.tensor([ids], device=device))
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.no_grad():
+        logits = last_token_logits(model, torch.tensor([ids], device=device))
     probabilities = torch.softmax(logits[0], dim=-1)
     class_id = int(probabilities.argmax())
     return LABELS[class_id], probabilities[class_id].item()

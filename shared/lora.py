@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 
-# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [35] ----
+# ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [44] ----
 class LoRALinear(nn.Module):
     """`base(x) + (alpha / rank) * x @ A @ B`, with `base` frozen. B starts at zero: an exact no-op at first."""
 

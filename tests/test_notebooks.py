@@ -24,7 +24,6 @@ AWAITING_RERUN = {
     # test name -> {notebook: why}
     # tests/test_diagrams.py: placing a chapter's diagrams adds code cells, whose outputs need a full-size run.
     "test_every_main_chapter_shows_its_diagrams": {
-        "ch06_classification_ft/ch06_classification_ft.ipynb": "its diagrams are drawn; placing them needs a full-size run",
         "ch07_instruction_ft/ch07_instruction_ft.ipynb": "its diagrams are drawn; placing them needs a full-size run",
     },
 }
