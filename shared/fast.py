@@ -215,7 +215,7 @@ def decode_step(model, ids, position, cache, n_keys=None):
     return model.head(x)[:, -1]
 
 
-# ---- ch05_pretraining/ch05_performance.ipynb, code cell [18] ----
+# ---- ch05_pretraining/ch05_performance.ipynb, code cell [20] ----
 class StaticDecoder:
     """Greedy decoding with a StaticKVCache for `batch_size` rows, eager or compiled.
 
