@@ -153,6 +153,28 @@ def import_sort_key(statement: str) -> tuple[int, bool, str, str]:
     return group, isinstance(node, ast.ImportFrom), name, statement  # `import x` lines before `from x import y`
 
 
+def merge_from_imports(statements: list[str], width: int = 120) -> list[str]:
+    """Join `from m import a` and `from m import b` (from different cells) into one `from m import a, b`.
+
+    Statements with a comment are kept as written: the comment explains that line, not a merged one.
+    """
+    merged: dict[str, set[str]] = {}
+    kept = []
+    for statement in statements:
+        node = ast.parse(statement).body[0]
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and "#" not in statement:
+            names = {alias.name if alias.asname is None else f"{alias.name} as {alias.asname}" for alias in node.names}
+            merged.setdefault(node.module, set()).update(names)
+        else:
+            kept.append(statement)
+    for module, names in merged.items():
+        line = f"from {module} import {', '.join(sorted(names))}"
+        if len(line) > width:  # one name per line, in parentheses, like a formatter would write it
+            line = f"from {module} import (\n" + "".join(f"    {name},\n" for name in sorted(names)) + ")"
+        kept.append(line)
+    return kept
+
+
 def assemble_module(sources: list[str], cells: list[tuple[str, int, str]]) -> str:
     """One generated module: header, the first cell's docstring, every import once, then each cell's code.
 
@@ -171,7 +193,7 @@ def assemble_module(sources: list[str], cells: list[tuple[str, int, str]]) -> st
     parts = [GENERATED_HEADER.format(sources=", ".join(sources))]
     if docstring:
         parts.append(docstring + "\n")
-    ordered = sorted(imports.values(), key=import_sort_key)
+    ordered = sorted(merge_from_imports(list(imports.values())), key=import_sort_key)
     if ordered:  # one blank line between the standard library, third-party and course groups
         groups = itertools.groupby(ordered, key=lambda statement: import_sort_key(statement)[0])
         parts.append("\n\n".join("\n".join(group) for _, group in groups) + "\n")

@@ -15,8 +15,7 @@ import torch.nn.functional as F
 
 from shared.generation import check_prompt
 from shared.model import evaluating
-from shared.train_step import autocast_dtype
-from shared.train_step import make_grad_scaler, train_step
+from shared.train_step import autocast_dtype, make_grad_scaler, train_step
 
 
 # ---- ch05_pretraining/ch05_performance.ipynb, code cell [5] ----

@@ -100,6 +100,20 @@ def test_a_cells_imports_move_to_the_top_once_and_its_docstring_leads():
     assert namespace["X"] and namespace["f"]() is namespace["torch"]
 
 
+def test_names_imported_from_one_module_in_several_cells_are_imported_in_one_statement():
+    cells = [
+        ("chA/a.ipynb", 1, '"""Doc."""\nfrom shared.model import GPTModel\nfrom dataclasses import replace'),
+        ("chA/a.ipynb", 2, "from shared.model import GPTConfig, GPTModel\nfrom shared.text import sample_batch  # why: kept"),
+    ]
+    text = _export.assemble_module(["chA/a.ipynb"], cells)
+    assert "from shared.model import GPTConfig, GPTModel\n" in text and text.count("from shared.model import") == 1
+    assert "from shared.text import sample_batch  # why: kept" in text  # a commented line stays as written
+    long_names = ", ".join(f"name_{i:02d}" for i in range(20))
+    merged = _export.merge_from_imports([f"from shared.x import {long_names}"])
+    assert merged[0].startswith("from shared.x import (\n    name_00,\n") and merged[0].endswith("name_19,\n)")
+    compile(merged[0], "generated", "exec")  # the wrapped form is valid Python
+
+
 def test_the_module_map_names_who_imports_what():
     p = _export.plan()
     rows = {line.split("|")[1].strip(): line for line in p.module_map.splitlines() if line.startswith("| `")}
