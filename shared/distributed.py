@@ -125,11 +125,7 @@ def train_data_parallel(cfg, tokens, steps, global_batch_size, rank=0, world_siz
     if options is not None:
         # Hand back the caller's GPTModel(cfg), so that the weights load and compare like a plain run's.
         # Dropping the padding rows loses nothing: they started at zero and no gradient ever reaches them.
-        state = model.state_dict()
-        for name in ("tok_emb.weight", "out_head.weight"):
-            state[name] = state[name][: cfg.vocab_size]
-        model = GPTModel(cfg).to(device)
-        model.load_state_dict(state)
+        model = copy_weights(model, GPTModel(cfg).to(device))
     return model, history
 
 

@@ -63,15 +63,20 @@ def tf32_matmuls(enabled=True):
 def copy_weights(source, target):
     """Copy a GPTModel's weights into another whose config differs at most in vocabulary padding.
 
-    The target's extra (padding) rows of the token embedding and output head are set to zero.
+    A wider target gets zero padding rows. A narrower one drops the source's padding rows, which must be zero
+    (training keeps them so: no token uses them and no loss sees them), so nothing is lost either way.
     """
     state = source.state_dict()
     target_state = target.state_dict()
     for name in ("tok_emb.weight", "out_head.weight"):
-        rows = target_state[name].shape[0] - state[name].shape[0]
-        if rows < 0:
-            raise ValueError(f"{name}: the target has fewer rows ({target_state[name].shape[0]}) than the source")
-        state[name] = torch.cat([state[name], state[name].new_zeros(rows, state[name].shape[1])])
+        have, want = state[name].shape[0], target_state[name].shape[0]
+        if want >= have:
+            state[name] = torch.cat([state[name], state[name].new_zeros(want - have, state[name].shape[1])])
+        elif torch.count_nonzero(state[name][want:]):
+            raise ValueError(f"{name}: the source's rows after the first {want} are not zero, so a target with "
+                             f"{want} rows would lose them; copy into a model with as many rows instead")
+        else:
+            state[name] = state[name][:want]
     target.load_state_dict(state)
     return target
 
