@@ -11,11 +11,10 @@ import contextlib
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 
 from shared.generation import check_prompt
 from shared.model import evaluating
-from shared.train_step import autocast_dtype, make_grad_scaler, train_step
+from shared.train_step import autocast_dtype, batch_loss, make_grad_scaler, train_step
 
 
 # ---- ch05_pretraining/ch05_performance.ipynb, code cell [5] ----
@@ -82,12 +81,6 @@ def copy_weights(source, target):
 
 
 # ---- ch05_pretraining/ch05_performance.ipynb, code cell [11] ----
-def batch_loss(model, inputs, targets):
-    """Mean next-token cross-entropy of a batch (computed in float32 even when the logits are not)."""
-    logits = model(inputs)
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
-
-
 def to_device(tensor, device, pin_memory=False):
     """Move a batch tensor to `device`; with pin_memory on CUDA, via page-locked memory and without blocking."""
     device = torch.device(device)

@@ -82,13 +82,18 @@ def make_grad_scaler(device, amp_dtype):
     return None
 
 
+def batch_loss(model, inputs, targets):
+    """Mean next-token cross-entropy over every token of a batch, computed in float32 even when the
+    logits are not (the softmax over 50,257 entries is where low precision hurts)."""
+    return F.cross_entropy(model(inputs).flatten(0, 1).float(), targets.flatten())
+
+
 def train_step(model, optimizer, inputs, targets, scheduler=None, max_norm=None, amp_dtype=None, scaler=None,
-               loss_fn=None):
+               loss_fn=batch_loss):
     """One optimizer step on one batch: forward (optionally autocast), backward, clip, step.
 
-    `loss_fn(model, inputs, targets)`, if given, returns the batch's mean loss and runs inside the
-    autocast; by default the loss is the mean cross-entropy over every token of the batch, computed
-    in float32 even under autocast.
+    `loss_fn(model, inputs, targets)` returns the batch's mean loss and runs inside the autocast;
+    the default, batch_loss, is the mean cross-entropy over every token, computed in float32.
 
     Returns (loss, gradient norm before clipping), both detached 0-dim tensors on the batch's
     device; the norm is None without max_norm. Reading either (float(loss), loss.item()) makes the
@@ -96,12 +101,7 @@ def train_step(model, optimizer, inputs, targets, scheduler=None, max_norm=None,
     """
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(inputs.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
-        if loss_fn is not None:
-            loss = loss_fn(model, inputs, targets)
-        else:
-            logits = model(inputs)
-    if loss_fn is None:  # outside the autocast: the softmax over the vocabulary wants float32
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        loss = loss_fn(model, inputs, targets)
     if scaler is not None:
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)  # clipping must see the true gradients, not the scaled ones

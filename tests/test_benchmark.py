@@ -43,7 +43,8 @@ def test_flops_per_token_of_gpt2_small():
     # All parameters but the two embedding tables: 163,009,536 - 50,257*768 - 1,024*768.
     assert n_matmul == 163_009_536 - 50_257 * 768 - 1_024 * 768
     assert flops == 6 * n_matmul + 12 * 12 * 768 * 1024
-    # The padded model does the same useful work: N is counted from the config as given.
+    # N comes from the model the config builds, so a padded config would count its 47 unused output rows as
+    # work: the benchmark passes the unpadded config, and MFU counts only useful arithmetic.
     assert benchmark.flops_per_token(GPTConfig.gpt2("124M", pad_vocab_multiple=64))[0] > flops
 
 

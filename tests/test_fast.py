@@ -9,11 +9,11 @@ import time
 import pytest
 import torch
 
-from shared.fast import (FastOptions, FastTrainer, StaticDecoder, StaticKVCache, batch_loss, copy_weights, decode_step,
+from shared.fast import (FastOptions, FastTrainer, StaticDecoder, StaticKVCache, copy_weights, decode_step,
                          fast_config, tf32_matmuls)
 from shared.generation import generate, generate_greedy
 from shared.model import GPTConfig, GPTModel
-from shared.train_step import autocast_dtype, train_step, warmup_cosine_scheduler
+from shared.train_step import autocast_dtype, batch_loss, train_step, warmup_cosine_scheduler
 
 VOCAB, CONTEXT = 61, 8
 TINY = GPTConfig(vocab_size=VOCAB, context_length=CONTEXT, emb_dim=16, n_heads=4, n_layers=2, drop_rate=0.0)
