@@ -14,8 +14,10 @@ from urllib.parse import urlsplit
 import requests
 import torch
 
+from shared.model import evaluating
 
-# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [36] ----
+
+# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [45] ----
 _PUNCTUATION = re.compile(r"[^\w\s]")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
@@ -79,7 +81,7 @@ def automatic_scores(predictions, references):
             for name, metric in AUTOMATIC_METRICS.items()}
 
 
-# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [39] ----
+# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [49] ----
 MULTIPLE_CHOICE_RESOURCE = "assets/multiple_choice_questions.json"  # inside the shared package
 
 
@@ -102,7 +104,7 @@ def load_multiple_choice_questions():
     return json.loads(text)
 
 
-# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [41] ----
+# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [51] ----
 LETTERS = "ABCDEFGHIJ"
 
 
@@ -155,12 +157,8 @@ def score_multiple_choice(model, tokenizer, question, choices, few_shot_examples
     if context_length is not None and ids.shape[1] > context_length:
         raise ValueError(f"the prompt has {ids.shape[1]} tokens but the model's context is {context_length}: "
                          f"use fewer or shorter worked examples")
-    was_training = getattr(model, "training", False)
-    model.eval()
-    try:
+    with evaluating(model):
         logits = model(ids)[0, -1].float()
-    finally:
-        model.train(was_training)
     probabilities = torch.softmax(logits, dim=-1)[letter_ids]
     mass = probabilities.sum().item()
     renormalised = (probabilities / probabilities.sum()).tolist() if mass > 0 else [1 / len(letters)] * len(letters)
@@ -179,7 +177,7 @@ def evaluate_multiple_choice(model, tokenizer, questions, few_shot_examples=(), 
     return 100 * correct / len(questions), results
 
 
-# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [44] ----
+# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [56] ----
 OLLAMA_URL = "http://localhost:11434"
 JUDGE_MODEL = "llama3"  # Llama 3 8B Instruct in Ollama's library
 

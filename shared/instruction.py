@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from shared.generation import generate, text_to_token_ids
 
 
-# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [5] ----
+# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [8] ----
 @dataclass(frozen=True)
 class PromptStyle:
     """How one record (instruction, optional input, output) is laid out as text."""
@@ -114,7 +114,7 @@ def extract_response(text, style="alpaca", prompt=None):
     return clean_response(text[position + len(header):], style)
 
 
-# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [8] ----
+# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [13] ----
 def split_dataset(records, train_fraction=0.85, test_fraction=0.10, seed=None):
     """(train, test, validation) lists: the first `train_fraction` of the records, then `test_fraction`, then the rest.
 
@@ -133,7 +133,7 @@ def split_dataset(records, train_fraction=0.85, test_fraction=0.10, seed=None):
     return records[:n_train], records[n_train:n_train + n_test], records[n_train + n_test:]
 
 
-# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [11] ----
+# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [16] ----
 class InstructionDataset(Dataset):
     """Records formatted with a prompt style and tokenized once.
 
@@ -159,7 +159,7 @@ class InstructionDataset(Dataset):
         return self.examples[index]
 
 
-# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [18] ----
+# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [25] ----
 def _unpack_example(item, position):
     """(token ids as a list of ints, prompt length or None) for one item of a batch."""
     prompt_length = None
@@ -219,7 +219,7 @@ def instruction_collate(batch, pad_token_id=50256, ignore_index=-100, allowed_ma
     return inputs.to(device), targets.to(device)
 
 
-# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [22] ----
+# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [30] ----
 def make_instruction_loader(records, tokenizer, batch_size=8, shuffle=False, drop_last=False, style="alpaca",
                             generator=None, **collate_options):
     """A DataLoader of (inputs, targets) batches over `records`, collated by `instruction_collate`.
@@ -237,7 +237,7 @@ def make_instruction_loader(records, tokenizer, batch_size=8, shuffle=False, dro
                       generator=generator, collate_fn=partial(instruction_collate, **collate_options))
 
 
-# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [27] ----
+# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [36] ----
 def generate_response(model, tokenizer, record, max_new_tokens=128, style="alpaca", eos_id=50256,
                       temperature=0.0, top_k=None, generator=None):
     """The model's response to one record: its prompt is continued (greedily by default) until the end-of-text
