@@ -43,7 +43,7 @@ from shared.model import GPT2_SIZES, GPTConfig, GPTModel
 from shared.text import sample_batch
 from shared.train_step import autocast_dtype
 from shared.text import gpt2_tokenizer
-from shared.training import calc_loss_batch
+from shared.training import batch_loss
 
 # Sizes small enough for a CPU, besides GPT-2's own (same vocabulary, GPT-2's shape otherwise).
 CPU_SIZES = {"mini": dict(emb_dim=256, n_layers=4, n_heads=4), "micro": dict(emb_dim=64, n_layers=2, n_heads=2)}
@@ -153,7 +153,7 @@ def run_training(cfg, switches, options, batch_size, tokens, init_state, device,
 
         def step(inputs, targets):
             optimizer.zero_grad()
-            loss = calc_loss_batch(inputs, targets, model, device)
+            loss = batch_loss(model, inputs.to(device), targets.to(device))
             loss.backward()
             optimizer.step()
             return loss.detach()

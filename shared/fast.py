@@ -14,7 +14,8 @@ import torch
 
 from shared.generation import check_prompt
 from shared.model import evaluating
-from shared.train_step import autocast_dtype, batch_loss, make_grad_scaler, train_step
+from shared.train_step import autocast_dtype, make_grad_scaler, train_step
+from shared.training import batch_loss
 
 
 # ---- ch05_pretraining/ch05_performance.ipynb, code cell [5] ----

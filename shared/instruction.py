@@ -11,7 +11,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from shared.generation import generate, text_to_token_ids
+from shared.generation import generate
+from shared.text import text_to_token_ids
 
 
 # ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [8] ----
@@ -115,22 +116,23 @@ def extract_response(text, style="alpaca", prompt=None):
 
 
 # ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [13] ----
-def split_dataset(records, train_fraction=0.85, test_fraction=0.10, seed=None):
-    """(train, test, validation) lists: the first `train_fraction` of the records, then `test_fraction`, then the rest.
+def split_dataset(records, fractions=(0.85, 0.05, 0.10), seed=None):
+    """(train, validation, test) lists, cut in that order: the first `fractions[0]` of the records, then the next
+    `fractions[1]`, then the rest (about `fractions[2]`).
 
     With a `seed`, the records are shuffled first (a copy; the list passed in is not changed).
     """
     records = list(records)
     if not records:
         raise ValueError("there are no records to split")
-    if not (0 < train_fraction < 1 and 0 <= test_fraction < 1 and train_fraction + test_fraction <= 1):
-        raise ValueError(f"need 0 < train_fraction < 1, 0 <= test_fraction and a sum <= 1, "
-                         f"got {train_fraction} and {test_fraction}")
+    if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
+        raise ValueError(f"fractions must be three positive numbers (train, validation, test) that sum to 1, "
+                         f"got {fractions}")
     if seed is not None:
         random.Random(seed).shuffle(records)
-    n_train = int(len(records) * train_fraction)
-    n_test = int(len(records) * test_fraction)
-    return records[:n_train], records[n_train:n_train + n_test], records[n_train + n_test:]
+    n_train = int(len(records) * fractions[0])
+    n_val = int(len(records) * fractions[1])
+    return records[:n_train], records[n_train:n_train + n_val], records[n_train + n_val:]
 
 
 # ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [16] ----
@@ -181,7 +183,7 @@ def _unpack_example(item, position):
     return ids, prompt_length
 
 
-def instruction_collate(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None, device="cpu",
+def instruction_collate(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None,
                         mask_instruction=False):
     """(inputs, targets), two LongTensors of shape (batch, tokens), from a list of tokenized examples.
 
@@ -191,7 +193,8 @@ def instruction_collate(batch, pad_token_id=50256, ignore_index=-100, allowed_ma
     later (padding) target is `ignore_index`, which the cross-entropy loss skips. With `mask_instruction`, the
     targets that would predict prompt tokens are `ignore_index` too (needs "prompt_length"), so only the
     response and its end-of-text token are trained on. `allowed_max_length` truncates both tensors (after the
-    end-of-text token was added, so a truncated example has no end-of-text target). Both are moved to `device`.
+    end-of-text token was added, so a truncated example has no end-of-text target). Both stay on the CPU: the
+    training and evaluation loops move batches to the model's device.
     """
     if len(batch) == 0:
         raise ValueError("the batch is empty: there is nothing to collate")
@@ -216,7 +219,7 @@ def instruction_collate(batch, pad_token_id=50256, ignore_index=-100, allowed_ma
             targets[row, :max(prompt_length - 1, 0)] = ignore_index  # targets that are prompt tokens
     if allowed_max_length is not None:
         inputs, targets = inputs[:, :allowed_max_length], targets[:, :allowed_max_length]
-    return inputs.to(device), targets.to(device)
+    return inputs, targets
 
 
 # ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [30] ----
@@ -224,8 +227,8 @@ def make_instruction_loader(records, tokenizer, batch_size=8, shuffle=False, dro
                             generator=None, **collate_options):
     """A DataLoader of (inputs, targets) batches over `records`, collated by `instruction_collate`.
 
-    `collate_options` go to the collate function (device, allowed_max_length, mask_instruction, ...).
-    num_workers is 0, which keeps the device placement inside the collate function safe.
+    `collate_options` go to the collate function (allowed_max_length, mask_instruction, ...). The batches are
+    CPU tensors; the loops that use them move them to the model's device.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")

@@ -278,11 +278,17 @@ def evaluating(model):
         model.train(was_training)
 
 
-def count_parameters(model, share_output_head=False):
-    """Number of parameters; with share_output_head, count the output head as reusing the token embedding."""
-    total = sum(p.numel() for p in model.parameters())
-    if share_output_head and model.out_head.weight is not model.tok_emb.weight:
-        total -= model.out_head.weight.numel()
+def count_parameters(model, share_output_head=False, trainable_only=False):
+    """Number of parameters of `model`.
+
+    With trainable_only, only those gradient descent will change (requires_grad): the finetuning chapters
+    freeze most of a model. With share_output_head, the output head counts as reusing the token embedding.
+    """
+    counted = [p for p in model.parameters() if p.requires_grad or not trainable_only]
+    total = sum(p.numel() for p in counted)
+    head = model.out_head.weight
+    if share_output_head and head is not model.tok_emb.weight and any(p is head for p in counted):
+        total -= head.numel()
     return total
 
 

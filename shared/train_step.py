@@ -7,8 +7,9 @@ puts them together (chapter 5 companion, training at scale)."""
 import math
 
 import torch
-import torch.nn.functional as F
 from torch.optim.lr_scheduler import LambdaLR
+
+from shared.training import batch_loss  # chapter 5's loss, which already computes it in float32
 
 
 # ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [7] ----
@@ -82,18 +83,12 @@ def make_grad_scaler(device, amp_dtype):
     return None
 
 
-def batch_loss(model, inputs, targets):
-    """Mean next-token cross-entropy over every token of a batch, computed in float32 even when the
-    logits are not (the softmax over 50,257 entries is where low precision hurts)."""
-    return F.cross_entropy(model(inputs).flatten(0, 1).float(), targets.flatten())
-
-
 def train_step(model, optimizer, inputs, targets, scheduler=None, max_norm=None, amp_dtype=None, scaler=None,
                loss_fn=batch_loss):
     """One optimizer step on one batch: forward (optionally autocast), backward, clip, step.
 
     `loss_fn(model, inputs, targets)` returns the batch's mean loss and runs inside the autocast;
-    the default, batch_loss, is the mean cross-entropy over every token, computed in float32.
+    the default is chapter 5's batch_loss, the mean cross-entropy over every token, computed in float32.
 
     Returns (loss, gradient norm before clipping), both detached 0-dim tensors on the batch's
     device; the norm is None without max_norm. Reading either (float(loss), loss.item()) makes the

@@ -1,5 +1,5 @@
-"""shared/generation.py: chapter 4's greedy generation (with and without the KV cache) and text helpers,
-chapter 5's temperature, top-k and top-p sampling and `generate`."""
+"""shared/generation.py: chapter 4's generation loop and greedy decoding (with and without the KV cache),
+chapter 5's temperature, top-k and top-p sampling and `generate`; and chapter 4's text helpers (shared/text.py)."""
 
 import math
 
@@ -8,16 +8,17 @@ import tiktoken
 import torch
 
 from shared.generation import (
+    decode,
     generate,
     generate_greedy,
+    greedy,
     next_token_logits,
     next_token_probabilities,
     sample_next_token,
-    text_to_token_ids,
-    token_ids_to_text,
     top_k_filter,
     top_p_filter,
 )
+from shared.text import text_to_token_ids, token_ids_to_text
 
 from .architecture_switches import SWITCHES
 
@@ -332,6 +333,25 @@ def test_eos_id_finishes_rows_and_stops_when_all_are_done(model, prompt):
         assert max(row.index(eos) for row in new.tolist()) == new.shape[1] - 1
     single = generate(model, prompt[:1], 8, eos_id=eos)
     assert single.shape[1] == prompt.shape[1] + 2 and single[0, -1].item() == eos
+
+
+def test_one_loop_serves_greedy_and_sampling(model, prompt):
+    """generate_greedy and generate are decode with a rule for the next token: any rule, the same loop."""
+    assert torch.equal(decode(model, prompt, 6, greedy), generate_greedy(model, prompt, 6))
+    assert torch.equal(generate(model, prompt, 6), generate_greedy(model, prompt, 6)), "temperature 0 is greedy"
+    seen = []
+
+    def always_seven(logits):
+        seen.append(tuple(logits.shape))
+        return torch.full((logits.shape[0], 1), 7, dtype=torch.long)
+
+    out = decode(model, prompt, 4, always_seven)
+    assert out[:, prompt.shape[1]:].eq(7).all() and seen == [(prompt.shape[0], model.cfg.vocab_size)] * 4
+    # the end-of-text stop is the loop's, so greedy decoding has it too
+    first = generate_greedy(model, prompt[:1], 8)[0, prompt.shape[1]].item()
+    assert generate_greedy(model, prompt[:1], 8, eos_id=first).shape[1] == prompt.shape[1] + 1
+    with pytest.raises(ValueError, match="eos_id"):
+        generate_greedy(model, prompt, 2, eos_id=model.cfg.vocab_size)
 
 
 def test_generate_restores_the_mode_and_keeps_no_gradients(model, prompt):

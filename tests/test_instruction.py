@@ -8,7 +8,7 @@ from shared.instruction import (
     PROMPT_STYLES, InstructionDataset, PromptStyle, clean_response, extract_response, format_example, format_input,
     format_prompt, generate_response, generate_responses, instruction_collate, make_instruction_loader, split_dataset,
 )
-from shared.training import calc_loss_batch, calc_loss_loader, train_model
+from shared.training import batch_loss, loader_loss, train_model
 
 EOS = 50256
 WITH_INPUT = {"instruction": "Fix the grammar.", "input": "He go home.", "output": "He goes home."}
@@ -90,11 +90,13 @@ def test_clean_response_cuts_at_the_first_stop_marker():
 
 # ---- split ---------------------------------------------------------------------------------------------------
 
-def test_split_85_10_5():
+def test_split_85_5_10_in_the_order_train_validation_test():
     records = [{"id": i} for i in range(1100)]
-    train, test, val = split_dataset(records)
-    assert (len(train), len(test), len(val)) == (935, 110, 55)
-    assert train + test + val == records  # no seed: file order
+    train, val, test = split_dataset(records)
+    assert (len(train), len(val), len(test)) == (935, 55, 110)
+    assert train + val + test == records  # no seed: file order
+    train, val, test = split_dataset(records, fractions=(0.5, 0.3, 0.2))
+    assert (len(train), len(val), len(test)) == (550, 330, 220)
 
 
 def test_split_with_a_seed_shuffles_reproducibly_without_touching_the_input():
@@ -108,10 +110,10 @@ def test_split_with_a_seed_shuffles_reproducibly_without_touching_the_input():
     assert sorted(ids) == list(range(100)) and ids != list(range(100))
 
 
-@pytest.mark.parametrize("fractions", [(0, 0.1), (1.0, 0.0), (0.8, 0.3), (0.5, -0.1)])
+@pytest.mark.parametrize("fractions", [(0.9, 0.1), (0, 0.5, 0.5), (0.8, 0.3, 0.1), (0.6, 0.5, -0.1), (0.85, 0.05, 0.05)])
 def test_split_rejects_bad_fractions(fractions):
-    with pytest.raises(ValueError, match="fraction"):
-        split_dataset([{}] * 10, *fractions)
+    with pytest.raises(ValueError, match="fractions"):
+        split_dataset([{}] * 10, fractions)
 
 
 def test_split_rejects_no_records():
@@ -164,12 +166,11 @@ def test_collate_truncates_after_appending_the_end_of_text_token():
     assert short[0].shape == (2, 2)
 
 
-def test_collate_moves_both_tensors_to_the_device():
-    inputs, targets = instruction_collate([[1, 2, 3], [4]], device="meta")
-    assert inputs.device.type == targets.device.type == "meta"
-    assert inputs.shape == targets.shape == (2, 3)
-    inputs, targets = instruction_collate([[1, 2, 3], [4]], device=torch.device("cpu"))
+def test_collate_leaves_the_batch_on_the_cpu_for_the_loop_to_move():
+    inputs, targets = instruction_collate([[1, 2, 3], [4]])
     assert inputs.device.type == targets.device.type == "cpu"
+    with pytest.raises(TypeError, match="device"):  # the one device-move rule: loops move batches, collate does not
+        instruction_collate([[1, 2, 3], [4]], device="cpu")
 
 
 def test_collate_masks_the_instruction_when_asked():
@@ -204,7 +205,7 @@ def test_the_loss_with_ignored_positions_is_the_loss_over_the_kept_positions(tin
     model = tiny_model(vocab_size=EOS + 1, emb_dim=16, n_layers=1).eval()
     inputs, targets = instruction_collate([[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15]])
     assert (targets == -100).sum() == 7
-    loss = calc_loss_batch(inputs, targets, model, "cpu")
+    loss = batch_loss(model, inputs, targets)
     log_probas = torch.log_softmax(model(inputs), dim=-1)
     kept = targets != -100
     by_hand = -log_probas[kept].gather(-1, targets[kept].unsqueeze(-1)).mean()
@@ -283,11 +284,11 @@ def test_a_tiny_instruction_finetune_lowers_the_loss_and_learns_to_answer(tiny_m
     torch.manual_seed(0)
     train_loader = make_instruction_loader(RECORDS, TOKENIZER, batch_size=4, shuffle=True, **options)
     eval_loader = make_instruction_loader(RECORDS, TOKENIZER, batch_size=4, **options)
-    before = calc_loss_loader(eval_loader, model, "cpu")
+    before = loader_loss(model, eval_loader, "cpu")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     history = train_model(model, train_loader, eval_loader, optimizer, "cpu", num_epochs=40, eval_freq=20,
                           eval_iter=1, start_context="Q: ", tokenizer=TOKENIZER, max_new_tokens=3, progress=False)
-    after = calc_loss_loader(eval_loader, model, "cpu")
+    after = loader_loss(model, eval_loader, "cpu")
     assert after < 0.2 * before
     assert history["train_losses"][-1] < history["train_losses"][0]
     # the memorised answers come back, cut at the end-of-text token, without the prompt

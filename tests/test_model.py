@@ -79,6 +79,22 @@ def test_parameter_counts_of_larger_sizes_follow_the_formula():
         assert count_parameters(meta_model(size=size)) == expected, size
 
 
+def test_count_parameters_can_count_only_what_trains(tiny_model):
+    model = tiny_model()
+    total = count_parameters(model)
+    assert count_parameters(model, trainable_only=True) == total
+    model.requires_grad_(False)
+    model.trf_blocks[-1].requires_grad_(True)
+    block = sum(p.numel() for p in model.trf_blocks[-1].parameters())
+    assert count_parameters(model, trainable_only=True) == block
+    # a frozen head is not subtracted from what trains
+    assert count_parameters(model, share_output_head=True, trainable_only=True) == block
+    model.out_head.requires_grad_(True)
+    assert count_parameters(model, share_output_head=True, trainable_only=True) == block
+    assert count_parameters(model, trainable_only=True) == block + model.out_head.weight.numel()
+    assert count_parameters(model) == total, "freezing changes nothing in the full count"
+
+
 def test_a_really_tied_head_is_not_subtracted_twice(tiny_model):
     model = tiny_model()
     model.out_head.weight = model.tok_emb.weight

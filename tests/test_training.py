@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from shared.text import create_dataloader
-from shared.training import calc_loss_batch, calc_loss_loader, evaluate_model, plot_losses, train_model
+from shared.training import batch_loss, evaluate_model, loader_loss, plot_losses, train_model
 
 matplotlib.use("Agg")
 
@@ -53,10 +53,10 @@ def train(model, epochs, history=None, eval_freq=5, lr=5e-3):
                        max_new_tokens=5, progress=False)
 
 
-def test_calc_loss_batch_is_mean_negative_log_probability_of_the_targets(tiny_model):
+def test_batch_loss_is_mean_negative_log_probability_of_the_targets(tiny_model):
     model = tiny_model()
     inputs, targets = next(iter(loader()))
-    loss = calc_loss_batch(inputs, targets, model, "cpu")
+    loss = batch_loss(model, inputs, targets)
     log_probas = torch.log_softmax(model(inputs), dim=-1)
     by_hand = -log_probas.gather(-1, targets.unsqueeze(-1)).mean()
     assert loss.shape == () and loss.requires_grad
@@ -64,24 +64,24 @@ def test_calc_loss_batch_is_mean_negative_log_probability_of_the_targets(tiny_mo
     torch.testing.assert_close(loss, F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten()))
 
 
-def test_calc_loss_loader_averages_the_first_n_batches_without_gradients(tiny_model):
+def test_loader_loss_averages_the_first_n_batches_without_gradients(tiny_model):
     model = tiny_model()
     data = loader()
-    batch_losses = [calc_loss_batch(x, y, model, "cpu").item() for x, y in data]
+    batch_losses = [batch_loss(model, x, y).item() for x, y in data]
     assert len(batch_losses) >= 3
-    assert calc_loss_loader(data, model, "cpu") == pytest.approx(sum(batch_losses) / len(batch_losses), rel=1e-5)
-    assert calc_loss_loader(data, model, "cpu", num_batches=2) == pytest.approx(sum(batch_losses[:2]) / 2, rel=1e-5)
-    assert calc_loss_loader(data, model, "cpu", num_batches=1000) == pytest.approx(calc_loss_loader(data, model, "cpu"))
+    assert loader_loss(model, data, "cpu") == pytest.approx(sum(batch_losses) / len(batch_losses), rel=1e-5)
+    assert loader_loss(model, data, "cpu", num_batches=2) == pytest.approx(sum(batch_losses[:2]) / 2, rel=1e-5)
+    assert loader_loss(model, data, "cpu", num_batches=1000) == pytest.approx(loader_loss(model, data, "cpu"))
     assert all(p.grad is None for p in model.parameters())
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="num_batches"):
-            calc_loss_loader(data, model, "cpu", num_batches=bad)
+            loader_loss(model, data, "cpu", num_batches=bad)
 
 
-def test_calc_loss_loader_rejects_an_empty_loader(tiny_model):
+def test_loader_loss_rejects_an_empty_loader(tiny_model):
     empty = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(0, CONTEXT, dtype=torch.long)))
     with pytest.raises(ValueError, match="no batches"):
-        calc_loss_loader(empty, tiny_model(), "cpu")
+        loader_loss(tiny_model(), empty, "cpu")
 
 
 def test_training_lowers_the_loss_on_a_tiny_corpus(tiny_model):
@@ -91,7 +91,7 @@ def test_training_lowers_the_loss_on_a_tiny_corpus(tiny_model):
     assert history["train_losses"][-1] < 0.5 * history["train_losses"][0]
     assert history["val_losses"][-1] < history["val_losses"][0]
     # the trained model predicts the corpus far better than the untrained one
-    assert calc_loss_loader(loader(), model, "cpu") < 0.5 * calc_loss_loader(loader(), tiny_model(), "cpu")
+    assert loader_loss(model, loader(), "cpu") < 0.5 * loader_loss(tiny_model(), loader(), "cpu")
     assert model.training, "train_model leaves the model in training mode"
 
 
@@ -158,6 +158,35 @@ def test_evaluate_model_restores_the_mode_when_evaluation_fails(tiny_model):
     with pytest.raises(RuntimeError, match="broken loader"):
         evaluate_model(model, Broken(), Broken(), "cpu", eval_iter=1)
     assert model.training
+
+
+def test_train_model_trains_any_loss_and_calls_the_epoch_hook(tiny_model):
+    """The openings the finetuning chapters use: another loss of one batch, and a hook after each epoch."""
+
+    def last_position_loss(model, inputs, targets):  # only the last position counts, as in chapter 6
+        return F.cross_entropy(model(inputs)[:, -1, :], targets[:, -1])
+
+    seen = []
+    model = tiny_model()
+    torch.manual_seed(1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    history = train_model(model, loader(shuffle=True), loader(), optimizer, "cpu", num_epochs=2, eval_freq=1000,
+                          eval_iter=2, loss_fn=last_position_loss, progress=False,
+                          on_epoch_end=lambda m, h: seen.append((m is model, h["epochs_completed"], len(h["steps"]))))
+    assert seen == [(True, 1, 1), (True, 2, 2)], "called once per epoch, after that epoch's evaluations"
+    assert history["samples"] == [], "no start_context: no samples"
+    # the recorded losses are last_position_loss, not next-token prediction over every position (no dropout here)
+    assert history["val_losses"][-1] == pytest.approx(loader_loss(model, loader(), "cpu", 2, last_position_loss))
+    assert history["val_losses"][-1] != pytest.approx(loader_loss(model, loader(), "cpu", 2))
+    assert history["examples_seen"][-1] == history["total_examples"] == 2 * len(loader()) * BATCH
+    assert history["seconds"] > 0
+
+
+def test_train_model_wants_start_context_and_tokenizer_together(tiny_model):
+    model = tiny_model()
+    optimizer = torch.optim.AdamW(model.parameters())
+    with pytest.raises(ValueError, match="together"):
+        train_model(model, loader(), loader(), optimizer, "cpu", 1, 1, 1, start_context="the ", progress=False)
 
 
 @pytest.mark.parametrize("bad", [dict(num_epochs=-1), dict(num_epochs=1.5), dict(eval_freq=0), dict(eval_iter=0)])

@@ -132,8 +132,8 @@ def template_tokens():
 @diagram(
     "ch07_data_split",
     alt="""Splitting the instruction data. The 1,100 records are shuffled with seed 123 and cut in order:
-    the first 85% (935 records) for training, the next 10% (110) for test and the last 5% (55) for
-    validation. The training set is used for finetuning, the validation set for the loss curves during
+    the first 85% (935 records) for training, the next 5% (55) for validation and the last 10% (110) for
+    test. The training set is used for finetuning, the validation set for the loss curves during
     training, and the test set for the responses that are evaluated at the end.""",
 )
 def data_split():
@@ -144,7 +144,7 @@ def data_split():
     arrow(ax, (1.45, y + h / 2), (1.8, y + h / 2))
     arrow(ax, (3.0, y + h / 2), (3.35, y + h / 2))
     x, total = 3.35, 5.4
-    parts = [(935, "training: 935", "data"), (110, "110", "highlight"), (55, "55", "data")]
+    parts = [(935, "training: 935", "data"), (55, "55", "data"), (110, "110", "highlight")]
     centres = []
     for n, label, kind in parts:
         w = total * n / 1100
@@ -152,17 +152,16 @@ def data_split():
         centres.append(x + w / 2)
         x += w
     text(ax, centres[0], y + h + 0.2, "first 85%", fontsize=9, color=MUTED)
-    text(ax, centres[1], y + h + 0.2, "10%", fontsize=9, color=MUTED)
-    text(ax, centres[2] + 0.05, y + h + 0.2, "5%", fontsize=9, color=MUTED)
+    text(ax, centres[1], y + h + 0.2, "5%", fontsize=9, color=MUTED)
+    text(ax, centres[2], y + h + 0.2, "10%", fontsize=9, color=MUTED)
     arrow(ax, (centres[0], y), (centres[0], 0.85), color=MUTED, linewidth=0.9)
     text(ax, centres[0], 0.6, "finetuning\n(116 batches of 8)", fontsize=9)
     ax.plot([centres[1], centres[1] - 0.3], [y, 0.85], color=MUTED, linewidth=0.9)
-    text(ax, centres[1] - 0.3, 0.6, "test: the responses\nthat are evaluated", fontsize=9, color=ACCENT, ha="right",
-         va="center")
+    text(ax, centres[1] - 0.3, 0.6, "validation:\nloss curves", fontsize=9, ha="right", va="center")
     ax.plot([centres[2], centres[2] + 0.2], [y, 0.85], color=MUTED, linewidth=0.9)
-    text(ax, 9.3, 0.6, "validation:\nloss curves", fontsize=9, ha="right")
-    text(ax, 0.15, 0.12, "split_dataset returns (train, test, validation) in this order", ha="left", fontsize=9,
-         color=MUTED)
+    text(ax, 9.3, 0.6, "test: the responses\nthat are evaluated", fontsize=9, color=ACCENT, ha="right")
+    text(ax, 0.15, 0.12, "split_dataset returns (train, validation, test), the order of its fractions", ha="left",
+         fontsize=9, color=MUTED)
     return fig
 
 

@@ -319,7 +319,7 @@ def _sci(x):
     "intro_compute_ladder",
     alt="""Training compute on a logarithmic scale from ten to the 12 to ten to the 24 floating-point operations,
     estimated as 6 times parameters times tokens. Chapter 5's run in this course (162 million parameters, 46,080
-    tokens) needs about 4.49 times ten to the 13 and took about 22 minutes on a 2-core CPU. GPT-3 Small (125 million
+    tokens) needs about 4.49 times ten to the 13 and took about 11 minutes on a 2-core CPU. GPT-3 Small (125 million
     parameters, 300 billion tokens) needs 2.25 times ten to the 20, GPT-3 175B 3.15 times ten to the 23, about
     seven billion times this course's run, and Chinchilla (70 billion parameters, 1.4 trillion tokens) 5.88
     times ten to the 23.""",
@@ -338,7 +338,7 @@ def compute_ladder():
     flops = {name: 6 * n * d for name, n, d in COMPUTE}
     # (label x, label y, alignment, above the axis?)
     placement = {
-        "this course: chapter 5's run": ("left", True, "162M parameters, 46,080 tokens:\nabout 22 minutes on a 2-core CPU"),
+        "this course: chapter 5's run": ("left", True, "162M parameters, 46,080 tokens:\nabout 11 minutes on a 2-core CPU"),
         "GPT-3 Small": ("right", False, "125M parameters, 300B tokens"),
         "GPT-3 175B": ("right", True, "175B parameters, 300B tokens"),
         "Chinchilla": ("right", False, "70B parameters, 1.4T tokens"),
