@@ -5,7 +5,7 @@
 memory per GPU that weights, gradients and optimizer state take."""
 
 
-# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [21] ----
+# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [23] ----
 def chinchilla_tokens(n_params, tokens_per_param=20):
     """Compute-optimal training tokens by the Chinchilla rule of thumb (about 20 per parameter)."""
     return tokens_per_param * n_params

@@ -16,7 +16,7 @@ import torch
 from shared.data import sha256_of, write_atomically
 
 
-# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [18] ----
+# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [20] ----
 CHECKPOINT_FORMAT = "llm-course-checkpoint-v1"
 
 

@@ -4,9 +4,11 @@
 """One optimizer step: learning-rate schedules, gradient clipping, mixed precision, and `train_step`, which
 puts them together (chapter 5 companion, training at scale)."""
 
+import contextlib
 import math
 
 import torch
+import torch.nn as nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from shared.training import batch_loss  # chapter 5's loss, which already computes it in float32
@@ -84,24 +86,40 @@ def make_grad_scaler(device, amp_dtype):
 
 
 def train_step(model, optimizer, inputs, targets, scheduler=None, max_norm=None, amp_dtype=None, scaler=None,
-               loss_fn=batch_loss):
+               loss_fn=batch_loss, accumulation_steps=1):
     """One optimizer step on one batch: forward (optionally autocast), backward, clip, step.
 
     `loss_fn(model, inputs, targets)` returns the batch's mean loss and runs inside the autocast;
     the default is chapter 5's batch_loss, the mean cross-entropy over every token, computed in float32.
 
+    With `accumulation_steps=k` the batch is cut into k micro-batches along its first dimension. Each one's
+    loss, weighted by its share of the rows, is backpropagated on its own, so only one micro-batch's
+    activations are in memory at a time, and the gradients add up to those of the whole batch: the step is
+    the same as without accumulation, up to float rounding, for a loss that averages over rows of equal weight.
+
     Returns (loss, gradient norm before clipping), both detached 0-dim tensors on the batch's
     device; the norm is None without max_norm. Reading either (float(loss), loss.item()) makes the
     CPU wait until the GPU has finished the step, so read them only when printing or logging.
     """
+    if isinstance(accumulation_steps, bool) or not isinstance(accumulation_steps, int) \
+            or not 1 <= accumulation_steps <= len(inputs):
+        raise ValueError(f"accumulation_steps must be an integer from 1 to the batch size ({len(inputs)}), "
+                         f"got {accumulation_steps!r}")
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(inputs.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
-        loss = loss_fn(model, inputs, targets)
+    pieces = list(zip(inputs.tensor_split(accumulation_steps), targets.tensor_split(accumulation_steps)))
+    total = torch.zeros((), device=inputs.device)
+    for number, (piece_inputs, piece_targets) in enumerate(pieces, start=1):
+        # DistributedDataParallel averages the gradients across processes during every backward pass;
+        # only the last micro-batch's pass needs to, so the others run under no_sync.
+        last = number == len(pieces)
+        syncing = contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+        with syncing:
+            with torch.autocast(inputs.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+                loss = loss_fn(model, piece_inputs, piece_targets) * (len(piece_inputs) / len(inputs))
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+        total += loss.detach()
     if scaler is not None:
-        scaler.scale(loss).backward()
         scaler.unscale_(optimizer)  # clipping must see the true gradients, not the scaled ones
-    else:
-        loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm).detach() if max_norm is not None else None
     if scaler is not None:
         scaler.step(optimizer)  # skips the step if any gradient overflowed to inf/nan
@@ -110,4 +128,22 @@ def train_step(model, optimizer, inputs, targets, scheduler=None, max_norm=None,
         optimizer.step()
     if scheduler is not None:
         scheduler.step()
-    return loss.detach(), norm
+    return total, norm
+
+
+def decay_groups(model, weight_decay):
+    """AdamW parameter groups: `weight_decay` for the weight matrices of linear layers, none for the rest.
+
+    Norm scales and shifts, biases and embedding tables get no decay (the notebook says why). A table shared
+    by an embedding and the output head counts as an embedding. Frozen parameters are left out.
+    """
+    embedding_tables = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay, seen = [], [], set()
+    for module in model.modules():
+        for name, parameter in module.named_parameters(recurse=False):
+            if id(parameter) in seen or not parameter.requires_grad:
+                continue
+            seen.add(id(parameter))
+            matrix = isinstance(module, nn.Linear) and name == "weight" and id(parameter) not in embedding_tables
+            (decay if matrix else no_decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

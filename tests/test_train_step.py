@@ -3,8 +3,11 @@
 import functools
 import math
 
+import contextlib
+
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from shared.text import sample_batch
@@ -12,6 +15,7 @@ from shared.train_step import (
     WarmupCosine,
     autocast_dtype,
     clip_gradients,
+    decay_groups,
     grad_norm,
     make_grad_scaler,
     train_step,
@@ -161,3 +165,93 @@ def test_loss_fn_is_what_gets_minimised(tiny_model):
     assert float(loss) == pytest.approx(weights.square().mean().item())
     assert not torch.equal(weights, model.out_head.weight)
     assert model.tok_emb.weight.grad is None  # the embedding took no part in this loss
+
+
+# --- gradient accumulation ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("steps", [2, 3, 8])
+def test_accumulation_takes_the_step_of_the_whole_batch(tiny_model, steps):
+    """k micro-batches (3 of sizes 3, 3, 2: unequal shares) give the whole batch's loss, gradients and step."""
+    batch = sample_batch(random_tokens(), 8, 16, 0)
+    results = []
+    for k in (1, steps):
+        model = tiny_model(drop_rate=0.0).double()  # float64: the two ways of summing agree to ~1e-15
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+        loss, norm = train_step(model, optimizer, *batch, max_norm=1.0, accumulation_steps=k)
+        results.append((loss, norm, torch.cat([p.detach().flatten() for p in model.parameters()])))
+    (loss_a, norm_a, weights_a), (loss_b, norm_b, weights_b) = results
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-12, atol=0)
+    torch.testing.assert_close(norm_b, norm_a, rtol=1e-10, atol=0)
+    torch.testing.assert_close(weights_b, weights_a, rtol=0, atol=1e-12)
+    before = torch.cat([p.detach().flatten() for p in tiny_model(drop_rate=0.0).double().parameters()])
+    assert (weights_a - before).abs().max() > 1e-4, "the step did move the weights"
+
+
+def test_accumulation_holds_one_micro_batch_at_a_time(tiny_model):
+    model = tiny_model(drop_rate=0.0)
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), *sample_batch(random_tokens(), 8, 16, 0),
+               accumulation_steps=4)
+    assert seen == [2, 2, 2, 2]
+
+
+def test_under_data_parallelism_only_the_last_micro_batch_syncs(tiny_model):
+    class FakeDDP(nn.Module):
+        """Stands in for DistributedDataParallel: counts the backward passes run under no_sync."""
+
+        def __init__(self, module):
+            super().__init__()
+            self.module, self.unsynced = module, 0
+
+        def forward(self, idx):
+            return self.module(idx)
+
+        @contextlib.contextmanager
+        def no_sync(self):
+            self.unsynced += 1
+            yield
+
+    model = FakeDDP(tiny_model(drop_rate=0.0))
+    train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), *sample_batch(random_tokens(), 8, 16, 0),
+               accumulation_steps=4)
+    assert model.unsynced == 3
+
+
+@pytest.mark.parametrize("bad", [0, -1, 9, 1.5, True])
+def test_accumulation_steps_must_fit_the_batch(tiny_model, bad):
+    model = tiny_model()
+    with pytest.raises(ValueError, match="accumulation_steps"):
+        train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), *sample_batch(random_tokens(), 8, 16, 0),
+                   accumulation_steps=bad)
+
+
+# --- weight decay groups -----------------------------------------------------------------
+
+
+def test_decay_groups_put_every_trainable_parameter_in_exactly_one_group(tiny_model):
+    model = tiny_model()
+    decay, no_decay = decay_groups(model, weight_decay=0.1)
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.1, 0.0)
+    grouped = [id(p) for p in decay["params"] + no_decay["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters()) and len(set(grouped)) == len(grouped)
+    names = {id(p): name for name, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert all(name.endswith(".weight") and "norm" not in name and "emb" not in name for name in decayed)
+    assert "out_head.weight" in decayed and "trf_blocks.0.att.W_query.weight" in decayed
+    kept = {names[id(p)] for p in no_decay["params"]}
+    assert {"tok_emb.weight", "pos_emb.weight", "final_norm.scale", "final_norm.shift"} <= kept
+    assert any(name.endswith(".bias") for name in kept)
+    torch.optim.AdamW(decay_groups(model, 0.1), lr=1e-3)  # AdamW takes the groups as they are
+
+
+def test_decay_groups_treat_a_tied_head_as_an_embedding_and_skip_frozen_parameters(tiny_model):
+    model = tiny_model()
+    model.out_head.weight = model.tok_emb.weight
+    model.trf_blocks[0].requires_grad_(False)
+    decay, no_decay = decay_groups(model, weight_decay=0.1)
+    assert all(p is not model.tok_emb.weight for p in decay["params"])
+    assert sum(p is model.tok_emb.weight for p in no_decay["params"]) == 1
+    frozen = {id(p) for p in model.trf_blocks[0].parameters()}
+    assert not frozen & {id(p) for p in decay["params"] + no_decay["params"]}
