@@ -2,11 +2,12 @@
 # Do not edit: change the export cells there and regenerate.
 
 """Classification finetuning (chapter 6): the SMS spam data, its dataset and loaders, a classifier made
-from a GPT model, last-token loss and accuracy, the training loop, and `classify` for new messages."""
+from a GPT model, last-token loss and accuracy (chapter 5's training loop takes them as they are), and
+`classify` for new messages."""
 
 import csv
+import itertools
 import random
-import time
 from pathlib import Path
 
 import torch
@@ -167,108 +168,53 @@ def prepare_classifier(model, num_classes=2, trainable_blocks=1):
     return model
 
 
-def count_trainable(model):
-    """How many parameters gradient descent will change."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 # ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [27] ----
 def last_token_logits(model, input_batch):
     """The class scores at the last position: the only one that has seen the whole message."""
     return model(input_batch)[:, -1, :]
 
 
-def classifier_loss(input_batch, label_batch, model, device):
-    """Mean cross-entropy of the last-position scores against the labels, as a tensor to backpropagate."""
-    logits = last_token_logits(model, input_batch.to(device))
-    return F.cross_entropy(logits, label_batch.to(device))
+def classifier_loss(model, inputs, labels):
+    """Mean cross-entropy of the last-position scores against the labels, as a tensor to backpropagate.
+
+    Like chapter 5's `batch_loss`: the model first, and a batch already on the model's device, so it can be the
+    `loss_fn` of `train_model`, `evaluate_model` and `loader_loss` (shared/training.py).
+    """
+    return F.cross_entropy(last_token_logits(model, inputs), labels)
 
 
-def _batches(loader, num_batches):
-    if len(loader) == 0:
-        raise ValueError("the loader has no batches (is the dataset smaller than one batch with drop_last?)")
-    n = len(loader) if num_batches is None else min(num_batches, len(loader))
-    for i, batch in enumerate(loader):
-        if i == n:
-            return
-        yield batch
+def classifier_accuracy(model, loader, device, num_batches=None):
+    """Share of messages in the first `num_batches` batches (all by default) whose top score is the label.
 
-
-def classifier_loss_loader(loader, model, device, num_batches=None):
-    """Average loss over the first `num_batches` batches (all by default), without gradients."""
-    losses = []
-    with torch.no_grad():
-        for input_batch, label_batch in _batches(loader, num_batches):
-            losses.append(classifier_loss(input_batch, label_batch, model, device).item())
-    return sum(losses) / len(losses)
-
-
-def classifier_accuracy(loader, model, device, num_batches=None):
-    """Share of messages in the first `num_batches` batches (all by default) whose top score is the label."""
+    Each batch is moved to `device` here. It measures in eval mode, without gradients, and hands the model
+    back in the mode it was in.
+    """
     correct = seen = 0
-    with torch.no_grad():
-        for input_batch, label_batch in _batches(loader, num_batches):
+    with evaluating(model), torch.no_grad():
+        for input_batch, label_batch in itertools.islice(loader, num_batches):
             predictions = last_token_logits(model, input_batch.to(device)).argmax(dim=-1)
             correct += (predictions == label_batch.to(device)).sum().item()
             seen += len(label_batch)
+    if not seen:
+        raise ValueError(f"no messages to measure: the loader has {len(loader)} batches, num_batches={num_batches!r}")
     return correct / seen
 
 
 # ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [30] ----
-def evaluate_classifier(model, train_loader, val_loader, device, num_batches):
-    """(train_loss, val_loss) on the first `num_batches` batches, in eval mode; the model's mode is restored."""
-    with evaluating(model):
-        return (classifier_loss_loader(train_loader, model, device, num_batches),
-                classifier_loss_loader(val_loader, model, device, num_batches))
+def accuracy_after_each_epoch(train_loader, val_loader, device, num_batches):
+    """An `on_epoch_end` hook for `train_model`: the accuracy on the first `num_batches` batches of each loader.
 
-
-def train_classifier(model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter,
-                     progress=True):
-    """Finetune a classifier; returns its history (losses every `eval_freq` steps, accuracies every epoch).
-
-    Losses are measured on the first `eval_iter` batches of each loader, before the first step, every
-    `eval_freq` steps and after the last; accuracies on the same batches after each epoch. The model is
-    left in eval mode.
+    After each epoch it appends them to history["epoch_train_accuracy"] and history["epoch_val_accuracy"] and
+    prints them.
     """
-    if len(train_loader) == 0:
-        raise ValueError("train_loader has no batches")
-    history = {"steps": [], "epochs": [], "examples_seen": [], "train_losses": [], "val_losses": [],
-               "epoch_train_accuracy": [], "epoch_val_accuracy": [], "seconds": 0.0}
-    steps = examples = 0
-    batches_per_epoch = len(train_loader)
+    def record_accuracy(model, history):
+        train_acc = classifier_accuracy(model, train_loader, device, num_batches)
+        val_acc = classifier_accuracy(model, val_loader, device, num_batches)
+        history.setdefault("epoch_train_accuracy", []).append(train_acc)
+        history.setdefault("epoch_val_accuracy", []).append(val_acc)
+        tqdm.write(f"epoch {history['epochs_completed']}: train accuracy {train_acc:.1%} | val accuracy {val_acc:.1%}")
 
-    def record(epoch_position):
-        train_loss, val_loss = evaluate_classifier(model, train_loader, val_loader, device, eval_iter)
-        for key, value in [("steps", steps), ("epochs", epoch_position), ("examples_seen", examples),
-                           ("train_losses", train_loss), ("val_losses", val_loss)]:
-            history[key].append(value)
-        tqdm.write(f"epoch {epoch_position:4.2f} | step {steps:4d} | train loss {train_loss:.3f} | val loss {val_loss:.3f}")
-
-    start = time.perf_counter()
-    record(0.0)
-    bar = tqdm(total=num_epochs * batches_per_epoch, desc="finetuning", disable=not progress)
-    for epoch in range(num_epochs):
-        model.train()
-        for batch_number, (input_batch, label_batch) in enumerate(train_loader, start=1):
-            optimizer.zero_grad()
-            loss = classifier_loss(input_batch, label_batch, model, device)
-            loss.backward()
-            optimizer.step()
-            steps += 1
-            examples += len(label_batch)
-            bar.update(1)
-            if steps % eval_freq == 0 or (epoch == num_epochs - 1 and batch_number == batches_per_epoch):
-                record(epoch + batch_number / batches_per_epoch)
-        model.eval()
-        train_acc = classifier_accuracy(train_loader, model, device, eval_iter)
-        val_acc = classifier_accuracy(val_loader, model, device, eval_iter)
-        history["epoch_train_accuracy"].append(train_acc)
-        history["epoch_val_accuracy"].append(val_acc)
-        tqdm.write(f"epoch {epoch + 1}: train accuracy {train_acc:.1%} | val accuracy {val_acc:.1%}")
-    bar.close()
-    model.eval()
-    history["seconds"] = time.perf_counter() - start
-    return history
+    return record_accuracy
 
 
 def plot_classifier_history(history, title=None):

@@ -71,8 +71,3 @@ def merge_lora(model):
         else:
             count += merge_lora(child)
     return count
-
-
-def count_trainable_parameters(model):
-    """How many parameters gradient descent will change."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

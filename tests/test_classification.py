@@ -1,17 +1,22 @@
-"""shared/classification.py: SMS spam data, dataset, classifier setup, loss/accuracy, training, classify (chapter 6)."""
+"""shared/classification.py: SMS spam data, dataset, classifier setup, loss/accuracy, training with chapter 5's loop,
+classify (chapter 6)."""
 
 import functools
 
+import matplotlib
 import pytest
 import torch
 
 from shared.classification import (
-    LABELS, ClassifierTop, MalformedDataError, SpamDataset, balance_classes, classifier_accuracy,
-    classifier_loss_loader, classify, count_trainable, create_classification_loaders, encode_message,
-    frozen_features, prepare_classifier, read_rows_csv, read_sms_collection, split_rows, train_classifier,
+    LABELS, ClassifierTop, MalformedDataError, SpamDataset, accuracy_after_each_epoch, balance_classes,
+    classifier_accuracy, classifier_loss, classify, create_classification_loaders, encode_message, frozen_features,
+    last_token_logits, plot_classifier_history, prepare_classifier, read_rows_csv, read_sms_collection, split_rows,
     write_rows_csv,
 )
-from shared.model import GPTConfig, GPTModel
+from shared.model import GPTConfig, GPTModel, count_parameters
+from shared.training import evaluate_model, loader_loss, train_model
+
+matplotlib.use("Agg")
 
 PAD = 50256
 
@@ -160,7 +165,7 @@ def test_prepare_classifier_trains_exactly_the_last_block_final_norm_and_head(ti
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith(("trf_blocks.2.", "final_norm.", "out_head.")) for n in trainable)
     expected = (sum(p.numel() for p in model.trf_blocks[2].parameters()) + 2 * 32 + (32 * 2 + 2))
-    assert count_trainable(model) == expected
+    assert count_parameters(model, trainable_only=True) == expected
     assert model.out_head.out_features == 2
 
 
@@ -168,7 +173,7 @@ def test_prepare_classifier_at_gpt2_small_size_counts():
     model = prepare_classifier(GPTModel(GPTConfig.gpt2("124M", qkv_bias=True)), trainable_blocks=1)
     # one block: q, k, v, out_proj (768x768 + bias each), the two feed-forward layers, two LayerNorms
     block = 4 * 768 * 768 + 4 * 768 + 2 * 768 * 3072 + 3072 + 768 + 4 * 768
-    assert count_trainable(model) == block + 2 * 768 + (768 * 2 + 2) == 7_090_946
+    assert count_parameters(model, trainable_only=True) == block + 2 * 768 + (768 * 2 + 2) == 7_090_946
 
 
 def test_prepare_classifier_rejects_impossible_block_counts(tiny_model):
@@ -186,6 +191,24 @@ def test_frozen_features_plus_top_equal_the_whole_model(tiny_model):
         torch.testing.assert_close(ClassifierTop(model, 2)(features.tensors[0]), model(ds.inputs), atol=1e-5, rtol=1e-5)
 
 
+def test_classifier_top_trains_on_frozen_features_through_train_model(tiny_model):
+    torch.manual_seed(0)
+    model = prepare_classifier(tiny_model(seed=1, n_layers=3), trainable_blocks=1)
+    ds = SpamDataset(rows(8), TOKENIZER)
+    tokens_loader = torch.utils.data.DataLoader(ds, batch_size=4)
+    features = frozen_features(model, tokens_loader, first_block=2, device="cpu", desc="test")
+    train, val, _ = create_classification_loaders(features, features, features, batch_size=4, seed=0)
+    frozen = model.trf_blocks[0].att.W_query.weight.detach().clone()
+    head = model.out_head.weight.detach().clone()
+    history = finetune(ClassifierTop(model, 2), train, val, num_epochs=2, eval_iter=1)
+    # inputs are hidden states (batch, tokens, emb_dim): the loop counts batch x tokens, not the width
+    assert history["tokens_seen"][-1] == 2 * 16 * ds.max_length and history["examples_seen"][-1] == 2 * 16
+    assert len(history["epoch_val_accuracy"]) == 2
+    assert not torch.equal(model.out_head.weight, head)  # training the top trained the model's head
+    assert torch.equal(model.trf_blocks[0].att.W_query.weight, frozen)
+    assert classifier_accuracy(model, tokens_loader, "cpu") == classifier_accuracy(ClassifierTop(model, 2), val, "cpu")
+
+
 def test_frozen_features_refuses_to_cache_a_trainable_block(tiny_model):
     model = prepare_classifier(tiny_model(n_layers=3), trainable_blocks=2)
     loader = torch.utils.data.DataLoader(SpamDataset(rows(2), TOKENIZER), batch_size=2)
@@ -193,23 +216,91 @@ def test_frozen_features_refuses_to_cache_a_trainable_block(tiny_model):
         frozen_features(model, loader, first_block=2, device="cpu")
 
 
+def finetune(model, train, val, num_epochs, eval_iter=2, lr=3e-3, history=None):
+    """Chapter 6's finetuning: chapter 5's train_model with the classifier's loss and the accuracy hook."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.1)
+    return train_model(model, train, val, optimizer, "cpu", num_epochs=num_epochs, eval_freq=5, eval_iter=eval_iter,
+                       history=history, progress=False, loss_fn=classifier_loss, desc="finetuning",
+                       on_epoch_end=accuracy_after_each_epoch(train, val, "cpu", num_batches=eval_iter))
+
+
+def test_classifier_loss_is_the_cross_entropy_of_the_last_position_model_first(tiny_model):
+    model = prepare_classifier(tiny_model(seed=3))
+    ds = SpamDataset(rows(4), TOKENIZER)
+    loss = classifier_loss(model, ds.inputs, ds.labels)
+    assert loss.requires_grad and loss.shape == ()
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(model(ds.inputs)[:, -1], ds.labels))
+    assert torch.equal(last_token_logits(model, ds.inputs), model(ds.inputs)[:, -1, :])
+
+
+def test_loader_loss_and_evaluate_model_take_the_classifier_loss(tiny_model):
+    model = prepare_classifier(tiny_model(seed=3)).train()
+    ds = SpamDataset(rows(6), TOKENIZER)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4)  # 12 messages: 3 batches
+    per_batch = [classifier_loss(model, x, y).item() for x, y in loader]
+    assert loader_loss(model, loader, "cpu", loss_fn=classifier_loss) == pytest.approx(sum(per_batch) / 3)
+    assert loader_loss(model, loader, "cpu", num_batches=2, loss_fn=classifier_loss) == pytest.approx(sum(per_batch[:2]) / 2)
+    train_loss, val_loss = evaluate_model(model, loader, loader, "cpu", eval_iter=1, loss_fn=classifier_loss)
+    assert train_loss == val_loss == pytest.approx(per_batch[0])
+    assert model.training  # evaluate_model hands the model back in its mode
+
+
+def test_classifier_accuracy_counts_messages_in_eval_mode_and_restores_the_mode(tiny_model):
+    model = prepare_classifier(tiny_model(seed=3), num_classes=2)
+    ds = SpamDataset(rows(6), TOKENIZER)
+    loader = torch.utils.data.DataLoader(ds, batch_size=5)  # 12 messages: batches of 5, 5 and 2
+    with torch.no_grad():
+        right = (model(ds.inputs)[:, -1].argmax(-1) == ds.labels).tolist()
+    modes = []
+    model.trf_blocks[0].register_forward_hook(lambda module, args, out: modes.append(module.training))
+    model.train()
+    assert classifier_accuracy(model, loader, "cpu") == pytest.approx(sum(right) / 12)
+    assert classifier_accuracy(model, loader, "cpu", num_batches=2) == pytest.approx(sum(right[:10]) / 10)
+    assert modes and not any(modes) and model.training  # measured in eval mode, handed back in training mode
+    with pytest.raises(ValueError, match="no messages"):
+        classifier_accuracy(model, [], "cpu")
+
+
 def test_tiny_end_to_end_finetune_beats_chance(tiny_model):
     torch.manual_seed(0)
     model = prepare_classifier(tiny_model(seed=1), trainable_blocks=2)
     ds = SpamDataset(rows(24), TOKENIZER)
     train, val, _ = create_classification_loaders(ds, ds, ds, batch_size=8, seed=0)
-    before = classifier_accuracy(val, model, "cpu")
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.1)
-    history = train_classifier(model, train, val, optimizer, "cpu", num_epochs=6, eval_freq=5, eval_iter=2, progress=False)
-    after = classifier_accuracy(val, model, "cpu")
+    before = classifier_accuracy(model, val, "cpu")
+    history = finetune(model, train, val, num_epochs=6)
+    after = classifier_accuracy(model, val, "cpu")
     assert after >= 0.9 > before + 0.2
     assert history["val_losses"][-1] < history["val_losses"][0]
     assert len(history["epoch_train_accuracy"]) == 6 and history["examples_seen"][-1] == 6 * 48
-    assert not model.training
+    assert history["tokens_seen"][-1] == 6 * 48 * ds.max_length
+    assert model.training  # train_model leaves the model in training mode
     label, probability = classify("urgent win free cash now", model, TOKENIZER, "cpu", max_length=ds.max_length)
     assert label == "spam" and 0.5 < probability <= 1.0
     assert classify("see you at home later", model, TOKENIZER, "cpu", max_length=ds.max_length)[0] == "ham"
-    assert classifier_loss_loader(val, model, "cpu") < 0.5
+    assert loader_loss(model, val, "cpu", loss_fn=classifier_loss) < 0.5
+
+
+def test_train_model_with_the_accuracy_hook_records_one_accuracy_pair_per_epoch(tiny_model, capsys):
+    torch.manual_seed(0)
+    model = prepare_classifier(tiny_model(seed=1), trainable_blocks=1)
+    ds = SpamDataset(rows(8), TOKENIZER)
+    train, val, _ = create_classification_loaders(ds, ds, ds, batch_size=4, seed=0)  # 4 steps per epoch
+    history = finetune(model, train, val, num_epochs=3, eval_iter=4)  # losses and accuracies on all 16 messages
+    assert len(history["epoch_train_accuracy"]) == len(history["epoch_val_accuracy"]) == history["epochs_completed"] == 3
+    assert all(0.0 <= acc <= 1.0 for acc in history["epoch_train_accuracy"] + history["epoch_val_accuracy"])
+    # the hook measures on the first eval_iter batches of each loader: the last value is the trained model's
+    assert history["epoch_val_accuracy"][-1] == classifier_accuracy(model, val, "cpu", num_batches=4)
+    assert history["train_losses"][-1] < history["train_losses"][0] - 0.2
+    assert history["val_losses"][-1] < history["val_losses"][0] - 0.2
+    assert history["total_steps"] == 12 and history["seconds"] > 0
+    printed = capsys.readouterr().out
+    assert printed.count("train accuracy") == 3 and "epoch 3: train accuracy" in printed
+    import matplotlib.pyplot as plt
+
+    plt.close(plot_classifier_history(history))  # the plot reads this history as it is
+    more = finetune(model, train, val, num_epochs=1, eval_iter=4, history=history)  # a run continued
+    assert len(more["epoch_train_accuracy"]) == more["epochs_completed"] == 4
+    assert more["epoch_val_accuracy"][:3] == history["epoch_val_accuracy"] and len(history["epoch_val_accuracy"]) == 3
 
 
 def test_classify_rejects_empty_and_too_long_messages(tiny_model):

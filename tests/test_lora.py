@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 
 from shared.classification import prepare_classifier
-from shared.lora import LoRALinear, apply_lora, count_trainable_parameters, merge_lora
+from shared.lora import LoRALinear, apply_lora, merge_lora
+from shared.model import count_parameters
 
 VOCAB = 100
 IDS = torch.randint(0, VOCAB, (3, 10), generator=torch.Generator().manual_seed(1))
@@ -59,7 +60,7 @@ def test_apply_lora_wraps_every_linear_except_excluded_and_freezes_the_rest(tiny
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.endswith((".A", ".B")) for n in trainable)
     # per block: 4 * 4 * (32 + 32) for the attention layers + 4 * (32 + 128) * 2 for the feed-forward layers
-    assert count_trainable_parameters(model) == 2 * (4 * 4 * 64 + 2 * 4 * 160)
+    assert count_parameters(model, trainable_only=True) == 2 * (4 * 4 * 64 + 2 * 4 * 160)
     assert torch.equal(model(IDS), before)  # still an exact no-op
 
 
