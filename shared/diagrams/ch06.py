@@ -279,7 +279,8 @@ def loss_all_vs_last():
 
 @diagram(
     "ch06_training_loop",
-    alt="""The classifier's training loop. For each batch of 8 messages (inputs of shape (8, 92), labels of
+    alt="""The classifier's training loop: chapter 5's train_model, given the classification loss and an
+    accuracy hook. For each batch of 8 messages (inputs of shape (8, 92), labels of
     shape (8,)): zero the gradients, run the model and keep the last position's scores, shape (8, 2), compute
     the cross-entropy against the labels, backpropagate, and let AdamW (learning rate 5e-5, weight decay 0.1)
     update the trainable weights. Then the next batch: 130 batches per epoch, 5 epochs, 650 steps. Every 50
@@ -304,9 +305,10 @@ def training_loop():
     text(ax, 0.15, 0.95, "measured on the side, without gradients:", ha="left", fontsize=9, color=MUTED)
     operation(ax, 0.15, 0.15, 4.5, 0.6, "every 50 steps: the loss on 5 batches\nof the training and validation sets",
               fontsize=9)
-    operation(ax, 5.1, 0.15, 4.5, 0.6, "after each epoch: the accuracy on 5 batches\nof the training and validation sets",
+    operation(ax, 5.1, 0.15, 4.5, 0.6, "after each epoch (the hook): the accuracy on 5\nbatches of the training and validation sets",
               fontsize=9)
-    text(ax, 4.9, 3.3, "train_classifier", fontsize=10.5, weight="bold", family=MONO)
+    text(ax, 4.9, 3.3, "train_model(..., loss_fn=classifier_loss, on_epoch_end=accuracy hook)", fontsize=10,
+         weight="bold", family=MONO)
     return fig
 
 
