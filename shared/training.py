@@ -84,15 +84,17 @@ def new_history():
 
 def train_model(model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter,
                 start_context=None, tokenizer=None, history=None, max_new_tokens=50, progress=True,
-                loss_fn=batch_loss, on_epoch_end=None, desc="training"):
+                loss_fn=batch_loss, on_epoch_end=None, desc="training", step_fn=None):
     """Train `model` for `num_epochs` passes over `train_loader`; return the history (a dict).
 
     Every `eval_freq` optimizer steps (and before the first one, and after the last one) it evaluates on the first
     `eval_iter` batches of each loader and records the step, the epoch (fractional), the tokens and examples seen
     and both losses. After each epoch it records and prints a greedy continuation of `start_context` (if given,
     with `tokenizer`), then calls `on_epoch_end(model, history)` if given. `loss_fn(model, inputs, targets)` is the
-    loss of one batch, already moved to `device`; the default is next-token prediction. Pass the history of an
-    earlier run to continue it. The model is left in training mode.
+    loss of one batch, already moved to `device`; the default is next-token prediction. `step_fn(model, inputs,
+    targets)`, if given, takes the whole optimizer step instead of `optimizer` (which may then be None) and returns the loss (the Tiny Shakespeare
+    companion passes one built on the training-at-scale companion's train_step, with a schedule, clipping and
+    gradient accumulation). Pass the history of an earlier run to continue it. The model is left in training mode.
     """
     if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 0:
         raise ValueError(f"num_epochs must be an integer >= 0, got {num_epochs!r}")
@@ -126,10 +128,13 @@ def train_model(model, train_loader, val_loader, optimizer, device, num_epochs, 
         epoch = history["epochs_completed"]
         for batch_number, (inputs, targets) in enumerate(train_loader, start=1):
             inputs, targets = inputs.to(device), targets.to(device)
-            optimizer.zero_grad()
-            loss = loss_fn(model, inputs, targets)
-            loss.backward()
-            optimizer.step()
+            if step_fn is not None:
+                step_fn(model, inputs, targets)
+            else:
+                optimizer.zero_grad()
+                loss = loss_fn(model, inputs, targets)
+                loss.backward()
+                optimizer.step()
             history["total_steps"] += 1
             # Inputs are (batch, tokens): token ids, or in chapter 6 the hidden states of frozen blocks.
             history["total_tokens"] += math.prod(inputs.shape[:2])
@@ -140,6 +145,10 @@ def train_model(model, train_loader, val_loader, optimizer, device, num_epochs, 
                 train_loss, val_loss = evaluate(epoch + batch_number / batches_per_epoch)
                 bar.set_postfix(train_loss=f"{train_loss:.3f}", val_loss=f"{val_loss:.3f}")
         history["epochs_completed"] += 1
+        # Count the time before the hook runs, so that a checkpoint written by the hook carries it.
+        now = time.perf_counter()
+        history["seconds"] += now - started
+        started = now
         if start_context is not None:
             sample = generate_sample(model, tokenizer, start_context, max_new_tokens)
             history["samples"].append(sample)

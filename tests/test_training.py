@@ -209,3 +209,44 @@ def test_plot_losses_draws_both_losses_against_epochs_and_tokens(tiny_model):
     assert [line.get_label() for line in bottom.get_lines()] == ["training loss", "validation loss"]
     assert list(bottom.get_lines()[1].get_ydata()) == history["val_losses"]
     plt.close(fig)
+
+
+def test_a_step_function_takes_the_optimizer_step_and_the_plain_one_is_its_special_case(tiny_model):
+    """step_fn replaces the loop's four-line step; handing it that same step reproduces the default run."""
+    from shared.train_step import train_step
+
+    def run(step_fn_for):
+        model = tiny_model()
+        torch.manual_seed(1)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+        calls = []
+
+        def counted(m, inputs, targets):
+            calls.append(len(inputs))
+            return step_fn_for(optimizer)(m, inputs, targets)
+
+        history = train_model(model, loader(shuffle=True), loader(), None if step_fn_for else optimizer, "cpu",
+                              num_epochs=2, eval_freq=3, eval_iter=2, progress=False,
+                              step_fn=counted if step_fn_for else None)
+        return history, calls
+
+    plain, _ = run(None)
+    stepped, calls = run(lambda optimizer: lambda m, x, y: train_step(m, optimizer, x, y)[0])
+    assert calls == [BATCH] * (2 * len(loader())), "called once per batch, with the whole batch"
+    assert stepped["train_losses"] == pytest.approx(plain["train_losses"], abs=1e-6)
+    assert stepped["val_losses"] == pytest.approx(plain["val_losses"], abs=1e-6)
+    # a step that does nothing leaves the model untouched, whatever the optimizer would have done
+    model = tiny_model()
+    before = [p.detach().clone() for p in model.parameters()]
+    train_model(model, loader(), loader(), None, "cpu", 1, 1000, 1, progress=False, step_fn=lambda m, x, y: None)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_the_epoch_hook_sees_the_time_spent_so_far(tiny_model):
+    """A checkpoint written by the hook must carry the time of the epochs it holds (a resumed run adds to it)."""
+    seen = []
+    model = tiny_model()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    history = train_model(model, loader(), loader(), optimizer, "cpu", num_epochs=2, eval_freq=1000, eval_iter=1,
+                          progress=False, on_epoch_end=lambda m, h: seen.append(h["seconds"]))
+    assert 0 < seen[0] < seen[1] <= history["seconds"]
