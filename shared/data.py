@@ -42,6 +42,11 @@ DATASETS = {
         "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/01_main-chapter-code/instruction-data.json",
         "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
     ),
+    # Tiny Shakespeare (chapter 5's pretraining companion): about 40,000 lines of the plays, from char-rnn.
+    "tinyshakespeare.txt": Remote(
+        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+        "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+    ),
 }
 
 

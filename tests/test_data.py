@@ -46,6 +46,19 @@ def test_corrupt_mirror_copy_is_rejected_and_not_left_in_the_cache(course_file, 
     assert not list((tmp_path / "cache").glob("*fake.txt*"))
 
 
+@pytest.mark.parametrize("name", sorted(data.DATASETS))
+def test_a_truncated_copy_of_each_course_file_is_refused_and_not_kept(name, tmp_path, monkeypatch):
+    """Every real course file (Tiny Shakespeare included) is checked against its own published sha256."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / name).write_bytes(b"the first few bytes of the file, then nothing")
+    monkeypatch.setenv(data.MIRROR_VARIABLE, str(mirror))
+    monkeypatch.setenv(data.CACHE_VARIABLE, str(tmp_path / "cache"))
+    with pytest.raises(data.DataUnavailableError, match=f"{name} from the mirror .* has sha256 .*corrupt"):
+        data.fetch(name)
+    assert not list((tmp_path / "cache").glob(f"*{name}*"))
+
+
 def test_offline_without_mirror_says_what_to_put_where(course_file, tmp_path):
     with pytest.raises(data.DataUnavailableError) as error:
         data.fetch("fake.txt")
