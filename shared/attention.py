@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-# ---- ch03_attention/ch03_attention.ipynb, code cell [28] ----
+# ---- ch03_attention/ch03_attention.ipynb, code cell [29] ----
 def _check_batched_input(x, d_in=None):
     """Raise a clear error unless x is (batch, tokens, d_in)."""
     if x.dim() != 3:
@@ -45,7 +45,7 @@ class CausalAttention(nn.Module):
         return weights @ values
 
 
-# ---- ch03_attention/ch03_attention.ipynb, code cell [33] ----
+# ---- ch03_attention/ch03_attention.ipynb, code cell [34] ----
 class MultiHeadAttentionWrapper(nn.Module):
     """Multi-head attention the plain way: `num_heads` independent CausalAttention heads side by side.
 
@@ -68,7 +68,7 @@ class MultiHeadAttentionWrapper(nn.Module):
         return self.out_proj(torch.cat([head(x) for head in self.heads], dim=-1))
 
 
-# ---- ch03_attention/ch03_attention.ipynb, code cell [39] ----
+# ---- ch03_attention/ch03_attention.ipynb, code cell [40] ----
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention.
 

@@ -411,12 +411,13 @@ def test_ch03_runs_and_its_attention_explorer_redraws(page, lab, tmp_path):
         check_ran_cleanly(page, lab, CH03)
 
         # The explorer is a live ipywidgets view (not its text fallback "VBox(...)" nor "Error
-        # displaying widget"): two dropdowns, a checkbox and an image, inside one output.
+        # displaying widget"): three dropdowns (view, head, query) and an image, inside one output.
         explorer = page.locator(".jp-OutputArea-output", has=page.locator(".widget-dropdown", has_text="query"))
         expect(explorer, "the attention explorer widget did not render").to_have_count(1, timeout=WIDGET_S * 1000)
         query = explorer.locator(".widget-dropdown", has_text="query").locator("select")
         expect(explorer.locator(".widget-dropdown", has_text="head").locator("select")).to_be_visible()
-        expect(explorer.locator(".widget-checkbox", has_text="causal mask").locator("input")).to_be_checked()
+        view = explorer.locator(".widget-dropdown", has_text="view").locator("select")
+        expect(view).to_have_value("causal mask")
         image = explorer.locator("img")
         expect(image).to_have_count(1)
         before = wait_for_picture(page, image)

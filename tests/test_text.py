@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from shared.text import (
-    END_OF_TEXT, UNKNOWN, GPTDataset, SimpleTokenizer, build_vocabulary, create_dataloader, gpt2_tokenizer, sample_batch,
+    END_OF_TEXT, UNKNOWN, CompactVocabulary, GPTDataset, SimpleTokenizer, build_vocabulary, create_dataloader,
+    gpt2_tokenizer, sample_batch, text_to_token_ids, token_ids_to_text,
     split_words,
 )
 
@@ -120,3 +121,30 @@ def test_sample_batch_depends_only_on_step():
     assert x1.shape == (4, 16) and torch.equal(x1[:, 1:], y1[:, :-1])
     with pytest.raises(ValueError):
         sample_batch(tokens[:10], 4, 16, step=0)
+
+
+def test_compact_vocabulary_renumbers_gpt2_ids_in_order_and_round_trips():
+    gpt2 = gpt2_tokenizer()
+    corpus = "To be, or not to be: that is the question."
+    vocab = CompactVocabulary(gpt2.encode(corpus))
+    assert vocab.gpt2_ids == sorted(set(gpt2.encode(corpus)))  # compact id i = the i-th smallest GPT-2 id
+    assert vocab.n_vocab == len(set(gpt2.encode(corpus)))
+    ids = vocab.encode(" not to be, that is the question")  # the corpus's tokens: " not", " to", ...
+    assert max(ids) < vocab.n_vocab and [vocab.gpt2_ids[i] for i in ids] == gpt2.encode(" not to be, that is the question")
+    assert vocab.decode(ids) == " not to be, that is the question"
+    assert vocab.token(vocab.encode(" question")[0]) == " question"
+    # it is a tokenizer wherever the course takes one
+    assert token_ids_to_text(text_to_token_ids(" to be", vocab), vocab) == " to be"
+    loader = create_dataloader(corpus * 4, batch_size=2, max_length=4, stride=4, shuffle=False, tokenizer=vocab)
+    inputs, targets = next(iter(loader))
+    assert inputs.max() < vocab.n_vocab and torch.equal(inputs[0, 1:], targets[0, :-1])
+
+
+def test_compact_vocabulary_names_what_it_cannot_encode_or_decode():
+    vocab = CompactVocabulary(gpt2_tokenizer().encode("the cat sat"))
+    with pytest.raises(ValueError, match="never occur in the corpus.*' dog'"):
+        vocab.encode("the dog sat")
+    with pytest.raises(ValueError, match=r"outside the compact vocabulary \[0, 3\)"):
+        vocab.decode([0, 3])
+    with pytest.raises(ValueError, match="empty"):
+        CompactVocabulary([])
