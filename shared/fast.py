@@ -145,7 +145,7 @@ class StaticLayerCache:
 
 
 class StaticKVCache:
-    """Keys and values of every layer, pre-allocated once: two (layers, batch, heads, max_len, head_dim) tensors.
+    """Keys and values of every layer, pre-allocated once: two (layers, batch, kv_heads, max_len, head_dim) tensors.
 
     Decoding never allocates or copies old entries (the chapter 4 cache concatenates every step): each
     new position is written in place. `model(idx, cache=cache)` fills it like the chapter 4 cache does;
@@ -154,7 +154,7 @@ class StaticKVCache:
 
     def __init__(self, cfg, batch_size, max_len=None, device="cpu", dtype=torch.float32):
         max_len = max_len or cfg.context_length
-        shape = (cfg.n_layers, batch_size, cfg.n_heads, max_len, cfg.emb_dim // cfg.n_heads)
+        shape = (cfg.n_layers, batch_size, cfg.kv_heads, max_len, cfg.per_head_dim)
         self.keys = torch.zeros(shape, device=device, dtype=dtype)
         self.values = torch.zeros(shape, device=device, dtype=dtype)
         self.key_positions = torch.arange(max_len, device=device)

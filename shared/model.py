@@ -2,7 +2,8 @@
 # Do not edit: change the export cells there and regenerate.
 
 """The GPT model (chapter 4): its configuration, layer norm, GELU, the transformer block, GPTModel, the KV cache,
-and the modern architecture switches (RMSNorm, SwiGLU, rotary position embeddings)."""
+and the architecture switches of modern open models (RMSNorm, SwiGLU, rotary position embeddings, grouped-query
+attention, QK-norm, mixture of experts, ...)."""
 
 import contextlib
 import math
@@ -27,7 +28,7 @@ GPT2_SIZES = {
 ARCHITECTURE_CHOICES = {
     "norm": ("layernorm", "rmsnorm"),
     "norm_position": ("pre", "post"),
-    "ffn": ("gelu", "swiglu"),
+    "ffn": ("gelu", "swiglu", "moe"),
     "position": ("absolute", "rope"),
 }
 
@@ -48,6 +49,18 @@ class GPTConfig:
     ffn: str = "gelu"  # or "swiglu"
     position: str = "absolute"  # learned absolute position embeddings, or "rope"
     fused_attention: bool = False  # True: PyTorch's fused scaled_dot_product_attention
+    # The switches of section 10, what open models since 2023 add (the defaults are again GPT-2's):
+    n_kv_heads: int | None = None  # heads of keys/values; fewer than n_heads = grouped-query attention
+    head_dim: int | None = None  # width of one head; None: emb_dim // n_heads (Qwen3 sets it separately)
+    qk_norm: bool = False  # RMSNorm on each head's queries and keys (Qwen3, OLMo 2, Gemma 3)
+    rope_base: float = 10_000.0  # RoPE's base: larger means slower rotations (Llama 3: 500,000)
+    rope_scaling: dict | None = None  # Llama 3's stretch of RoPE's slow frequencies (see llama3_frequencies)
+    bias: bool = True  # biases in the attention output and the GELU feed-forward layers (GPT-2 has them)
+    ffn_hidden_dim: int | None = None  # None: 4 * emb_dim for GELU, 2/3 of that for SwiGLU and each expert
+    tie_embeddings: bool = False  # the output head reuses the token-embedding table
+    norm_eps: float = 1e-5  # the epsilon inside every norm
+    n_experts: int = 8  # ffn="moe": feed-forward experts per block...
+    n_experts_per_token: int = 2  # ... of which the router picks this many for each token
     # Round the embedding and output tables up to a multiple of this (64 on chapter 5's fast path: a
     # GPU-friendly width). The extra rows are never used: ids stay below vocab_size and logits are cut to it.
     pad_vocab_multiple: int = 1
@@ -56,14 +69,40 @@ class GPTConfig:
         for name, allowed in ARCHITECTURE_CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}")
-        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "kv_heads", "per_head_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.emb_dim % self.n_heads != 0:
-            raise ValueError(f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads})")
+        if self.head_dim is None and self.emb_dim % self.n_heads != 0:
+            raise ValueError(f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads}), "
+                             "or head_dim must be set")
+        if self.n_heads % self.kv_heads != 0:
+            raise ValueError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.kv_heads}): "
+                             "each key/value head serves the same number of query heads")
+        if self.position == "rope" and self.per_head_dim % 2 != 0:
+            raise ValueError(f"rotary embeddings turn features in pairs: head_dim must be even, got {self.per_head_dim}")
+        if self.rope_scaling is not None:
+            expected = {"factor", "low_freq_factor", "high_freq_factor", "original_context_length"}
+            if self.position != "rope":
+                raise ValueError("rope_scaling only applies to position='rope'")
+            if not isinstance(self.rope_scaling, dict) or set(self.rope_scaling) != expected:
+                raise ValueError(f"rope_scaling must be a dict with exactly the keys {sorted(expected)}, "
+                                 f"got {self.rope_scaling!r}")
+        if self.ffn == "moe" and not 1 <= self.n_experts_per_token <= self.n_experts:
+            raise ValueError(f"n_experts_per_token ({self.n_experts_per_token}) must be between 1 and "
+                             f"n_experts ({self.n_experts})")
         if isinstance(self.pad_vocab_multiple, bool) or not isinstance(self.pad_vocab_multiple, int) \
                 or self.pad_vocab_multiple < 1:
             raise ValueError(f"pad_vocab_multiple must be an integer >= 1, got {self.pad_vocab_multiple!r}")
+
+    @property
+    def kv_heads(self):
+        """Key/value heads per layer: n_kv_heads, or one per query head when it is not set."""
+        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+
+    @property
+    def per_head_dim(self):
+        """Features per attention head: head_dim, or emb_dim split evenly over the heads."""
+        return self.emb_dim // self.n_heads if self.head_dim is None else self.head_dim
 
     @property
     def padded_vocab_size(self):
@@ -108,10 +147,11 @@ class FeedForward(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
+        hidden = cfg.ffn_hidden_dim or 4 * cfg.emb_dim
         self.layers = nn.Sequential(
-            nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim),
+            nn.Linear(cfg.emb_dim, hidden, bias=cfg.bias),
             GELU(),
-            nn.Linear(4 * cfg.emb_dim, cfg.emb_dim),
+            nn.Linear(hidden, cfg.emb_dim, bias=cfg.bias),
         )
 
     def forward(self, x):
@@ -120,37 +160,75 @@ class FeedForward(nn.Module):
 
 # ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [23] ----
 class GPTAttention(MultiHeadAttention):
-    """Chapter 3's multi-head attention, plus two optional extras for the GPT model.
+    """Chapter 3's multi-head attention, plus the optional extras of the GPT model.
 
     - `cache` (section 8): a LayerCache holding the keys and values of earlier positions. The new
       keys/values are appended to it and the queries (the new positions only) attend to all of them.
     - rotary position embeddings (section 9), used when cfg.position == "rope".
+    - section 10's switches: fewer key/value heads than query heads (grouped-query attention), a head
+      width of its own (head_dim), RMSNorm on queries and keys (qk_norm), no bias on the output projection.
     """
 
     def __init__(self, cfg):
-        super().__init__(cfg.emb_dim, cfg.emb_dim, cfg.context_length, cfg.drop_rate, cfg.n_heads,
+        width = cfg.n_heads * cfg.per_head_dim  # emb_dim, unless head_dim says otherwise
+        super().__init__(cfg.emb_dim, width, cfg.context_length, cfg.drop_rate, cfg.n_heads,
                          qkv_bias=cfg.qkv_bias, fused=cfg.fused_attention)
-        self.rope = RotaryEmbedding(self.head_dim, cfg.context_length) if cfg.position == "rope" else None
+        self.n_kv_heads = cfg.kv_heads
+        # Chapter 3's layer makes keys and values for every head; grouped-query attention makes fewer.
+        if self.n_kv_heads != self.num_heads:
+            self.W_key = nn.Linear(cfg.emb_dim, self.n_kv_heads * self.head_dim, bias=cfg.qkv_bias)
+            self.W_value = nn.Linear(cfg.emb_dim, self.n_kv_heads * self.head_dim, bias=cfg.qkv_bias)
+        if width != cfg.emb_dim or not cfg.bias:
+            self.out_proj = nn.Linear(width, cfg.emb_dim, bias=cfg.bias)
+        self.q_norm = RMSNorm(self.head_dim, cfg.norm_eps) if cfg.qk_norm else None
+        self.k_norm = RMSNorm(self.head_dim, cfg.norm_eps) if cfg.qk_norm else None
+        self.rope = (RotaryEmbedding(self.head_dim, cfg.context_length, cfg.rope_base, cfg.rope_scaling)
+                     if cfg.position == "rope" else None)
+
+    def split_heads(self, x):
+        """(batch, tokens, heads * head_dim) -> (batch, heads, tokens, head_dim), for query or key/value heads."""
+        b, t, _ = x.shape
+        return x.view(b, t, -1, self.head_dim).transpose(1, 2)
+
+    def project(self, x, start=0):
+        """Queries (batch, heads, tokens, head_dim) and keys and values (batch, kv_heads, tokens, head_dim) for x,
+        normalised (qk_norm) and rotated (RoPE) as the config asks; x's first token sits at position `start`."""
+        queries, keys, values = (self.split_heads(proj(x)) for proj in (self.W_query, self.W_key, self.W_value))
+        if self.q_norm is not None:
+            queries, keys = self.q_norm(queries), self.k_norm(keys)
+        if self.rope is not None:
+            queries, keys = self.rope(queries, start), self.rope(keys, start)
+        return queries, keys, values
+
+    def share_kv_heads(self, x):
+        """(batch, kv_heads, n, head_dim) -> (batch, heads, n, head_dim): each key/value head is repeated for
+        the group of consecutive query heads that reads it (a no-op without grouped-query attention)."""
+        groups = self.num_heads // self.n_kv_heads
+        return x if groups == 1 else x.repeat_interleave(groups, dim=1)
 
     def forward(self, x, cache=None):
-        queries, keys, values = (self.split_heads(proj(x)) for proj in (self.W_query, self.W_key, self.W_value))
-        if self.rope is not None:
-            start = 0 if cache is None else len(cache)  # absolute position of x's first token
-            queries, keys = self.rope(queries, start), self.rope(keys, start)
+        # Only RoPE needs to know where x starts: after the positions already in the cache.
+        start = len(cache) if cache is not None and self.rope is not None else 0
+        queries, keys, values = self.project(x, start)
         future = None
         if cache is not None:
+            # The cache keeps only the kv_heads heads: that is the memory grouped-query attention saves.
             keys, values = cache.update(keys, values)  # now: earlier positions followed by the new ones
             # A cache may also say which keys to hide (chapter 5's pre-allocated cache does); ours needs not.
             future = getattr(cache, "future", None)
+        keys, values = self.share_kv_heads(keys), self.share_kv_heads(values)
         return self.out_proj(self.merge_heads(self.attend(queries, keys, values, future)))
 
 
 def make_norm(cfg):
-    return LayerNorm(cfg.emb_dim) if cfg.norm == "layernorm" else RMSNorm(cfg.emb_dim)
+    return LayerNorm(cfg.emb_dim, cfg.norm_eps) if cfg.norm == "layernorm" else RMSNorm(cfg.emb_dim, cfg.norm_eps)
 
 
 def make_feed_forward(cfg):
-    return FeedForward(cfg) if cfg.ffn == "gelu" else SwiGLUFeedForward(cfg)
+    if cfg.ffn == "gelu":
+        return FeedForward(cfg)
+    # Defined in sections 9 and 10; looked up only when a config asks for them.
+    return SwiGLUFeedForward(cfg) if cfg.ffn == "swiglu" else MoEFeedForward(cfg)
 
 
 class TransformerBlock(nn.Module):
@@ -219,6 +297,8 @@ class GPTModel(nn.Module):
         # Pre-norm blocks leave their output un-normalised; post-norm blocks already end with a norm.
         self.final_norm = make_norm(cfg) if cfg.norm_position == "pre" else nn.Identity()
         self.out_head = nn.Linear(cfg.emb_dim, table_rows, bias=False)
+        if cfg.tie_embeddings:  # one table read both ways: ids -> vectors, and vectors -> scores per token
+            self.out_head.weight = self.tok_emb.weight
 
     def forward(self, idx, cache=None):
         start = 0 if cache is None else len(cache)  # positions already in the cache come first
@@ -342,7 +422,8 @@ class SwiGLUFeedForward(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
-        hidden = 2 * (4 * cfg.emb_dim) // 3  # 2/3 of GPT-2's width keeps the parameter count about the same
+        # 2/3 of GPT-2's width keeps the parameter count about the same; released models set their own.
+        hidden = cfg.ffn_hidden_dim or 2 * (4 * cfg.emb_dim) // 3
         self.gate = nn.Linear(cfg.emb_dim, hidden, bias=False)
         self.up = nn.Linear(cfg.emb_dim, hidden, bias=False)
         self.down = nn.Linear(hidden, cfg.emb_dim, bias=False)
@@ -355,11 +436,13 @@ class SwiGLUFeedForward(nn.Module):
 class RotaryEmbedding(nn.Module):
     """Rotate feature pairs (i, i + head_dim/2) of queries/keys by position * frequency_i."""
 
-    def __init__(self, head_dim, context_length, base=10_000.0):
+    def __init__(self, head_dim, context_length, base=10_000.0, scaling=None):
         super().__init__()
         if head_dim % 2 != 0:
             raise ValueError(f"rotary embeddings need an even head_dim, got {head_dim}")
         frequencies = base ** (-torch.arange(0, head_dim, 2).float() / head_dim)  # (head_dim/2,), from 1 down
+        if scaling is not None:  # Llama 3 slows the slowest rotations down further (section 10)
+            frequencies = llama3_frequencies(frequencies, **scaling)
         angles = torch.arange(context_length).float()[:, None] * frequencies[None, :]  # (positions, head_dim/2)
         angles = torch.cat([angles, angles], dim=-1)  # both features of a pair turn by the same angle
         self.register_buffer("cos", angles.cos(), persistent=False)
@@ -372,3 +455,50 @@ class RotaryEmbedding(nn.Module):
         first, second = x.chunk(2, dim=-1)
         rotated = torch.cat([-second, first], dim=-1)  # each pair (a, b) -> (-b, a): a quarter turn
         return x * cos + rotated * sin
+
+
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [60] ----
+def llama3_frequencies(frequencies, factor, low_freq_factor, high_freq_factor, original_context_length):
+    """Llama 3's RoPE frequency scaling: keep fast rotations, slow slow ones down by `factor`, blend in between.
+
+    A pair whose wavelength (2 pi / frequency, in tokens) is shorter than original_context_length /
+    high_freq_factor keeps its frequency; one longer than original_context_length / low_freq_factor turns
+    `factor` times slower; in between, the frequency is a mix of the two whose share of the unchanged one
+    rises from 0 at the long end to 1 at the short end.
+    """
+    if not factor >= 1 or not 0 < low_freq_factor < high_freq_factor:
+        raise ValueError(f"need factor >= 1 and 0 < low_freq_factor < high_freq_factor, got {factor=}, "
+                         f"{low_freq_factor=}, {high_freq_factor=}")
+    wavelengths = 2 * math.pi / frequencies
+    unchanged_share = (original_context_length / wavelengths - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    blended = (1 - unchanged_share) * frequencies / factor + unchanged_share * frequencies
+    slowed = torch.where(wavelengths > original_context_length / low_freq_factor, frequencies / factor, blended)
+    return torch.where(wavelengths < original_context_length / high_freq_factor, frequencies, slowed)
+
+
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [63] ----
+class MoEFeedForward(nn.Module):
+    """Mixture of experts: a router sends each token to n_experts_per_token of n_experts SwiGLU blocks, and
+    their outputs are added, weighted by the router's probabilities renormalised over the chosen experts."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.top_k = cfg.n_experts_per_token
+        self.router = nn.Linear(cfg.emb_dim, cfg.n_experts, bias=False)
+        self.experts = nn.ModuleList(SwiGLUFeedForward(cfg) for _ in range(cfg.n_experts))
+
+    def route(self, x):
+        """For tokens x (n, emb_dim): the chosen experts (n, top_k) and their weights (n, top_k), each row summing to 1."""
+        probabilities = torch.softmax(self.router(x), dim=-1)
+        weights, chosen = probabilities.topk(self.top_k, dim=-1)
+        return chosen, weights / weights.sum(dim=-1, keepdim=True)
+
+    def forward(self, x):
+        tokens = x.reshape(-1, x.shape[-1])  # the batch and positions do not matter: every token is routed alone
+        chosen, weights = self.route(tokens)
+        out = torch.zeros_like(tokens)
+        for e, expert in enumerate(self.experts):
+            rows, slot = (chosen == e).nonzero(as_tuple=True)  # the tokens that picked expert e, and in which place
+            if len(rows):  # each expert runs once, on its own tokens only
+                out.index_add_(0, rows, expert(tokens[rows]) * weights[rows, slot, None])
+        return out.view_as(x)

@@ -108,8 +108,9 @@ def attention_maps(model, idx):
     """Every head's attention weights in a GPTModel for one sequence: (1, tokens) ids -> (layers, heads, T, T).
 
     The forward pass does not keep the weights, so a forward pre-hook catches each block's attention input,
-    and the weights are recomputed from that block's own projections: the scores, causal mask and softmax of
-    MultiHeadAttention.attend's explicit path, after rotary embeddings where the model uses them.
+    and the weights are recomputed from that block's own projections (GPTAttention.project: queries and keys,
+    normalised and rotated as the model's config asks): the scores, causal mask and softmax of
+    MultiHeadAttention.attend's explicit path.
     """
     if idx.dim() != 2 or idx.shape[0] != 1:
         raise ValueError(f"expected the ids of one sequence, shape (1, tokens), got {tuple(idx.shape)}")
@@ -122,9 +123,8 @@ def attention_maps(model, idx):
             maps = []
             for block, x in zip(model.trf_blocks, inputs):
                 att = block.att
-                queries, keys = att.split_heads(att.W_query(x)), att.split_heads(att.W_key(x))
-                if att.rope is not None:
-                    queries, keys = att.rope(queries), att.rope(keys)
+                queries, keys, _ = att.project(x)
+                keys = att.share_kv_heads(keys)  # grouped-query attention: each key head serves a group
                 scores = queries @ keys.transpose(-2, -1) / math.sqrt(att.head_dim)
                 n = idx.shape[1]
                 maps.append(torch.softmax(scores.masked_fill(att.mask[:n, :n], float("-inf")), dim=-1)[0])

@@ -11,11 +11,13 @@ from shared.model import (
     GPTConfig,
     GPTModel,
     LayerNorm,
+    MoEFeedForward,
     RMSNorm,
     RotaryEmbedding,
     SwiGLUFeedForward,
     TransformerBlock,
     count_parameters,
+    llama3_frequencies,
 )
 
 from .architecture_switches import SWITCHES
@@ -44,7 +46,12 @@ def test_default_config_is_gpt2_small():
 
 
 @pytest.mark.parametrize("bad", [dict(norm="batchnorm"), dict(norm_position="middle"), dict(ffn="relu"),
-                                 dict(position="sinusoidal"), dict(emb_dim=10, n_heads=4), dict(n_layers=0)])
+                                 dict(position="sinusoidal"), dict(emb_dim=10, n_heads=4), dict(n_layers=0),
+                                 dict(n_kv_heads=3), dict(n_kv_heads=0), dict(head_dim=0), dict(ffn="moe", n_experts=2,
+                                 n_experts_per_token=3), dict(position="rope", head_dim=5),
+                                 dict(rope_scaling=dict(factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                                                        original_context_length=8)),
+                                 dict(position="rope", rope_scaling=dict(factor=8.0))])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         GPTConfig(**{**TINY, **bad})
@@ -192,7 +199,8 @@ def test_each_switch_builds_and_runs(tiny_model, name):
     assert (model.pos_emb is None) == (SWITCHES[name].get("position") == "rope")
     norm = RMSNorm if SWITCHES[name].get("norm") == "rmsnorm" else LayerNorm
     assert isinstance(model.trf_blocks[0].norm1, norm)
-    assert isinstance(model.trf_blocks[0].ff, SwiGLUFeedForward if SWITCHES[name].get("ffn") == "swiglu" else FeedForward)
+    kinds = {"gelu": FeedForward, "swiglu": SwiGLUFeedForward, "moe": MoEFeedForward}
+    assert type(model.trf_blocks[0].ff) is kinds[SWITCHES[name].get("ffn", "gelu")]
 
 
 def test_switches_change_the_computation(tiny_model):
@@ -319,3 +327,110 @@ def test_evaluating_switches_to_eval_and_restores_the_mode_even_after_an_error(t
     with evaluating(model):
         pass
     assert not model.training  # a model that was in eval mode stays there
+
+
+# ---- Section 10: the switches of today's open models ----
+
+def test_grouped_query_attention_is_multi_head_attention_with_repeated_key_value_heads(tiny_model):
+    """Copy a grouped model's weights into a multi-head one, each key/value head repeated for its query heads."""
+    grouped = tiny_model(n_kv_heads=2, qkv_bias=True, position="rope")
+    full = tiny_model(seed=7, qkv_bias=True, position="rope")
+    head_dim, group = TINY["emb_dim"] // TINY["n_heads"], TINY["n_heads"] // 2
+    weights = grouped.state_dict()
+    for name in list(weights):
+        if ".att.W_key." in name or ".att.W_value." in name:
+            heads = weights[name].reshape(2, head_dim, -1).repeat_interleave(group, dim=0)
+            weights[name] = heads.reshape(TINY["n_heads"] * head_dim, *weights[name].shape[1:])
+    full.load_state_dict(weights)
+    idx = torch.randint(0, TINY["vocab_size"], (2, TINY["context_length"]))
+    torch.testing.assert_close(grouped(idx), full(idx), rtol=0, atol=1e-5)
+
+
+def test_the_cache_keeps_only_the_key_value_heads(tiny_model):
+    model = tiny_model(n_kv_heads=1, head_dim=6)
+    cache = model.new_cache()
+    with torch.no_grad():
+        model(torch.randint(0, TINY["vocab_size"], (2, 5)), cache=cache)
+    assert cache.layers[0].keys.shape == (2, 1, 5, 6) and cache.layers[0].values.shape == (2, 1, 5, 6)
+    att = model.trf_blocks[0].att
+    assert att.W_key.weight.shape == (6, TINY["emb_dim"]) and att.W_query.weight.shape == (4 * 6, TINY["emb_dim"])
+    assert att.out_proj.weight.shape == (TINY["emb_dim"], 4 * 6)
+
+
+def test_qk_norm_gives_queries_and_keys_unit_root_mean_square_per_head(tiny_model):
+    att = tiny_model(qk_norm=True).trf_blocks[0].att
+    with torch.no_grad():
+        att.W_query.weight.mul_(50)  # whatever the projections' scale...
+        queries, keys, values = att.project(torch.randn(2, 7, TINY["emb_dim"]))
+    for x in (queries, keys):  # ... the norms' scales are 1 at initialisation, so the RMS is 1
+        torch.testing.assert_close(x.pow(2).mean(-1).sqrt(), torch.ones(x.shape[:-1]), rtol=0, atol=1e-3)
+    assert values.pow(2).mean(-1).sqrt().std() > 0.01  # values are not normalised
+
+
+def test_no_biases_and_a_tied_head(tiny_model):
+    model = tiny_model(bias=False, tie_embeddings=True, ffn="gelu")
+    biases = [name for name, _ in model.named_parameters() if name.endswith(".bias") and "norm" not in name]
+    assert biases == []
+    assert model.out_head.weight is model.tok_emb.weight
+    untied = tiny_model(bias=False)
+    assert count_parameters(untied) - count_parameters(model) == TINY["vocab_size"] * TINY["emb_dim"]
+    model.train()
+    model(torch.randint(0, TINY["vocab_size"], (1, 4))).sum().backward()
+    assert model.tok_emb.weight.grad is not None  # one table, one gradient from both of its uses
+    model.eval()
+
+
+def independent_llama3_frequency(f, factor, low, high, original):
+    """Llama 3's rule for one frequency, written as three cases on its wavelength."""
+    wavelength = 2 * torch.pi / f
+    if wavelength < original / high:
+        return f
+    if wavelength > original / low:
+        return f / factor
+    share = (original / wavelength - low) / (high - low)
+    return (1 - share) * f / factor + share * f
+
+
+def test_llama3_frequencies_keep_fast_slow_down_slow_and_blend_between():
+    frequencies = 500_000.0 ** (-torch.arange(0, 128, 2, dtype=torch.float64) / 128)
+    scaled = llama3_frequencies(frequencies, 8.0, 1.0, 4.0, 8192)
+    expected = torch.tensor([independent_llama3_frequency(f.item(), 8.0, 1.0, 4.0, 8192) for f in frequencies],
+                            dtype=torch.float64)
+    torch.testing.assert_close(scaled, expected, rtol=1e-12, atol=0)
+    wavelengths = 2 * torch.pi / frequencies
+    assert torch.equal(scaled[wavelengths < 8192 / 4], frequencies[wavelengths < 8192 / 4])
+    torch.testing.assert_close(scaled[wavelengths > 8192], frequencies[wavelengths > 8192] / 8)
+    between = (wavelengths >= 8192 / 4) & (wavelengths <= 8192)
+    assert between.any() and ((scaled[between] <= frequencies[between]) & (scaled[between] >= frequencies[between] / 8)).all()
+    with pytest.raises(ValueError, match="low_freq_factor"):
+        llama3_frequencies(frequencies, 8.0, 4.0, 1.0, 8192)
+
+
+def test_rope_scaling_reaches_the_rotary_tables():
+    scaling = dict(factor=4.0, low_freq_factor=1.0, high_freq_factor=4.0, original_context_length=64)
+    plain, scaled = RotaryEmbedding(16, 8, base=500_000.0), RotaryEmbedding(16, 8, base=500_000.0, scaling=scaling)
+    assert torch.equal(plain.sin[:, 0], scaled.sin[:, 0])  # the fastest pair is kept
+    torch.testing.assert_close(scaled.sin[:, 7], plain.sin[:, 7] / 4)  # the slowest turns 4 times slower
+
+
+def test_mixture_of_experts_equals_every_expert_weighted_by_the_sparse_routing(tiny_model):
+    moe = tiny_model(ffn="moe", n_experts=4, n_experts_per_token=2).trf_blocks[0].ff
+    x = torch.randn(3, 5, TINY["emb_dim"])
+    with torch.no_grad():
+        out = moe(x)
+        probabilities = torch.softmax(moe.router(x), dim=-1)  # (3, 5, experts)
+        kept = probabilities >= probabilities.topk(2, dim=-1).values[..., -1:]
+        weights = torch.where(kept, probabilities, 0.0)
+        weights = weights / weights.sum(-1, keepdim=True)
+        dense = sum(weights[..., e, None] * expert(x) for e, expert in enumerate(moe.experts))
+    torch.testing.assert_close(out, dense, rtol=0, atol=1e-6)
+    chosen, w = moe.route(x.reshape(-1, TINY["emb_dim"]))
+    assert chosen.shape == (15, 2) and torch.allclose(w.sum(-1), torch.ones(15))
+
+
+def test_mixture_of_experts_counts_every_expert(tiny_model):
+    def size(module):
+        return sum(p.numel() for p in module.parameters())
+
+    one = size(tiny_model(ffn="swiglu").trf_blocks[0].ff)
+    assert size(tiny_model(ffn="moe", n_experts=3).trf_blocks[0].ff) == 3 * one + 3 * TINY["emb_dim"]  # + router
