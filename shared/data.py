@@ -47,6 +47,13 @@ DATASETS = {
         "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
         "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
     ),
+    # Preference pairs (chapter 7's DPO companion): the 1,100 instructions of instruction-data.json, each with
+    # a "chosen" (polite) and a "rejected" (impolite) response. The URL names a commit, so the bytes stay fixed.
+    "instruction-data-with-preference.json": Remote(
+        "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/99af403b9f64dd0f820173402f5a56af41263536/"
+        "ch07/04_preference-tuning-with-dpo/instruction-data-with-preference.json",
+        "305315abf14f65fa42c01a0877572f832606571c2a7d49f152ac1d758b16756e",
+    ),
 }
 
 

@@ -479,3 +479,56 @@ def lora():
     text(ax, 0.3, 0.25, "Counts for GPT-2 124M, as in the stored CPU run; GPT-2 medium (on a GPU) has more of everything.",
          ha="left", fontsize=9, color=MUTED)
     return fig
+
+
+@diagram(
+    "ch07_dpo_vs_rlhf",
+    alt="""Two ways to tune a finetuned (SFT) model on preferences, from the same data: prompts, each with a
+    chosen and a rejected answer. Top, RLHF with a reward model and PPO: first a separate reward model is trained
+    to score the chosen answer above the rejected one; then a loop of reinforcement learning (PPO) repeatedly lets
+    the model write new answers, scores them with the reward model and updates the model, with a penalty for
+    drifting from a frozen copy of the SFT model. Bottom, DPO: no reward model and no sampling. A frozen copy of
+    the SFT model is the reference; for each pair, the log-probabilities of both answers under the model being
+    tuned and under the reference give an implicit reward beta times log(pi over pi_ref) for each answer, and one
+    loss, minus log sigmoid of the chosen reward minus the rejected reward, raises the chosen answer relative to the
+    rejected one. It is ordinary supervised training with a new loss.""",
+)
+def dpo_vs_rlhf():
+    fig, ax = canvas(9.6, 4.9)
+    h = 0.75
+    # the shared start of both methods: the finetuned model and the preference pairs
+    ax.add_patch(patches.FancyBboxPatch((0.1, 1.45), 1.6, 2.1, boxstyle="round,pad=0,rounding_size=0.08",
+                                        facecolor="none", edgecolor=MUTED, linewidth=1.0, linestyle="--"))
+    text(ax, 0.9, 3.72, "the same start", fontsize=9, color=MUTED)
+    parameter(ax, 0.25, 2.6, 1.3, 0.75, "SFT model\n(chapter 7)", fontsize=9.5)
+    data(ax, 0.25, 1.6, 1.3, 0.8, "preference\npairs: prompt,\nchosen, rejected", fontsize=8.5)
+    # RLHF row
+    ry = 3.75
+    text(ax, 2.05, 4.7, "RLHF with a reward model and PPO", ha="left", fontsize=10.5, weight="bold")
+    operation(ax, 2.05, ry, 1.55, h, "train a reward\nmodel on the pairs", fontsize=8.5)
+    parameter(ax, 3.95, ry, 1.25, h, "reward\nmodel", fontsize=9.5)
+    operation(ax, 5.55, ry, 2.25, h, "PPO loop: the model writes\nanswers, they are scored,\nthe model is updated",
+              fontsize=8.5)
+    parameter(ax, 8.15, ry, 1.3, h, "tuned\nmodel", fontsize=9.5)
+    for a, b in [(3.6, 3.95), (5.2, 5.55), (7.8, 8.15)]:
+        arrow(ax, (a, ry + h / 2), (b, ry + h / 2))
+    path_arrow(ax, [(1.7, 3.1), (1.85, 3.1), (1.85, ry + h / 2), (2.05, ry + h / 2)])
+    text(ax, 6.675, ry - 0.22, "+ a penalty for drifting from a frozen SFT copy", fontsize=8.5, color=MUTED)
+    text(ax, 2.05, ry - 0.22, "two models trained, sampling at every step", ha="left", fontsize=8.5, color=MUTED)
+    # DPO row
+    dy = 1.7
+    text(ax, 2.05, 2.85, "DPO: one loss on the pairs, no reward model, no sampling", ha="left", fontsize=10.5,
+         weight="bold")
+    box(ax, 2.05, 0.45, 1.55, 0.7, "frozen reference\n(SFT copy)", kind="masked", fontsize=8.5)
+    tensor(ax, 3.95, dy, 1.9, h, "log-probs of both\nanswers: \u03c0 and \u03c0_ref", fontsize=9)
+    operation(ax, 6.2, dy, 1.6, h, "DPO loss\n\u2212log \u03c3(r_c \u2212 r_r)", fontsize=9)
+    parameter(ax, 8.15, dy, 1.3, h, "tuned\nmodel", fontsize=9.5)
+    arrow(ax, (1.7, dy + h / 2), (3.95, dy + h / 2))
+    arrow(ax, (3.6, 0.8), (4.3, dy))
+    for a, b in [(5.85, 6.2), (7.8, 8.15)]:
+        arrow(ax, (a, dy + h / 2), (b, dy + h / 2))
+    text(ax, 4.45, 0.85, "implicit reward of an answer:\nr = \u03b2 \u00b7 log(\u03c0 / \u03c0_ref)", ha="left",
+         fontsize=9, color=ACCENT)
+    text(ax, 7.0, 1.4, "gradient: chosen up,\nrejected down", fontsize=8.5, color=MUTED, va="top")
+    legend(ax, 6.75, 0.25, [("parameter", "trained"), ("masked", "frozen")])
+    return fig
