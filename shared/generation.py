@@ -25,24 +25,28 @@ def check_prompt(model, idx, max_new_tokens):
         raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
 
 
-def next_token_logits(model, idx, cache=None, use_cache=True):
+def next_token_logits(model, idx, cache=None, use_cache=True, pad_lengths=None):
     """Logits for the token after idx, shape (batch, vocab_size), and the cache to pass on the next call.
 
     The model sees only the last `context_length` tokens of idx. With use_cache, a cache that holds
     every token of idx but the newest is extended by that one token; in any other case (first call,
     or the sequence no longer fits in the context) a fresh cache is built from the visible window.
+    `pad_lengths` (a tensor, batch,) counts the left padding of each row of idx (see left_pad).
     """
     context_length = model.cfg.context_length
     if use_cache and cache is not None and len(cache) + 1 == idx.shape[1] <= context_length:
-        logits = model(idx[:, -1:], cache=cache)  # one new position
+        logits = model(idx[:, -1:], cache=cache, pad_lengths=pad_lengths)  # one new position
     else:
         cache = model.new_cache() if use_cache else None
-        logits = model(idx[:, -context_length:], cache=cache)  # the whole visible window
+        window = idx[:, -context_length:]
+        if pad_lengths is not None:  # a window that drops the oldest tokens drops padding first
+            pad_lengths = (pad_lengths - (idx.shape[1] - window.shape[1])).clamp(min=0)
+        logits = model(window, cache=cache, pad_lengths=pad_lengths)  # the whole visible window
     return logits[:, -1, :], cache
 
 
 @torch.no_grad()
-def decode(model, idx, max_new_tokens, pick_next, use_cache=True, eos_id=None):
+def decode(model, idx, max_new_tokens, pick_next, use_cache=True, eos_id=None, pad_lengths=None):
     """The generation loop: append up to max_new_tokens tokens to idx (batch, tokens), each chosen by
     `pick_next(logits)`, which maps the next-token logits (batch, vocab_size) to token ids (batch, 1).
 
@@ -50,6 +54,8 @@ def decode(model, idx, max_new_tokens, pick_next, use_cache=True, eos_id=None):
     use_cache=True and use_cache=False give the same tokens; the cache makes each step cost one position.
     With `eos_id`, a row that emits it is finished and padded with eos_id from then on; the loop stops
     once every row has finished. The model is handed back in the train/eval mode it was in.
+    With `pad_lengths`, row r of idx starts with pad_lengths[r] padding tokens (prompts of different lengths,
+    batched by left_pad): each row is generated as if it were alone.
     """
     check_prompt(model, idx, max_new_tokens)
     vocab_size = model.cfg.vocab_size
@@ -57,11 +63,13 @@ def decode(model, idx, max_new_tokens, pick_next, use_cache=True, eos_id=None):
                                or not 0 <= eos_id < vocab_size):
         raise ValueError(f"eos_id must be None or a token id in [0, {vocab_size}), got {eos_id!r}")
     idx = idx.to(next(model.parameters()).device)
+    if pad_lengths is not None:
+        pad_lengths = check_pad_lengths(pad_lengths, idx)
     finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
     with evaluating(model):  # no dropout while generating
         cache = None
         for _ in range(max_new_tokens):
-            logits, cache = next_token_logits(model, idx, cache, use_cache)
+            logits, cache = next_token_logits(model, idx, cache, use_cache, pad_lengths)
             next_id = pick_next(logits)  # (batch, 1)
             if eos_id is not None:
                 next_id = next_id.masked_fill(finished.unsqueeze(1), eos_id)  # finished rows stay finished
@@ -77,9 +85,33 @@ def greedy(logits):
     return logits.argmax(dim=-1, keepdim=True)
 
 
-def generate_greedy(model, idx, max_new_tokens, use_cache=True, eos_id=None):
+def generate_greedy(model, idx, max_new_tokens, use_cache=True, eos_id=None, pad_lengths=None):
     """`decode` that appends the highest-scoring token at every step."""
-    return decode(model, idx, max_new_tokens, greedy, use_cache, eos_id)
+    return decode(model, idx, max_new_tokens, greedy, use_cache, eos_id, pad_lengths)
+
+
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [43] ----
+def left_pad(sequences, pad_id=0):
+    """Token-id sequences of different lengths as one (batch, longest) tensor padded on the left with pad_id,
+    and each row's number of padding tokens (a tensor to pass to decode as pad_lengths)."""
+    if len(sequences) == 0 or any(len(s) == 0 for s in sequences):
+        raise ValueError("left_pad needs at least one sequence, and no empty ones")
+    longest = max(len(s) for s in sequences)
+    idx = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        idx[row, longest - len(sequence):] = torch.as_tensor(sequence)
+    return idx, torch.tensor([longest - len(s) for s in sequences])
+
+
+def check_pad_lengths(pad_lengths, idx):
+    """pad_lengths as a tensor on idx's device, after checking that every row keeps at least one real token."""
+    pad_lengths = torch.as_tensor(pad_lengths, device=idx.device)
+    if pad_lengths.shape != idx.shape[:1] or pad_lengths.dtype.is_floating_point:
+        raise ValueError(f"pad_lengths must hold one integer per row ({idx.shape[0]}), got {tuple(pad_lengths.shape)}")
+    if bool((pad_lengths < 0).any()) or bool((pad_lengths >= idx.shape[1]).any()):
+        raise ValueError(f"pad_lengths must be between 0 and {idx.shape[1] - 1} (each row needs a real token), "
+                         f"got {pad_lengths.tolist()}")
+    return pad_lengths
 
 
 # ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [39] ----
@@ -141,14 +173,14 @@ def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, generator
 
 # ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [44] ----
 def generate(model, idx, max_new_tokens, temperature=0.0, top_k=None, top_p=None, eos_id=None, generator=None,
-             use_cache=True):
+             use_cache=True, pad_lengths=None):
     """Append up to `max_new_tokens` tokens to idx (batch, tokens), each drawn by `sample_next_token`.
 
     temperature=0 is greedy decoding (top_k, top_p and generator are then unused); otherwise the logits are
     divided by the temperature, filtered by top-k and then top-p, and one token is drawn (pass a seeded
     torch.Generator on the model's device for reproducible text). The loop is chapter 4's `decode`: the
-    prompt is cropped to the last context_length tokens, `eos_id` finishes a row, and the model's train/eval
-    mode is restored.
+    prompt is cropped to the last context_length tokens, `eos_id` finishes a row, `pad_lengths` says how many
+    left-padding tokens each row starts with (chapter 4's left_pad), and the model's train/eval mode is restored.
     """
     _check_sampling_settings(temperature, top_k, top_p)
     device = next(model.parameters()).device
@@ -162,4 +194,4 @@ def generate(model, idx, max_new_tokens, temperature=0.0, top_k=None, top_p=None
     def pick_next(logits):
         return sample_next_token(logits, temperature, top_k, top_p, generator)
 
-    return decode(model, idx, max_new_tokens, pick_next, use_cache, eos_id)
+    return decode(model, idx, max_new_tokens, pick_next, use_cache, eos_id, pad_lengths)

@@ -167,6 +167,8 @@ class GPTAttention(MultiHeadAttention):
     - rotary position embeddings (section 9), used when cfg.position == "rope".
     - section 10's switches: fewer key/value heads than query heads (grouped-query attention), a head
       width of its own (head_dim), RMSNorm on queries and keys (qk_norm), no bias on the output projection.
+    - left padding (section 8): `positions` (batch, tokens) gives each row's own positions for RoPE, and
+      `hidden` (batch, 1, tokens, keys) the keys each query must not see; GPTModel computes both.
     """
 
     def __init__(self, cfg):
@@ -190,14 +192,15 @@ class GPTAttention(MultiHeadAttention):
         b, t, _ = x.shape
         return x.view(b, t, -1, self.head_dim).transpose(1, 2)
 
-    def project(self, x, start=0):
+    def project(self, x, start=0, positions=None):
         """Queries (batch, heads, tokens, head_dim) and keys and values (batch, kv_heads, tokens, head_dim) for x,
-        normalised (qk_norm) and rotated (RoPE) as the config asks; x's first token sits at position `start`."""
+        normalised (qk_norm) and rotated (RoPE) as the config asks; x's first token sits at position `start`,
+        or each row's tokens at their own `positions` (batch, tokens)."""
         queries, keys, values = (self.split_heads(proj(x)) for proj in (self.W_query, self.W_key, self.W_value))
         if self.q_norm is not None:
             queries, keys = self.q_norm(queries), self.k_norm(keys)
         if self.rope is not None:
-            queries, keys = self.rope(queries, start), self.rope(keys, start)
+            queries, keys = self.rope(queries, start, positions), self.rope(keys, start, positions)
         return queries, keys, values
 
     def share_kv_heads(self, x):
@@ -206,16 +209,17 @@ class GPTAttention(MultiHeadAttention):
         groups = self.num_heads // self.n_kv_heads
         return x if groups == 1 else x.repeat_interleave(groups, dim=1)
 
-    def forward(self, x, cache=None):
+    def forward(self, x, cache=None, positions=None, hidden=None):
         # Only RoPE needs to know where x starts: after the positions already in the cache.
         start = len(cache) if cache is not None and self.rope is not None else 0
-        queries, keys, values = self.project(x, start)
-        future = None
+        queries, keys, values = self.project(x, start, positions)
+        future = hidden  # None: the causal rule of attend
         if cache is not None:
             # The cache keeps only the kv_heads heads: that is the memory grouped-query attention saves.
             keys, values = cache.update(keys, values)  # now: earlier positions followed by the new ones
             # A cache may also say which keys to hide (chapter 5's pre-allocated cache does); ours needs not.
-            future = getattr(cache, "future", None)
+            if future is None:
+                future = getattr(cache, "future", None)
         keys, values = self.share_kv_heads(keys), self.share_kv_heads(values)
         return self.out_proj(self.merge_heads(self.attend(queries, keys, values, future)))
 
@@ -243,12 +247,12 @@ class TransformerBlock(nn.Module):
         self.norm2 = make_norm(cfg)
         self.drop_shortcut = nn.Dropout(cfg.drop_rate)
 
-    def forward(self, x, cache=None):
+    def forward(self, x, cache=None, positions=None, hidden=None):
         if self.pre_norm:  # GPT-2 and most modern models
-            x = x + self.drop_shortcut(self.att(self.norm1(x), cache))
+            x = x + self.drop_shortcut(self.att(self.norm1(x), cache, positions, hidden))
             x = x + self.drop_shortcut(self.ff(self.norm2(x)))
         else:  # the original 2017 transformer
-            x = self.norm1(x + self.drop_shortcut(self.att(x, cache)))
+            x = self.norm1(x + self.drop_shortcut(self.att(x, cache, positions, hidden)))
             x = self.norm2(x + self.drop_shortcut(self.ff(x)))
         return x
 
@@ -300,23 +304,29 @@ class GPTModel(nn.Module):
         if cfg.tie_embeddings:  # one table read both ways: ids -> vectors, and vectors -> scores per token
             self.out_head.weight = self.tok_emb.weight
 
-    def forward(self, idx, cache=None):
+    def forward(self, idx, cache=None, pad_lengths=None):
+        """Logits for idx. With `pad_lengths` (batch,), row r starts with pad_lengths[r] padding tokens (left
+        padding, section 8): its real tokens are numbered from 0, and no real token attends to a padding one."""
         start = 0 if cache is None else len(cache)  # positions already in the cache come first
         self.check_input(idx, start)
-        x = self.embed(idx, start)
+        positions = hidden = None
+        if pad_lengths is not None:
+            positions, hidden = left_padding_view(pad_lengths, start, idx)
+        x = self.embed(idx, start, positions)
         layer_caches = cache.layers if cache is not None else [None] * len(self.trf_blocks)
         for block, layer_cache in zip(self.trf_blocks, layer_caches):
-            x = block(x, layer_cache)
+            x = block(x, layer_cache, positions, hidden)
         return self.head(x)
 
-    def embed(self, idx, start=0):
+    def embed(self, idx, start=0, positions=None):
         """Token embeddings plus position embeddings, then dropout: (batch, tokens) -> (batch, tokens, emb_dim).
 
-        `start` is the absolute position of idx's first token: an int, or a 0-dim tensor.
+        `start` is the absolute position of idx's first token: an int, or a 0-dim tensor; `positions`
+        (batch, tokens), when given, numbers each row's tokens on its own (left padding).
         """
         x = self.tok_emb(idx)
         if self.pos_emb is not None:
-            x = x + self.pos_emb(start + torch.arange(idx.shape[1], device=idx.device))
+            x = x + self.pos_emb(start + torch.arange(idx.shape[1], device=idx.device) if positions is None else positions)
         return self.drop_emb(x)
 
     def head(self, x):
@@ -402,7 +412,24 @@ class KVCache:
         return len(self.layers[0])
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [44] ----
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [42] ----
+def left_padding_view(pad_lengths, start, idx):
+    """For idx (batch, n_new) whose row r starts with pad_lengths[r] padding slots, the first new token at slot
+    `start`: each row's own positions (batch, n_new), counted from its first real token, and the keys each
+    query must not see (batch, 1, n_new, start + n_new): later slots, and the row's padding slots other than
+    the query's own (a padding query sees itself, so no softmax row is empty)."""
+    pad = torch.as_tensor(pad_lengths, device=idx.device)
+    if pad.shape != idx.shape[:1] or pad.dtype.is_floating_point:
+        raise ValueError(f"pad_lengths must hold one integer per row ({idx.shape[0]}), got shape {tuple(pad.shape)}")
+    slots = start + torch.arange(idx.shape[1], device=idx.device)  # the new tokens' columns
+    positions = (slots[None, :] - pad[:, None]).clamp(min=0)  # padding gets position 0: its output is never used
+    keys = torch.arange(start + idx.shape[1], device=idx.device)
+    later = keys[None, :] > slots[:, None]  # (n_new, n_keys): the causal rule
+    padding = (keys[None, None, :] < pad[:, None, None]) & (keys[None, None, :] != slots[None, :, None])
+    return positions, (later[None] | padding).unsqueeze(1)
+
+
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [48] ----
 class RMSNorm(nn.Module):
     """Divide each vector by its root-mean-square over the last dimension, then scale (no mean, no shift)."""
 
@@ -416,7 +443,7 @@ class RMSNorm(nn.Module):
         return self.scale * x / rms
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [47] ----
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [51] ----
 class SwiGLUFeedForward(nn.Module):
     """Gated feed-forward block (Llama-style): down(silu(gate(x)) * up(x)), without biases."""
 
@@ -432,7 +459,7 @@ class SwiGLUFeedForward(nn.Module):
         return self.down(nn.functional.silu(self.gate(x)) * self.up(x))
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [50] ----
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [54] ----
 class RotaryEmbedding(nn.Module):
     """Rotate feature pairs (i, i + head_dim/2) of queries/keys by position * frequency_i."""
 
@@ -448,16 +475,20 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def forward(self, x, start=0):
-        """x: (batch, heads, tokens, head_dim), its first token at absolute position `start`."""
+    def forward(self, x, start=0, positions=None):
+        """x: (batch, heads, tokens, head_dim), its first token at absolute position `start`, or each row's
+        tokens at their own `positions` (batch, tokens) (left padding, section 8)."""
         n = x.shape[-2]
-        cos, sin = self.cos[start : start + n], self.sin[start : start + n]
+        if positions is None:
+            cos, sin = self.cos[start : start + n], self.sin[start : start + n]
+        else:  # one table row per token and batch row, the same for every head
+            cos, sin = self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
         first, second = x.chunk(2, dim=-1)
         rotated = torch.cat([-second, first], dim=-1)  # each pair (a, b) -> (-b, a): a quarter turn
         return x * cos + rotated * sin
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [60] ----
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [64] ----
 def llama3_frequencies(frequencies, factor, low_freq_factor, high_freq_factor, original_context_length):
     """Llama 3's RoPE frequency scaling: keep fast rotations, slow slow ones down by `factor`, blend in between.
 
@@ -476,7 +507,7 @@ def llama3_frequencies(frequencies, factor, low_freq_factor, high_freq_factor, o
     return torch.where(wavelengths < original_context_length / high_freq_factor, frequencies, slowed)
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [63] ----
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [67] ----
 class MoEFeedForward(nn.Module):
     """Mixture of experts: a router sends each token to n_experts_per_token of n_experts SwiGLU blocks, and
     their outputs are added, weighted by the router's probabilities renormalised over the chosen experts."""

@@ -12,6 +12,7 @@ from shared.generation import (
     generate,
     generate_greedy,
     greedy,
+    left_pad,
     next_token_logits,
     next_token_probabilities,
     sample_next_token,
@@ -191,6 +192,50 @@ def test_text_helpers_work_with_a_tokenizer_without_allowed_special():
 
     ids = text_to_token_ids("abc", Chars())
     assert ids.tolist() == [[97, 98, 99]] and token_ids_to_text(ids, Chars()) == "abc"
+
+
+# ---- left padding: many prompts of different lengths in one batch ----
+
+PROMPT_LENGTHS = (1, 6, 3, CONTEXT, CONTEXT + 4)
+
+
+@pytest.mark.parametrize("name", list(SWITCHES))
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_a_left_padded_batch_generates_what_each_prompt_generates_alone(greedy_model, name, use_cache):
+    """Positions, masks and the window that slides past the context: every switch, cached and uncached."""
+    model = greedy_model(**SWITCHES[name])
+    rows = [prompts(1, n, seed=n)[0].tolist() for n in PROMPT_LENGTHS]
+    batch, pad_lengths = left_pad(rows, pad_id=7)
+    together = generate_greedy(model, batch, 3 * CONTEXT, use_cache=use_cache, pad_lengths=pad_lengths)
+    for r, row in enumerate(rows):
+        alone = generate_greedy(model, torch.tensor([row]), 3 * CONTEXT, use_cache=use_cache)[0]
+        assert torch.equal(together[r, pad_lengths[r]:], alone), (name, r)
+
+
+def test_padding_values_and_amounts_do_not_leak_into_the_logits(greedy_model):
+    model = greedy_model(position="rope", n_kv_heads=2).eval()
+    row = prompts(1, 5, seed=3)
+    with torch.no_grad():
+        alone = model(row)
+        for pad, fill in ((1, 0), (3, 60), (3, 11)):
+            padded = torch.cat([torch.full((1, pad), fill), row], dim=1)
+            logits = model(padded, pad_lengths=torch.tensor([pad]))[:, pad:]
+            torch.testing.assert_close(logits, alone, rtol=0, atol=1e-10)
+
+
+def test_left_pad_builds_the_batch_and_refuses_empty_input():
+    batch, pad_lengths = left_pad([[5, 6], [1, 2, 3, 4], [9]], pad_id=0)
+    assert batch.tolist() == [[0, 0, 5, 6], [1, 2, 3, 4], [0, 0, 0, 9]] and pad_lengths.tolist() == [2, 0, 3]
+    for bad in ([], [[1], []]):
+        with pytest.raises(ValueError, match="no empty ones"):
+            left_pad(bad)
+
+
+@pytest.mark.parametrize("pad_lengths, message", [([0, 1], "one integer per row"), ([0, 0, 4], "between 0 and 3"),
+                                                   ([-1, 0, 0], "between 0 and 3")])
+def test_bad_pad_lengths_are_refused(greedy_model, pad_lengths, message):
+    with pytest.raises(ValueError, match=message):
+        generate_greedy(greedy_model(), prompts(3, 4), 2, pad_lengths=torch.tensor(pad_lengths))
 
 
 # ==== chapter 5: sampling ==========================================================================
@@ -424,3 +469,13 @@ def test_probabilities_are_a_distribution():
     assert probas.shape == (4, SAMPLING_VOCAB) and (probas >= 0).all()
     torch.testing.assert_close(probas.sum(dim=-1), torch.ones(4))
     assert math.isclose(next_token_probabilities(fixed_logits(), 0)[0].max().item(), 1.0)
+
+
+def test_generate_passes_the_padding_on(greedy_model):
+    model = greedy_model(position="rope")
+    batch, pad_lengths = left_pad([[1, 2, 3], [4]], pad_id=0)
+    assert torch.equal(generate(model, batch, 6, temperature=0.0, pad_lengths=pad_lengths),
+                       generate_greedy(model, batch, 6, pad_lengths=pad_lengths))
+    sampled = generate(model, batch, 6, temperature=1.0, top_k=5, pad_lengths=pad_lengths,
+                       generator=torch.Generator().manual_seed(0))
+    assert sampled.shape == (2, 9) and torch.equal(sampled[:, :3], batch)
