@@ -104,10 +104,9 @@ def left_pad(sequences, pad_id=0):
 
 
 def check_pad_lengths(pad_lengths, idx):
-    """pad_lengths as a tensor on idx's device, after checking that every row keeps at least one real token."""
+    """pad_lengths as a tensor on idx's device, after checking that every row keeps at least one real token
+    (the model itself checks that there is one integer per row)."""
     pad_lengths = torch.as_tensor(pad_lengths, device=idx.device)
-    if pad_lengths.shape != idx.shape[:1] or pad_lengths.dtype.is_floating_point:
-        raise ValueError(f"pad_lengths must hold one integer per row ({idx.shape[0]}), got {tuple(pad_lengths.shape)}")
     if bool((pad_lengths < 0).any()) or bool((pad_lengths >= idx.shape[1]).any()):
         raise ValueError(f"pad_lengths must be between 0 and {idx.shape[1] - 1} (each row needs a real token), "
                          f"got {pad_lengths.tolist()}")

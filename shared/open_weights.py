@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from shared.data import write_atomically
 from shared.model import GPTConfig, GPTModel
 
 
@@ -204,9 +205,9 @@ def save_hf_checkpoint(model, folder, model_type):
     weights = model.state_dict()
     tensors = {hf: weights[ours].detach().contiguous() for ours, hf in hf_names(cfg).items()}
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
-    (folder / "config.json").write_text(json.dumps(hf_config, indent=2))
+    # The config goes last: a folder with a config.json always holds complete weights beside it.
+    write_atomically(folder / "model.safetensors", save(tensors, metadata={"format": "pt"}))
+    write_atomically(folder / "config.json", json.dumps(hf_config, indent=2).encode())
     return folder
 
 
