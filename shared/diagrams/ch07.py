@@ -241,7 +241,7 @@ def ignore_index():
         text(ax, 6.2, 1.8 + 0.165 - i * 0.38, f"{n} terms", ha="left", fontsize=9, color=MUTED)
     text(ax, 8.35, 1.4, "loss =\nthe sum of the\n10 terms / 10\n(not / 15)", fontsize=10, color=ACCENT)
     text(ax, 0.2, 0.4, "-100 is the default ignore_index of F.cross_entropy: a -100 target adds nothing to the sum "
-         "and is not counted\nin the number it is divided by. So chapter 5's calc_loss_batch handles these batches "
+         "and is not counted\nin the number it is divided by. So chapter 5's batch_loss handles these batches "
          "unchanged.", ha="left", fontsize=9, color=MUTED)
     return fig
 
