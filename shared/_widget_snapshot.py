@@ -70,6 +70,8 @@ def describe_control(state: dict) -> str | None:
         return f"[{'x' if state.get('value') else ' '}] {label}"
     if name == "TextareaModel" or name.endswith(("TextModel", "SliderModel")):
         return f"{label} {state.get('value')}".strip()
+    if name == "ButtonModel":
+        return f"[{label or 'button'}]"
     if name in ("HTMLModel", "LabelModel"):
         return plain_text(state.get("value")) or None
     return None

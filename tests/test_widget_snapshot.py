@@ -64,6 +64,21 @@ def test_an_output_widget_becomes_what_it_captured():
     assert [dict(o) for o in nb.cells[0].outputs] == [captured]
 
 
+def test_a_chat_box_becomes_its_fields_its_button_and_the_transcript_it_captured():
+    said = {"output_type": "stream", "name": "stdout", "text": "you: Name a color.\nassistant: Blue.\n"}
+    states = {
+        "chat": model("VBoxModel", children=["IPY_MODEL_ask", "IPY_MODEL_send", "IPY_MODEL_log"]),
+        "ask": model("TextModel", description="Instruction:", value=""),
+        "send": model("ButtonModel", description="Send"),
+        "log": model("OutputModel", outputs=[said]),
+    }
+    nb = notebook_showing("chat", states)
+    freeze_widgets(nb)
+    controls, transcript = nb.cells[0].outputs
+    assert controls.data["text/plain"] == f"Instruction: | [Send]\n{STATIC_NOTE}"
+    assert dict(transcript) == said
+
+
 def test_a_widget_without_recorded_state_says_so_instead_of_vanishing():
     nb = notebook_showing("gone", {})
     freeze_widgets(nb)
