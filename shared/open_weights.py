@@ -12,6 +12,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from shared.checkpoints import CheckpointError  # one error type for every unusable checkpoint in the course
 from shared.data import write_atomically
 from shared.model import GPTConfig, GPTModel
 
@@ -22,11 +23,9 @@ ARCHITECTURES = {
     "llama": dict(qk_norm=False),  # Llama 3, 3.1, 3.2 (and Llama 2, Mistral-style dense models)
     "qwen3": dict(qk_norm=True),  # Qwen3's dense models
 }
+# What every one of them shares: chapter 4's modern blocks, in the pre-norm layout.
+HUB_BLOCKS = dict(norm="rmsnorm", ffn="swiglu", position="rope", norm_position="pre")
 DEFAULT_CONTEXT_LENGTH = 2048  # chapter 3's mask costs context_length^2 per layer: ask for more when needed
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder that cannot be read into GPTModel: missing files, unknown settings, wrong tensors."""
 
 
 def rope_settings(hf_config):
@@ -73,7 +72,7 @@ def config_from_hf(hf_config, context_length=None):
         qkv_bias=attention_bias,
         bias=attention_bias,  # in these models the output projection has a bias exactly when q/k/v have one
         drop_rate=0.0,
-        norm="rmsnorm", ffn="swiglu", position="rope", norm_position="pre",
+        **HUB_BLOCKS,
         **ARCHITECTURES[kind],
     )
 
@@ -176,12 +175,8 @@ def hf_config_from(cfg, model_type):
     """The config.json (a dict) of a GPTConfig built from a Llama or Qwen3 config: the inverse of config_from_hf."""
     if model_type not in ARCHITECTURES:
         raise CheckpointError(f"model_type {model_type!r} is not supported: choose one of {sorted(ARCHITECTURES)}")
-    back = config_from_hf({"model_type": model_type, "vocab_size": cfg.vocab_size, "hidden_size": cfg.emb_dim,
-                           "num_attention_heads": cfg.n_heads, "num_hidden_layers": cfg.n_layers,
-                           "max_position_embeddings": cfg.context_length, "intermediate_size": cfg.ffn_hidden_dim or 0},
-                          cfg.context_length)
-    for switch in ("norm", "ffn", "position", "norm_position", "qk_norm"):
-        if getattr(cfg, switch) != getattr(back, switch):
+    for switch, value in {**HUB_BLOCKS, **ARCHITECTURES[model_type]}.items():
+        if getattr(cfg, switch) != value:
             raise CheckpointError(f"{switch}={getattr(cfg, switch)!r} has no place in a {model_type} checkpoint")
     scaling = cfg.rope_scaling
     rope = {"rope_type": "default", "rope_theta": cfg.rope_base} if scaling is None else {
