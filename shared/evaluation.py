@@ -17,7 +17,7 @@ import torch
 from shared.model import evaluating
 
 
-# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [45] ----
+# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [56] ----
 _PUNCTUATION = re.compile(r"[^\w\s]")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
@@ -81,7 +81,7 @@ def automatic_scores(predictions, references):
             for name, metric in AUTOMATIC_METRICS.items()}
 
 
-# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [49] ----
+# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [60] ----
 MULTIPLE_CHOICE_RESOURCE = "assets/multiple_choice_questions.json"  # inside the shared package
 
 
@@ -104,7 +104,7 @@ def load_multiple_choice_questions():
     return json.loads(text)
 
 
-# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [51] ----
+# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [62] ----
 LETTERS = "ABCDEFGHIJ"
 
 
@@ -177,7 +177,7 @@ def evaluate_multiple_choice(model, tokenizer, questions, few_shot_examples=(), 
     return 100 * correct / len(questions), results
 
 
-# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [56] ----
+# ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [67] ----
 OLLAMA_URL = "http://localhost:11434"
 JUDGE_MODEL = "llama3"  # Llama 3 8B Instruct in Ollama's library
 

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from shared.generation import generate
+from shared.generation import generate, left_pad
 from shared.text import text_to_token_ids
 
 
@@ -241,22 +241,47 @@ def make_instruction_loader(records, tokenizer, batch_size=8, shuffle=False, dro
 
 
 # ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [36] ----
-def generate_response(model, tokenizer, record, max_new_tokens=128, style="alpaca", eos_id=50256,
-                      temperature=0.0, top_k=None, generator=None):
-    """The model's response to one record: its prompt is continued (greedily by default) until the end-of-text
-    token or `max_new_tokens`, and only the new text, cleaned of stop markers, is returned."""
-    prompt_ids = text_to_token_ids(format_prompt(record, style), tokenizer)
-    out = generate(model, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, eos_id=eos_id,
-                   generator=generator)
-    new_ids = out[0, prompt_ids.shape[1]:].tolist()
-    if eos_id is not None and eos_id in new_ids:
-        new_ids = new_ids[:new_ids.index(eos_id)]
-    return clean_response(tokenizer.decode(new_ids), style)
+def generate_continuations(model, prompts, max_new_tokens=128, batch_size=16, eos_id=50256, progress=False,
+                           **sampling):
+    """For each prompt (a list of token ids), the token ids the model appends to it, ended before `eos_id`.
+
+    The prompts are sorted by length and generated `batch_size` at a time: each group is left-padded (chapter
+    4's `left_pad`) and continued by one `generate` call with its `pad_lengths`, so that every row is computed
+    as if it were alone. Sorting first keeps the padding, which is wasted work, small. The results come back in
+    the order of `prompts`. `sampling` goes to `generate` (temperature, top_k, top_p, generator); greedy
+    decoding gives the same tokens at any batch size, but with sampling the random draws depend on the batch.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    continuations = [None] * len(prompts)
+    with tqdm(total=len(prompts), desc="responses", disable=not progress) as bar:
+        for start in range(0, len(order), batch_size):
+            group = order[start:start + batch_size]
+            idx, pad_lengths = left_pad([prompts[i] for i in group], pad_id=eos_id or 0)
+            out = generate(model, idx, max_new_tokens, eos_id=eos_id,
+                           pad_lengths=pad_lengths if len(group) > 1 else None, **sampling)
+            for row, i in enumerate(group):
+                new_ids = out[row, idx.shape[1]:].tolist()
+                if eos_id is not None and eos_id in new_ids:
+                    new_ids = new_ids[:new_ids.index(eos_id)]
+                continuations[i] = new_ids
+            bar.update(len(group))
+    return continuations
 
 
-def generate_responses(model, tokenizer, records, key="model_response", progress=True, **generation_options):
-    """Copies of `records`, each with the model's response stored under `key` (options as in generate_response)."""
-    results = []
-    for record in tqdm(records, desc="responses", disable=not progress):
-        results.append({**record, key: generate_response(model, tokenizer, record, **generation_options)})
-    return results
+def generate_responses(model, tokenizer, records, key="model_response", max_new_tokens=128, style="alpaca",
+                       batch_size=16, eos_id=50256, progress=True, **sampling):
+    """Copies of `records`, each with the model's response stored under `key`: its prompt continued (greedily
+    by default) until the end-of-text token or `max_new_tokens`, decoded and cleaned of stop markers.
+    `batch_size` prompts are generated together (see generate_continuations)."""
+    prompts = [text_to_token_ids(format_prompt(record, style), tokenizer)[0].tolist() for record in records]
+    continuations = generate_continuations(model, prompts, max_new_tokens, batch_size, eos_id, progress, **sampling)
+    return [{**record, key: clean_response(tokenizer.decode(ids), style)} for record, ids in zip(records, continuations)]
+
+
+def generate_response(model, tokenizer, record, max_new_tokens=128, style="alpaca", eos_id=50256, **sampling):
+    """The model's response to one record (generate_responses for a list of one, without a progress bar)."""
+    [answered] = generate_responses(model, tokenizer, [record], "response", max_new_tokens, style, eos_id=eos_id,
+                                    progress=False, **sampling)
+    return answered["response"]

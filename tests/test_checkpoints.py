@@ -9,8 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from shared.checkpoints import CheckpointError, load_checkpoint, save_checkpoint, torch_bytes
+from shared.checkpoints import (
+    CheckpointError, load_checkpoint, load_for_inference, save_checkpoint, save_for_inference, torch_bytes,
+)
 from shared.data import write_atomically
+from shared.lora import apply_lora, merge_lora
+
+from .architecture_switches import SWITCHES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,3 +164,80 @@ def test_torch_bytes_are_what_torch_load_reads_back():
     state = {"step": 3, "weights": torch.arange(4.0)}
     loaded = torch.load(io.BytesIO(torch_bytes(state)), weights_only=True)
     assert loaded["step"] == 3 and torch.equal(loaded["weights"], state["weights"])
+
+
+# ---- a finished model kept for inference (chapter 7): safetensors weights beside a JSON config -----------------
+
+@pytest.mark.parametrize("switches", ["gpt2", "no-bias-tied", "llama3-style", "qwen3-style", "moe"])
+def test_a_model_saved_for_inference_comes_back_the_same(tiny_model, tmp_path, switches):
+    model = tiny_model(seed=3, **SWITCHES[switches]).eval()
+    folder = save_for_inference(tmp_path / "assistant", model, notes={"label": "RANDOM", "epochs": 2})
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    loaded, notes = load_for_inference(folder)
+    assert notes == {"label": "RANDOM", "epochs": 2}
+    assert loaded.cfg == model.cfg and not loaded.training
+    assert list(loaded.state_dict()) == list(model.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    idx = torch.randint(0, 101, (2, 9), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(loaded(idx), model(idx))
+    if model.cfg.tie_embeddings:  # still one table after loading, not two copies that would drift apart
+        assert loaded.out_head.weight is loaded.tok_emb.weight
+
+
+def test_saving_a_lora_model_asks_for_the_merge_and_writes_nothing(tiny_model, tmp_path):
+    model = tiny_model()
+    apply_lora(model, rank=2, alpha=2)
+    with pytest.raises(CheckpointError, match="merge_lora"):
+        save_for_inference(tmp_path / "lora", model)
+    assert not (tmp_path / "lora").exists()
+    merge_lora(model)
+    save_for_inference(tmp_path / "merged", model)
+    assert load_for_inference(tmp_path / "merged")[0].cfg == model.cfg
+
+
+def test_notes_that_json_cannot_hold_are_refused_before_any_file_is_written(tiny_model, tmp_path):
+    with pytest.raises(TypeError, match="plain values"):
+        save_for_inference(tmp_path / "a", tiny_model(), notes={"when": object()})
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.fixture
+def assistant_folder(tiny_model, tmp_path):
+    return save_for_inference(tmp_path / "assistant", tiny_model(seed=2), notes={"label": "x"})
+
+
+def test_a_folder_without_its_files(assistant_folder, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        load_for_inference(tmp_path / "empty")
+    (assistant_folder / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+        load_for_inference(assistant_folder)
+
+
+def test_truncated_weights_are_named(assistant_folder):
+    weights = assistant_folder / "model.safetensors"
+    data = weights.read_bytes()
+    for cut in (10, len(data) // 2, len(data) - 1):
+        weights.write_bytes(data[:cut])
+        with pytest.raises(CheckpointError, match="model.safetensors cannot be read"):
+            load_for_inference(assistant_folder)
+
+
+@pytest.mark.parametrize("config_text, message", [
+    ("{not json", "not valid JSON"),
+    (json.dumps({"format": "something-else", "config": {}}), "not written by save_for_inference"),
+    (json.dumps({"format": "llm-course-model-v1", "config": {"emb_dim": 32, "wings": 2}, "notes": {}}), "cannot build"),
+])
+def test_a_config_that_cannot_be_used(assistant_folder, config_text, message):
+    (assistant_folder / "config.json").write_text(config_text)
+    with pytest.raises(CheckpointError, match=message):
+        load_for_inference(assistant_folder)
+
+
+def test_weights_that_do_not_fit_the_config_name_the_tensor(assistant_folder):
+    config_path = assistant_folder / "config.json"
+    saved = json.loads(config_path.read_text())
+    saved["config"]["emb_dim"] = 64
+    config_path.write_text(json.dumps(saved))
+    with pytest.raises(CheckpointError, match=r"tok_emb\.weight.*\(101, 32\).*\(101, 64\)"):
+        load_for_inference(assistant_folder)

@@ -6,8 +6,10 @@ import torch.nn.functional as F
 
 from shared.instruction import (
     PROMPT_STYLES, InstructionDataset, PromptStyle, clean_response, extract_response, format_example, format_input,
-    format_prompt, generate_response, generate_responses, instruction_collate, make_instruction_loader, split_dataset,
+    format_prompt, generate_continuations, generate_response, generate_responses, instruction_collate,
+    make_instruction_loader, split_dataset,
 )
+from shared.generation import generate
 from shared.training import batch_loss, loader_loss, train_model
 
 EOS = 50256
@@ -305,3 +307,49 @@ def test_generate_response_stops_at_max_new_tokens_and_strips_stop_markers(tiny_
                                  eos_id=TOKENIZER.eos)
     assert isinstance(response, str) and len(response) <= 5
     assert "<|endoftext|>" not in response and not response.startswith("Q: ")
+
+
+# ---- batched responses -----------------------------------------------------------------------------------------
+
+# Prompts of 1 to 9 tokens, in no particular order of length. A random model has no real end-of-text token, so
+# the tests declare one that the seed-4 model emits at different steps in different rows (at the first step in one).
+PROMPTS = [[5, 9, 2], [7], [1, 2, 3, 4, 5, 6, 7, 8, 9], [40, 41], [3, 3, 3, 3, 3], [60, 2, 9, 11], [8] * 7]
+
+
+def one_at_a_time(model, prompts, max_new_tokens, eos_id):
+    """The reference: each prompt generated alone with chapter 5's generate, cut before eos_id."""
+    answers = []
+    for prompt in prompts:
+        new_ids = generate(model, torch.tensor([prompt]), max_new_tokens, eos_id=eos_id)[0, len(prompt):].tolist()
+        answers.append(new_ids[:new_ids.index(eos_id)] if eos_id in new_ids else new_ids)
+    return answers
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 16])
+def test_batched_continuations_equal_one_at_a_time_in_the_order_given(tiny_model, batch_size):
+    model = tiny_model(seed=4).eval()
+    expected = one_at_a_time(model, PROMPTS, 10, eos_id=15)
+    assert sorted(len(answer) for answer in expected)[:2] == [0, 3], "rows must finish early for this test to bite"
+    assert generate_continuations(model, PROMPTS, 10, batch_size=batch_size, eos_id=15) == expected
+
+
+def test_batched_continuations_past_the_context_length(tiny_model):
+    model = tiny_model(seed=5).eval()  # context_length 16: prompt + 14 new tokens slide the window
+    expected = one_at_a_time(model, PROMPTS, 14, eos_id=None)
+    assert generate_continuations(model, PROMPTS, 14, batch_size=4, eos_id=None) == expected
+    assert all(len(answer) == 14 for answer in expected)
+
+
+def test_batched_responses_equal_single_ones(tiny_model):
+    model = tiny_model(seed=6, **CHAR_MODEL).eval()
+    options = dict(max_new_tokens=8, style=TINY_STYLE, eos_id=TOKENIZER.eos)
+    batched = generate_responses(model, TOKENIZER, RECORDS, key="answer", batch_size=3, progress=False, **options)
+    assert [r["answer"] for r in batched] == [generate_response(model, TOKENIZER, r, **options) for r in RECORDS]
+
+
+def test_generate_continuations_checks_the_batch_size(tiny_model):
+    model = tiny_model().eval()
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="batch_size"):
+            generate_continuations(model, PROMPTS, 3, batch_size=bad)
+    assert generate_continuations(model, [], 3) == []
