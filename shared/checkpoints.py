@@ -2,8 +2,9 @@
 # Do not edit: change the export cells there and regenerate.
 
 """Checkpoint files. Ones that resume training exactly (chapter 5): weights, optimizer, scheduler, scaler,
-every RNG state and the step, written atomically with a sha256 beside them, and checked before anything is
-loaded. And a finished model kept for inference (chapter 7): safetensors weights beside a JSON config."""
+every RNG state and the step, in one file that ends with its own sha256, written so that a process killed at
+any instant leaves the newest complete save or the one before it. And a finished model kept for inference
+(chapter 7): safetensors weights that carry their config, beside a readable config.json."""
 
 import dataclasses
 import hashlib
@@ -11,6 +12,7 @@ import io
 import json
 import pickle
 import random
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load, save as safetensors_save
 
-from shared.data import sha256_of, write_atomically
+from shared.data import partial_path, previous_path, write_atomically
 from shared.model import GPTConfig, GPTModel
 
 
@@ -60,14 +62,50 @@ def _unwrap(model):
     return getattr(model, "module", model)  # DistributedDataParallel keeps the model in .module
 
 
-def save_checkpoint(path, model, optimizer=None, scheduler=None, step=0, scaler=None, extra=None):
-    """Save everything needed to resume training exactly, atomically, with a sha256 file beside it.
+# A checkpoint file is torch.save's bytes followed by a seal: this tag, the sha256 of those bytes and their
+# length. torch.load ignores bytes after the archive, so the file stays an ordinary torch file.
+SEAL_TAG = b"llm-course-seal1"
+SEAL_SIZE = len(SEAL_TAG) + 32 + 8
 
-    Holds: the model's weights, the optimizer's state (AdamW's moment estimates), the
-    scheduler's position, the gradient scaler, every RNG state, the step, and `extra` (a dict
-    of plain values). Writes `path` and `path.sha256`; returns the path.
+
+class CheckpointWarning(UserWarning):
+    """The newest save could not be used, and an earlier one was loaded instead."""
+
+
+def seal(data):
+    return SEAL_TAG + hashlib.sha256(data).digest() + len(data).to_bytes(8, "little")
+
+
+def seal_problem(path):
+    """Why `path` is not a complete, undamaged checkpoint file, or None when it is."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if size < SEAL_SIZE:
+            return "it is too short to be a checkpoint (truncated)"
+        f.seek(size - SEAL_SIZE)
+        tail = f.read(SEAL_SIZE)
+        length = int.from_bytes(tail[-8:], "little")
+        if not tail.startswith(SEAL_TAG) or length != size - SEAL_SIZE:
+            return "it does not end with the seal save_checkpoint writes (truncated, or not a course checkpoint)"
+        digest = hashlib.sha256()
+        f.seek(0)
+        while length:
+            block = f.read(min(length, 1 << 20))
+            digest.update(block)
+            length -= len(block)
+    if digest.digest() != tail[len(SEAL_TAG):-8]:
+        return "its bytes do not match the sha256 recorded when it was saved (corrupted after saving)"
+    return None
+
+
+def save_checkpoint(path, model, optimizer=None, scheduler=None, step=0, scaler=None, extra=None):
+    """Save everything needed to resume training exactly; returns the path.
+
+    Holds: the model's weights, the optimizer's state (AdamW's moment estimates), the scheduler's
+    position, the gradient scaler, every RNG state, the step, and `extra` (a dict of plain values).
+    The file ends with a seal (its sha256), is written atomically, and the save it replaces is kept
+    as `<name>.prev`: a process killed at any instant leaves a checkpoint that load_checkpoint resumes.
     """
-    path = Path(path)
     state = {
         "format": CHECKPOINT_FORMAT,
         "step": int(step),
@@ -78,12 +116,9 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, step=0, scaler=
         "rng": rng_state(),
         "extra": extra or {},
     }
-    data = torch_bytes(state)
-    write_atomically(path, data)
-    # Hash the bytes in memory rather than read back a file that may be gigabytes.
-    line = f"{hashlib.sha256(data).hexdigest()}  {path.name}\n"
-    write_atomically(path.with_name(path.name + ".sha256"), line.encode())
-    return path
+    data = torch_bytes(state)  # serialised first: a state that cannot be saved fails before any file is touched
+    write_atomically(path, data, seal(data), keep_previous=True)
+    return Path(path)
 
 
 def _check_model_shapes(saved, model, path):
@@ -104,51 +139,61 @@ def _check_model_shapes(saved, model, path):
 def load_checkpoint(path, model, optimizer=None, scheduler=None, scaler=None, restore_rng=True, map_location="cpu"):
     """Restore what save_checkpoint saved into the given objects; returns {"step": ..., "extra": ...}.
 
-    Checks the sha256 file first (a truncated or corrupted file fails here, with a clear
-    message), loads with weights_only=True (no arbitrary code is unpickled), and checks every
-    tensor's name and shape against the model before copying anything.
+    Uses the newest complete, undamaged save: `path` itself, else a save that was killed just before its
+    last rename, else the one before it (`<name>.prev`), with a warning that says which step that is.
+    Loads with weights_only=True (no arbitrary code is unpickled), and checks every tensor's name and
+    shape against the model before copying anything.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}: check the path, or start training from step 0")
-    sidecar = path.with_name(path.name + ".sha256")
-    if sidecar.is_file():
-        recorded = sidecar.read_text().split()[0]
-        actual = sha256_of(path)
-        if actual != recorded:
-            raise CheckpointError(
-                f"{path.name} does not match the sha256 recorded when it was saved (it was truncated or corrupted "
-                f"after saving): delete it and resume from an earlier checkpoint"
-            )
+    problems = []
+    for candidate in (path, partial_path(path), previous_path(path)):
+        if candidate.is_file():
+            problem = seal_problem(candidate)
+            if problem is None:
+                break
+            if candidate != partial_path(path):  # a half-written temporary file is what a kill leaves: no news
+                problems.append(f"{candidate.name}: {problem}")
+    else:
+        if not problems:
+            raise FileNotFoundError(f"no checkpoint at {path}: check the path, or start training from step 0")
+        raise CheckpointError(f"no usable checkpoint at {path}. " + "; ".join(problems) +
+                              ". Resume from an older checkpoint, or start training from step 0")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(candidate, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
         reason = str(error).split(". ")[0]  # the first sentence; the rest is PyTorch's generic advice
-        raise CheckpointError(f"{path.name} cannot be read as a checkpoint (truncated or not a torch file): {reason}") from None
+        raise CheckpointError(f"{candidate.name} cannot be read as a checkpoint: {reason}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path.name} is not a checkpoint written by save_checkpoint")
-    _check_model_shapes(state["model"], model, path)
+        raise CheckpointError(f"{candidate.name} is not a checkpoint written by save_checkpoint")
+    _check_model_shapes(state["model"], model, candidate)
     _unwrap(model).load_state_dict(state["model"])
     for name, target in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
         if target is not None:
             if state[name] is None:
-                raise CheckpointError(f"{path.name} holds no {name} state, but a {name} was passed to restore")
+                raise CheckpointError(f"{candidate.name} holds no {name} state, but a {name} was passed to restore")
             target.load_state_dict(state[name])
     if restore_rng:
         set_rng_state(state["rng"])
+    if candidate != path:
+        why = problems[0] if problems else f"{path.name} is missing (a save was interrupted)"
+        warnings.warn(f"{why}. Resumed from {candidate.name} instead, saved at step {state['step']}.",
+                      CheckpointWarning, stacklevel=2)
     return {"step": state["step"], "extra": state["extra"]}
 
 
 # ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [43] ----
 MODEL_FORMAT = "llm-course-model-v1"
+CONFIG_KEY = "llm-course-config"  # the safetensors metadata entry that carries config.json's text
 
 
 def save_for_inference(folder, model, notes=None):
     """Save a finished GPTModel for inference: `model.safetensors` (its weights) and `config.json` (its
     GPTConfig, and `notes`, a dict of plain values such as what the weights are). Returns the folder.
 
-    Nothing else is kept (no optimizer state): this is the model to answer with, not a run to resume. Both
-    files are written atomically, the config last, so a folder with a config always has complete weights.
+    Nothing else is kept (no optimizer state): this is the model to answer with, not a run to resume. The
+    weights file carries its own copy of the config and is written first, atomically; config.json, the copy for
+    people and other tools, follows. Loading goes by the copy inside the weights file, so whenever a save is
+    interrupted, a reader gets the old weights with the old config or the new with the new, never a mix.
     """
     model = _unwrap(model)
     if not isinstance(model, GPTModel):
@@ -172,9 +217,29 @@ def save_for_inference(folder, model, notes=None):
     except TypeError as error:
         raise TypeError(f"notes must hold plain values (str, numbers, lists, dicts): {error}") from None
     folder = Path(folder)
-    write_atomically(folder / "model.safetensors", safetensors_save(tensors))
+    write_atomically(folder / "model.safetensors", safetensors_save(tensors, metadata={CONFIG_KEY: config_text}))
     write_atomically(folder / "config.json", config_text.encode())
     return folder
+
+
+def _safetensors_metadata(data):
+    """The free-form metadata of a safetensors file, from its bytes: an 8-byte length, then a JSON header."""
+    header_length = int.from_bytes(data[:8], "little")
+    return json.loads(data[8 : 8 + header_length]).get("__metadata__") or {}
+
+
+def _model_config(text, source):
+    """The GPTConfig and notes in a config written by save_for_inference, or a CheckpointError naming `source`."""
+    try:
+        saved = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{source} is not valid JSON ({error}): save the model again") from None
+    if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT:
+        raise CheckpointError(f"{source} was not written by save_for_inference")
+    try:
+        return GPTConfig(**saved["config"]), saved["notes"]
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{source} holds a config this version of the course cannot build: {error}") from None
 
 
 def load_for_inference(folder, map_location="cpu"):
@@ -185,21 +250,21 @@ def load_for_inference(folder, map_location="cpu"):
     for path in (config_path, weights_path):
         if not path.is_file():
             raise FileNotFoundError(f"no {path.name} in {folder}: pass a folder written by save_for_inference")
+    data = weights_path.read_bytes()
     try:
-        saved = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{config_path} is not valid JSON ({error}): save the model again") from None
-    if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT:
-        raise CheckpointError(f"{config_path} was not written by save_for_inference")
-    try:
-        cfg = GPTConfig(**saved["config"])
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{config_path} holds a config this version of the course cannot build: {error}") from None
-    try:
-        weights = safetensors_load(weights_path.read_bytes())
+        weights = safetensors_load(data)
     except SafetensorError as error:
         raise CheckpointError(f"{weights_path} cannot be read (truncated or corrupted?): {error}") from None
+    readable, carried = config_path.read_text(encoding="utf-8"), _safetensors_metadata(data).get(CONFIG_KEY)
+    if carried is None:  # weights saved before they carried their config
+        cfg, notes = _model_config(readable, config_path)
+    else:
+        cfg, notes = _model_config(carried, f"the config inside {weights_path}")
+        if readable != carried:
+            warnings.warn(f"{config_path} does not match the config saved with the weights (an interrupted save, or "
+                          f"an edit): the weights' own config was used; save the model again to rewrite config.json",
+                          CheckpointWarning, stacklevel=2)
     model = GPTModel(cfg)
     _check_model_shapes(weights, model, weights_path)
     model.load_state_dict(weights)
-    return model.to(map_location).eval(), saved["notes"]
+    return model.to(map_location).eval(), notes

@@ -3,9 +3,9 @@
 
 """Course data: each file is fetched once from its canonical URL into a local cache and verified."""
 
+import glob
 import hashlib
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,24 +73,41 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_atomically(target: Path, data: bytes) -> None:
-    """Write to a temporary file beside `target`, then rename: readers never see half a file.
+def partial_path(target: Path) -> Path:
+    """Where write_atomically puts a file while it is being written: `.<name>.part`, beside `target`."""
+    return target.with_name(f".{target.name}.part")
+
+
+def previous_path(target: Path) -> Path:
+    """Where write_atomically(..., keep_previous=True) keeps the file it replaced: `<name>.prev`."""
+    return target.with_name(f"{target.name}.prev")
+
+
+def write_atomically(target: Path, *chunks: bytes, keep_previous: bool = False) -> None:
+    """Write `chunks` to a temporary file beside `target`, then rename it: readers never see half a file.
 
     The course's one way to write a file that must never be left half-written (downloads here, checkpoints
     in chapter 5). The bytes reach the disk before the rename, so a crash cannot leave an empty file behind.
+    The temporary file always has the same name, so a process killed while writing leaves at most one, and
+    the next write to the same target removes it. With keep_previous, the file being replaced is kept as
+    `<name>.prev` (one generation): a checkpoint whose newest save is lost still has the one before it.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*part"):  # left by a write that was killed
+        stale.unlink(missing_ok=True)
+    partial = partial_path(target)
     try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
+        with open(partial, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes owner-only files; data and checkpoints are ordinary files
-        os.replace(temporary, target)
+        if keep_previous and target.exists():
+            os.replace(target, previous_path(target))
+        os.replace(partial, target)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise
 
 

@@ -66,8 +66,9 @@ class PretrainingRun:
               on_epoch_end=None, progress=True, desc="pretraining"):
         """Train `epochs` more epochs (default: the rest of the recipe's) with chapter 5's train_model.
 
-        With `checkpoint` (a path) the run is saved after every epoch; `on_epoch_end(model, history)` runs
-        after that. Returns the history, which also stays in self.history.
+        `on_epoch_end(model, history)` runs after every epoch; then, with `checkpoint` (a path), the run is saved,
+        keeping the save before it (save_checkpoint), so a run killed at any moment resumes from an epoch's end.
+        Returns the history, which also stays in self.history.
         """
         remaining = self.recipe.epochs - self.epochs_done
         epochs = remaining if epochs is None else epochs
@@ -76,10 +77,10 @@ class PretrainingRun:
 
         def after_epoch(model, history):
             self.history = history
+            if on_epoch_end is not None:  # first, so what it records in the history is in the checkpoint too
+                on_epoch_end(model, history)
             if checkpoint is not None:
                 self.save(checkpoint)
-            if on_epoch_end is not None:
-                on_epoch_end(model, history)
 
         self.history = train_model(self.model, train_loader, val_loader, None, self.device, epochs, eval_freq,
                                    eval_iter, history=self.history, progress=progress, on_epoch_end=after_epoch,

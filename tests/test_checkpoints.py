@@ -2,6 +2,7 @@
 
 import functools
 import json
+import warnings
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from safetensors.torch import load_file, save_file
+
 from shared.checkpoints import (
-    CheckpointError, load_checkpoint, load_for_inference, save_checkpoint, save_for_inference, torch_bytes,
+    CONFIG_KEY, SEAL_SIZE, SEAL_TAG, CheckpointError, CheckpointWarning, load_checkpoint, load_for_inference, seal,
+    save_checkpoint, save_for_inference, torch_bytes,
 )
 from shared.data import write_atomically
 from shared.lora import apply_lora, merge_lora
@@ -76,7 +80,7 @@ def test_resume_in_a_fresh_process_gives_the_same_losses(tmp_path):
     assert result.returncode == 0, result.stderr
     rest = json.loads((tmp_path / "rest.json").read_text())
     assert first + rest == straight  # exactly, not approximately
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "ckpt.pt.sha256", "rest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "rest.json"]
 
 
 @pytest.fixture()
@@ -94,11 +98,14 @@ def test_checkpoint_round_trip(saved, tiny_model):
     assert all(torch.equal(a, b) for a, b in zip(tiny_model().state_dict().values(), model.state_dict().values()))
 
 
-def test_the_sha256_file_names_the_hash_of_the_checkpoint(saved):
+def test_the_file_ends_with_the_sha256_of_what_torch_saved_and_stays_a_torch_file(saved):
     import hashlib
 
-    digest, name = saved.with_name("c.pt.sha256").read_text().split()
-    assert digest == hashlib.sha256(saved.read_bytes()).hexdigest() and name == "c.pt"
+    data = saved.read_bytes()
+    body, tail = data[:-SEAL_SIZE], data[-SEAL_SIZE:]
+    assert tail.startswith(SEAL_TAG) and tail[len(SEAL_TAG):-8] == hashlib.sha256(body).digest()
+    assert int.from_bytes(tail[-8:], "little") == len(body)
+    assert torch.load(saved, weights_only=True)["step"] == 3  # plain torch.load reads it too
 
 
 def test_missing_checkpoint(tiny_model, tmp_path):
@@ -106,11 +113,11 @@ def test_missing_checkpoint(tiny_model, tmp_path):
         load_checkpoint(tmp_path / "nope.pt", tiny_model())
 
 
-def test_truncated_checkpoint_without_checksum_file(tiny_model, saved):
+@pytest.mark.parametrize("kept", ["10 bytes", "half", "all but the last byte"])
+def test_a_truncated_checkpoint_with_nothing_before_it(tiny_model, saved, kept):
     data = saved.read_bytes()
-    saved.with_name("c.pt.sha256").unlink()
-    saved.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated"):
+    saved.write_bytes(data[: {"10 bytes": 10, "half": len(data) // 2, "all but the last byte": -1}[kept]])
+    with pytest.raises(CheckpointError, match=r"no usable checkpoint.*c\.pt: .*truncated"):
         load_checkpoint(saved, tiny_model())
 
 
@@ -135,11 +142,90 @@ def test_checkpoint_of_another_size_names_the_tensor(tiny_model, saved):
 
 def test_not_a_checkpoint(tiny_model, tmp_path):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="not a checkpoint"):
+    with pytest.raises(CheckpointError, match="not a course checkpoint"):
         load_checkpoint(tmp_path / "other.pt", tiny_model())
+    data = torch_bytes({"weights": torch.zeros(1)})
+    write_atomically(tmp_path / "sealed.pt", data, seal(data))  # complete and undamaged, but not a checkpoint
+    with pytest.raises(CheckpointError, match="not a checkpoint written by save_checkpoint"):
+        load_checkpoint(tmp_path / "sealed.pt", tiny_model())
 
 
-# A crash while saving must leave the previous checkpoint, and its sha256 file, as they were.
+# Each save keeps the one before it, and loading falls back to it when the newest cannot be used.
+
+def saved_weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_a_second_save_keeps_the_first_as_prev(saved, tiny_model):
+    save_checkpoint(saved, tiny_model(seed=1), step=4)
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["c.pt", "c.pt.prev"]
+    assert torch.load(saved.with_name("c.pt.prev"), weights_only=True)["step"] == 3
+    model = tiny_model(seed=5)
+    assert load_checkpoint(saved, model)["step"] == 4
+    assert all(torch.equal(a, b) for a, b in zip(tiny_model(seed=1).state_dict().values(), model.state_dict().values()))
+
+
+def test_a_damaged_newest_save_falls_back_to_the_one_before_with_a_warning(saved, tiny_model):
+    save_checkpoint(saved, tiny_model(seed=1), step=4)
+    data = bytearray(saved.read_bytes())
+    data[100] ^= 0xFF
+    saved.write_bytes(bytes(data))
+    model = tiny_model(seed=5)
+    with pytest.warns(CheckpointWarning, match=r"c\.pt: .*sha256.*Resumed from c\.pt\.prev instead, saved at step 3"):
+        assert load_checkpoint(saved, model)["step"] == 3
+    assert all(torch.equal(a, b) for a, b in zip(tiny_model().state_dict().values(), model.state_dict().values()))
+
+
+def test_a_save_killed_between_its_two_renames_resumes(saved, tiny_model):
+    """The newest file was renamed to .prev, the new one not yet into place: the complete new one is used."""
+    save_checkpoint(saved, tiny_model(seed=1), step=4)
+    saved.rename(saved.with_name(".c.pt.part"))  # step 4 waits under its temporary name; .prev holds step 3
+    with pytest.warns(CheckpointWarning, match=r"c\.pt is missing.*Resumed from \.c\.pt\.part instead, saved at step 4"):
+        assert load_checkpoint(saved, tiny_model(seed=5))["step"] == 4
+    data = saved.with_name(".c.pt.part").read_bytes()
+    saved.with_name(".c.pt.part").write_bytes(data[: len(data) // 2])  # a half-written one is passed over
+    with pytest.warns(CheckpointWarning, match="saved at step 3"):
+        assert load_checkpoint(saved, tiny_model(seed=5))["step"] == 3
+
+
+def test_the_next_save_removes_half_written_files(saved, tiny_model):
+    for name in (".c.pt.part", ".c.pt.x7f3k2.part"):  # this version's name, and the random names older ones used
+        (saved.parent / name).write_bytes(b"half a checkpoint")
+    save_checkpoint(saved, tiny_model(), step=4)
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["c.pt", "c.pt.prev"]
+
+
+@pytest.mark.parametrize("moment", ["while writing", "between the renames", "at the last rename"])
+def test_a_keyboard_interrupt_during_a_save_leaves_a_checkpoint_that_resumes(saved, tiny_model, monkeypatch, moment):
+    """Jupyter's interrupt button raises KeyboardInterrupt wherever the kernel is, a save included."""
+    import os
+
+    real_replace, calls = os.replace, []
+
+    def interrupted_replace(source, target):
+        calls.append(target)
+        if (moment == "between the renames" and len(calls) == 2) or (moment == "at the last rename" and len(calls) == 2):
+            if moment == "at the last rename":
+                real_replace(source, target)
+            raise KeyboardInterrupt
+        return real_replace(source, target)
+
+    def interrupted_fsync(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync" if moment == "while writing" else "replace",
+                        interrupted_fsync if moment == "while writing" else interrupted_replace)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(saved, tiny_model(seed=1), step=4)
+    monkeypatch.undo()
+    assert len(list(saved.parent.glob(".*part"))) == 0  # the interrupted save cleaned up after itself
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        step = load_checkpoint(saved, tiny_model(seed=5))["step"]
+    assert step == (4 if moment == "at the last rename" else 3)
+
+
+# A crash while saving must leave the previous checkpoint as it was.
 
 
 def test_a_state_that_cannot_be_serialised_leaves_the_old_files(saved, tiny_model):
@@ -155,7 +241,7 @@ def test_a_write_that_fails_leaves_the_old_file_and_no_partial_file(saved):
     with pytest.raises(TypeError):
         write_atomically(saved, "half a checkpoint, and not even bytes")  # fails once the temporary file exists
     assert saved.read_bytes() == original
-    assert sorted(p.name for p in saved.parent.iterdir()) == ["c.pt", "c.pt.sha256"]
+    assert sorted(p.name for p in saved.parent.iterdir()) == ["c.pt"]
 
 
 def test_torch_bytes_are_what_torch_load_reads_back():
@@ -223,21 +309,46 @@ def test_truncated_weights_are_named(assistant_folder):
             load_for_inference(assistant_folder)
 
 
+def rewrite_config(folder, text, inside_weights=True):
+    """Replace the folder's config: in config.json, and also inside the weights file, or with none there."""
+    weights = folder / "model.safetensors"
+    save_file(load_file(weights), weights, metadata={CONFIG_KEY: text} if inside_weights else None)
+    (folder / "config.json").write_text(text)
+
+
+@pytest.mark.parametrize("inside_weights", [True, False], ids=["carried-by-the-weights", "config.json-only"])
 @pytest.mark.parametrize("config_text, message", [
     ("{not json", "not valid JSON"),
     (json.dumps({"format": "something-else", "config": {}}), "not written by save_for_inference"),
     (json.dumps({"format": "llm-course-model-v1", "config": {"emb_dim": 32, "wings": 2}, "notes": {}}), "cannot build"),
 ])
-def test_a_config_that_cannot_be_used(assistant_folder, config_text, message):
-    (assistant_folder / "config.json").write_text(config_text)
+def test_a_config_that_cannot_be_used(assistant_folder, config_text, message, inside_weights):
+    rewrite_config(assistant_folder, config_text, inside_weights)
     with pytest.raises(CheckpointError, match=message):
         load_for_inference(assistant_folder)
 
 
 def test_weights_that_do_not_fit_the_config_name_the_tensor(assistant_folder):
-    config_path = assistant_folder / "config.json"
-    saved = json.loads(config_path.read_text())
+    saved = json.loads((assistant_folder / "config.json").read_text())
     saved["config"]["emb_dim"] = 64
-    config_path.write_text(json.dumps(saved))
+    rewrite_config(assistant_folder, json.dumps(saved))
     with pytest.raises(CheckpointError, match=r"tok_emb\.weight.*\(101, 32\).*\(101, 64\)"):
         load_for_inference(assistant_folder)
+
+
+def test_weights_saved_before_they_carried_their_config_load_by_config_json(assistant_folder, tiny_model):
+    rewrite_config(assistant_folder, (assistant_folder / "config.json").read_text(), inside_weights=False)
+    model, notes = load_for_inference(assistant_folder)
+    assert notes == {"label": "x"}
+    assert all(torch.equal(a, b) for a, b in zip(tiny_model(seed=2).state_dict().values(), model.state_dict().values()))
+
+
+def test_new_weights_beside_an_old_config_json_load_with_their_own_config(assistant_folder, tiny_model, tmp_path):
+    """A save killed after the weights' rename and before config.json's: the reader must not mix the two."""
+    wider = tiny_model(seed=4, emb_dim=64)
+    save_for_inference(tmp_path / "wider", wider, notes={"label": "new"})
+    (tmp_path / "wider" / "model.safetensors").replace(assistant_folder / "model.safetensors")
+    with pytest.warns(CheckpointWarning, match="config.json does not match the config saved with the weights"):
+        model, notes = load_for_inference(assistant_folder)
+    assert model.cfg == wider.cfg and notes == {"label": "new"}
+    assert all(torch.equal(a, b) for a, b in zip(wider.state_dict().values(), model.state_dict().values()))

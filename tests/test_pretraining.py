@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from shared.checkpoints import CheckpointError
+from shared.checkpoints import CheckpointError, CheckpointWarning
 from shared.model import GPTConfig
 from shared.pretraining import PretrainingRun, Recipe
 from shared.text import create_dataloader
@@ -78,3 +78,20 @@ def test_train_refuses_more_epochs_than_the_recipe_has_left():
         run.train(train, val, eval_freq=1, eval_iter=1, epochs=3, progress=False)
     with pytest.raises(ValueError, match="steps_per_epoch"):
         PretrainingRun(CONFIG, RECIPE, 0, "cpu")
+
+
+def test_each_epochs_checkpoint_holds_what_on_epoch_end_recorded_and_a_damaged_one_falls_back(tmp_path):
+    """The hook runs before the save, so a resumed run has every epoch's sample; the save before is kept."""
+    train, val = loaders()
+    run = PretrainingRun(CONFIG, RECIPE, len(train), "cpu")
+    record = lambda model, history: history["samples"].append(f"after epoch {history['epochs_completed']}")
+    run.train(train, val, eval_freq=100, eval_iter=1, checkpoint=tmp_path / "run.pth", on_epoch_end=record,
+              progress=False)
+    resumed = PretrainingRun.resume(tmp_path / "run.pth", CONFIG, RECIPE, len(train), "cpu")
+    assert resumed.history["samples"] == ["after epoch 1", "after epoch 2"]
+
+    newest = (tmp_path / "run.pth").read_bytes()
+    (tmp_path / "run.pth").write_bytes(newest[: len(newest) // 2])  # the last epoch's save, damaged
+    with pytest.warns(CheckpointWarning, match=f"Resumed from run.pth.prev instead, saved at step {len(train)}"):
+        earlier = PretrainingRun.resume(tmp_path / "run.pth", CONFIG, RECIPE, len(train), "cpu")
+    assert earlier.epochs_done == 1 and earlier.history["samples"] == ["after epoch 1"]
