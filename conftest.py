@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parent
 # Fast mode shrinks epochs, data and model sizes so the suite runs on a 2-core CPU.
 # `COURSE_FAST=0 pytest --nbval` re-checks the notebooks at full size instead.
 os.environ.setdefault("COURSE_FAST", "1")
+# The stored outputs were made on a CPU; a maintainer's GPU (or Apple's MPS) would compute other numbers and
+# fail cells that are right. `COURSE_DEVICE=cuda pytest --nbval` runs the notebooks on a GPU on purpose.
+os.environ.setdefault("COURSE_DEVICE", "cpu")
 # With MPLBACKEND=Agg, figure cells lose the text output that their stored copy has.
 os.environ.pop("MPLBACKEND", None)
 

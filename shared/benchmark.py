@@ -371,7 +371,7 @@ def benchmark_data_parallel(args, tokens, log=print):
             f"{args.batch_size} | {rate:,.0f} tok/s | last loss {loss.item():.4f}")
         if args.out:
             args.out.write_text(json.dumps({"path": args.ddp, "world_size": world_size, "device": describe_device(device),
-                                            "tokens_per_second": rate, "options": asdict(options)}, indent=1))
+                                            "tokens_per_second": rate, "options": describe_switches({}, options)}, indent=1))
     if dist.is_initialized():
         dist.destroy_process_group()
 

@@ -52,3 +52,16 @@ def test_describe_switches_names_the_autocast_type():
     assert benchmark.describe_switches({}, None) is None
     described = benchmark.describe_switches({"fused_attention": True}, FastOptions(autocast=torch.bfloat16))
     assert described["autocast"] == "bf16" and described["fused_attention"] is True
+
+
+def test_the_data_parallel_report_is_json_when_the_fast_path_trains_in_bfloat16(tmp_path, monkeypatch):
+    """On a CPU or GPU that computes bfloat16 natively the fast path autocasts to it, and the report said so
+    with a torch.dtype, which JSON cannot hold: the benchmark crashed on exactly the machines it is for."""
+    import shared.fast
+
+    monkeypatch.setattr(shared.fast, "autocast_dtype", lambda device: torch.bfloat16)  # as on such a machine
+    out = tmp_path / "ddp.json"
+    benchmark.main(["--ddp", "fast", "--device", "cpu", "--model-size", "micro", "--context", "16", "--batch-size", "2",
+                    "--steps", "1", "--warmup", "0", "--no-compile", "--out", str(out)], log=lambda line: None)
+    report = json.loads(out.read_text())
+    assert report["options"]["autocast"] == "bf16" and report["world_size"] == 1
