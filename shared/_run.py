@@ -26,7 +26,7 @@ from shared._widget_snapshot import freeze_widgets
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 LANGUAGE_INFO = {"name": "python", "pygments_lexer": "ipython3"}
-ALLOWED_CELL_METADATA = ("tags",)
+ALLOWED_CELL_METADATA = ("tags", "why")  # nbval's tags, and why a cell opts out of nbval's comparison
 
 
 def normalized_metadata(path: Path) -> dict:

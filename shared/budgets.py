@@ -8,7 +8,7 @@ scaling lab, the parameters that cost FLOPs at every position and a power-law fi
 import math
 
 
-# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [23] ----
+# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [24] ----
 def chinchilla_tokens(n_params, tokens_per_param=20):
     """Compute-optimal training tokens by the Chinchilla rule of thumb (about 20 per parameter)."""
     return tokens_per_param * n_params

@@ -16,7 +16,7 @@ from shared.model import GPTConfig, GPTModel
 from shared.train_step import train_step, warmup_cosine_scheduler
 
 
-# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [28] ----
+# ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [29] ----
 def setup_distributed():
     """Join the process group that `torchrun` describes in the environment.
 

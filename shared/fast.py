@@ -59,7 +59,7 @@ def tf32_matmuls(enabled=True):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-# ---- ch05_pretraining/ch05_performance.ipynb, code cell [9] ----
+# ---- ch05_pretraining/ch05_performance.ipynb, code cell [11] ----
 def copy_weights(source, target):
     """Copy a GPTModel's weights into another whose config differs at most in vocabulary padding.
 
@@ -81,7 +81,7 @@ def copy_weights(source, target):
     return target
 
 
-# ---- ch05_pretraining/ch05_performance.ipynb, code cell [11] ----
+# ---- ch05_pretraining/ch05_performance.ipynb, code cell [13] ----
 def to_device(tensor, device, pin_memory=False):
     """Move a batch tensor to `device`; with pin_memory on CUDA, via page-locked memory and without blocking."""
     device = torch.device(device)
@@ -123,7 +123,7 @@ class FastTrainer:
         return loss
 
 
-# ---- ch05_pretraining/ch05_performance.ipynb, code cell [16] ----
+# ---- ch05_pretraining/ch05_performance.ipynb, code cell [18] ----
 class StaticLayerCache:
     """One layer's slice of a StaticKVCache; speaks the chapter 4 cache protocol (len, update)."""
 
@@ -173,7 +173,7 @@ class StaticKVCache:
             layer.length = length
 
 
-# ---- ch05_pretraining/ch05_performance.ipynb, code cell [17] ----
+# ---- ch05_pretraining/ch05_performance.ipynb, code cell [19] ----
 class StepSlot:
     """What one block sees of a StaticKVCache during decode_step: the chapter 4 cache protocol's `update`,
     writing one position in place at `position` (a 1-element LongTensor), plus the `future` mask that hides
@@ -213,7 +213,7 @@ def decode_step(model, ids, position, cache, n_keys=None):
     return model.head(x)[:, -1]
 
 
-# ---- ch05_pretraining/ch05_performance.ipynb, code cell [20] ----
+# ---- ch05_pretraining/ch05_performance.ipynb, code cell [22] ----
 class StaticDecoder:
     """Greedy decoding with a StaticKVCache for `batch_size` rows, eager or compiled.
 

@@ -13,7 +13,7 @@ from shared._export import ROOT, notebooks
 from shared._run import ALLOWED_CELL_METADATA, normalized_metadata
 
 NOTEBOOKS = notebooks()
-MARKER = re.compile(r"^# (NBVAL_IGNORE_OUTPUT|NBVAL_SKIP)\s*$")
+NBVAL_TAGS = {"nbval-ignore-output", "nbval-skip"}
 # What a reader without a kernel (GitHub, Colab before running) would see instead of a widget.
 WIDGET_REPR = re.compile(r"^\s*(VBox|HBox|Box|GridBox|Tab|Accordion|interactive|Output|Dropdown|Text|Image|Checkbox)\(")
 UNFINISHED_BAR = re.compile(r"(^|: ?)\s*0%\|")
@@ -103,15 +103,16 @@ def test_no_machine_paths(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
-def test_every_opt_out_says_why(path):
+def test_every_opt_out_says_why_in_the_cells_metadata(path):
+    """nbval's markers live in cell metadata (tags), with the reason beside them: the code is the learner's."""
     for cell in code_cells(load(path)):
-        lines = cell.source.splitlines()
-        for i, line in enumerate(lines):
-            if MARKER.match(line):
-                reason = lines[i + 1] if i + 1 < len(lines) else ""
-                assert reason.startswith("# why: ") and len(reason) > 12, (
-                    f"{line.strip()} must be followed by a '# why: ...' line in cell:\n{cell.source[:200]}"
-                )
+        assert "NBVAL" not in cell.source and "# why:" not in cell.source, (
+            f"a test-harness marker in the code; put it in the cell's metadata instead:\n{cell.source[:200]}")
+        opted_out = NBVAL_TAGS & set(cell.metadata.get("tags", []))
+        if opted_out:
+            assert len(cell.metadata.get("why", "")) > 10, f"{sorted(opted_out)} without a 'why' in cell:\n{cell.source[:200]}"
+        else:
+            assert "why" not in cell.metadata, f"a 'why' but no nbval tag in cell:\n{cell.source[:200]}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
