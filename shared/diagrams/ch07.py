@@ -532,3 +532,89 @@ def dpo_vs_rlhf():
     text(ax, 7.0, 1.4, "gradient: chosen up,\nrejected down", fontsize=8.5, color=MUTED, va="top")
     legend(ax, 6.75, 0.25, [("parameter", "trained"), ("masked", "frozen")])
     return fig
+
+
+@diagram(
+    "ch07_rl_pipeline",
+    alt="""Where reinforcement learning with a checker sits, beside the two preference methods. All three rows
+    start from a pretrained model that was then finetuned on worked examples (supervised finetuning, SFT). Top,
+    RL with verifiable rewards (this notebook, GRPO): the model writes several answers to each prompt, a program
+    checks each final answer and gives reward 1 or 0, and the model is updated towards the answers that scored
+    above their group's average, with a penalty for drifting from a frozen copy of the SFT model. No reward model
+    and no human labels: the checker is the judge. Middle, RLHF: people compare pairs of answers, a reward model
+    is trained on the comparisons, and PPO optimises the model against that learned score. Bottom, DPO: the same
+    comparisons, one supervised loss, no sampling and no reward model.""",
+)
+def rl_pipeline():
+    fig, ax = canvas(9.6, 4.6)
+    h = 0.7
+    parameter(ax, 0.1, 2.0, 1.2, h, "pretrained\nmodel", fontsize=9)
+    operation(ax, 1.6, 2.0, 1.25, h, "supervised\nfinetuning", fontsize=9)
+    parameter(ax, 3.15, 2.0, 1.05, h, "SFT\nmodel", fontsize=9.5)
+    arrow(ax, (1.3, 2.35), (1.6, 2.35))
+    arrow(ax, (2.85, 2.35), (3.15, 2.35))
+    text(ax, 2.225, 1.75, "worked examples", fontsize=8.5, color=MUTED)
+    rows = [
+        (3.55, "RL with a checker (GRPO, this notebook)", "sample a group of\nanswers per prompt",
+         "a program checks\nthe final answer: 1 or 0", "raise answers that\nbeat their group"),
+        (2.0, "RLHF", "people compare\npairs of answers", "train a reward\nmodel on them",
+         "PPO against the\nlearned reward"),
+        (0.45, "DPO", "people compare\npairs of answers", "one loss on the pairs:\nno reward model",
+         "no sampling\nduring training"),
+    ]
+    for y, title, first, second, third in rows:
+        text(ax, 4.65, y + h + 0.2, title, ha="left", fontsize=10, weight="bold",
+             color=ACCENT if "GRPO" in title else INK)
+        operation(ax, 4.65, y, 1.5, h, first, fontsize=8.5)
+        (data if "program" in second else operation)(ax, 6.45, y, 1.6, h, second, fontsize=8.5)
+        operation(ax, 8.35, y, 1.2, h, third, fontsize=8)
+        arrow(ax, (6.15, y + h / 2), (6.45, y + h / 2))
+        arrow(ax, (8.05, y + h / 2), (8.35, y + h / 2))
+        path_arrow(ax, [(4.2, 2.35), (4.42, 2.35), (4.42, y + h / 2), (4.65, y + h / 2)])
+    text(ax, 0.1, 0.75, "every row keeps the tuned model\nclose to a frozen copy of the\nSFT model (a KL penalty\n"
+         "or DPO's reference)", ha="left", fontsize=8.5, color=MUTED)
+    return fig
+
+
+@diagram(
+    "ch07_grpo_step",
+    alt="""One GRPO step for one prompt, "047+385=". The model samples a group of G answers at a temperature (here
+    4: three worked answers that end in 0432 and one that ends in 0422). The checker compares each final answer
+    with the true sum and gives rewards 1, 1, 0, 1. The advantages are the rewards minus the group's mean (0.75),
+    divided by the group's standard deviation: about +0.58 for each right answer and -1.73 for the wrong one; a
+    group whose rewards are all equal gets advantage 0 and teaches nothing. The loss weights each answer token's
+    probability ratio pi over pi_old by its answer's advantage, clips the ratio to 1 plus or minus epsilon, adds
+    beta times a KL estimate to a frozen reference, and is computed on the answer tokens only, not the prompt.
+    One optimizer step then makes the right answers more likely and the wrong one less likely.""",
+)
+def grpo_step():
+    fig, ax = canvas(9.6, 4.3)
+    h = 0.42
+    data(ax, 0.1, 1.95, 1.25, 0.6, "prompt\n047+385=", fontsize=9, family=MONO)
+    text(ax, 2.85, 4.05, "1. sample G answers\n(temperature > 0)", fontsize=9.5, weight="bold")
+    answers = ["7+5+0=12,...>0432.", "7+5+0=12,...>0432.", "7+5+0=12,...>0422.", "7+5+0=12,...>0432."]
+    rewards = [1, 1, 0, 1]
+    for i, (answer, r) in enumerate(zip(answers, rewards)):
+        y = 3.0 - i * 0.62
+        box(ax, 1.75, y, 2.25, h, answer, kind="data" if r else "masked", fontsize=8.5, family=MONO)
+        arrow(ax, (1.35, 2.25), (1.75, y + h / 2), linewidth=0.9)
+        text(ax, 4.7, y + h / 2, str(r), fontsize=10, weight="bold", color=ACCENT if r else MUTED)
+        arrow(ax, (4.0, y + h / 2), (4.5, y + h / 2), linewidth=0.9)
+        advantage = "+0.58" if r else "\u22121.73"
+        tensor(ax, 5.35, y, 0.85, h, advantage, fontsize=9)
+        arrow(ax, (4.9, y + h / 2), (5.35, y + h / 2), linewidth=0.9)
+    text(ax, 4.7, 4.05, "2. checker:\nreward", fontsize=9.5, weight="bold")
+    text(ax, 5.8, 4.05, "3. advantage\n(r \u2212 mean) / std", fontsize=9.5, weight="bold")
+    operation(ax, 6.75, 1.55, 2.75, 1.5, "4. loss on answer tokens:\n\u2212min(ratio\u00b7A, clip(ratio)\u00b7A)\n"
+              "+ \u03b2 \u00b7 KL(\u03c0 \u2016 \u03c0_ref)\nratio = \u03c0 / \u03c0_old", fontsize=9)
+    for i in range(4):
+        y = 3.0 - i * 0.62 + h / 2
+        ax.plot([6.2, 6.5], [y, y], color=INK, linewidth=0.9)
+    ax.plot([6.5, 6.5], [3.0 - 3 * 0.62 + h / 2, 3.0 + h / 2], color=INK, linewidth=0.9)
+    arrow(ax, (6.5, 2.3), (6.75, 2.3), linewidth=0.9)
+    parameter(ax, 7.35, 0.35, 1.55, 0.6, "optimizer step", fontsize=9)
+    arrow(ax, (8.125, 1.55), (8.125, 0.95))
+    text(ax, 0.1, 0.65, "mean 0.75, std 0.43: right answers up, the wrong one down.\n"
+         "A group whose rewards are all equal has advantage 0: it teaches nothing.", ha="left", fontsize=9,
+         color=MUTED)
+    return fig
