@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from shared.budgets import per_token_parameters
 from shared.data import fetch
 from shared.fast import FastOptions, FastTrainer, StaticDecoder, copy_weights, fast_config
 from shared.generation import generate_greedy
@@ -87,10 +88,11 @@ def measure_matmul_rate(device, dtype, n=None, repeats=None):
 
 
 def flops_per_token(cfg):
-    """6 N + 12 L d T (see the module docstring); N from the unpadded model."""
+    """6 N + 12 L d T (see the module docstring); N from the unpadded model, counted by the course's one rule
+    (budgets.per_token_parameters: a head tied to the token embedding still multiplies, so it counts)."""
     with torch.device("meta"):  # shapes only, no memory
         model = GPTModel(cfg)
-    n = sum(p.numel() for name, p in model.named_parameters() if name not in ("tok_emb.weight", "pos_emb.weight"))
+    n = per_token_parameters(model)
     return 6 * n + 12 * cfg.n_layers * cfg.emb_dim * cfg.context_length, n
 
 

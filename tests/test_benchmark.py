@@ -65,3 +65,15 @@ def test_the_data_parallel_report_is_json_when_the_fast_path_trains_in_bfloat16(
                     "--steps", "1", "--warmup", "0", "--no-compile", "--out", str(out)], log=lambda line: None)
     report = json.loads(out.read_text())
     assert report["options"]["autocast"] == "bf16" and report["world_size"] == 1
+
+
+def test_a_head_tied_to_the_embedding_still_counts_its_flops():
+    """The output layer multiplies at every position whether or not it shares its table with the embedding,
+    so tying it changes the parameter count but not the work: the benchmark and the scaling lab agree."""
+    from shared.budgets import per_token_parameters
+    from shared.model import GPTModel
+
+    untied, tied = GPTConfig.gpt2("124M"), GPTConfig.gpt2("124M", tie_embeddings=True)
+    assert benchmark.flops_per_token(tied) == benchmark.flops_per_token(untied)
+    with torch.device("meta"):
+        assert benchmark.flops_per_token(tied)[1] == per_token_parameters(GPTModel(tied))
