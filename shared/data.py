@@ -54,6 +54,15 @@ DATASETS = {
         "ch07/04_preference-tuning-with-dpo/instruction-data-with-preference.json",
         "305315abf14f65fa42c01a0877572f832606571c2a7d49f152ac1d758b16756e",
     ),
+    # GPT-2's tokenizer as OpenAI published it (chapter 2's BPE companion reads them into its own encoder).
+    "encoder.json": Remote(
+        "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
+        "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+    ),
+    "vocab.bpe": Remote(
+        "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
+        "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+    ),
 }
 
 

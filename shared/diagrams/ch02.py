@@ -670,3 +670,117 @@ def minhash():
     text(ax, 0.2, 0.18, "86 of 128 entries match: estimate 86 / 128 = 0.67 (the exact Jaccard is 0.62)",
          ha="left", fontsize=10, color=ACCENT)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Companion: byte-level BPE from scratch (ch02_bpe_from_scratch.ipynb)
+# ---------------------------------------------------------------------------------------------
+
+# "Café won't" through GPT-2's tokenizer, as the companion prints it: UTF-8 bytes grouped by pre-token,
+# then the tokens the merges leave in each pre-token, then their ids.
+PIPELINE_PRETOKENS = [
+    ("Caf\u00e9", [67, 97, 102, 195, 169], [("C", 34), ("af", 1878), ("\u00e9", 2634)]),
+    (f"{SPACE}won", [32, 119, 111, 110], [(f"{SPACE}won", 1839)]),
+    ("'t", [39, 116], [("'t", 470)]),
+]
+
+
+@diagram(
+    "ch02_bpe_pipeline",
+    alt="""The path from text to token ids in a byte-level BPE tokenizer, on the text "Café won't" with
+    GPT-2's real ids. The text becomes 11 UTF-8 bytes: 67 97 102 195 169 32 119 111 110 39 116, where the
+    letter é takes two bytes, 195 and 169. The pre-tokenizer, a regular expression, cuts the text into three
+    pre-tokens: "Café", " won" (with its leading space) and "'t". Merges are applied inside each pre-token,
+    lowest rank first, never across a boundary: "Café" ends as three tokens C, af and é, " won" and "'t" as
+    one token each. Each token is an id: 34, 1878, 2634, 1839 and 470.""",
+)
+def bpe_pipeline():
+    fig, ax = canvas(9.5, 4.6)
+    label_x, start, unit, h, gap = 0.15, 2.0, 0.45, 0.42, 0.3
+    ys = {"text": 3.85, "bytes": 2.85, "merges": 1.7, "ids": 0.6}
+    notes = {
+        "text": ("text", "any Unicode string"),
+        "bytes": ("UTF-8 bytes", "grouped into pre-tokens"),
+        "merges": ("tokens", "merges, lowest rank first"),
+        "ids": ("ids", "one per token"),
+    }
+    for key, (title, note) in notes.items():
+        text(ax, label_x, ys[key] + h / 2 + 0.1, title, ha="left", fontsize=10, weight="bold")
+        text(ax, label_x, ys[key] + h / 2 - 0.15, note, ha="left", fontsize=8.5, color=MUTED)
+    total = sum(len(b) for _, b, _ in PIPELINE_PRETOKENS) * unit + gap * (len(PIPELINE_PRETOKENS) - 1)
+    box(ax, start, ys["text"], total, h, "Caf\u00e9 won't", kind="data", fontsize=11, family=MONO)
+    left = start
+    for piece, byte_values, tokens in PIPELINE_PRETOKENS:
+        width = len(byte_values) * unit
+        kinds = ["highlight" if b >= 128 else "data" for b in byte_values]
+        row(ax, left, ys["bytes"], byte_values, w=unit, h=h, kinds=kinds, fontsize=9, family=MONO)
+        brace(ax, left + 0.03, left + width - 0.03, ys["bytes"] + h + 0.12, f"pre-token {piece}", below=False)
+        arrow(ax, (left + width / 2, ys["text"] - 0.02), (left + width / 2, ys["bytes"] + h + 0.38), linewidth=1.0)
+        token_w = width / len(tokens)
+        for k, (token, token_id) in enumerate(tokens):
+            x = left + k * token_w
+            box(ax, x, ys["merges"], token_w, h, token, kind="data", fontsize=10, family=MONO)
+            box(ax, x, ys["ids"], token_w, h, str(token_id), kind="data", fontsize=10, family=MONO)
+            arrow(ax, (x + token_w / 2, ys["merges"] - 0.02), (x + token_w / 2, ys["ids"] + h + 0.02), linewidth=1.0)
+        arrow(ax, (left + width / 2, ys["bytes"] - 0.02), (left + width / 2, ys["merges"] + h + 0.02), linewidth=1.0)
+        left += width + gap
+    text(ax, start + total + 0.15, ys["bytes"] + h / 2, "\u00e9 = 2 bytes", ha="left", fontsize=9, color=ACCENT)
+    text(ax, start + total + 0.15, ys["merges"] + h / 2, "no merge crosses\na pre-token boundary", ha="left",
+         fontsize=9, color=ACCENT)
+    return fig
+
+
+# The first merge on the companion's hand-sized corpus "hug pug hug pun bun hugs".
+MERGE_STEP_WORDS = [("hug", 1), (f"{SPACE}pug", 1), (f"{SPACE}hug", 1), (f"{SPACE}pun", 1), (f"{SPACE}bun", 1),
+                    (f"{SPACE}hugs", 1)]
+MERGE_STEP_COUNTS = [("u g", 4), ("h u", 3), (f"{SPACE} h", 2), (f"{SPACE} p", 2), ("p u", 2), ("u n", 2)]
+
+
+@diagram(
+    "ch02_bpe_merge_step",
+    alt="""One step of BPE training on the corpus "hug pug hug pun bun hugs". Left: the six pre-tokens, each
+    spelled as single bytes (a leading space is a byte of its own). Middle: the counts of adjacent pairs,
+    most frequent first: u g 4 times, h u 3 times, then space h, space p, p u and u n twice each, and three
+    more pairs once. The most frequent pair, u g, becomes new token 256. Right: the same pre-tokens after the
+    merge, with every u g replaced by the one token ug (highlighted): hug is now h ug, space pug is space p
+    ug, and hugs is space h ug s; pun and bun have no u g and are unchanged. The pair counts are then
+    updated and the step repeats.""",
+)
+def bpe_merge_step():
+    fig, ax = canvas(9.5, 4.3)
+    unit, h, step = 0.3, 0.3, 0.45
+    top = 3.45
+    text(ax, 0.15, 3.95, "pre-tokens as bytes", ha="left", fontsize=10, weight="bold")
+    text(ax, 3.05, 3.95, "count adjacent pairs", ha="left", fontsize=10, weight="bold")
+    text(ax, 6.35, 3.95, "merge u g \u2192 256 (ug)", ha="left", fontsize=10, weight="bold")
+    for k, (word, _) in enumerate(MERGE_STEP_WORDS):
+        y = top - k * step
+        symbols = [word[0], *word[1:]]
+        row(ax, 0.15, y, symbols, w=unit, h=h, fontsize=9, family=MONO)
+        merged, i = [], 0
+        while i < len(symbols):
+            if symbols[i:i + 2] == ["u", "g"]:
+                merged.append("ug")
+                i += 2
+            else:
+                merged.append(symbols[i])
+                i += 1
+        left = 6.35
+        for symbol in merged:
+            w = unit * len(symbol)
+            box(ax, left, y, w, h, symbol, kind="highlight" if symbol == "ug" else "data", fontsize=9, family=MONO)
+            left += w
+    for k, (pair, count) in enumerate(MERGE_STEP_COUNTS):
+        y = top - k * step
+        box(ax, 3.05, y, 0.9, h, pair, kind="highlight" if k == 0 else "plain", fontsize=9, family=MONO)
+        text(ax, 4.1, y + h / 2, f"{count}\u00d7", ha="left", fontsize=9, family=MONO)
+    text(ax, 3.05, top - len(MERGE_STEP_COUNTS) * step + h / 2, "... and 3 pairs seen once", ha="left", fontsize=9,
+         color=MUTED)
+    arrow(ax, (1.75, 2.35), (2.95, 2.35), linewidth=1.0)
+    arrow(ax, (4.75, 2.35), (6.2, 2.35), linewidth=1.0)
+    text(ax, 5.47, 2.5, "most frequent", fontsize=9, color=MUTED)
+    text(ax, 0.15, 0.45, "Ties: the highest count wins; among equal counts, the pair with the smaller first id, then "
+         "second id.", ha="left", fontsize=9, color=ACCENT)
+    text(ax, 0.15, 0.17, "Then update the counts of the pairs around each new ug, and repeat until the vocabulary is "
+         "full.", ha="left", fontsize=9, color=MUTED)
+    return fig
