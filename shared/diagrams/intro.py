@@ -85,45 +85,55 @@ def what_an_llm_does():
 
 @diagram(
     "intro_course_map",
-    alt="""The map of the course: three stages from left to right. Stage 1, building blocks: chapter 2 turns text
-    into token ids and embeddings (folder ch02_text_data, which also holds this introduction, chapter 1),
-    chapter 3 codes attention (ch03_attention), chapter 4 assembles the GPT model (ch04_gpt_model); the result is
-    an untrained GPT. Stage 2, pretraining: chapter 5 trains it on unlabeled text and loads OpenAI's GPT-2
-    weights (ch05_pretraining); the result is a pretrained base model. Stage 3, finetuning: chapter 6 turns it
-    into a spam classifier (ch06_classification_ft) and chapter 7 into an assistant that follows instructions
-    (ch07_instruction_ft).""",
+    alt="""The map of the course: three stages from left to right, each a column of notebooks, main chapters in
+    bold and their companions (lettered) below them. Stage 1, building blocks (folders ch02_text_data, which also
+    holds this introduction, ch03_attention and ch04_gpt_model): 2, text data, tokens and embeddings; 2b,
+    byte-level BPE from scratch; 3, attention; 4, the GPT model. The result is an untrained GPT. Stage 2,
+    pretraining (ch05_pretraining): 5, training on unlabeled text; 5b, loading OpenAI's GPT-2 weights; 5c and 5d,
+    training at scale and a fast path; 5e, pretraining on Tiny Shakespeare; 5f, Llama 3 and Qwen3 from our own
+    blocks. The result is a pretrained base model. Stage 3, finetuning (ch06_classification_ft and
+    ch07_instruction_ft): 6, a spam classifier; 7, following instructions, and evaluating the answers; 7b,
+    preference tuning with DPO; 7c, reinforcement learning with a checker (GRPO). The results are task-specific
+    models and an assistant.""",
 )
 def course_map():
-    fig, ax = canvas(9.5, 4.1)
     stages = [
         (0.1, "Stage 1: building blocks", [
-            ("2. text data: tokens, embeddings", "ch02_text_data/"),
-            ("3. attention", "ch03_attention/"),
-            ("4. the GPT model", "ch04_gpt_model/"),
+            ("2. text data: tokens, embeddings", "ch02_text_data/", True),
+            ("2b. byte-level BPE from scratch", "ch02_text_data/", False),
+            ("3. attention", "ch03_attention/", True),
+            ("4. the GPT model", "ch04_gpt_model/", True),
         ], "an untrained GPT"),
         (3.25, "Stage 2: pretraining", [
-            ("5. train on unlabeled text", "ch05_pretraining/"),
-            ("5b. load GPT-2's weights", "ch05_pretraining/"),
-            ("5c–d. scale and speed", "ch05_pretraining/"),
+            ("5. train on unlabeled text", "ch05_pretraining/", True),
+            ("5b. load GPT-2's weights", "ch05_pretraining/", False),
+            ("5c–d. scale and speed", "ch05_pretraining/", False),
+            ("5e. Tiny Shakespeare", "ch05_pretraining/", False),
+            ("5f. Llama 3 and Qwen3", "ch05_pretraining/", False),
         ], "a pretrained base model"),
         (6.4, "Stage 3: finetuning", [
-            ("6. a spam classifier", "ch06_classification_ft/"),
-            ("7. follow instructions", "ch07_instruction_ft/"),
-        ], "task-specific models"),
+            ("6. a spam classifier", "ch06_classification_ft/", True),
+            ("7. follow instructions", "ch07_instruction_ft/", True),
+            ("7b. preferences (DPO)", "ch07_instruction_ft/", False),
+            ("7c. RL with a checker (GRPO)", "ch07_instruction_ft/", False),
+        ], "task models, an assistant"),
     ]
+    rows, step = max(len(chapters) for _, _, chapters, _ in stages), 0.62
+    frame_h = 0.55 + rows * step
+    fig, ax = canvas(9.5, frame_h + 1.45)
     w, frame_w = 2.75, 3.0
     for x, title, chapters, result in stages:
-        _frame(ax, x, 1.0, frame_w, 2.75, title)
-        for i, (name, folder) in enumerate(chapters):
-            y = 2.95 - i * 0.68
-            box(ax, x + 0.125, y, w, 0.42, name, kind="plain", fontsize=9)
-            text(ax, x + 0.125 + w / 2, y - 0.11, folder, fontsize=8, color=MUTED, family=MONO)
+        _frame(ax, x, 1.0, frame_w, frame_h, title)
+        for i, (name, folder, main) in enumerate(chapters):
+            y = 1.0 + frame_h - 0.75 - i * step
+            box(ax, x + 0.125, y, w, 0.4, name, kind="plain", fontsize=9, weight="bold" if main else "normal")
+            text(ax, x + 0.125 + w / 2, y - 0.1, folder, fontsize=8, color=MUTED, family=MONO)
         parameter(ax, x + 0.4, 0.2, frame_w - 0.8, 0.45, result, fontsize=9)
         arrow(ax, (x + frame_w / 2, 1.0), (x + frame_w / 2, 0.65))
     arrow(ax, (0.1 + frame_w - 0.4, 0.42), (3.25 + 0.4, 0.42))
     arrow(ax, (3.25 + frame_w - 0.4, 0.42), (6.4 + 0.4, 0.42))
-    text(ax, 0.1, 3.95, "You are here: chapter 1, the big picture (in ch02_text_data/)", ha="left", fontsize=9,
-         color=ACCENT)
+    text(ax, 0.1, frame_h + 1.25, "You are here: chapter 1, the big picture (in ch02_text_data/). "
+         "Bold: the main chapters; the lettered notebooks are their companions.", ha="left", fontsize=9, color=ACCENT)
     return fig
 
 
