@@ -176,12 +176,37 @@ def merge_from_imports(statements: list[str], width: int = 120) -> list[str]:
     return kept
 
 
+def public_names(code: str) -> list[str]:
+    """The names a piece of module code defines at its top level, in order, less the private `_` ones."""
+    names = []
+    for node in ast.parse(code).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names.extend(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return [name for name in dict.fromkeys(names) if not name.startswith("_")]
+
+
+def all_statement(names: list[str], width: int = 120) -> str:
+    """`__all__ = [...]`, wrapped like the rest of the code: what `from module import *` and readers see as public."""
+    lines, line = [], "   "
+    for quoted in (f' "{name}",' for name in names):
+        if len(line) + len(quoted) > width:
+            lines.append(line)
+            line = "   "
+        line += quoted
+    lines.append(line)
+    return "__all__ = [\n" + "\n".join(lines) + "\n]\n"
+
+
 def assemble_module(sources: list[str], cells: list[tuple[str, int, str]]) -> str:
-    """One generated module: header, the first cell's docstring, every import once, then each cell's code.
+    """One generated module: header, the first cell's docstring, every import once, `__all__`, then each
+    cell's code.
 
     Each cell's code follows a provenance line naming its notebook and code cell.
     """
-    docstring, imports, sections = None, {}, []
+    docstring, imports, sections, names = None, {}, [], []
     for i, (notebook, number, code) in enumerate(cells):
         cell_docstring, cell_imports, rest = split_cell(code)
         if i == 0:
@@ -191,6 +216,7 @@ def assemble_module(sources: list[str], cells: list[tuple[str, int, str]]) -> st
         for statement in cell_imports:
             imports.setdefault(ast.unparse(ast.parse(statement)), statement)  # same import once, comments kept
         sections.append(PROVENANCE.format(notebook=notebook, number=number) + ("\n" + rest if rest else ""))
+        names.extend(public_names(rest))
     parts = [GENERATED_HEADER.format(sources=", ".join(sources))]
     if docstring:
         parts.append(docstring + "\n")
@@ -198,6 +224,8 @@ def assemble_module(sources: list[str], cells: list[tuple[str, int, str]]) -> st
     if ordered:  # one blank line between the standard library, third-party and course groups
         groups = itertools.groupby(ordered, key=lambda statement: import_sort_key(statement)[0])
         parts.append("\n\n".join("\n".join(group) for _, group in groups) + "\n")
+    if names:
+        parts.append(all_statement(list(dict.fromkeys(names))))
     return "\n".join(parts) + "\n\n" + "\n\n\n".join(sections) + "\n"
 
 

@@ -9,6 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+__all__ = [
+    "CausalAttention", "MultiHeadAttentionWrapper", "MultiHeadAttention",
+]
+
 
 # ---- ch03_attention/ch03_attention.ipynb, code cell [29] ----
 def _check_batched_input(x, d_in=None):

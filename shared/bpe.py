@@ -13,6 +13,11 @@ from tqdm.auto import tqdm
 
 from shared.data import fetch
 
+__all__ = [
+    "byte_to_printable", "GPT2_SPLIT_PATTERN", "pre_tokenize", "merge_ids", "most_frequent_pair", "train_bpe_simple",
+    "train_bpe", "BPETokenizer", "save_tokenizer", "read_gpt2_files", "load_tokenizer", "gpt2_bpe",
+]
+
 
 # ---- ch02_text_data/ch02_bpe_from_scratch.ipynb, code cell [5] ----
 def byte_to_printable() -> dict[int, str]:

@@ -7,6 +7,10 @@ scaling lab, the parameters that cost FLOPs at every position and a power-law fi
 
 import math
 
+__all__ = [
+    "chinchilla_tokens", "training_flops", "gpu_hours", "training_memory_gb", "per_token_parameters", "fit_power_law",
+]
+
 
 # ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [24] ----
 def chinchilla_tokens(n_params, tokens_per_param=20):

@@ -23,6 +23,12 @@ from safetensors.torch import load as safetensors_load, save as safetensors_save
 from shared.data import partial_path, previous_path, write_atomically
 from shared.model import GPTConfig, GPTModel
 
+__all__ = [
+    "CHECKPOINT_FORMAT", "CheckpointError", "torch_bytes", "rng_state", "set_rng_state", "SEAL_TAG", "SEAL_SIZE",
+    "CheckpointWarning", "seal", "seal_problem", "save_checkpoint", "load_checkpoint", "MODEL_FORMAT", "CONFIG_KEY",
+    "save_for_inference", "load_for_inference",
+]
+
 
 # ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [20] ----
 CHECKPOINT_FORMAT = "llm-course-checkpoint-v1"

@@ -18,6 +18,13 @@ from tqdm.auto import tqdm
 
 from shared.model import evaluating
 
+__all__ = [
+    "LABELS", "MalformedDataError", "read_sms_collection", "balance_classes", "split_rows", "write_rows_csv",
+    "read_rows_csv", "encode_message", "SpamDataset", "create_classification_loaders", "prepare_classifier",
+    "last_token_logits", "classifier_loss", "classifier_accuracy", "accuracy_after_each_epoch",
+    "plot_classifier_history", "ClassifierTop", "frozen_features", "classify",
+]
+
 
 # ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [4] ----
 LABELS = ("ham", "spam")  # a label's position is its class id: 0 = not spam, 1 = spam

@@ -13,6 +13,11 @@ from pathlib import Path
 import pooch
 import requests
 
+__all__ = [
+    "MIRROR_VARIABLE", "CACHE_VARIABLE", "Remote", "DATASETS", "DataUnavailableError", "cache_dir", "sha256_of",
+    "partial_path", "previous_path", "write_atomically", "extract_member", "verified", "fetch",
+]
+
 
 # ---- ch02_text_data/ch02_text_data.ipynb, code cell [5] ----
 MIRROR_VARIABLE = "COURSE_DATA_MIRROR"  # a folder holding copies of the files, tried before the network

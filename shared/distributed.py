@@ -15,6 +15,10 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from shared.model import GPTConfig, GPTModel
 from shared.train_step import train_step, warmup_cosine_scheduler
 
+__all__ = [
+    "setup_distributed", "token_windows", "train_data_parallel", "data_parallel_worker",
+]
+
 
 # ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [29] ----
 def setup_distributed():

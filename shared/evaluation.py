@@ -16,6 +16,15 @@ import torch
 
 from shared.model import evaluating
 
+__all__ = [
+    "normalize_text", "exact_match", "token_f1", "lcs_length", "rouge_l", "AUTOMATIC_METRICS", "automatic_scores",
+    "MULTIPLE_CHOICE_RESOURCE", "load_multiple_choice_questions", "LETTERS", "format_multiple_choice",
+    "multiple_choice_prompt", "MultipleChoiceResult", "score_multiple_choice", "evaluate_multiple_choice", "OLLAMA_URL",
+    "JUDGE_MODEL", "JudgeError", "JudgeUnavailableError", "JudgeTimeoutError", "JudgeResponseError", "setup_hint",
+    "list_ollama_models", "check_judge", "ollama_chat_payload", "query_ollama", "judge_prompt", "parse_score",
+    "judge_score",
+]
+
 
 # ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [56] ----
 _PUNCTUATION = re.compile(r"[^\w\s]")

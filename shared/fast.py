@@ -17,6 +17,11 @@ from shared.model import evaluating
 from shared.train_step import autocast_dtype, make_grad_scaler, train_step
 from shared.training import batch_loss
 
+__all__ = [
+    "FastOptions", "fast_config", "tf32_matmuls", "copy_weights", "to_device", "make_optimizer", "FastTrainer",
+    "StaticLayerCache", "StaticKVCache", "StepSlot", "check_decodable", "decode_step", "StaticDecoder",
+]
+
 
 # ---- ch05_pretraining/ch05_performance.ipynb, code cell [5] ----
 @dataclass(frozen=True)

@@ -12,6 +12,11 @@ import torch.nn.functional as F
 
 from shared.model import check_token_ids, evaluating
 
+__all__ = [
+    "check_prompt", "next_token_logits", "decode", "greedy", "generate_greedy", "left_pad", "check_pad_lengths",
+    "top_k_filter", "top_p_filter", "next_token_probabilities", "sample_next_token", "generate",
+]
+
 
 # ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [37] ----
 def check_prompt(model, idx, max_new_tokens):

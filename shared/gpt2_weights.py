@@ -15,6 +15,12 @@ from safetensors.torch import load_file
 from shared.data import sha256_of
 from shared.model import GPT2_SIZES, GPTConfig, GPTModel
 
+__all__ = [
+    "GPT2_REPOS", "GPT2DownloadError", "GPT2WeightsError", "download_gpt2", "load_gpt2_state_dict", "gpt2_layer_count",
+    "convert_gpt2_state_dict", "load_weights_into_gpt", "gpt2_state_dict_from_model", "load_pretrained_gpt2",
+    "load_gpt2_or_random",
+]
+
 
 # ---- ch05_pretraining/ch05_loading_gpt2.ipynb, code cell [10] ----
 GPT2_REPOS = {

@@ -14,6 +14,12 @@ from tqdm.auto import tqdm
 from shared.generation import generate, left_pad
 from shared.text import text_to_token_ids
 
+__all__ = [
+    "PromptStyle", "PROMPT_STYLES", "get_style", "format_input", "format_prompt", "format_example", "clean_response",
+    "extract_response", "split_dataset", "InstructionDataset", "instruction_collate", "make_instruction_loader",
+    "generate_continuations", "generate_responses", "generate_response",
+]
+
 
 # ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [8] ----
 @dataclass(frozen=True)

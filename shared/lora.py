@@ -8,6 +8,10 @@ import math
 import torch
 import torch.nn as nn
 
+__all__ = [
+    "LoRALinear", "apply_lora", "merge_lora",
+]
+
 
 # ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [44] ----
 class LoRALinear(nn.Module):

@@ -14,6 +14,13 @@ from torch import nn
 
 from shared.attention import MultiHeadAttention
 
+__all__ = [
+    "GPT2_SIZES", "ARCHITECTURE_CHOICES", "GPTConfig", "LayerNorm", "GELU", "FeedForward", "GPTAttention", "make_norm",
+    "make_feed_forward", "TransformerBlock", "check_token_ids", "GPTModel", "evaluating", "count_parameters",
+    "LayerCache", "KVCache", "left_padding_view", "RMSNorm", "SwiGLUFeedForward", "RotaryEmbedding",
+    "llama3_frequencies", "MoEFeedForward",
+]
+
 
 # ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [5] ----
 # The four released GPT-2 models differ only in width, depth and number of heads.

@@ -16,6 +16,13 @@ from shared.checkpoints import CheckpointError  # one error type for every unusa
 from shared.data import write_atomically
 from shared.model import GPTConfig, GPTModel
 
+__all__ = [
+    "ARCHITECTURES", "HUB_BLOCKS", "DEFAULT_CONTEXT_LENGTH", "rope_settings", "config_from_hf", "BLOCK_NAMES",
+    "TOP_NAMES", "IGNORED_SUFFIXES", "hf_names", "convert_hf_state_dict", "read_safetensors", "load_hf_checkpoint",
+    "hf_config_from", "save_hf_checkpoint", "CHECKPOINT_FILES", "HubDownloadError", "download_hf_model",
+    "load_tokenizer",
+]
+
 
 # ---- ch05_pretraining/ch05_llama_and_qwen.ipynb, code cell [5] ----
 # Our switches for each architecture; the numbers (sizes, eps, RoPE) come from the checkpoint's config.json.

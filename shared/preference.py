@@ -18,6 +18,12 @@ from tqdm.auto import tqdm
 from shared.instruction import InstructionDataset
 from shared.model import evaluating
 
+__all__ = [
+    "SIDES", "PreferenceDataset", "preference_collate", "make_preference_loader", "sequence_log_probs",
+    "pair_log_probs", "dpo_loss", "preference_accuracy", "make_reference", "dpo_batch_loss", "move_batch", "METRICS",
+    "evaluate_dpo", "train_dpo", "plot_dpo_history",
+]
+
 
 # ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [13] ----
 SIDES = ("chosen", "rejected")

@@ -15,6 +15,10 @@ from shared.model import GPTModel
 from shared.train_step import autocast_dtype, decay_groups, make_grad_scaler, train_step, warmup_cosine_scheduler
 from shared.training import train_model
 
+__all__ = [
+    "Recipe", "PretrainingRun",
+]
+
 
 # ---- ch05_pretraining/ch05_training_on_shakespeare.ipynb, code cell [9] ----
 @dataclass(frozen=True)

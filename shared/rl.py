@@ -17,6 +17,13 @@ from tqdm.auto import tqdm
 from shared.generation import generate, left_pad
 from shared.model import evaluating
 
+__all__ = [
+    "ALPHABET", "END", "CharTokenizer", "addition_prompt", "worked_solution", "final_answer", "well_formed",
+    "addition_reward", "random_problems", "supervised_tensors", "sample_answers", "sampled_rewards", "pass_at_k",
+    "majority_vote", "group_advantages", "rollout_batch", "answer_log_probs", "k3_kl", "grpo_loss", "addition_tasks",
+    "grpo_step", "train_grpo",
+]
+
 
 # ---- ch07_instruction_ft/ch07_reasoning_rl.ipynb, code cell [5] ----
 ALPHABET = "0123456789+=,>."  # everything a problem and its worked answer are written with

@@ -11,6 +11,11 @@ import tiktoken
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+__all__ = [
+    "TOKEN_PATTERN", "END_OF_TEXT", "UNKNOWN", "split_words", "build_vocabulary", "SimpleTokenizer", "gpt2_tokenizer",
+    "GPTDataset", "create_dataloader", "text_to_token_ids", "token_ids_to_text", "sample_batch", "CompactVocabulary",
+]
+
 
 # ---- ch02_text_data/ch02_text_data.ipynb, code cell [8] ----
 # Split on punctuation, double dashes and whitespace, keeping the punctuation as tokens.

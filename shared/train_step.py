@@ -13,6 +13,11 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from shared.training import batch_loss  # chapter 5's loss, which already computes it in float32
 
+__all__ = [
+    "WarmupCosine", "warmup_cosine_scheduler", "grad_norm", "clip_gradients", "autocast_dtype", "make_grad_scaler",
+    "train_step", "decay_groups",
+]
+
 
 # ---- ch05_pretraining/ch05_training_at_scale.ipynb, code cell [7] ----
 class WarmupCosine:

@@ -15,6 +15,10 @@ from shared.generation import generate_greedy
 from shared.model import evaluating
 from shared.text import text_to_token_ids, token_ids_to_text
 
+__all__ = [
+    "batch_loss", "loader_loss", "evaluate_model", "generate_sample", "new_history", "train_model", "plot_losses",
+]
+
 
 # ---- ch05_pretraining/ch05_pretraining.ipynb, code cell [17] ----
 def _require_positive_int(name, value):

@@ -14,6 +14,11 @@ from IPython.display import display
 
 from shared.model import evaluating
 
+__all__ = [
+    "plot_attention", "query_figure", "figure_png", "show_attention_explorer", "attention_maps", "head_habits",
+    "nearest_tokens", "project_2d",
+]
+
 
 # ---- ch03_attention/ch03_attention.ipynb, code cell [13] ----
 def plot_attention(weights, tokens, title, ax=None, annotate=True, highlight_row=None):

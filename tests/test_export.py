@@ -129,3 +129,22 @@ def test_a_hand_edit_to_the_module_map_is_caught(tmp_path):
     (root / "shared" / "MODULES.md").write_text("stale\n")
     result = check(root)
     assert result.returncode == 1 and "MODULES.md" in result.stdout
+
+
+@pytest.mark.parametrize("module", sorted(_export.plan().modules))
+def test_every_generated_module_declares_what_is_public(module):
+    """`__all__` lists every name the module's cells define at top level, except the private `_` ones."""
+    tree = ast.parse((ROOT / "shared" / f"{module}.py").read_text(encoding="utf-8"))
+    declared = [ast.literal_eval(node.value) for node in tree.body
+                if isinstance(node, ast.Assign) and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["__all__"]]
+    assert len(declared) == 1, f"shared/{module}.py has no __all__"
+    defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    defined |= {name.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets
+                for name in ast.walk(target) if isinstance(name, ast.Name)} - {"__all__"}
+    public = {name for name in defined if not name.startswith("_")}
+    assert set(declared[0]) == public and len(declared[0]) == len(set(declared[0]))
+
+
+def test_all_lists_public_names_in_order_and_leaves_out_private_ones():
+    code = "X = 1\n_hidden = 2\ndef f():\n    inner = 3\nclass C:\n    pass\na, b = 1, 2\n"
+    assert _export.public_names(code) == ["X", "f", "C", "a", "b"]
