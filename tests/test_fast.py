@@ -245,13 +245,19 @@ def test_static_decoder_refuses_what_it_cannot_do(plain_model):
 
 def test_bf16_static_decoder_is_close_to_float32(plain_model):
     model = plain_model()
-    idx = torch.randint(0, VOCAB, (2, 3), generator=torch.Generator().manual_seed(5))
+    idx = torch.randint(0, VOCAB, (16, 3), generator=torch.Generator().manual_seed(5))
     expected = generate_greedy(model, idx, 12)
-    low = StaticDecoder(GPTModel(TINY).to(torch.bfloat16).eval(), 2)
+    low = StaticDecoder(GPTModel(TINY).to(torch.bfloat16).eval(), 16)
     copy_weights(model, low.model)
     got = low.generate(idx, 12)
     assert got.shape == expected.shape and got.max() < VOCAB
-    assert (got[:, 3:5] == expected[:, 3:5]).float().mean() >= 0.5  # the first tokens agree (later ones may drift)
+    # bfloat16 keeps about three significant digits, so the first new token must agree wherever float32's best
+    # token leads its runner-up by more than that rounding could move them; later tokens may drift apart.
+    with torch.no_grad():
+        best_two = model(idx)[:, -1].topk(2).values
+    clear = best_two[:, 0] - best_two[:, 1] > 0.05 * best_two[:, 0].abs().clamp(min=1)
+    assert clear.sum() >= 4, "too few rows with a clear winner to test anything"
+    assert torch.equal(got[clear, 3], expected[clear, 3])
 
 
 # torch.compile builds C++ kernels on the CPU: it needs a compiler and takes tens of seconds per graph.
