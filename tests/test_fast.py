@@ -69,8 +69,11 @@ def test_each_float32_switch_alone_matches_the_plain_path(plain_model, name):
         assert torch.allclose(model.eval()(x), plain_model().eval()(x), atol=1e-5, rtol=0)
     losses, model = train(model, options, data)
     assert torch.allclose(losses, ref_losses, atol=1e-5, rtol=0)
+    # AdamW divides each gradient by its own running size, so float32 rounding in a near-zero gradient can move a
+    # weight by a visible fraction of a step (up to about 1e-5 here, depending on the CPU's kernels); a real
+    # difference between the paths moves weights by the whole step, lr = 1e-2. Allow 1% of one step.
     for key, value in unpadded_weights(model).items():
-        assert torch.allclose(value, reference.state_dict()[key], atol=1e-5, rtol=0), key
+        assert torch.allclose(value, reference.state_dict()[key], atol=1e-4, rtol=0), key
 
 
 def test_copy_weights_into_an_unpadded_model_is_an_exact_copy(plain_model):

@@ -181,7 +181,9 @@ def test_accumulation_takes_the_step_of_the_whole_batch(tiny_model, steps):
         loss, norm = train_step(model, optimizer, *batch, max_norm=1.0, accumulation_steps=k)
         results.append((loss, norm, torch.cat([p.detach().flatten() for p in model.parameters()])))
     (loss_a, norm_a, weights_a), (loss_b, norm_b, weights_b) = results
-    torch.testing.assert_close(loss_b, loss_a, rtol=1e-12, atol=0)
+    # batch_loss computes the cross-entropy in float32 (as mixed precision needs), so the reported losses agree
+    # to float32 rounding only; the gradients and the step stay in float64.
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-6, atol=0)
     torch.testing.assert_close(norm_b, norm_a, rtol=1e-10, atol=0)
     torch.testing.assert_close(weights_b, weights_a, rtol=0, atol=1e-12)
     before = torch.cat([p.detach().flatten() for p in tiny_model(drop_rate=0.0).double().parameters()])
