@@ -112,7 +112,7 @@ def numbered_export_cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, int
 def stamp(nb: nbformat.NotebookNode, path: Path) -> None:
     """Bring the setup cell and the Colab badge of one notebook up to date, in place."""
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
-    if not code_cells or not code_cells[0].source.startswith(SETUP_FIRST_LINE.rstrip(".")):
+    if not code_cells or not code_cells[0].source.startswith(SETUP_FIRST_LINE):
         raise ValueError(f"{path}: the first code cell must be the setup cell (it starts with {SETUP_FIRST_LINE!r})")
     code_cells[0].source = setup_cell_source()
     code_cells[0].metadata = nbformat.from_dict(SETUP_METADATA)
