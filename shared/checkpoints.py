@@ -24,9 +24,9 @@ from shared.data import partial_path, previous_path, write_atomically
 from shared.model import GPTConfig, GPTModel
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "CheckpointError", "torch_bytes", "rng_state", "set_rng_state", "SEAL_TAG", "SEAL_SIZE",
-    "CheckpointWarning", "seal", "seal_problem", "save_checkpoint", "load_checkpoint", "MODEL_FORMAT", "CONFIG_KEY",
-    "save_for_inference", "load_for_inference",
+    "CHECKPOINT_FORMAT", "CheckpointError", "torch_bytes", "rng_state", "set_rng_state", "unwrap_model", "SEAL_TAG",
+    "SEAL_SIZE", "CheckpointWarning", "seal", "seal_problem", "save_checkpoint", "check_state_dict", "load_checkpoint",
+    "MODEL_FORMAT", "CONFIG_KEY", "save_for_inference", "load_for_inference",
 ]
 
 
@@ -64,7 +64,8 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _unwrap(model):
+def unwrap_model(model):
+    """The model itself, also when DistributedDataParallel wraps it."""
     return getattr(model, "module", model)  # DistributedDataParallel keeps the model in .module
 
 
@@ -115,7 +116,7 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, step=0, scaler=
     state = {
         "format": CHECKPOINT_FORMAT,
         "step": int(step),
-        "model": _unwrap(model).state_dict(),
+        "model": unwrap_model(model).state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "scaler": scaler.state_dict() if scaler is not None else None,
@@ -127,8 +128,9 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, step=0, scaler=
     return Path(path)
 
 
-def _check_model_shapes(saved, model, path):
-    expected = _unwrap(model).state_dict()
+def check_state_dict(saved, model, path):
+    """Raise a CheckpointError naming `path` unless `saved` has exactly the model's tensor names and shapes."""
+    expected = unwrap_model(model).state_dict()
     for name, tensor in expected.items():
         if name not in saved:
             raise CheckpointError(f"{path.name} has no tensor {name!r}: it was saved from a different model architecture")
@@ -171,8 +173,8 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, scaler=None, re
         raise CheckpointError(f"{candidate.name} cannot be read as a checkpoint: {reason}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{candidate.name} is not a checkpoint written by save_checkpoint")
-    _check_model_shapes(state["model"], model, candidate)
-    _unwrap(model).load_state_dict(state["model"])
+    check_state_dict(state["model"], model, candidate)
+    unwrap_model(model).load_state_dict(state["model"])
     for name, target in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
         if target is not None:
             if state[name] is None:
@@ -201,7 +203,7 @@ def save_for_inference(folder, model, notes=None):
     people and other tools, follows. Loading goes by the copy inside the weights file, so whenever a save is
     interrupted, a reader gets the old weights with the old config or the new with the new, never a mix.
     """
-    model = _unwrap(model)
+    model = unwrap_model(model)
     if not isinstance(model, GPTModel):
         raise TypeError(f"save_for_inference saves a GPTModel, got {type(model).__name__}")
     with torch.device("meta"):  # names only, no memory: what a model built from this config holds
@@ -271,6 +273,6 @@ def load_for_inference(folder, map_location="cpu"):
                           f"an edit): the weights' own config was used; save the model again to rewrite config.json",
                           CheckpointWarning, stacklevel=2)
     model = GPTModel(cfg)
-    _check_model_shapes(weights, model, weights_path)
+    check_state_dict(weights, model, weights_path)
     model.load_state_dict(weights)
     return model.to(map_location).eval(), notes
