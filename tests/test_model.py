@@ -4,20 +4,16 @@ import pytest
 import torch
 from torch import nn
 
+from shared.blocks import MoEFeedForward, RMSNorm, RotaryEmbedding, SwiGLUFeedForward, llama3_frequencies
 from shared.model import (
-    GPT2_SIZES,
-    GELU,
     FeedForward,
+    GELU,
+    GPT2_SIZES,
     GPTConfig,
     GPTModel,
     LayerNorm,
-    MoEFeedForward,
-    RMSNorm,
-    RotaryEmbedding,
-    SwiGLUFeedForward,
     TransformerBlock,
     count_parameters,
-    llama3_frequencies,
 )
 
 from .architecture_switches import SWITCHES
