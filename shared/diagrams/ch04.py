@@ -65,7 +65,7 @@ def small_axes(fig, ax, x, y, w, h):
         inset.spines[side].set_visible(False)
     for side in ("left", "bottom"):
         inset.spines[side].set_color(MUTED)
-    inset.tick_params(colors=MUTED, labelsize=8)
+    inset.tick_params(colors=MUTED, labelsize=10)
     for label in inset.get_xticklabels() + inset.get_yticklabels():
         label.set_family(FONT)
     inset.grid(alpha=0.25, linewidth=0.6)
@@ -851,4 +851,200 @@ def position_methods():
     arrow(ax, (cx + 0.05, 1.7), (cx + 0.3, 1.7))
     text(ax, cx + 0.35, 1.7, "scores", fontsize=8.5, ha="left")
     text(ax, cx + 0.98, 2.12, "not turned", fontsize=8, color=MUTED, va="top")
+    return fig
+
+
+# ---- 11. variants of the block used by open-weight models (section 10) ----
+
+MOE_LOGITS = [1.2, -0.3, 2.0, 0.4]  # an example router output for one token, 4 experts
+
+
+@diagram(
+    "ch04_moe_routing",
+    alt="""A mixture-of-experts feed-forward layer routing one token. The token's hidden vector goes through the
+    router, a linear layer from emb_dim to 4 scores, one per expert; a softmax turns the scores 1.2, -0.3, 2.0
+    and 0.4 into probabilities 0.26, 0.06, 0.57 and 0.12. The two largest pick experts 2 and 0, and their
+    probabilities, renormalised over the chosen two, become the weights 0.69 and 0.31. Only experts 0 and 2 run
+    on this token (each a SwiGLU feed-forward block); experts 1 and 3 stay idle. Their outputs, multiplied by
+    their weights, are added into the layer's output, of the same width as the input.""",
+)
+def moe_routing():
+    import torch  # the numbers are computed the way MoEFeedForward.route computes them
+
+    probabilities = torch.softmax(torch.tensor(MOE_LOGITS), dim=-1)
+    top, chosen = probabilities.topk(2)
+    weights = dict(zip(chosen.tolist(), (top / top.sum()).tolist()))
+    fig, ax = canvas(10.0, 4.9)
+    text(ax, 0.15, 4.6, "One token through a mixture-of-experts layer: 4 experts, the router picks 2",
+         ha="left", fontsize=11, weight="bold")
+    x = tensor(ax, 0.15, 2.0, 1.35, 0.6, "hidden\nvector x", fontsize=10)
+    mono(ax, x[0], 1.78, "(emb_dim,)", ha="center", fontsize=10)
+    router = operation(ax, 1.85, 2.0, 1.45, 0.6, "router\nlinear → 4", fontsize=10)
+    arrow(ax, (1.5, x[1]), (1.85, x[1]))
+    ys = [3.6, 2.75, 1.9, 1.05]  # one row per expert, top to bottom
+    text(ax, 4.15, 4.15, "score", fontsize=10, color=MUTED)
+    text(ax, 5.05, 4.15, "softmax", fontsize=10, color=MUTED)
+    plus = add_node(ax, 9.0, 2.3, r=0.2)
+    for e, y in enumerate(ys):
+        picked = e in weights
+        line(ax, [(3.3, router[1]), (3.5, router[1]), (3.5, y), (3.7, y)], color=MUTED)
+        mono(ax, 4.15, y, f"{MOE_LOGITS[e]:+.1f}", ha="center", color=INK, fontsize=10)
+        box(ax, 4.65, y - 0.22, 0.8, 0.44, f"{probabilities[e]:.2f}", kind="highlight" if picked else "plain", fontsize=10)
+        box(ax, 6.0, y - 0.3, 1.65, 0.6, f"expert {e}\n" + ("(SwiGLU)" if picked else "idle: not run"),
+            kind="operation" if picked else "masked", fontsize=10)
+        if picked:
+            arrow(ax, (5.45, y), (6.0, y))
+            arrow(ax, (7.65, y), (plus[0] - 0.15, plus[1] + (0.1 if y > plus[1] else -0.1)))
+            text(ax, 7.75, y + 0.2, f"× {weights[e]:.2f}", ha="left", fontsize=10, color=ACCENT)
+    out = tensor(ax, 8.55, 0.9, 0.9, 0.55, "output", fontsize=10)
+    arrow(ax, (plus[0], plus[1] - 0.2), (plus[0], 1.45))
+    text(ax, 0.15, 0.35, f"top 2 of the softmax: experts {chosen[0]} and {chosen[1]}; their probabilities "
+         f"{top[0]:.2f} and {top[1]:.2f}, renormalised to sum to 1, weight their outputs", ha="left", fontsize=10,
+         color=ACCENT)
+    return fig
+
+
+@diagram(
+    "ch04_qk_norm",
+    alt="""QK-norm compared with the plain attention path, for one head. Plain path: the head's query and key
+    vectors go through RoPE and then into the scaled dot product q·k/√head_dim, so a score grows with the
+    lengths of q and k and can become large, which makes the softmax saturate. With QK-norm (Qwen3, OLMo 2,
+    Gemma 3): the query and the key each first pass through an RMSNorm over the head's own head_dim features,
+    with a learned scale, then RoPE, which keeps their lengths, then the same dot product. Each normalised
+    vector has length √head_dim times its scale, so a score stays within ±√head_dim for unit scales, whatever
+    the size of the activations that produced q and k.""",
+)
+def qk_norm():
+    fig, ax = canvas(10.0, 4.7)
+
+    def path(y, title, norms):
+        text(ax, 0.15, y + 0.95, title, ha="left", fontsize=11, weight="bold")
+        for dy, name in ((0.4, "q"), (-0.4, "k")):
+            centre = tensor(ax, 0.15, y + dy - 0.22, 1.55, 0.44, f"{name} of one head", fontsize=10)
+            x = 1.7
+            if norms:
+                operation(ax, 2.05, y + dy - 0.22, 1.75, 0.44, "RMSNorm(head_dim)", fontsize=10)
+                arrow(ax, (x, centre[1]), (2.05, centre[1]))
+                x = 3.8
+            operation(ax, 4.15, y + dy - 0.22, 0.85, 0.44, "RoPE", fontsize=10)
+            arrow(ax, (x, centre[1]), (4.15, centre[1]))
+            arrow(ax, (5.0, centre[1]), (5.5, y + dy / 3))
+        dot = operation(ax, 5.5, y - 0.3, 1.35, 0.6, "q·k / √d", fontsize=10)
+        arrow(ax, (6.85, y), (7.2, y))
+        return dot
+
+    path(3.05, "plain (GPT-2, Llama 3)", norms=False)
+    text(ax, 7.3, 3.05, "grows with |q| and |k|:\nlarge activations give\nhuge scores, a saturated\nsoftmax",
+         ha="left", fontsize=10, color=MUTED)
+    path(0.95, "QK-norm (Qwen3, OLMo 2, Gemma 3)", norms=True)
+    text(ax, 7.3, 0.95, "bounded: |q|, |k| = √d · scale,\nso |score| ≤ √d\n(unit scales; d = head_dim)",
+         ha="left", fontsize=10, color=ACCENT)
+    text(ax, 2.925, 0.15, "one norm for queries, one for keys, shared by all heads", fontsize=10, color=MUTED)
+    return fig
+
+
+@diagram(
+    "ch04_left_padding",
+    alt="""Batched generation with left padding, as left_pad and the model's pad_lengths handle it. Three prompts
+    of 4, 2 and 3 tokens become one batch of width 4, padded on the left: pad_lengths is 0, 2 and 1. Each row
+    numbers its positions from its first real token (0, 1, 2, ...), so a prompt gets the same positions it
+    would get alone; padding slots get position 0 and their outputs are never used. Generated tokens are
+    appended on the right of every row, continuing its positions. The attention mask of the row with two
+    padding slots is causal and also hides those slots from every other query; a padding query sees only
+    itself, so no softmax row is empty.""",
+)
+def left_padding():
+    import torch
+
+    from shared.generation import left_pad
+    from shared.model import left_padding_view
+
+    prompts = [["The", " cat", " sat", " on"], ["Hi", " there"], ["I", " like", " tea"]]
+    new = [[" the", " mat"], [",", " how"], [" very", " much"]]
+    idx, pad = left_pad([list(range(len(p))) for p in prompts])
+    width = idx.shape[1] + len(new[0])  # the prompt slots, then the generated ones
+    positions, hidden = left_padding_view(pad, 0, torch.zeros(len(prompts), width, dtype=torch.long))
+    fig, ax = canvas(10.0, 4.9)
+    x0, w, h = 1.85, 0.62, 0.44
+    text(ax, 0.15, 4.6, "A batch of prompts, padded on the left", ha="left", fontsize=11, weight="bold")
+    brace(ax, x0, x0 + idx.shape[1] * w, 4.05, "prompts (left_pad)", below=False, fontsize=10)
+    brace(ax, x0 + idx.shape[1] * w, x0 + width * w, 4.05, "generated", below=False, fontsize=10)
+    for r, prompt in enumerate(prompts):
+        y = 3.4 - r * 1.05
+        text(ax, 0.15, y + 0.08, f"row {r}", ha="left", fontsize=10, weight="bold")
+        mono(ax, 0.15, y - 0.2, f"pad_lengths={pad[r]}", fontsize=10)
+        labels = ["pad"] * int(pad[r]) + prompt + new[r]
+        kinds = ["masked"] * int(pad[r]) + ["data"] * len(prompt) + ["highlight"] * len(new[r])
+        row(ax, x0, y - h / 2, labels, w=w, h=h, kinds=kinds, fontsize=10)
+        for c in range(width):
+            color = MUTED if c < pad[r] else INK
+            mono(ax, x0 + (c + 0.5) * w, y - h / 2 - 0.17, str(int(positions[r, c])), ha="center", color=color,
+                 fontsize=10)
+    text(ax, 0.15, 0.35, "small numbers: positions, counted from each row's first real token (padding: 0, unused)",
+         ha="left", fontsize=10, color=MUTED)
+
+    # the mask of row 1, which has the most padding
+    r, size, mx, top = 1, 0.36, 7.55, 3.75
+    text(ax, mx + width * size / 2, 4.35, f"attention mask of row {r}", fontsize=10, weight="bold")
+    kinds = [["masked" if hidden[r, 0, q, k] else "tensor" for k in range(width)] for q in range(width)]
+    cells(ax, mx, top, kinds, size)
+    text(ax, mx + width * size / 2, top + 0.15, "keys →", fontsize=10, color=MUTED)
+    text(ax, mx - 0.12, top - width * size / 2, "queries ↓", fontsize=10, color=MUTED, ha="right")
+    legend_y = top - width * size - 0.35
+    box(ax, mx, legend_y, 0.22, 0.22, kind="tensor")
+    text(ax, mx + 0.3, legend_y + 0.11, "seen", ha="left", fontsize=10)
+    box(ax, mx + 1.05, legend_y, 0.22, 0.22, kind="masked")
+    text(ax, mx + 1.35, legend_y + 0.11, "hidden", ha="left", fontsize=10)
+    text(ax, mx + width * size / 2, legend_y - 0.4, "causal, and padding hidden\n(a pad query sees itself)",
+         fontsize=10, color=MUTED)
+    return fig
+
+
+# GQA's colours: one per key/value head, lightened versions of distinct hues so query heads read as groups.
+GROUP_COLOURS = ["#9cc3e6", "#f6c28b", "#a9d8a1", "#e9a3a8", "#c9b3e0", "#d8c0a8", "#f0b8dc", "#c8c8c8"]
+
+
+@diagram(
+    "ch04_gqa",
+    alt="""Grouped-query attention. Three layouts of 8 query heads: multi-head attention (GPT-2) gives every
+    query head its own key/value head, 8 in all; grouped-query attention (Llama 3, Qwen3) lets groups of 4
+    consecutive query heads share one key/value head, 2 in all; multi-query attention shares a single key/value
+    head among all 8. A plot beside them shows the KV cache of one sequence in Llama 3 8B's shape (32 layers,
+    head_dim 128, bfloat16), growing linearly with the tokens in the cache: about 69 GB at 128k tokens with 32
+    key/value heads, about 17 GB with Llama 3's 8, and about 2 GB with 1.""",
+)
+def gqa():
+    fig, ax = canvas(10.0, 6.6)
+    for p, (title, n_kv) in enumerate([("multi-head (GPT-2)", 8), ("grouped-query (Llama 3, Qwen3)", 2),
+                                       ("multi-query", 1)]):
+        x0, size, group = 0.95 + p * 3.3, 0.27, 8 // n_kv
+        text(ax, x0 + 4 * size, 6.35, title, fontsize=10, weight="bold")
+        text(ax, x0 + 4 * size, 6.05, f"{n_kv} key/value head{'s' if n_kv > 1 else ''}", fontsize=10, color=MUTED)
+        for h in range(8):  # query heads on top, coloured by the key/value head they read
+            ax.add_patch(patches.Rectangle((x0 + h * size, 5.25), size * 0.85, size * 1.6, facecolor=GROUP_COLOURS[h // group],
+                                           edgecolor=INK, linewidth=0.8))
+        for k in range(n_kv):  # key/value heads below, centred under their group
+            cx = x0 + (k * group + group / 2) * size - size * 0.075
+            ax.add_patch(patches.Rectangle((cx - size * 0.425, 4.0), size * 0.85, size * 1.6,
+                                           facecolor=GROUP_COLOURS[k], edgecolor=INK, linewidth=0.8))
+            for h in range(k * group, (k + 1) * group):
+                line(ax, [(cx, 4.0 + size * 1.6), (x0 + (h + 0.425) * size, 5.25)], color=MUTED, linewidth=0.9)
+        if p == 0:
+            text(ax, x0 - 0.12, 5.47, "queries", ha="right", fontsize=10)
+            text(ax, x0 - 0.12, 4.22, "keys,\nvalues", ha="right", fontsize=10)
+
+    # KV cache of one sequence: keys and values, per layer, per key/value head, head_dim numbers, 2 bytes each
+    layers, head_dim, nbytes = 32, 128, 2  # Llama 3 8B's shape, bfloat16
+    tokens = np.arange(0, 131_073, 1024)
+    plot = small_axes(fig, ax, 1.0, 0.7, 6.0, 2.75)
+    for n_kv, style in ((32, "-"), (8, "--"), (1, ":")):
+        plot.plot(tokens / 1000, 2 * layers * n_kv * head_dim * nbytes * tokens / 1e9, style, color=INK,
+                  linewidth=1.6, label=f"{n_kv} key/value heads")
+    plot.set_xlabel("tokens in the cache (thousands)", fontsize=10, color=INK)
+    plot.set_ylabel("KV cache (GB)", fontsize=10, color=INK)
+    plot.legend(fontsize=10, frameon=False)
+    text(ax, 7.3, 2.6, "one sequence in\nLlama 3 8B's shape:\n32 layers, head_dim 128,\nbfloat16",
+         ha="left", fontsize=10, color=MUTED)
+    text(ax, 7.3, 1.3, "Llama 3 8B uses 8\nkey/value heads for\n32 query heads", ha="left", fontsize=10,
+         color=ACCENT)
     return fig

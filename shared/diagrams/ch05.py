@@ -668,3 +668,102 @@ def static_kv_cache():
     text(ax, 4.72, legend_y + 0.12, "a slot after position: not attended to", ha="left", fontsize=8.5)
     text(ax, 9.7, legend_y + 0.12, "GPT-2 small: 12 heads of 64", ha="right", fontsize=8.5, color=MUTED)
     return fig
+
+
+@diagram(
+    "ch05_hf_name_map",
+    alt="""How load_hf_checkpoint renames a Hugging Face Llama 3 or Qwen3 checkpoint's tensors to our GPTModel's
+    parameter names, one row per tensor, the Hub's name on the left and ours on the right. model.embed_tokens
+    becomes tok_emb, model.norm becomes final_norm and lm_head becomes out_head (a tied head loads nothing of its
+    own). In every block i, model.layers.{i}. becomes trf_blocks.{i}.: self_attn.q_proj, k_proj, v_proj and
+    o_proj become att.W_query, W_key, W_value and out_proj; self_attn.q_norm and k_norm (Qwen3's QK-norm) become
+    att.q_norm and att.k_norm; mlp.gate_proj, up_proj and down_proj become ff.gate, ff.up and ff.down;
+    input_layernorm and post_attention_layernorm become norm1 and norm2. Norm weights become scales. Tensors
+    are only renamed, never transposed.""",
+)
+def hf_name_map():
+    from shared.open_weights import BLOCK_NAMES, TOP_NAMES  # the loader's own table, so the picture cannot drift
+
+    block = [(hub, ours) for ours, hub in BLOCK_NAMES.items() if not ours.endswith(".bias")]
+    top = [(hub, ours) for ours, hub in TOP_NAMES.items()]
+    fig, ax = canvas(10.0, 1.75 + 0.36 * (len(block) + len(top)))
+    H = fig.get_size_inches()[1]
+    lx, rx, pitch = 4.55, 5.45, 0.36  # the Hub's names end at lx, ours start at rx
+
+    def pair(y, hub, ours, note=""):
+        text(ax, lx, y, hub, ha="right", fontsize=10, family=MONO)
+        arrow(ax, (lx + 0.1, y), (rx - 0.1, y))
+        text(ax, rx, y, ours, ha="left", fontsize=10, family=MONO)
+        if note:
+            text(ax, 9.85, y, note, ha="right", fontsize=10, color=ACCENT)
+
+    text(ax, lx, H - 0.3, "Hugging Face (Llama 3, Qwen3)", ha="right", fontsize=11, weight="bold")
+    text(ax, rx, H - 0.3, "our GPTModel", ha="left", fontsize=11, weight="bold")
+    y = H - 0.75
+    for hub, ours in top[:1]:
+        pair(y, hub, ours)
+    y -= pitch + 0.25
+    frame_top = y + pitch / 2 + 0.05
+    text(ax, 0.15, y, "every block i:", ha="left", fontsize=10, color=MUTED)
+    text(ax, 0.15, y - pitch, "model.layers.{i}.", ha="left", fontsize=10, family=MONO, color=MUTED)
+    text(ax, 0.15, y - 2 * pitch, "→ trf_blocks.{i}.", ha="left", fontsize=10, family=MONO, color=MUTED)
+    for hub, ours in block:
+        pair(y, hub, ours, "Qwen3 only (QK-norm)" if "norm" in ours and ours.startswith("att.") else "")
+        y -= pitch
+    ax.add_patch(patches.FancyBboxPatch((0.08, y + pitch / 2 - 0.05), 9.84, frame_top - y - pitch / 2 + 0.05,
+                                        boxstyle="round,pad=0,rounding_size=0.1", facecolor="none", edgecolor=MUTED,
+                                        linewidth=1.0, linestyle="--"))
+    y -= 0.25
+    for hub, ours in top[1:]:
+        pair(y, hub, ours, "none if tied to tok_emb" if ours.startswith("out_head") else "")
+        y -= pitch
+    text(ax, 0.15, 0.25, "renamed only: the Hub stores nn.Linear weights as (out, in) too, so nothing is transposed",
+         ha="left", fontsize=10, color=MUTED)
+    return fig
+
+
+# The first tokens of a line of the play, with their GPT-2 ids (tiktoken's "gpt2" encoding gives exactly these).
+SHAKESPEARE_PIECES = [("ROM", 33676), ("EO", 4720), (":", 25), ("\\n", 198), ("But", 1537), (" soft", 2705),
+                      (",", 11), (" what", 644)]  # "\\n": the newline token, written visibly
+
+
+@diagram(
+    "ch05_compact_vocabulary",
+    alt="""The compact vocabulary of the Tiny Shakespeare companion, on a toy corpus made of the first eight
+    tokens of "ROMEO: But soft, what": ROM, EO, colon, newline, But, soft, comma, what. GPT-2's tokenizer gives
+    them ids between 0 and 50,256 (33676, 4720, 25, 198, 1537, 2705, 11, 644). The ids that occur are sorted,
+    and compact id i stands for the i-th smallest: gpt2_ids = [11, 25, 198, 644, 1537, 2705, 4720, 33676]
+    maps a compact id back to GPT-2's, and compact_ids maps the other way, so the line encodes as 7, 6, 1, 2,
+    4, 5, 0, 3. The model's embedding table and output head then need only K rows, one per id the corpus uses:
+    on all of Tiny Shakespeare K is 11,706 instead of 50,257.""",
+)
+def compact_vocabulary():
+    from shared.text import CompactVocabulary
+
+    pieces, gpt2 = zip(*SHAKESPEARE_PIECES)
+    vocab = CompactVocabulary(gpt2, tokenizer=object())  # only the renumbering is drawn: no tokenizer needed
+    fig, ax = canvas(10.0, 5.0)
+    x0, w, h = 2.3, 0.92, 0.44
+
+    def labelled_row(y, label, note, cells, kind):
+        text(ax, 0.15, y + h / 2 + 0.1, label, ha="left", fontsize=10, weight="bold", family=MONO)
+        text(ax, 0.15, y + h / 2 - 0.17, note, ha="left", fontsize=10, color=MUTED)
+        return row(ax, x0, y, cells, w=w, h=h, kind=kind, fontsize=10, family=MONO)
+
+    text(ax, 0.15, 4.7, "A toy corpus: the first 8 tokens of a line of the play", ha="left", fontsize=11,
+         weight="bold")
+    labelled_row(3.85, "tokens", "GPT-2's tokenizer", [f"'{p}'" for p in pieces], "data")
+    labelled_row(3.0, "GPT-2 ids", "0 .. 50,256", gpt2, "data")
+    labelled_row(1.85, "compact ids", f"0 .. K-1 (K = {vocab.n_vocab})", [vocab.compact_ids[i] for i in gpt2], "tensor")
+    for c in (0, 7):
+        arrow(ax, (x0 + (c + 0.5) * w, 3.0), (x0 + (c + 0.5) * w, 1.85 + h))
+    text(ax, x0 + 4 * w, 2.6, "encode: compact_ids[gpt2_id]", fontsize=10, color=ACCENT, family=MONO)
+    # the map itself: the sorted GPT-2 ids, indexed by compact id
+    labelled_row(0.75, "gpt2_ids", "sorted(set(ids))", vocab.gpt2_ids, "parameter")
+    for i in range(vocab.n_vocab):
+        text(ax, x0 + (i + 0.5) * w, 0.75 + h + 0.17, f"[{i}]", fontsize=10, color=MUTED, family=MONO)
+    text(ax, x0 + 8 * w - 0.05, 1.55, "decode: gpt2_ids[compact_id]", ha="right", fontsize=10, color=ACCENT,
+         family=MONO)
+    text(ax, 0.15, 0.3, "On all of Tiny Shakespeare, K = 11,706 of GPT-2's 50,257 ids: the embedding table and the "
+         "output head keep only those rows.", ha="left", fontsize=10, color=MUTED)
+    return fig

@@ -3,7 +3,7 @@
 from matplotlib import patches
 
 from . import diagram
-from .style import ACCENT, INK, MONO, MUTED, arrow, box, canvas, data, legend, operation, parameter, path_arrow, row, tensor, text
+from .style import ACCENT, INK, MONO, MUTED, arrow, box, brace, canvas, data, legend, operation, parameter, path_arrow, row, tensor, text
 
 EOT = "50256"
 
@@ -617,4 +617,47 @@ def grpo_step():
     text(ax, 0.1, 0.65, "mean 0.75, std 0.43: right answers up, the wrong one down.\n"
          "A group whose rewards are all equal has advantage 0: it teaches nothing.", ha="left", fontsize=9,
          color=MUTED)
+    return fig
+
+
+@diagram(
+    "ch07_dpo_batch",
+    alt="""One preference pair as preference_collate lays it out for DPO. Both rows start with the same 5 prompt
+    tokens; the chosen row continues with a 6-token answer and the rejected row with a 3-token answer, and each
+    answer ends with one end-of-text token (50256). Both rows are padded with more 50256 tokens to one width,
+    the longest sequence of the batch, here 12. Under each row its response mask is 1 exactly on the answer
+    tokens and their end-of-text token, and 0 on the prompt and on the padding. The sequence's log-probability
+    is the sum, over the positions where the mask is 1, of the log-probability the model gave that token from
+    the position before it; DPO compares these sums for the chosen and the rejected answer.""",
+)
+def dpo_batch():
+    from shared.preference import _padded_with_mask
+
+    prompt = ["Say", " hi", " to", " me", "."]  # the instruction; the real prompt wraps it in the Alpaca template
+    answers = {"chosen": [" Hi", "!", " How", " are", " you", "?"], "rejected": [" Go", " away", "."]}
+    width = max(len(prompt) + len(a) + 1 for a in answers.values())
+    fig, ax = canvas(10.0, 4.2)
+    x0, w, h = 1.75, 0.66, 0.42
+    text(ax, 0.15, 3.95, "One DPO pair: prompt + chosen answer and prompt + rejected answer, padded to one width",
+         ha="left", fontsize=11, weight="bold")
+    for r, (side, answer) in enumerate(answers.items()):
+        example = {"input_ids": list(range(len(prompt) + len(answer))), "prompt_length": len(prompt)}
+        _, mask = _padded_with_mask([example], width, pad_token_id=-1)  # the collate's own mask
+        pads = width - len(prompt) - len(answer) - 1
+        y = 2.85 - r * 1.3
+        text(ax, 0.15, y + h / 2, f"{side}_ids", ha="left", fontsize=10, weight="bold", family=MONO)
+        text(ax, 0.15, y - 0.4 + h / 2, f"{side}_mask", ha="left", fontsize=10, family=MONO, color=MUTED)
+        labels = prompt + answer + ["<eot>"] + ["<pad>"] * pads
+        kinds = ["data"] * len(prompt) + ["tensor"] * len(answer) + ["highlight"] + ["masked"] * pads
+        row(ax, x0, y, labels, w=w, h=h, kinds=kinds, fontsize=10)
+        for c, m in enumerate(mask[0].tolist()):
+            text(ax, x0 + (c + 0.5) * w, y - 0.4 + h / 2, str(int(m)), fontsize=10, family=MONO,
+                 color=ACCENT if m else MUTED, weight="bold" if m else "normal")
+    brace(ax, x0, x0 + len(prompt) * w, 3.42, "the same prompt (in the real batch, inside the Alpaca template)",
+          below=False, fontsize=10)
+    text(ax, x0 + 11.5 * w, 3.42, "id 50256", fontsize=10, color=MUTED, va="bottom")
+    text(ax, 0.15, 0.75, "log p(answer) = sum over the 1s of log p(token | the tokens before it): the logits at "
+         "position t - 1 score token t", ha="left", fontsize=10, color=ACCENT)
+    text(ax, 0.15, 0.3, "<eot> and <pad> are the same id, 50256: only the first after the answer counts; the mask "
+         "tells them apart", ha="left", fontsize=10, color=MUTED)
     return fig
