@@ -63,7 +63,7 @@ def box(ax, x, y, w, h, label="", kind="tensor", fontsize=11, shape=None, color=
     if label:
         ax.text(*centre, label, ha="center", va="center", fontsize=fontsize, color=INK, family=family, weight=weight)
     if shape:
-        ax.text(x + w / 2, y - 0.06, shape, ha="center", va="top", fontsize=fontsize - 2, color=MUTED, family=MONO)
+        ax.text(x + w / 2, y - 0.06, shape, ha="center", va="top", fontsize=max(10, fontsize - 2), color=MUTED, family=MONO)
     return centre
 
 
@@ -83,7 +83,7 @@ def data(ax, x, y, w, h, label="", **kwargs):
     return box(ax, x, y, w, h, label, kind="data", **kwargs)
 
 
-def arrow(ax, start, end, label=None, color=INK, label_side="right", fontsize=9, curve=0.0, style="-|>", linewidth=1.3):
+def arrow(ax, start, end, label=None, color=INK, label_side="right", fontsize=10, curve=0.0, style="-|>", linewidth=1.3):
     """An arrow from `start` to `end` (points in inches), with an optional label beside its middle."""
     ax.add_patch(
         patches.FancyArrowPatch(
@@ -110,7 +110,7 @@ def row(ax, x, y, labels, w=0.6, h=0.45, kind="data", kinds=None, fontsize=10, g
     return centres
 
 
-def grid(ax, x, y, cells, size=0.4, kinds=None, fontsize=9, family=FONT):
+def grid(ax, x, y, cells, size=0.4, kinds=None, fontsize=10, family=FONT):
     """A matrix of cells with its top-left corner at (x, y); `cells[i][j]` is the label of row i, column j.
 
     `kinds[i][j]` (optional) picks each cell's kind. Returns the (x, y) of each row's centre-left and
@@ -131,7 +131,7 @@ def text(ax, x, y, words, fontsize=10, color=INK, ha="center", va="center", weig
     ax.text(x, y, words, fontsize=fontsize, color=color, ha=ha, va=va, weight=weight, style=style, family=family)
 
 
-def brace(ax, x0, x1, y, label="", fontsize=9, color=MUTED, below=True):
+def brace(ax, x0, x1, y, label="", fontsize=10, color=MUTED, below=True):
     """A square bracket under (or over) the span x0..x1 at height y, with a label: marks a group of cells."""
     tick = -0.08 if below else 0.08
     ax.plot([x0, x0, x1, x1], [y - tick, y, y, y - tick], color=color, linewidth=1.1)
@@ -140,7 +140,7 @@ def brace(ax, x0, x1, y, label="", fontsize=9, color=MUTED, below=True):
                 fontsize=fontsize, color=color, family=FONT)
 
 
-def path_arrow(ax, points, color=INK, label=None, label_at=None, fontsize=9, linewidth=1.3, ha="left"):
+def path_arrow(ax, points, color=INK, label=None, label_at=None, fontsize=10, linewidth=1.3, ha="left"):
     """An arrow along a polyline (for right-angled connections): plain segments, then an arrowhead on the last."""
     xs, ys = zip(*points)
     ax.plot(xs[:-1], ys[:-1], color=color, linewidth=linewidth, solid_capstyle="butt")
@@ -149,12 +149,12 @@ def path_arrow(ax, points, color=INK, label=None, label_at=None, fontsize=9, lin
         ax.text(*label_at, label, ha=ha, va="center", fontsize=fontsize, color=MUTED, family=FONT)
 
 
-def legend(ax, x, y, items, fontsize=9, size=0.2):
+def legend(ax, x, y, items, fontsize=10, size=0.2):
     """Small swatches left to right, each followed by what it means: items = [(kind, words), ...]."""
     for kind, words in items:
         box(ax, x, y, size, size, kind=kind)
         ax.text(x + size + 0.07, y + size / 2, words, ha="left", va="center", fontsize=fontsize, color=INK)
-        x += size + 0.07 + 0.066 * len(words) + 0.3
+        x += size + 0.07 + 0.0075 * fontsize * len(words) + 0.3  # about one average character per 0.0075 in per pt
 
 
 def to_png(fig: Figure) -> bytes:
