@@ -115,3 +115,26 @@ def test_every_main_chapter_shows_its_diagrams(path):
     code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
     shown = set(SHOW.findall(code))
     assert len(shown) >= MIN_PER_MAIN_CHAPTER, f"{relative(path)} shows {len(shown)} diagrams: {sorted(shown)}"
+
+
+def test_stamp_refreshes_only_cells_that_ran_and_show_nothing_else(tmp_path):
+    from shared.diagrams.__main__ import stamp
+
+    name = "ch02_sliding_window"
+    stale = nbformat.v4.new_output("execute_result", data={"image/png": "c3RhbGU=", "text/plain": "old"},
+                                   execution_count=3)
+    ran = nbformat.v4.new_code_cell(f'show_diagram("{name}")', outputs=[stale], execution_count=3)
+    never_ran = nbformat.v4.new_code_cell(f'show_diagram("{name}")')
+    computes = nbformat.v4.new_code_cell(f'x = 1\nshow_diagram("{name}")', outputs=[stale], execution_count=4)
+    path = tmp_path / "demo.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[ran, never_ran, computes]), path)
+
+    assert stamp([path]) == [path]
+    cells = nbformat.read(path, as_version=4).cells
+    shown = cells[0].outputs[0]
+    assert base64.b64decode(shown.data["image/png"]) == stored_png(name)
+    assert shown.execution_count == 3
+    assert shown.metadata["image/png"]["width"] * 2 == Image.open(io.BytesIO(stored_png(name))).width
+    assert cells[1].outputs == []
+    assert cells[2].outputs[0].data["text/plain"] == "old"
+    assert stamp([path]) == []  # already current: nothing rewritten

@@ -75,9 +75,19 @@ class DiagramImage:
     def __init__(self, name: str, png: bytes, alt: str):
         self.name, self.png, self.alt = name, png, alt
 
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) in CSS pixels: the PNG holds DPI / DISPLAY_DPI times more, for high-density screens."""
+        from PIL import Image
+
+        from .style import DISPLAY_DPI, DPI
+
+        width, height = Image.open(io.BytesIO(self.png)).size
+        return round(width * DISPLAY_DPI / DPI), round(height * DISPLAY_DPI / DPI)
+
     def _repr_mimebundle_(self, include=None, exclude=None):
         data = {"image/png": base64.b64encode(self.png).decode("ascii"), "text/plain": f"[diagram: {self.alt}]"}
-        return data, {"image/png": {"alt": self.alt}}
+        width, height = self.display_size()
+        return data, {"image/png": {"alt": self.alt, "width": width, "height": height}}
 
 
 def show_diagram(name: str) -> DiagramImage:

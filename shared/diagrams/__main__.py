@@ -2,15 +2,21 @@
 
     python -m shared.diagrams            # redraw all (or: python -m shared.diagrams NAME ...)
     python -m shared.diagrams --check    # exit 1 if a PNG is missing, stale or left over
+    python -m shared.diagrams --stamp    # refresh the pictures stored in the notebooks' show_diagram cells
+
+A cell whose whole source is `show_diagram("name")` has one possible output, the PNG itself, so --stamp
+writes that output in place instead of asking for the whole notebook to be re-run after a diagram is redrawn.
+Cells that compute anything else keep the outputs of their last real run.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
-from . import all_diagrams, pixels
+from . import all_diagrams, pixels, show_diagram
 from .style import renderer_version
 
 PNG_DIR = Path(__file__).resolve().parent / "png"
@@ -46,12 +52,49 @@ def problems() -> list[str]:
     return found
 
 
+ONLY_SHOW_DIAGRAM = re.compile(r"""\s*show_diagram\(\s*["']([\w-]+)["']\s*\)\s*""")
+
+
+def stamp(notebook_paths) -> list[Path]:
+    """Write each show_diagram-only cell's output as displaying it would; return the notebooks that changed."""
+    import nbformat
+
+    from shared._export import serialize
+
+    changed = []
+    for path in notebook_paths:
+        nb = nbformat.read(path, as_version=4)
+        touched = False
+        for cell in nb.cells:
+            match = ONLY_SHOW_DIAGRAM.fullmatch(cell.source) if cell.cell_type == "code" else None
+            if not match or not cell.outputs:
+                continue  # a cell never run keeps no output: stamping must not pretend it ran
+            data, metadata = show_diagram(match.group(1))._repr_mimebundle_()
+            output = nbformat.v4.new_output("execute_result", data=data, metadata=metadata,
+                                            execution_count=cell.execution_count)
+            if cell.outputs != [output]:
+                cell.outputs = [output]
+                touched = True
+        if touched:
+            Path(path).write_text(serialize(nb), encoding="utf-8")
+            changed.append(Path(path))
+    return changed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.diagrams", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="diagrams to redraw (default: all)")
     parser.add_argument("--check", action="store_true", help="only check; change nothing")
+    parser.add_argument("--stamp", action="store_true",
+                        help="refresh the stored output of every show_diagram cell in the course's notebooks")
     args = parser.parse_args(argv)
+    if args.stamp:
+        from shared._export import notebooks
+
+        for path in stamp(notebooks()):
+            print(f"stamped {path}")
+        return 0
     if args.check:
         found = problems()
         for line in found:

@@ -9,7 +9,7 @@ from matplotlib import patches
 
 from . import diagram
 from .style import (
-    ACCENT, INK, KINDS, MONO, MUTED, arrow, box, brace, canvas, grid, operation, parameter, row, tensor, text,
+    ACCENT, FONT, INK, KINDS, MONO, MUTED, arrow, box, brace, canvas, grid, operation, parameter, row, tensor, text,
 )
 
 TOKENS = ["Every", "token", "looks", "at", "the", "others"]
@@ -56,15 +56,17 @@ HEAD_1 = "#b9d3ec"  # a second, darker tensor blue: the part of a tensor that be
 HEAD_1_PARAM = "#b3dcb6"  # the same for a parameter
 
 
-def token_matrix(ax, x, y, cells, kinds, size, rows=True, columns=True, fontsize=8):
+def token_matrix(ax, x, y, cells, kinds, size, rows=True, columns=True, fontsize=10):
     """A 6 x 6 matrix with the query tokens left of its rows and the key tokens above its columns."""
     left, top = grid(ax, x, y, cells, size=size, kinds=kinds, fontsize=fontsize, family=MONO)
     if rows:
         for token, (rx, ry) in zip(TOKENS, left):
-            text(ax, rx - 0.06, ry, token, ha="right", fontsize=8)
+            text(ax, rx - 0.06, ry, token, ha="right", fontsize=10)
     if columns:
+        narrow = size < 0.5  # 10 pt words are wider than a narrow column: slant them
         for token, (cx, cy) in zip(TOKENS, top):
-            text(ax, cx, cy + 0.1, token, fontsize=8, va="bottom")
+            ax.text(cx - (0.1 if narrow else 0), cy + 0.06, token, rotation=45 if narrow else 0, fontsize=10,
+                    ha="left" if narrow else "center", va="bottom", color=INK, family=FONT)
 
 
 def lower_triangle(values, fmt, future="", fill=None):
@@ -92,7 +94,7 @@ def rnn_vs_attention():
     w, gap, h = 0.62, 0.08, 0.4
 
     def tokens_at(x0):
-        return row(ax, x0, 0.35, TOKENS, w=w, h=h, kind="data", gap=gap, fontsize=9)
+        return row(ax, x0, 0.35, TOKENS, w=w, h=h, kind="data", gap=gap, fontsize=10)
 
     # left: the RNN chain
     text(ax, 0.25, 3.6, "RNN encoder: one state, updated token by token", ha="left", fontsize=10, weight="bold")
@@ -100,25 +102,25 @@ def rnn_vs_attention():
     states = []
     for i, (cx, _) in enumerate(centres):
         kind = "highlight" if i == 5 else "tensor"
-        states.append(box(ax, cx - 0.22, 1.45, 0.44, 0.4, f"h{i + 1}", kind=kind, fontsize=9))
+        states.append(box(ax, cx - 0.22, 1.45, 0.44, 0.4, f"h{i + 1}", kind=kind, fontsize=10))
         arrow(ax, (cx, 0.35 + h), (cx, 1.45), color=MUTED)
     for (x1, y1), (x2, _) in zip(states, states[1:]):
         arrow(ax, (x1 + 0.22, y1), (x2 - 0.22, y1))
-    text(ax, states[5][0], 2.12, "final state:\nall the decoder sees", fontsize=9, color=ACCENT, va="bottom")
+    text(ax, states[5][0], 2.12, "final state:\nall the decoder sees", fontsize=10, color=ACCENT, va="bottom")
     text(ax, 0.3, 2.75, "'Every' reaches the final state only\nthrough 5 more updates; its influence\n"
-         "fades with each one", ha="left", fontsize=9, color=MUTED)
+         "fades with each one", ha="left", fontsize=10, color=MUTED)
     ax.plot([4.72, 4.72], [0.2, 3.75], color="#cccccc", linewidth=1, linestyle="--")
 
     # right: attention
     text(ax, 4.95, 3.6, "attention: every token one step away", ha="left", fontsize=10, weight="bold")
     centres = tokens_at(4.95)
     mid = (centres[0][0] + centres[5][0]) / 2
-    out = box(ax, mid - 1.0, 2.45, 2.0, 0.48, "context of 'others'", kind="highlight", fontsize=9)
+    out = box(ax, mid - 1.0, 2.45, 2.0, 0.48, "context of 'others'", kind="highlight", fontsize=10)
     for i, (cx, cy) in enumerate(centres):
         arrow(ax, (cx, cy + h / 2), (mid - 0.75 + i * 0.3, 2.45), color=INK, linewidth=1.0)
-    text(ax, mid, 3.08, "the same for every position: each\ngets its own mix of all six tokens", fontsize=8,
+    text(ax, mid, 3.08, "the same for every position: each\ngets its own mix of all six tokens", fontsize=10,
          color=MUTED, va="bottom")
-    text(ax, 9.2, 1.55, "one weighted\nstep from\nevery token", ha="right", fontsize=9, color=ACCENT)
+    text(ax, 9.2, 1.55, "one weighted\nstep from\nevery token", ha="right", fontsize=10, color=ACCENT)
     return fig
 
 
@@ -138,28 +140,28 @@ def one_query():
     headers = [(1.8, "embedding x_i\n(also the value here)"), (3.4, "score\nx_i · x_looks"),
                (5.55, "attention\nweight"), (8.42, "context vector")]
     for x, words in headers:
-        text(ax, x, 4.5, words, fontsize=9, color=MUTED, va="center")
+        text(ax, x, 4.5, words, fontsize=10, color=MUTED, va="center")
     sm = operation(ax, 4.1, bottom, 0.85, upper - bottom, "softmax", fontsize=10)
     total = operation(ax, 6.75, bottom, 0.45, upper - bottom, "Σ", fontsize=14)
     for i, y in enumerate(ys):
         is_query = i == LOOKS
-        text(ax, 0.92, y + h / 2, TOKENS[i], ha="right", fontsize=9, weight="bold" if is_query else "normal")
-        box(ax, 1.0, y, 1.6, h, vector(INPUTS[i]), kind="highlight" if is_query else "tensor", fontsize=9, family=MONO)
+        text(ax, 0.92, y + h / 2, TOKENS[i], ha="right", fontsize=10, weight="bold" if is_query else "normal")
+        box(ax, 1.0, y, 1.6, h, vector(INPUTS[i]), kind="highlight" if is_query else "tensor", fontsize=10, family=MONO)
         arrow(ax, (2.6, y + h / 2), (3.0, y + h / 2), color=MUTED)
-        box(ax, 3.0, y, 0.8, h, f"{LOOKS_SCORES[i]:.4f}", kind="tensor", fontsize=9, family=MONO)
+        box(ax, 3.0, y, 0.8, h, f"{LOOKS_SCORES[i]:.4f}", kind="tensor", fontsize=10, family=MONO)
         arrow(ax, (3.8, y + h / 2), (4.1, y + h / 2), color=MUTED)
         arrow(ax, (4.95, y + h / 2), (5.15, y + h / 2), color=MUTED)
-        box(ax, 5.15, y, 0.8, h, f"{LOOKS_WEIGHTS[i]:.4f}", kind="tensor", fontsize=9, family=MONO)
+        box(ax, 5.15, y, 0.8, h, f"{LOOKS_WEIGHTS[i]:.4f}", kind="tensor", fontsize=10, family=MONO)
         arrow(ax, (5.95, y + h / 2), (6.75, y + h / 2), color=MUTED)
-        text(ax, 6.35, y + h / 2 + 0.1, "× x_i", fontsize=8, color=MUTED, va="bottom")
-    text(ax, 0.95, ys[LOOKS] - 0.02, "query", ha="right", va="top", fontsize=8, color=ACCENT)
-    text(ax, 5.55, bottom - 0.12, "sum = 1", fontsize=9, color=MUTED, va="top")
-    out = box(ax, 7.4, sm[1] - 0.25, 2.05, 0.5, vector(LOOKS_CONTEXT, 4), kind="highlight", fontsize=9, family=MONO)
+        text(ax, 6.35, y + h / 2 + 0.1, "× x_i", fontsize=10, color=MUTED, va="bottom")
+    text(ax, 0.95, ys[LOOKS] - 0.02, "query", ha="right", va="top", fontsize=10, color=ACCENT)
+    text(ax, 5.55, bottom - 0.12, "sum = 1", fontsize=10, color=MUTED, va="top")
+    out = box(ax, 7.4, sm[1] - 0.25, 2.05, 0.5, vector(LOOKS_CONTEXT, 4), kind="highlight", fontsize=10, family=MONO)
     arrow(ax, (7.2, out[1]), (7.4, out[1]))
-    text(ax, 8.42, out[1] - 0.4, "context vector of 'looks':\nweighted sum of all six", fontsize=9, color=ACCENT,
+    text(ax, 8.42, out[1] - 0.4, "context vector of 'looks':\nweighted sum of all six", fontsize=10, color=ACCENT,
          va="top")
     text(ax, 0.2, 0.3, "score = dot product: large when two vectors point the same way; the softmax makes the "
-         "scores positive and sum to 1", ha="left", fontsize=9, color=MUTED)
+         "scores positive and sum to 1", ha="left", fontsize=10, color=MUTED)
     return fig
 
 
@@ -173,8 +175,8 @@ def one_query():
     0.10, 0.11, 0.22, context vector 0.41, 0.55, 0.52.""",
 )
 def scores_matrix():
-    fig, ax = canvas(9.3, 5.85)
-    c = 0.32
+    fig, ax = canvas(10.9, 7.1)
+    c = 0.42  # wide enough for a two-decimal number at 10 pt
 
     def matrix(x, y_top, n_rows, n_cols, name, values=None, highlight_row=None):
         cells = [[""] * n_cols for _ in range(n_rows)]
@@ -183,33 +185,33 @@ def scores_matrix():
             kinds[highlight_row] = ["highlight"] * n_cols
             if values:
                 cells[highlight_row] = [f"{v:.2f}" for v in values]
-        grid(ax, x, y_top, cells, size=c, kinds=kinds, fontsize=8, family=MONO)
-        text(ax, x + n_cols * c / 2, y_top - n_rows * c - 0.08, name, fontsize=9, va="top", family=MONO)
+        grid(ax, x, y_top, cells, size=c, kinds=kinds, fontsize=10, family=MONO)
+        text(ax, x + n_cols * c / 2, y_top - n_rows * c - 0.08, name, fontsize=10, va="top", family=MONO)
 
-    top_a, top_b = 5.25, 2.4
+    top_a, top_b = 6.45, 2.95
     for i, token in enumerate(TOKENS):
-        text(ax, 0.7, top_a - (i + 0.5) * c, token, ha="right", fontsize=8)
-        text(ax, 4.35, top_b - (i + 0.5) * c, token, ha="right", fontsize=8)
+        text(ax, 0.7, top_a - (i + 0.5) * c, token, ha="right", fontsize=10)
+        text(ax, 5.0, top_b - (i + 0.5) * c, token, ha="right", fontsize=10)
     for j, token in enumerate(TOKENS):
-        ax.text(4.4 + (j + 0.5) * c, top_a + 0.06, token, rotation=45, ha="left", va="bottom", fontsize=8, color=INK)
+        ax.text(5.05 + (j + 0.5) * c, top_a + 0.06, token, rotation=45, ha="left", va="bottom", fontsize=10, color=INK)
     matrix(0.75, top_a, 6, 3, "inputs (6, 3)", INPUTS[LOOKS], LOOKS)
-    text(ax, 1.9, top_a - 3 * c, "@", fontsize=13)
-    matrix(2.1, top_a - 1.5 * c, 3, 6, "inputs.T (3, 6)")
-    text(ax, 4.2, top_a - 3 * c, "=", fontsize=13)
-    matrix(4.4, top_a, 6, 6, "attn_scores (6, 6)", LOOKS_SCORES, LOOKS)
-    text(ax, 6.55, top_a - 0.3, "row = query (attending)\ncolumn = key (attended to)", ha="left", va="top",
-         fontsize=9, color=MUTED)
-    mid = 4.4 + 3 * c
+    text(ax, 2.12, top_a - 3 * c, "@", fontsize=13)
+    matrix(2.25, top_a - 1.5 * c, 3, 6, "inputs.T (3, 6)")
+    text(ax, 4.91, top_a - 3 * c, "=", fontsize=13)
+    matrix(5.05, top_a, 6, 6, "attn_scores (6, 6)", LOOKS_SCORES, LOOKS)
+    text(ax, 7.7, top_a - 0.3, "row = query (attending)\ncolumn = key (attended to)", ha="left", va="top",
+         fontsize=10, color=MUTED)
+    mid = 5.05 + 3 * c
     arrow(ax, (mid, top_a - 6 * c - 0.35), (mid, top_b + 0.06))
-    text(ax, mid + 0.12, top_a - 6 * c - 0.55, "softmax along each row (dim=-1)", ha="left", fontsize=9, color=MUTED)
-    matrix(4.4, top_b, 6, 6, "attn_weights (6, 6)", LOOKS_WEIGHTS, LOOKS)
-    text(ax, 6.5, top_b - 3 * c, "@", fontsize=13)
-    matrix(6.7, top_b, 6, 3, "inputs (6, 3)")
-    text(ax, 7.85, top_b - 3 * c, "=", fontsize=13)
-    matrix(8.05, top_b, 6, 3, "all_contexts\n(6, 3)", LOOKS_CONTEXT, LOOKS)
-    text(ax, 0.2, 1.65, "Yellow: the row of 'looks', the\none-query computation from above.\n"
+    text(ax, mid + 0.12, top_a - 6 * c - 0.55, "softmax along each row (dim=-1)", ha="left", fontsize=10, color=MUTED)
+    matrix(5.05, top_b, 6, 6, "attn_weights (6, 6)", LOOKS_WEIGHTS, LOOKS)
+    text(ax, 7.7, top_b - 3 * c, "@", fontsize=13)
+    matrix(7.9, top_b, 6, 3, "inputs (6, 3)")
+    text(ax, 9.35, top_b - 3 * c, "=", fontsize=13)
+    matrix(9.5, top_b, 6, 3, "all_contexts\n(6, 3)", LOOKS_CONTEXT, LOOKS)
+    text(ax, 0.2, 2.0, "Yellow: the row of 'looks', the\none-query computation from above.\n"
          "Every other row does the same\nfor another query, in the same\nthree products.", ha="left",
-         fontsize=9, color=ACCENT)
+         fontsize=10, color=ACCENT)
     return fig
 
 
@@ -223,8 +225,8 @@ def scores_matrix():
 )
 def qkv_projections():
     fig, ax = canvas(9.3, 4.0)
-    x = box(ax, 0.2, 1.85, 1.7, 0.5, vector(INPUTS[LOOKS]), kind="tensor", fontsize=9, family=MONO)
-    text(ax, 1.05, 2.5, "embedding of 'looks'\nx (d_in = 3)", fontsize=9, va="bottom")
+    x = box(ax, 0.2, 1.85, 1.7, 0.5, vector(INPUTS[LOOKS]), kind="tensor", fontsize=10, family=MONO)
+    text(ax, 1.05, 2.5, "embedding of 'looks'\nx (d_in = 3)", fontsize=10, va="bottom")
     rows = [
         ("W_query", "query", [0.2670, 1.2843], "what 'looks' is looking for"),
         ("W_key", "key", [0.4183, 1.0842], "what 'looks' offers, to be\nmatched by the queries"),
@@ -234,13 +236,13 @@ def qkv_projections():
         y = 3.05 - i * 1.1
         w = parameter(ax, 2.55, y, 1.15, 0.45, weights, fontsize=10, shape="(3, 2)")
         arrow(ax, (1.9, x[1]), (2.55, w[1]), color=MUTED)
-        v = box(ax, 4.35, y, 1.55, 0.45, vector(values, 4), kind="tensor", fontsize=9, family=MONO)
+        v = box(ax, 4.35, y, 1.55, 0.45, vector(values, 4), kind="tensor", fontsize=10, family=MONO)
         arrow(ax, (3.7, w[1]), (4.35, v[1]))
         text(ax, 6.1, v[1], name, ha="left", fontsize=10, weight="bold")
-        text(ax, 6.75, v[1], role, ha="left", fontsize=9, color=MUTED)
-    text(ax, 5.12, 3.7, "x @ W  (d_out = 2)", fontsize=9, color=MUTED)
+        text(ax, 6.75, v[1], role, ha="left", fontsize=10, color=MUTED)
+    text(ax, 5.12, 3.7, "x @ W  (d_out = 2)", fontsize=10, color=MUTED)
     text(ax, 0.2, 0.22, "Every token gets all three (queries, keys, values: each (6, 2)). Scores compare queries "
-         "with keys; the context vector sums values.", ha="left", fontsize=9, color=ACCENT)
+         "with keys; the context vector sums values.", ha="left", fontsize=10, color=ACCENT)
     return fig
 
 
@@ -254,37 +256,37 @@ def qkv_projections():
 )
 def scaling():
     fig, ax = canvas(9.4, 3.9)
-    x0, y0, height = 0.75, 0.95, 2.5  # plot area: weight 0 at y0, weight 1 at y0 + height
+    x0, y0, height = 0.95, 0.95, 2.5  # plot area: weight 0 at y0, weight 1 at y0 + height
     table = [(2, 1.42, 0.510, 0.420), (16, 4.01, 0.790, 0.426), (64, 8.02, 0.894, 0.426), (512, 22.57, 0.960, 0.422)]
     group, bar = 1.25, 0.42
     right = x0 + group * len(table) + 0.1
     for level, label in ((1.0, "one-hot"), (1 / 6, "even: 1/6")):
         y = y0 + level * height
         ax.plot([x0, right], [y, y], color=MUTED, linewidth=0.9, linestyle="--")
-        text(ax, x0 - 0.08, y, label, ha="right", fontsize=8, color=MUTED)
+        text(ax, x0 - 0.08, y, label, ha="right", fontsize=10, color=MUTED)
     ax.plot([x0, right], [y0, y0], color=INK, linewidth=1.0)
-    text(ax, x0 - 0.08, y0, "0", ha="right", fontsize=8, color=MUTED)
+    text(ax, x0 - 0.08, y0, "0", ha="right", fontsize=10, color=MUTED)
     for i, (d_k, std, raw, scaled) in enumerate(table):
         gx = x0 + 0.2 + i * group
         for j, (value, kind) in enumerate(((raw, "tensor"), (scaled, "highlight"))):
             fill, edge, _ = KINDS[kind]
             bx = gx + j * bar
             ax.add_patch(patches.Rectangle((bx, y0), bar - 0.04, value * height, facecolor=fill, edgecolor=edge))
-            text(ax, bx + (bar - 0.04) / 2, y0 + value * height + 0.04, f"{value:.2f}", fontsize=8, va="bottom")
-        text(ax, gx + bar, y0 - 0.2, f"d_k = {d_k}", fontsize=9)
-        text(ax, gx + bar, y0 - 0.48, f"std {std:.2f}", fontsize=8, color=MUTED, family=MONO)
-    text(ax, x0 - 0.08, y0 - 0.48, "std of q·k:", ha="right", fontsize=8, color=MUTED)
-    text(ax, x0 + 0.05, y0 + height + 0.3, "largest of 6 softmax weights (average)", ha="left", fontsize=9,
+            text(ax, bx + (bar - 0.04) / 2, y0 + value * height + 0.04, f"{value:.2f}", fontsize=10, va="bottom")
+        text(ax, gx + bar, y0 - 0.2, f"d_k = {d_k}", fontsize=10)
+        text(ax, gx + bar, y0 - 0.48, f"std {std:.2f}", fontsize=10, color=MUTED, family=MONO)
+    text(ax, x0 - 0.08, y0 - 0.48, "std of q·k:", ha="right", fontsize=10, color=MUTED)
+    text(ax, x0 + 0.05, y0 + height + 0.3, "largest of 6 softmax weights (average)", ha="left", fontsize=10,
          weight="bold")
     lx = right + 0.35
     for k, (kind, words) in enumerate((("tensor", "softmax(q·k)"), ("highlight", "softmax(q·k / √d_k)"))):
         fill, edge, _ = KINDS[kind]
         ax.add_patch(patches.Rectangle((lx, 3.1 - k * 0.35), 0.25, 0.2, facecolor=fill, edgecolor=edge))
-        text(ax, lx + 0.35, 3.2 - k * 0.35, words, ha="left", fontsize=9, family=MONO)
+        text(ax, lx + 0.35, 3.2 - k * 0.35, words, ha="left", fontsize=10, family=MONO)
     text(ax, lx, 2.3, "q·k adds up d_k products, so its\nspread grows like √d_k. Unscaled,\nthe softmax "
-         "of large scores is\nnearly one-hot and its gradients\nvanish.", ha="left", va="top", fontsize=9,
+         "of large scores is\nnearly one-hot and its gradients\nvanish.", ha="left", va="top", fontsize=10,
          color=MUTED)
-    text(ax, lx, 0.75, "Divided by √d_k, the scores have\nstd 1.00 at every size.", ha="left", fontsize=9,
+    text(ax, lx, 0.75, "Divided by √d_k, the scores have\nstd 1.00 at every size.", ha="left", fontsize=10,
          color=ACCENT)
     return fig
 
@@ -303,17 +305,17 @@ def causal_mask():
     cells, kinds = lower_triangle(MASKED_SCORES, "{:.2f}", future="-inf")
     token_matrix(ax, 0.85, top, cells, kinds, size)
     text(ax, 0.85 + 3 * size, 4.25, "masked_scores", fontsize=10, weight="bold", family=MONO)
-    sm = operation(ax, 4.05, 1.85, 1.2, 0.6, "softmax\n(row / √2)", fontsize=9)
+    sm = operation(ax, 4.05, 1.85, 1.2, 0.6, "softmax\n(row / √2)", fontsize=10)
     arrow(ax, (0.85 + 6 * size + 0.08, sm[1]), (4.05, sm[1]))
     arrow(ax, (5.25, sm[1]), (5.5, sm[1]))
     cells, kinds = lower_triangle(CAUSAL_WEIGHTS, "{:.2f}", future="0", fill=lambda i, j: "tensor")
     token_matrix(ax, 5.55, top, cells, kinds, size, rows=False)
     text(ax, 5.55 + 3 * size, 4.25, "causal_weights", fontsize=10, weight="bold", family=MONO)
-    grid(ax, 8.55, top, [["1"]] * 6, size=size, kinds=[["highlight"]] * 6, fontsize=9)
-    text(ax, 8.55 + size / 2, top + 0.1, "row\nsum", fontsize=8, va="bottom")
+    grid(ax, 8.55, top, [["1"]] * 6, size=size, kinds=[["highlight"]] * 6, fontsize=10)
+    text(ax, 8.55 + size / 2, top + 0.1, "row\nsum", fontsize=10, va="bottom")
     text(ax, 0.2, 0.32, "Grey: a key after its query. Its score is -inf, exp(-inf) = 0, so the softmax spreads "
          "each row over the\nvisible keys only: query i attends to keys j ≤ i. (Numbers rounded to 2 decimals.)",
-         ha="left", fontsize=9, color=MUTED)
+         ha="left", fontsize=10, color=MUTED)
     return fig
 
 
@@ -331,7 +333,7 @@ def dropout():
     cells, kinds = lower_triangle(CAUSAL_WEIGHTS, "{:.2f}", future="0", fill=lambda i, j: "tensor")
     token_matrix(ax, 0.85, top, cells, kinds, size)
     text(ax, 0.85 + 3 * size, 4.25, "causal_weights", fontsize=10, weight="bold", family=MONO)
-    op = operation(ax, 4.05, 1.75, 1.2, 0.8, "dropout\np = 0.5\n(training)", fontsize=9)
+    op = operation(ax, 4.05, 1.75, 1.2, 0.8, "dropout\np = 0.5\n(training)", fontsize=10)
     arrow(ax, (0.85 + 6 * size + 0.08, op[1]), (4.05, op[1]))
     arrow(ax, (5.25, op[1]), (5.5, op[1]))
     cells, kinds = lower_triangle(
@@ -339,15 +341,15 @@ def dropout():
     token_matrix(ax, 5.55, top, cells, kinds, size, rows=False)
     text(ax, 5.55 + 3 * size, 4.25, "after dropout", fontsize=10, weight="bold")
     sums = [[f"{sum(line):.2f}"] for line in AFTER_DROPOUT]
-    grid(ax, 8.55, top, sums, size=size, fontsize=8, family=MONO)
-    text(ax, 8.55 + size / 2, top + 0.1, "row\nsum", fontsize=8, va="bottom")
+    grid(ax, 8.55, top, sums, size=size, fontsize=10, family=MONO)
+    text(ax, 8.55 + size / 2, top + 0.1, "row\nsum", fontsize=10, va="bottom")
     text(ax, 0.2, 0.32, "Yellow: kept and scaled by 1 / (1 - p) = 2, so each weight keeps its expected value. "
          "White: dropped to 0.\nRows no longer sum to 1, only on average. In eval() mode dropout changes nothing.",
-         ha="left", fontsize=9, color=MUTED)
+         ha="left", fontsize=10, color=MUTED)
     return fig
 
 
-def cells(ax, x, y_top, n_rows, n_cols, size, kind="tensor", row_colors=None, labels=None, fontsize=8):
+def cells(ax, x, y_top, n_rows, n_cols, size, kind="tensor", row_colors=None, labels=None, fontsize=10):
     """A block of cells (top-left corner at x, y_top); `row_colors[i]` overrides the fill of row i."""
     for i in range(n_rows):
         for j in range(n_cols):
@@ -386,20 +388,20 @@ def causal_attention_shapes():
     h = 0.4
     x = tensor(ax, 0.15, 3.22, 0.75, h, "x", fontsize=10, shape="(2, 6, 3)")
     lanes = [("W_query", "queries"), ("W_key", "keys"), ("W_value", "values")]
-    text(ax, 1.8, 4.37, "nn.Linear(3, 2)", fontsize=8, color=MUTED, family=MONO)
-    text(ax, 3.15, 4.37, "(2, 6, 2) each", fontsize=8, color=MUTED, family=MONO)
+    text(ax, 1.8, 4.37, "nn.Linear(3, 2)", fontsize=10, color=MUTED, family=MONO)
+    text(ax, 3.15, 4.37, "(2, 6, 2) each", fontsize=10, color=MUTED, family=MONO)
     ends = []
     for i, (weights, name) in enumerate(lanes):
         y = 3.9 - i * 0.68
-        w = parameter(ax, 1.3, y, 1.0, h, weights, fontsize=9)
+        w = parameter(ax, 1.3, y, 1.0, h, weights, fontsize=10)
         arrow(ax, (0.9, x[1]), (1.3, w[1]), color=MUTED)
-        t = tensor(ax, 2.65, y, 1.0, h, name, fontsize=9)
+        t = tensor(ax, 2.65, y, 1.0, h, name, fontsize=10)
         arrow(ax, (2.3, w[1]), (2.65, t[1]))
         ends.append(t)
-    operation(ax, 3.95, 3.4, 2.3, 0.7, "queries @ keys.transpose(1, 2)\n/ math.sqrt(d_out)", fontsize=8,
+    operation(ax, 3.8, 3.4, 2.6, 0.7, "queries @ keys.transpose(1, 2)\n/ math.sqrt(d_out)", fontsize=10,
                    family=MONO)
-    arrow(ax, (3.65, ends[0][1]), (3.95, ends[0][1]))
-    arrow(ax, (3.65, ends[1][1]), (3.95, 3.5))
+    arrow(ax, (3.65, ends[0][1]), (3.8, ends[0][1]))
+    arrow(ax, (3.65, ends[1][1]), (3.8, 3.5))
     col, cw = 6.55, 1.7
     chain = [
         ("tensor", "scores", "(2, 6, 6)"),
@@ -411,21 +413,21 @@ def causal_attention_shapes():
     ]
     tops = [3.55 - k * 0.68 for k in range(len(chain))]
     for k, (kind, label, note) in enumerate(chain):
-        box(ax, col, tops[k], cw, h, label, kind=kind, fontsize=9)
+        box(ax, col, tops[k], cw, h, label, kind=kind, fontsize=10)
         if k:
             arrow(ax, (col + cw / 2, tops[k - 1]), (col + cw / 2, tops[k] + h))
         if note:
-            text(ax, col + cw + 0.08, tops[k] + h / 2, note, ha="left", fontsize=8, color=MUTED, family=MONO)
-    arrow(ax, (6.25, tops[0] + h / 2), (col, tops[0] + h / 2))
-    mask = box(ax, 4.3, tops[1], 1.8, h, "mask[:6, :6]", kind="masked", fontsize=9, family=MONO)
+            text(ax, col + cw + 0.08, tops[k] + h / 2, note, ha="left", fontsize=10, color=MUTED, family=MONO)
+    arrow(ax, (6.4, tops[0] + h / 2), (col, tops[0] + h / 2))
+    mask = box(ax, 4.3, tops[1], 1.8, h, "mask[:6, :6]", kind="masked", fontsize=10, family=MONO)
     arrow(ax, (6.1, mask[1]), (col, mask[1]))
-    text(ax, 5.2, tops[1] - 0.06, "buffer: True above the diagonal,\nnot a parameter", fontsize=8, color=MUTED,
+    text(ax, 5.2, tops[1] - 0.06, "buffer: True above the diagonal,\nnot a parameter", fontsize=10, color=MUTED,
          va="top")
     y_v = tops[4] + h / 2
     elbow(ax, [(3.15, ends[2][1] - h / 2), (3.15, y_v), (col, y_v)])
-    text(ax, 3.3, y_v + 0.1, "values", ha="left", fontsize=8, color=MUTED, va="bottom")
+    text(ax, 3.3, y_v + 0.1, "values", ha="left", fontsize=10, color=MUTED, va="bottom")
     text(ax, 0.15, 1.55, "green: the only trainable\nweights; the mask moves\nwith the module (.to(device))\n"
-         "but is never trained", ha="left", va="top", fontsize=8, color=MUTED)
+         "but is never trained", ha="left", va="top", fontsize=10, color=MUTED)
     return fig
 
 
@@ -444,25 +446,25 @@ def multihead_wrapper():
         color = None if i == 0 else HEAD_1
         ax.add_patch(patches.FancyBboxPatch((1.25, y - 0.15), 3.55, 0.95, boxstyle="round,pad=0,rounding_size=0.08",
                                             facecolor="none", edgecolor=MUTED, linewidth=1.0, linestyle="--"))
-        text(ax, 1.35, y + 0.92, f"heads[{i}]: CausalAttention(d_in=3, d_out=2)", ha="left", fontsize=8,
+        text(ax, 1.35, y + 0.92, f"heads[{i}]: CausalAttention(d_in=3, d_out=2)", ha="left", fontsize=10,
              color=MUTED, family=MONO, va="bottom")
-        p = box(ax, 1.4, y, 1.75, 0.65, "W_query, W_key,\nW_value (3 → 2)", kind="parameter", fontsize=9,
+        p = box(ax, 1.4, y, 1.75, 0.65, "W_query, W_key,\nW_value (3 → 2)", kind="parameter", fontsize=10,
                 color=None if i == 0 else HEAD_1_PARAM)
         arrow(ax, (0.85, x[1]), (1.4, p[1]), color=MUTED)
-        a = operation(ax, 3.45, y, 1.2, 0.65, "causal\nattention", fontsize=9)
+        a = operation(ax, 3.45, y, 1.2, 0.65, "causal\nattention", fontsize=10)
         arrow(ax, (3.15, p[1]), (3.45, a[1]))
-        o = box(ax, 5.1, y + 0.1, 0.9, 0.45, f"head {i}", kind="tensor", color=color, fontsize=9, shape="(2, 6, 2)")
+        o = box(ax, 5.1, y + 0.1, 0.9, 0.45, f"head {i}", kind="tensor", color=color, fontsize=10, shape="(2, 6, 2)")
         arrow(ax, (4.65, a[1]), (5.1, o[1]))
         outs.append(o)
-    cat = operation(ax, 6.35, 1.35, 1.0, 0.75, "torch.cat\n(dim=-1)", fontsize=9)
+    cat = operation(ax, 6.35, 1.35, 1.0, 0.75, "torch.cat\n(dim=-1)", fontsize=10)
     for o in outs:
         arrow(ax, (6.0, o[1]), (6.35, cat[1] + (0.15 if o[1] > cat[1] else -0.15)))
     centre = head_row(ax, 7.75, 2.55, size=0.3)
     arrow(ax, (7.35, cat[1]), (7.75, 2.7))
-    text(ax, centre, 2.95, "(2, 6, 4)", fontsize=8, color=MUTED, family=MONO, va="bottom")
-    parameter(ax, centre - 0.8, 1.35, 1.6, 0.6, "out_proj (4 → 4)\nmixes the heads", fontsize=9)
+    text(ax, centre, 2.95, "(2, 6, 4)", fontsize=10, color=MUTED, family=MONO, va="bottom")
+    parameter(ax, centre - 0.8, 1.35, 1.6, 0.6, "out_proj (4 → 4)\nmixes the heads", fontsize=10)
     arrow(ax, (centre, 2.55), (centre, 1.95))
-    tensor(ax, centre - 0.55, 0.45, 1.1, 0.45, "output", fontsize=9, shape="(2, 6, 4)")
+    tensor(ax, centre - 0.55, 0.45, 1.1, 0.45, "output", fontsize=10, shape="(2, 6, 4)")
     arrow(ax, (centre, 1.35), (centre, 0.9))
     return fig
 
@@ -478,63 +480,63 @@ def multihead_wrapper():
     mixes them into the output (2, 6, 4).""",
 )
 def multihead():
-    fig, ax = canvas(9.6, 5.3)
-    xl, xr, c = 1.75, 6.2, 0.3
+    fig, ax = canvas(10.2, 5.3)
+    xl, xr, c = 1.75, 6.8, 0.3
 
     def note(x, y, words):
-        text(ax, x, y, words, ha="left", fontsize=8, color=MUTED, family=MONO)
+        text(ax, x, y, words, ha="left", fontsize=10, color=MUTED, family=MONO)
 
     def two_heads(cx, y, label=""):
         """The two heads as separate (b, T, hd) blocks, side by side."""
         for i in range(2):
             box(ax, cx - 0.95 + i * 1.0, y, 0.9, 0.42, f"head {i}{label}", kind="tensor",
-                color=None if i == 0 else HEAD_1, fontsize=9)
+                color=None if i == 0 else HEAD_1, fontsize=10)
 
-    text(ax, 9.5, 5.05, "b = 2, T = 6, d_in = 3, d_out = 4, h = 2, hd = 2", ha="right", fontsize=9, weight="bold")
+    text(ax, 10.1, 5.05, "b = 2, T = 6, d_in = 3, d_out = 4, h = 2, hd = 2", ha="right", fontsize=10, weight="bold")
     # left: split
     tensor(ax, xl - 0.45, 4.55, 0.9, 0.4, "x", fontsize=10)
     note(2.85, 4.75, "(b, T, d_in) = (2, 6, 3)")
     arrow(ax, (xl, 4.55), (xl, 4.25))
-    parameter(ax, xl - 1.05, 3.85, 2.1, 0.4, "W_query, W_key, W_value", fontsize=9)
+    parameter(ax, xl - 1.05, 3.85, 2.1, 0.4, "W_query, W_key, W_value", fontsize=10)
     note(2.85, 4.05, "nn.Linear(3, 4) each")
     arrow(ax, (xl, 3.85), (xl, 3.5))
     head_row(ax, xl - 2 * c, 3.2, size=c)
-    text(ax, xl - 2 * c - 0.08, 3.35, "queries\n(keys, values)", ha="right", fontsize=8)
+    text(ax, xl - 2 * c - 0.08, 3.35, "queries\n(keys, values)", ha="right", fontsize=10)
     note(2.85, 3.35, "(b, T, d_out) = (2, 6, 4)")
-    brace(ax, xl - 2 * c, xl - 0.02, 3.17, "head 0", fontsize=8)
-    brace(ax, xl + 0.02, xl + 2 * c, 3.17, "head 1", fontsize=8)
+    brace(ax, xl - 2 * c, xl - 0.02, 3.17, "head 0", fontsize=10)
+    brace(ax, xl + 0.02, xl + 2 * c, 3.17, "head 1", fontsize=10)
     arrow(ax, (xl, 2.82), (xl, 2.62))
-    operation(ax, xl - 0.85, 2.22, 1.7, 0.4, ".view(b, T, h, hd)", fontsize=9, family=MONO)
+    operation(ax, xl - 0.85, 2.22, 1.7, 0.4, ".view(b, T, h, hd)", fontsize=10, family=MONO)
     arrow(ax, (xl, 2.22), (xl, 1.95))
     head_row(ax, xl - 2 * c - 0.1, 1.65, size=c, gap=0.2)
     note(2.85, 1.8, "(b, T, h, hd) = (2, 6, 2, 2)")
     arrow(ax, (xl, 1.65), (xl, 1.45))
-    operation(ax, xl - 0.85, 1.05, 1.7, 0.4, ".transpose(1, 2)", fontsize=9, family=MONO)
+    operation(ax, xl - 0.85, 1.05, 1.7, 0.4, ".transpose(1, 2)", fontsize=10, family=MONO)
     arrow(ax, (xl, 1.05), (xl, 0.72))
     two_heads(xl, 0.3)
     note(xl - 0.95, 0.12, "(b, h, T, hd) = (2, 2, 6, 2)")
     # bottom: each head attends
-    op = operation(ax, 3.05, 0.22, 1.9, 0.58, "attend: each head\nits own 6 × 6 weights", fontsize=9)
+    op = operation(ax, 3.05, 0.22, 1.9, 0.58, "attend: each head\nits own 6 × 6 weights", fontsize=10)
     arrow(ax, (xl + 1.05, 0.51), (3.05, 0.51))
     arrow(ax, (4.95, 0.51), (xr - 1.05, 0.51))
-    text(ax, op[0], 0.92, "scores (2, 2, 6, 6), causal", fontsize=8, color=MUTED, family=MONO)
+    text(ax, op[0], 0.92, "scores (2, 2, 6, 6), causal", fontsize=10, color=MUTED, family=MONO)
     # right: merge
     two_heads(xr, 0.3, " out")
     note(xr - 0.95, 0.12, "(b, h, T, hd) = (2, 2, 6, 2)")
     arrow(ax, (xr, 0.72), (xr, 1.05))
-    operation(ax, xr - 1.1, 1.05, 2.2, 0.52, ".transpose(1, 2)\n.contiguous().view(b, T, d_out)", fontsize=8,
+    operation(ax, xr - 1.4, 1.05, 2.8, 0.52, ".transpose(1, 2)\n.contiguous().view(b, T, d_out)", fontsize=10,
               family=MONO)
     arrow(ax, (xr, 1.57), (xr, 1.85))
     head_row(ax, xr - 2 * c, 1.85, size=c)
-    note(7.25, 2.0, "(b, T, d_out) = (2, 6, 4)")
-    text(ax, xr - 2 * c - 0.1, 2.0, "heads side by side\n= concatenated", ha="right", fontsize=8, color=ACCENT)
+    note(7.85, 2.0, "(b, T, d_out) = (2, 6, 4)")
+    text(ax, xr - 2 * c - 0.1, 2.0, "concatenated", ha="right", fontsize=10, color=ACCENT)
     arrow(ax, (xr, 2.15), (xr, 2.45))
-    parameter(ax, xr - 0.8, 2.45, 1.6, 0.4, "out_proj", fontsize=9)
-    note(7.25, 2.65, "nn.Linear(4, 4): mixes the heads")
+    parameter(ax, xr - 0.8, 2.45, 1.6, 0.4, "out_proj", fontsize=10)
+    note(7.85, 2.65, "nn.Linear(4, 4):\nmixes the heads")
     arrow(ax, (xr, 2.85), (xr, 3.15))
-    tensor(ax, xr - 0.55, 3.15, 1.1, 0.4, "output", fontsize=9)
-    note(7.25, 3.35, "(b, T, d_out) = (2, 6, 4)")
-    text(ax, 5.25, 4.35, "split_heads (left), attend (bottom), merge_heads and out_proj (right)", fontsize=8,
+    tensor(ax, xr - 0.55, 3.15, 1.1, 0.4, "output", fontsize=10)
+    note(7.85, 3.35, "(b, T, d_out) = (2, 6, 4)")
+    text(ax, 5.55, 4.35, "split_heads (left), attend (bottom), merge_heads and out_proj (right)", fontsize=10,
          color=MUTED)
     return fig
 
@@ -553,23 +555,23 @@ def head_weight_blocks():
     for i, top in enumerate((2.85, 1.35)):
         color = None if i == 0 else HEAD_1_PARAM
         cells(ax, 0.3, top, 2, 3, c, kind="parameter", row_colors=[color, color])
-        text(ax, 0.3, top + 0.1, f"wrapper.heads[{i}].W_query.weight  (2, 3)", ha="left", fontsize=8,
+        text(ax, 0.3, top + 0.1, f"wrapper.heads[{i}].W_query.weight  (2, 3)", ha="left", fontsize=10,
              family=MONO, va="bottom")
         arrow(ax, (0.3 + 3 * c + 0.1, top - c), (4.5, 2.1 - 2 * i * c), color=MUTED)
-    text(ax, 3.05, 2.45, "torch.cat(..., dim=0)", fontsize=8, color=MUTED, family=MONO)
+    text(ax, 3.05, 2.45, "torch.cat(..., dim=0)", fontsize=10, color=MUTED, family=MONO)
     top = 2.1 + c
     cells(ax, 4.6, top, 4, 3, c, kind="parameter", row_colors=[None, None, HEAD_1_PARAM, HEAD_1_PARAM])
-    text(ax, 4.6, top + 0.1, "mha.W_query.weight  (4, 3)", ha="left", fontsize=8, family=MONO, va="bottom")
+    text(ax, 4.6, top + 0.1, "mha.W_query.weight  (4, 3)", ha="left", fontsize=10, family=MONO, va="bottom")
     right = 4.6 + 3 * c + 0.1
     for i in range(2):
         y0, y1 = top - (2 * i + 2) * c + 0.03, top - 2 * i * c - 0.03
         ax.plot([right, right + 0.08, right + 0.08, right], [y1, y1, y0, y0], color=MUTED, linewidth=1.1)
         text(ax, right + 0.16, (y0 + y1) / 2, f"rows {2 * i}-{2 * i + 1}: head {i}\n(output features "
-             f"{2 * i}, {2 * i + 1})", ha="left", fontsize=8, color=MUTED)
-    brace(ax, 4.6, 4.6 + 3 * c, top - 4 * c - 0.08, "d_in = 3 input features", fontsize=8)
+             f"{2 * i}, {2 * i + 1})", ha="left", fontsize=10, color=MUTED)
+    brace(ax, 4.6, 4.6 + 3 * c, top - 4 * c - 0.08, "d_in = 3 input features", fontsize=10)
     text(ax, 0.3, 0.25, "nn.Linear stores its weight as (out, in): row r makes output feature r, and split_heads "
          "gives features 0-1 to head 0\nand 2-3 to head 1. The same for W_key and W_value; out_proj is copied "
-         "as it is.", ha="left", fontsize=8, color=MUTED)
+         "as it is.", ha="left", fontsize=10, color=MUTED)
     return fig
 
 
@@ -588,20 +590,20 @@ def queries_are_last():
     token_matrix(ax, 0.85, top, cells_, kinds, size)
     ax.add_patch(patches.Rectangle((0.85, top - 6 * size), 6 * size, 2 * size, fill=False, edgecolor=ACCENT,
                                    linewidth=2))
-    text(ax, 0.85 + 3 * size, top - 6 * size - 0.15, "self.mask[:6, :6]  (grey: future)", fontsize=8,
+    text(ax, 0.85 + 3 * size, top - 6 * size - 0.15, "self.mask[:6, :6]  (grey: future)", fontsize=10,
          family=MONO, va="top")
     x = 5.0
-    text(ax, x, 3.65, "2 queries, 6 keys: mask[6 - 2 : 6, :6]", ha="left", fontsize=9, family=MONO)
+    text(ax, x, 3.65, "2 queries, 6 keys: mask[6 - 2 : 6, :6]", ha="left", fontsize=10, family=MONO)
     grid(ax, x, 3.4, [[""] * 6, [""] * 6], size=size, kinds=kinds[4:6])
     for i, token in enumerate(("the", "others")):
-        text(ax, x - 0.06, 3.4 - (i + 0.5) * size, token, ha="right", fontsize=8)
-    text(ax, x, 2.0, "1 new query (KV cache): mask[5:6, :6]", ha="left", fontsize=9, family=MONO)
+        text(ax, x - 0.06, 3.4 - (i + 0.5) * size, token, ha="right", fontsize=10)
+    text(ax, x, 2.0, "1 new query (KV cache): mask[5:6, :6]", ha="left", fontsize=10, family=MONO)
     grid(ax, x, 1.75, [[""] * 6], size=size, kinds=kinds[5:6])
-    text(ax, x - 0.06, 1.75 - 0.5 * size, "others", ha="right", fontsize=8)
-    text(ax, x + 3 * size, 1.2, "the newest token sees every cached key", fontsize=8, color=ACCENT, va="top")
+    text(ax, x - 0.06, 1.75 - 0.5 * size, "others", ha="right", fontsize=10)
+    text(ax, x + 3 * size, 1.2, "the newest token sees every cached key", fontsize=10, color=ACCENT, va="top")
     arrow(ax, (0.85 + 6 * size + 0.1, top - 5 * size), (x - 0.55, 3.4 - size), color=MUTED)
     text(ax, 0.2, 0.25, "Query i sits at key position n_keys - n_queries + i, so the rows of the mask it needs are "
-         "the last n_queries rows.", ha="left", fontsize=8, color=MUTED)
+         "the last n_queries rows.", ha="left", fontsize=10, color=MUTED)
     return fig
 
 
@@ -618,7 +620,7 @@ def queries_are_last():
 def fused_sdpa():
     fig, ax = canvas(9.5, 5.1)
     h = 0.4
-    inp = tensor(ax, 3.2, 4.5, 3.1, h, "queries, keys, values", fontsize=9, shape="(b, h, T, hd)")
+    inp = tensor(ax, 3.2, 4.5, 3.1, h, "queries, keys, values", fontsize=10, shape="(b, h, T, hd)")
     text(ax, 0.2, 4.75, "fused=False: spelled out", ha="left", fontsize=10, weight="bold")
     steps = ["queries @ keysᵀ / √hd", "masked_fill(future, -inf)", "softmax(dim=-1)", "dropout",
              "weights @ values"]
@@ -626,25 +628,25 @@ def fused_sdpa():
     tops = [first - k * pitch for k in range(len(steps))]
     arrow(ax, (inp[0] - 0.8, 4.5), (lx + lw / 2, tops[0] + h))
     for k, step in enumerate(steps):
-        operation(ax, lx, tops[k], lw, h, step, fontsize=9, family=MONO)
+        operation(ax, lx, tops[k], lw, h, step, fontsize=10, family=MONO)
         if k:
             arrow(ax, (lx + lw / 2, tops[k - 1]), (lx + lw / 2, tops[k] + h))
-            text(ax, lx + lw / 2 + 0.12, tops[k] + h + 0.12, "(b, h, T, T)", ha="left", fontsize=8,
+            text(ax, lx + lw / 2 + 0.12, tops[k] + h + 0.12, "(b, h, T, T)", ha="left", fontsize=10,
                  color=ACCENT, family=MONO)
     text(ax, lx + lw + 0.1, tops[2] + 0.2, "each T × T\nmatrix is written\nto memory and\nread back by\n"
-         "the next step", ha="left", va="center", fontsize=8, color=ACCENT)
+         "the next step", ha="left", va="center", fontsize=10, color=ACCENT)
     text(ax, 9.3, 4.75, "fused=True: one call", ha="right", fontsize=10, weight="bold")
     fx, fw, fy, fh = 5.1, 4.25, 1.6, 2.1
     operation(ax, fx, fy, fw, fh)
     text(ax, fx + 0.15, fy + fh - 0.15, "F.scaled_dot_product_attention(\n    queries, keys, values,\n"
-         "    dropout_p=p, is_causal=True)", ha="left", va="top", fontsize=9, family=MONO)
+         "    dropout_p=p, is_causal=True)", ha="left", va="top", fontsize=10, family=MONO)
     arrow(ax, (inp[0] + 0.8, 4.5), (fx + fw / 2, fy + fh))
     text(ax, fx + 0.15, fy + fh - 0.95, "picks a kernel for the hardware:\n"
          "• FlashAttention (recent NVIDIA GPUs): keys in\n  tiles, a running softmax, no T × T matrix stored\n"
          "• memory-efficient kernel (other GPUs)\n• fused C++ kernel (CPU), or a plain math fallback\n"
-         "scale 1/√hd by default; is_causal=True: the causal mask", ha="left", va="top", fontsize=9, color=INK)
-    out = tensor(ax, 3.2, 0.2, 3.1, h, "same context vectors", fontsize=9)
-    text(ax, out[0], 0.14, "(b, h, T, hd)", fontsize=8, color=MUTED, family=MONO, va="top")
+         "scale 1/√hd by default; is_causal=True: the causal mask", ha="left", va="top", fontsize=10, color=INK)
+    out = tensor(ax, 3.2, 0.2, 3.1, h, "same context vectors", fontsize=10)
+    text(ax, out[0], 0.14, "(b, h, T, hd)", fontsize=10, color=MUTED, family=MONO, va="top")
     arrow(ax, (lx + lw / 2, tops[-1]), (out[0] - 0.8, 0.6))
     arrow(ax, (fx + fw / 2, fy), (out[0] + 0.8, 0.6))
     return fig

@@ -39,7 +39,7 @@ def frame(ax, x, y, w, h, color=MUTED, style="--", rounded=True, linewidth=1.1):
                                         linewidth=linewidth, linestyle=style, zorder=0))
 
 
-def mono(ax, x, y, words, fontsize=9, color=MUTED, ha="left", va="center"):
+def mono(ax, x, y, words, fontsize=10, color=MUTED, ha="left", va="center"):
     """A shape or formula in the monospaced font."""
     ax.text(x, y, words, fontsize=fontsize, color=color, ha=ha, va=va, family=MONO)
 
@@ -65,7 +65,7 @@ def small_axes(fig, ax, x, y, w, h):
         inset.spines[side].set_visible(False)
     for side in ("left", "bottom"):
         inset.spines[side].set_color(MUTED)
-    inset.tick_params(colors=MUTED, labelsize=8)
+    inset.tick_params(colors=MUTED, labelsize=10)
     for label in inset.get_xticklabels() + inset.get_yticklabels():
         label.set_family(FONT)
     inset.grid(alpha=0.25, linewidth=0.6)
@@ -92,8 +92,8 @@ def gpt_architecture():
 
     text(ax, 0.15, 7.95, '"Every effort moves you"', ha="left", fontsize=10, color=MUTED, style="italic")
     text(ax, 0.15, 7.5, "token ids", ha="left", fontsize=10, weight="bold")
-    ids = row(ax, 1.25, 7.28, [6109, 3626, 6100, 345], w=0.62, h=0.42, kind="data", fontsize=10)
-    mono(ax, 0.15, 7.24, "(batch, tokens)", fontsize=8)
+    ids = row(ax, 1.45, 7.28, [6109, 3626, 6100, 345], w=0.62, h=0.42, kind="data", fontsize=10)
+    mono(ax, 0.15, 7.24, "(batch, tokens)", fontsize=10)
     text(ax, 4.15, 7.5, "positions", ha="left", fontsize=10, weight="bold")
     pos = row(ax, 5.15, 7.28, [0, 1, 2, 3], w=0.42, h=0.42, kind="data", fontsize=10)
 
@@ -120,10 +120,10 @@ def gpt_architecture():
 
     # the stack of blocks: two shadows behind the front box say "many of these"
     for k in (2, 1):
-        box(ax, cx - 1.45 + 0.07 * k, 2.35 + 0.07 * k, 2.9, 0.85, kind="operation")
-    operation(ax, cx - 1.45, 2.35, 2.9, 0.85)
+        box(ax, cx - 1.65 + 0.07 * k, 2.35 + 0.07 * k, 3.3, 0.85, kind="operation")
+    operation(ax, cx - 1.65, 2.35, 3.3, 0.85)
     text(ax, cx, 2.95, f"transformer block × {LAYERS}", fontsize=11, weight="bold")
-    text(ax, cx, 2.58, "norm → attention → + shortcut\nnorm → feed-forward → + shortcut", fontsize=8, color=INK)
+    text(ax, cx, 2.58, "norm → attention → + shortcut\nnorm → feed-forward → + shortcut", fontsize=10, color=INK)
     arrow(ax, (cx, 3.6), (cx, 3.2 + 0.14))
     mono(ax, mono_x, 2.78, f"(batch, tokens, {EMB})\nin and out of every block", va="center")
 
@@ -134,19 +134,19 @@ def gpt_architecture():
     logits = tensor(ax, cx - 1.0, 0.15, 2.0, 0.45, "logits", weight="bold")
     arrow(ax, (cx, 0.92), (cx, 0.6))
     mono(ax, mono_x, logits[1] + 0.1, f"(batch, tokens, {VOCAB:,})")
-    text(ax, mono_x, logits[1] - 0.17, "a score for every vocabulary entry, at every position", ha="left", fontsize=8,
+    text(ax, mono_x, logits[1] - 0.17, "a score for every vocabulary entry, at every position", ha="left", fontsize=10,
          color=ACCENT)
 
     # the settings, as a panel on the right
     px, py, pw = 7.1, 3.75, 1.8
     frame(ax, px, py, pw, 2.65, color=MUTED, style="-")
-    text(ax, px + pw / 2, py + 2.38, "GPT-2 small (124M)", fontsize=9, weight="bold")
+    text(ax, px + pw / 2, py + 2.38, "GPT-2 small (124M)", fontsize=10, weight="bold")
     settings = [("vocab_size", f"{VOCAB:,}"), ("context_length", f"{CONTEXT:,}"), ("emb_dim", f"{EMB}"),
                 ("n_layers", f"{LAYERS}"), ("n_heads", f"{HEADS}"), ("drop_rate", "0.1")]
     for i, (name, value) in enumerate(settings):
         y = py + 2.0 - i * 0.34
-        mono(ax, px + 0.1, y, name, fontsize=8, color=INK)
-        mono(ax, px + pw - 0.1, y, value, fontsize=8, color=INK, ha="right")
+        mono(ax, px + 0.1, y, name, fontsize=10, color=INK)
+        mono(ax, px + pw - 0.1, y, value, fontsize=10, color=INK, ha="right")
     return fig
 
 
@@ -173,11 +173,11 @@ def layer_norm():
 
     def block(y_top, values, kind, digits):
         for i, line_ in enumerate(values):
-            row(ax, x0, y_top - (i + 1) * h, [f"{v:.{digits}f}" for v in line_], w=w, h=h, kind=kind, fontsize=9)
+            row(ax, x0, y_top - (i + 1) * h, [f"{v:.{digits}f}" for v in line_], w=w, h=h, kind=kind, fontsize=10)
 
     def stats(y_top, means, variances, color=MUTED):
-        text(ax, right + 0.55, y_top + 0.15, "mean", fontsize=8, color=MUTED)
-        text(ax, right + 1.35, y_top + 0.15, "variance", fontsize=8, color=MUTED)
+        text(ax, right + 0.55, y_top + 0.15, "mean", fontsize=10, color=MUTED)
+        text(ax, right + 1.35, y_top + 0.15, "variance", fontsize=10, color=MUTED)
         for i, (m, v) in enumerate(zip(means, variances)):
             y = y_top - (i + 0.5) * h
             mono(ax, right + 0.55, y, m, ha="center", color=color)
@@ -199,13 +199,13 @@ def layer_norm():
 
     low = 0.95
     text(ax, 0.1, low - h / 2 + 0.02, "× scale", ha="left", fontsize=10, weight="bold")
-    row(ax, x0, low - h, ["1"] * 6, w=w, h=h, kind="parameter", fontsize=9)
+    row(ax, x0, low - h, ["1"] * 6, w=w, h=h, kind="parameter", fontsize=10)
     text(ax, 0.1, low - 1.5 * h - 0.02, "+ shift", ha="left", fontsize=10, weight="bold")
-    row(ax, x0, low - 2 * h - 0.04, ["0"] * 6, w=w, h=h, kind="parameter", fontsize=9)
+    row(ax, x0, low - 2 * h - 0.04, ["0"] * 6, w=w, h=h, kind="parameter", fontsize=10)
     arrow(ax, (x0 + 3 * w, mid - 2 * h - 0.05), (x0 + 3 * w, low + 0.05),
           label="per feature (column): multiply by scale, add shift", label_side="right")
     text(ax, right + 0.2, low - 0.42, "learned, one number per feature,\nstarting at 1 and 0: the network "
-         "can\nundo the normalisation where it helps", ha="left", fontsize=9, color=MUTED)
+         "can\nundo the normalisation where it helps", ha="left", fontsize=10, color=MUTED)
     return fig
 
 
@@ -227,25 +227,25 @@ def gelu_relu():
     plot.plot(xs, gelu(xs), color=TENSOR_EDGE, linewidth=2, label="GELU = x · Φ(x)")
     x_min = -0.7525
     plot.plot([x_min], [gelu(x_min)], "o", color=ACCENT, markersize=5)
-    plot.annotate("minimum ≈ -0.17\nat x ≈ -0.75", (x_min, gelu(x_min)), xytext=(-2.95, 0.9), fontsize=8,
+    plot.annotate("minimum ≈ -0.17\nat x ≈ -0.75", (x_min, gelu(x_min)), xytext=(-2.95, 0.9), fontsize=10,
                   color=ACCENT, family=FONT, arrowprops=dict(arrowstyle="-", color=ACCENT, linewidth=0.8))
     plot.axhline(0, color=MUTED, linewidth=0.6)
     plot.axvline(0, color=MUTED, linewidth=0.6)
     plot.set_xlim(-3, 3)
     plot.set_ylim(-0.6, 3.05)
-    plot.set_xlabel("x", fontsize=9, color=MUTED, family=FONT)
-    legend = plot.legend(loc="upper left", fontsize=8, frameon=False)
+    plot.set_xlabel("x", fontsize=10, color=MUTED, family=FONT)
+    legend = plot.legend(loc="upper left", fontsize=10, frameon=False)
     for t in legend.get_texts():
         t.set_family(FONT)
 
     x = 5.25
     text(ax, x, 3.2, "ReLU", ha="left", fontsize=10, weight="bold", color=OPERATION_EDGE)
     text(ax, x, 3.0, "cuts every negative input to 0, with a\nsharp corner at 0: for x < 0 its gradient\n"
-         "is exactly 0, so nothing flows back", ha="left", va="top", fontsize=9)
+         "is exactly 0, so nothing flows back", ha="left", va="top", fontsize=10)
     text(ax, x, 2.05, "GELU (GPT-2)", ha="left", fontsize=10, weight="bold", color=TENSOR_EDGE)
     text(ax, x, 1.85, "smooth everywhere; small negative inputs\ngive small negative outputs, so they still\n"
-         "get a gradient; far from 0 it matches ReLU", ha="left", va="top", fontsize=9)
-    text(ax, x, 0.5, "Φ is the standard normal CDF; GPT-2 uses\na tanh approximation of it", ha="left", fontsize=8,
+         "get a gradient; far from 0 it matches ReLU", ha="left", va="top", fontsize=10)
+    text(ax, x, 0.5, "Φ is the standard normal CDF; GPT-2 uses\na tanh approximation of it", ha="left", fontsize=10,
          color=MUTED)
     return fig
 
@@ -267,13 +267,13 @@ def feed_forward():
         hgt = features * unit
         tensor(ax, x, cy - hgt / 2, bar_w, hgt)
         mono(ax, x + bar_w / 2, cy - hgt / 2 - 0.12, f"{features:,}", ha="center", va="top", color=INK)
-        text(ax, x + bar_w / 2, cy + hgt / 2 + 0.14, label, fontsize=8, color=MUTED, va="bottom")
+        text(ax, x + bar_w / 2, cy + hgt / 2 + 0.14, label, fontsize=10, color=MUTED, va="bottom")
         return x, x + bar_w
 
     def op(x, w, label, note=None):
         operation(ax, x, cy - 0.4, w, 0.8, label, fontsize=10)
         if note:
-            text(ax, x + w / 2, cy - 0.55, note, fontsize=8, color=MUTED, va="top")
+            text(ax, x + w / 2, cy - 0.55, note, fontsize=10, color=MUTED, va="top")
         return x, x + w
 
     b1 = bar(0.45, EMB, "one position")
@@ -289,7 +289,7 @@ def feed_forward():
     text(ax, 0.3, 4.22, "The same block, with the same weights, runs on every position on its own:", ha="left",
          fontsize=10)
     mono(ax, 0.3, 3.9, f"(batch, tokens, {EMB}) → (batch, tokens, 3,072) → (batch, tokens, {EMB})", color=INK)
-    mono(ax, 0.3, 0.25, f"parameters: {EMB}·3,072 + 3,072 + 3,072·{EMB} + {EMB} = 4,722,432", fontsize=9)
+    mono(ax, 0.3, 0.25, f"parameters: {EMB}·3,072 + 3,072 + 3,072·{EMB} + {EMB} = 4,722,432", fontsize=10)
     return fig
 
 
@@ -340,23 +340,23 @@ def shortcuts():
     stops = (4.55, 3.2, 2.0, 0.8, 0.25)
     for i, width in enumerate(widths):
         arrow(ax, (gx, stops[i]), (gx, stops[i + 1] + 0.05), color=ACCENT, linewidth=width)
-    text(ax, gx - 0.2, 4.15, "gradient", ha="right", fontsize=9, color=ACCENT, weight="bold")
-    text(ax, gx - 0.2, 2.6, "× one factor\nper layer:\nit shrinks", ha="right", fontsize=9, color=ACCENT)
-    text(ax, gx - 0.2, 0.45, "first layer:\nalmost\nnothing", ha="right", fontsize=9, color=ACCENT)
+    text(ax, gx - 0.2, 4.15, "gradient", ha="right", fontsize=10, color=ACCENT, weight="bold")
+    text(ax, gx - 0.2, 2.6, "× one factor\nper layer:\nit shrinks", ha="right", fontsize=10, color=ACCENT)
+    text(ax, gx - 0.2, 0.45, "first layer:\nalmost\nnothing", ha="right", fontsize=10, color=ACCENT)
 
     gx = right - 1.35
     arrow(ax, (gx, 4.55), (gx, 0.3), color=ACCENT, linewidth=3.0)
-    text(ax, gx - 0.2, 4.15, "gradient", ha="right", fontsize=9, color=ACCENT, weight="bold")
-    text(ax, gx - 0.2, 2.6, "every + passes\nit on unchanged\n(× 1) along\nthe bypass", ha="right", fontsize=9,
+    text(ax, gx - 0.2, 4.15, "gradient", ha="right", fontsize=10, color=ACCENT, weight="bold")
+    text(ax, gx - 0.2, 2.6, "every + passes\nit on unchanged\n(× 1) along\nthe bypass", ha="right", fontsize=10,
          color=ACCENT)
-    text(ax, right + 0.8, 0.45, "early layers get\ngradients of the\nsame order as\nlate ones", ha="left", fontsize=9,
+    text(ax, right + 0.8, 0.45, "early layers get\ngradients of the\nsame order as\nlate ones", ha="left", fontsize=10,
          color=ACCENT)
     return fig
 
 
 # ---- 5. the transformer block ----
 
-def vertical_bracket(ax, x, y0, y1, label, color=MUTED, fontsize=9):
+def vertical_bracket(ax, x, y0, y1, label, color=MUTED, fontsize=10):
     """A bracket on the right of the span y0..y1, with a label to its right."""
     ax.plot([x - 0.08, x, x, x - 0.08], [y0, y0, y1, y1], color=color, linewidth=1.1)
     ax.text(x + 0.12, (y0 + y1) / 2, label, ha="left", va="center", fontsize=fontsize, color=color, family=FONT)
@@ -386,7 +386,7 @@ def transformer_block():
         body_top = top - 1.25
         operation(ax, x0, body_top - body_h, w, body_h)
         text(ax, cx, body_top - 0.28, body_label, fontsize=11, weight="bold")
-        text(ax, cx, body_top - 0.62, body_note, fontsize=8.5, color=INK, va="top")
+        text(ax, cx, body_top - 0.62, body_note, fontsize=10, color=INK, va="top")
         drop_top = body_top - body_h - 0.3
         operation(ax, x0 + 0.55, drop_top - 0.38, w - 1.1, 0.38, "dropout")
         plus_y = drop_top - 0.38 - 0.45
@@ -397,12 +397,12 @@ def transformer_block():
         arrow(ax, (cx, drop_top - 0.38), (cx, plus_y + 0.17))
         line(ax, [(cx, split), (sx, split), (sx, plus_y)])
         arrow(ax, (sx, plus_y), (cx - 0.17, plus_y))
-        ax.text(sx - 0.12, (split + plus_y) / 2, "shortcut", rotation=90, ha="right", va="center", fontsize=9,
+        ax.text(sx - 0.12, (split + plus_y) / 2, "shortcut", rotation=90, ha="right", va="center", fontsize=10,
                 color=MUTED, family=FONT)
         return plus_y
 
     p1 = half(8.1, "LayerNorm 1", "masked multi-head attention", f"{HEADS} heads × 64 dimensions;\n"
-              "each position looks at itself\nand earlier positions", 1.1)
+              "each position looks at itself\nand earlier positions", 1.25)
     vertical_bracket(ax, x0 + w + 0.35, p1 - 0.2, 7.65, "tokens exchange\ninformation")
     p2 = half(p1 - 0.17, "LayerNorm 2", "feed-forward", f"{EMB} → 3,072 → GELU → {EMB}", 0.85)
     vertical_bracket(ax, x0 + w + 0.35, p2 - 0.2, p1 - 0.45, "each token is\nprocessed on its own")
@@ -472,7 +472,7 @@ def pre_post_norm():
         down(y, head_y + 0.4, on_path=True)
         if not pre:
             text(ax, cx + 0.12, (y + head_y + 0.4) / 2, "no final norm: the last\nblock already ends with one",
-                 ha="left", fontsize=8, color=MUTED)
+                 ha="left", fontsize=10, color=MUTED)
 
     post_x, pre_x = 2.4, 7.0
     text(ax, post_x - 0.3, 6.75, "post-norm (the 2017 transformer)", fontsize=11, weight="bold")
@@ -482,9 +482,9 @@ def pre_post_norm():
     panel(post_x, pre=False)
     panel(pre_x, pre=True)
     text(ax, post_x - 0.3, 0.6, "the shortcut path runs through every norm:\ndeep stacks need a careful warm-up",
-         fontsize=9, color=ACCENT, va="top")
+         fontsize=10, color=ACCENT, va="top")
     text(ax, pre_x - 0.3, 0.6, "the shortcut path holds only additions;\none final norm fixes the scale",
-         fontsize=9, color=ACCENT, va="top")
+         fontsize=10, color=ACCENT, va="top")
     ax.plot([4.7, 4.7], [0.2, 6.6], color=MUTED, linewidth=0.8, linestyle=":")
     return fig
 
@@ -500,38 +500,38 @@ def pre_post_norm():
     to the sequence, and the longer sequence is fed back in for the next step.""",
 )
 def greedy_generation():
-    fig, ax = canvas(9.4, 4.3)
+    fig, ax = canvas(9.7, 4.3)
     w = 0.72
     text(ax, 0.3, 3.95, 'ids so far ("Hello, I am")', ha="left", fontsize=10, weight="bold")
     ids = row(ax, 0.3, 3.1, [15496, 11, 314, 716], w=w, h=0.45, kind="data", fontsize=10)
     mono(ax, 0.3 + 2 * w, 2.98, "(1, 4)", ha="center", va="top")
 
     model = operation(ax, 3.7, 2.95, 1.6, 0.75, "GPT model", fontsize=11)
-    text(ax, 4.5, 2.82, "sees at most the\nlast 1,024 ids", fontsize=8, color=MUTED, va="top")
+    text(ax, 4.5, 2.82, "sees at most the\nlast 1,024 ids", fontsize=10, color=MUTED, va="top")
     arrow(ax, (0.3 + 4 * w + 0.05, 3.32), (3.65, 3.32))
 
     # logits: a few rows (positions) by a few columns (vocabulary entries), last row highlighted
     gx, gy, cell = 5.7, 3.75, 0.24
     cells(ax, gx, gy, [["tensor"] * 7 for _ in range(3)] + [["highlight"] * 7], cell)
     text(ax, gx + 3.5 * cell, 3.95, "logits", fontsize=10, weight="bold")
-    mono(ax, gx + 7 * cell + 0.12, gy - 0.5 * cell, "one row per position", fontsize=8)
-    mono(ax, gx + 7 * cell + 0.12, gy - 2 * cell, "(1, 4, 50,257)", fontsize=8, color=INK)
-    mono(ax, gx + 7 * cell + 0.12, gy - 3.5 * cell, "← last row: the next token", fontsize=8, color=ACCENT)
+    mono(ax, gx + 7 * cell + 0.12, gy - 0.5 * cell, "one row per position", fontsize=10)
+    mono(ax, gx + 7 * cell + 0.12, gy - 2 * cell, "(1, 4, 50,257)", fontsize=10, color=INK)
+    mono(ax, gx + 7 * cell + 0.12, gy - 3.5 * cell, "← last row: the next token", fontsize=10, color=ACCENT)
     arrow(ax, (5.35, 3.32), (gx - 0.05, 3.32))
 
     argmax = operation(ax, gx, 1.35, 7 * cell, 0.5, "argmax", fontsize=10)
     arrow(ax, (gx + 3.5 * cell, gy - 4 * cell - 0.02), (gx + 3.5 * cell, 1.9), label="take the last row:\n(1, 50,257)",
-          label_side="right", fontsize=8)
+          label_side="right", fontsize=10)
     nxt = box(ax, 3.95, 1.37, 1.1, 0.46, "27018", kind="highlight", fontsize=10)
     arrow(ax, (gx - 0.05, 1.6), (5.1, 1.6))
-    text(ax, 4.5, 1.2, "the id with the top score", fontsize=8, color=MUTED, va="top")
+    text(ax, 4.5, 1.2, "the id with the top score", fontsize=10, color=MUTED, va="top")
 
     text(ax, 0.3, 1.05, "append → ids for the next step", ha="left", fontsize=10, weight="bold")
     new = row(ax, 0.3, 0.25, [15496, 11, 314, 716, 27018], w=w, h=0.45, kind="data",
               kinds=["data"] * 4 + ["highlight"], fontsize=10)
     arrow(ax, (3.9, 1.6), (new[4][0], 0.75), curve=0.25)
     arrow(ax, (0.2, 0.48), (0.2, 3.3), curve=-0.0, color=MUTED)
-    ax.text(0.1, 2.2, "repeat", rotation=90, ha="center", va="center", fontsize=9, color=MUTED, family=FONT)
+    ax.text(0.1, 2.2, "repeat", rotation=90, ha="center", va="center", fontsize=10, color=MUTED, family=FONT)
     return fig
 
 
@@ -556,7 +556,7 @@ def kv_cache():
         fill, edge, _ = KINDS[kind]
         ax.add_patch(patches.Rectangle((x, y), c, c, facecolor=fill, edgecolor=edge, linewidth=1.1))
         if label:
-            ax.text(x + c / 2, y + c / 2, label, ha="center", va="center", fontsize=8, color=INK, family=FONT)
+            ax.text(x + c / 2, y + c / 2, label, ha="center", va="center", fontsize=10, color=INK, family=FONT)
 
     text(ax, tx + 0.6, 6.05, "fed to the model", fontsize=10, weight="bold")
     text(ax, qx + 0.6, 6.05, "computed this step", fontsize=10, weight="bold")
@@ -565,8 +565,8 @@ def kv_cache():
     def step(y, title, subtitle, fed, cached, note):
         """One band around height y; fed = the new positions (1-based), cached = positions already stored."""
         text(ax, 0.15, y + 0.2, title, ha="left", fontsize=10, weight="bold")
-        text(ax, 0.15, y - 0.1, subtitle, ha="left", fontsize=9, color=MUTED)
-        row(ax, tx, y - c / 2, [f"t{p}" for p in fed], w=c + 0.06, h=c, kind="data", fontsize=9)
+        text(ax, 0.15, y - 0.1, subtitle, ha="left", fontsize=10, color=MUTED)
+        row(ax, tx, y - c / 2, [f"t{p}" for p in fed], w=c + 0.06, h=c, kind="data", fontsize=10)
         arrow(ax, (tx + len(fed) * (c + 0.06) + 0.08, y), (qx - 0.1, y))
         rows_y = {name: y + c / 2 - i * c for i, name in enumerate("qkv")}  # bottom of each computed row
         for j, p in enumerate(fed):
@@ -589,8 +589,8 @@ def kv_cache():
         line(ax, [(right, vy_mid), (right + 0.55, vy_mid), (right + 0.55, under), (target, under)], color=MUTED,
              linewidth=1.0)
         arrow(ax, (target, under), (target, cache_y["v"] - 0.01), color=MUTED, linewidth=1.0)
-        text(ax, right + 0.45, (ky_mid + over) / 2, "append\nk and v", ha="left", fontsize=8, color=MUTED)
-        text(ax, kx, under - 0.1, note, ha="left", fontsize=8.5, color=ACCENT, va="top")
+        text(ax, right + 0.45, (ky_mid + over) / 2, "append\nk and v", ha="left", fontsize=10, color=MUTED)
+        text(ax, kx, under - 0.1, note, ha="left", fontsize=10, color=ACCENT, va="top")
 
     step(5.05, "step 1", "the prompt", [1, 2, 3], [], "q1..q3 attend with the causal mask\n"
          "(each to itself and earlier positions)")
@@ -598,11 +598,11 @@ def kv_cache():
     step(1.4, "step 3", "one new token", [5], [1, 2, 3, 4], "q5 attends to k1..k5 and v1..v5")
 
     cell(0.15, 0.08, "", "highlight")
-    text(ax, 0.65, 0.29, "computed in this step", ha="left", fontsize=8.5)
+    text(ax, 0.65, 0.29, "computed in this step", ha="left", fontsize=10)
     cell(2.25, 0.08, "", "tensor")
-    text(ax, 2.75, 0.29, "read from the cache", ha="left", fontsize=8.5)
+    text(ax, 2.75, 0.29, "read from the cache", ha="left", fontsize=10)
     text(ax, 4.35, 0.29, f"each of the {LAYERS} layers keeps its own K and V,\nof shape (batch, heads, positions, "
-         "head_dim)", ha="left", fontsize=8.5, color=MUTED)
+         "head_dim)", ha="left", fontsize=10, color=MUTED)
     return fig
 
 
@@ -629,13 +629,13 @@ def rmsnorm_vs_layernorm():
         for label, kind in steps:
             arrow(ax, (cx, y), (cx, y - 0.18))
             y -= 0.18
-            box(ax, cx - 1.6, y - 0.42, 3.2, 0.42, label, kind=kind, fontsize=9.5)
+            box(ax, cx - 1.6, y - 0.42, 3.2, 0.42, label, kind=kind, fontsize=10)
             y -= 0.42
         arrow(ax, (cx, y), (cx, y - 0.18))
         y -= 0.18
-        row(ax, cx - 2 * cw, y - ch, [f"{v:.2f}" for v in out], w=cw, h=ch, kind="tensor", fontsize=9)
-        text(ax, cx, y - ch - 0.2, stats, fontsize=9, color=ACCENT, va="top")
-        text(ax, cx, 0.25, params, fontsize=9, color=MUTED)
+        row(ax, cx - 2 * cw, y - ch, [f"{v:.2f}" for v in out], w=cw, h=ch, kind="tensor", fontsize=10)
+        text(ax, cx, y - ch - 0.2, stats, fontsize=10, color=ACCENT, va="top")
+        text(ax, cx, 0.25, params, fontsize=10, color=MUTED)
 
     column(2.3, "LayerNorm (GPT-2)",
            [("subtract the mean (3)", "operation"), ("divide by √(variance + eps)  (√3.5)", "operation"),
@@ -645,7 +645,7 @@ def rmsnorm_vs_layernorm():
            [("no mean subtracted", "masked"), ("divide by √(mean(x²) + eps)  (3.54)", "operation"),
             ("× scale", "parameter")],
            rms, "learned: scale only, emb_dim numbers", "root-mean-square 1, but mean 0.85")
-    text(ax, 4.6, 0.62, "(outputs with scale 1 and shift 0, their starting values)", fontsize=8, color=MUTED)
+    text(ax, 4.6, 0.62, "(outputs with scale 1 and shift 0, their starting values)", fontsize=10, color=MUTED)
     ax.plot([4.6, 4.6], [0.85, 4.75], color=MUTED, linewidth=0.8, linestyle=":")
     return fig
 
@@ -681,7 +681,7 @@ def swiglu_vs_gelu():
     tensor(ax, cx - 0.7, 0.8, 1.4, 0.4, f"out ({EMB})")
     for y0, y1 in ((4.4, 3.9), (3.45, 3.0), (2.55, 2.1), (1.65, 1.2)):
         arrow(ax, (cx, y0), (cx, y1))
-    text(ax, cx, 0.5, "2 matrices + biases: 4,722,432 parameters", fontsize=9, color=MUTED)
+    text(ax, cx, 0.5, "2 matrices + biases: 4,722,432 parameters", fontsize=10, color=MUTED)
 
     # SwiGLU
     cx, gx, ux = 6.7, 5.55, 7.85  # centre, gate branch, up branch
@@ -699,13 +699,13 @@ def swiglu_vs_gelu():
     arrow(ax, (gx, 2.25), (cx - 0.17, 2.25))
     line(ax, [(ux, 3.45), (ux, 2.25)])
     arrow(ax, (ux, 2.25), (cx + 0.17, 2.25))
-    text(ax, cx + 0.3, 2.08, "element-wise:\nthe gate switches\nfeatures on and off", fontsize=8, color=ACCENT,
+    text(ax, cx + 0.3, 2.1, "element-wise: the gate\nswitches features on/off", fontsize=10, color=ACCENT,
          ha="left", va="top")
     operation(ax, cx - w / 2, 1.2, w, 0.45, f"down: 2,048 → {EMB}")
     arrow(ax, (cx, 2.08), (cx, 1.65))
     tensor(ax, cx - 0.7, 0.45, 1.4, 0.4, f"out ({EMB})")
     arrow(ax, (cx, 1.2), (cx, 0.85))
-    text(ax, cx, 0.2, "3 matrices, no biases: 4,718,592 parameters", fontsize=9, color=MUTED)
+    text(ax, cx, 0.2, "3 matrices, no biases: 4,718,592 parameters", fontsize=10, color=MUTED)
     ax.plot([4.35, 4.35], [0.15, 5.3], color=MUTED, linewidth=0.8, linestyle=":")
     return fig
 
@@ -751,8 +751,8 @@ def rope_rotation():
         vector(ax, origin, q0, 1.05, "", color=MUTED, dashed=True, linewidth=1.0)
         vector(ax, origin, k0, 1.05, "", color=MUTED, dashed=True, linewidth=1.0)
         qa, ka = q0 + m * theta, k0 + n * theta
-        vector(ax, origin, qa, 1.5, f"q turned by {m}θ", color=TENSOR_EDGE, fontsize=9)
-        vector(ax, origin, ka, 1.5, f"k turned by {n}θ", color=OPERATION_EDGE, fontsize=9)
+        vector(ax, origin, qa, 1.5, f"q turned by {m}θ", color=TENSOR_EDGE, fontsize=10)
+        vector(ax, origin, ka, 1.5, f"k turned by {n}θ", color=OPERATION_EDGE, fontsize=10)
         ax.add_patch(patches.Arc(origin, 1.1, 1.1, theta1=math.degrees(ka), theta2=math.degrees(qa), color=ACCENT,
                                  linewidth=1.6))
         mid = (qa + ka) / 2
@@ -763,16 +763,16 @@ def rope_rotation():
     plane(1.35, 3, 1)
     plane(4.15, 6, 4)
     text(ax, 2.75, 0.3, "the same angle α between q and k, so the same score:\nit depends only on the distance "
-         "m - n = 2", fontsize=9, color=ACCENT)
-    text(ax, 2.75, 0.9, "dashed: q and k before turning", fontsize=8, color=MUTED)
+         "m - n = 2", fontsize=10, color=ACCENT)
+    text(ax, 2.75, 0.9, "dashed: q and k before turning", fontsize=10, color=MUTED)
 
     # each pair has its own speed
     x0, y0, dx, r = 6.75, 3.05, 0.42, 0.16
     ax.plot([5.95, 5.95], [0.2, 4.2], color=MUTED, linewidth=0.8, linestyle=":")
     text(ax, 7.75, 4.05, "each pair turns at its own speed", fontsize=10, weight="bold")
     for p in range(6):
-        text(ax, x0 + p * dx, 3.6, str(p), fontsize=9, color=MUTED)
-    text(ax, x0 + 2.5 * dx, 3.83, "position", fontsize=8, color=MUTED)
+        text(ax, x0 + p * dx, 3.6, str(p), fontsize=10, color=MUTED)
+    text(ax, x0 + 2.5 * dx, 3.83, "position", fontsize=10, color=MUTED)
     head_dim = 64
     for k, i in enumerate((0, 8, 31)):
         speed = 10000 ** (-2 * i / head_dim)
@@ -780,8 +780,8 @@ def rope_rotation():
         for p in range(6):
             clock(ax, x0 + p * dx, y, r, p * speed)
         label = f"pair i = {i}: {speed:.2g} rad per position" if speed > 0.01 else f"pair i = {i}: {speed:.5f} rad"
-        text(ax, x0 - r, y - 0.35, label, ha="left", fontsize=8.5, color=INK)
-    text(ax, 7.75, 0.22, f"head_dim {head_dim}: θ_i = 10000^(-2i/{head_dim})", fontsize=8.5, color=MUTED)
+        text(ax, x0 - r, y - 0.35, label, ha="left", fontsize=10, color=INK)
+    text(ax, 7.75, 0.22, f"head_dim {head_dim}: θ_i = 10000^(-2i/{head_dim})", fontsize=10, color=MUTED)
     return fig
 
 
@@ -806,26 +806,26 @@ def position_methods():
               ("rotated: q and k (RoPE)", "Llama and most since"))
     for cx, (title, who) in zip(cols, titles):
         text(ax, cx, top, title, fontsize=10.5, weight="bold")
-        text(ax, cx, top - 0.28, who, fontsize=9, color=MUTED)
+        text(ax, cx, top - 0.28, who, fontsize=10, color=MUTED)
 
     def embedding(x):
         tensor(ax, x, 3.15, 1.3, 0.6)
-        text(ax, x + 0.65, 3.57, "token", fontsize=9.5)
-        text(ax, x + 0.65, 3.32, "embedding", fontsize=9.5)
+        text(ax, x + 0.65, 3.57, "token", fontsize=10)
+        text(ax, x + 0.65, 3.32, "embedding", fontsize=10)
 
     def added(cx, label, sub, kind):
         embedding(cx - 1.45)
         box(ax, cx + 0.15, 3.15, 1.3, 0.6, kind=kind)
-        text(ax, cx + 0.8, 3.57, label, fontsize=9.5)
-        mono(ax, cx + 0.8, 3.3, sub, ha="center", color=INK, fontsize=8)
+        text(ax, cx + 0.8, 3.57, label, fontsize=10)
+        mono(ax, cx + 0.8, 3.3, sub, ha="center", color=INK, fontsize=10)
         add_node(ax, cx, 2.5)
         arrow(ax, (cx - 0.8, 3.15), (cx - 0.14, 2.58))
         arrow(ax, (cx + 0.8, 3.15), (cx + 0.14, 2.58))
-        tensor(ax, cx - 0.85, 1.55, 1.7, 0.45, "into block 1", fontsize=9.5)
+        tensor(ax, cx - 0.85, 1.55, 1.7, 0.45, "into block 1", fontsize=10)
         arrow(ax, (cx, 2.33), (cx, 2.0))
 
     added(cols[0], "row p of", f"{CONTEXT:,} × {EMB}", "parameter")
-    added(cols[1], "PE[p]", "sin, cos of p·θ_i", "tensor")
+    added(cols[1], "PE[p]", "sin/cos(p·θ_i)", "tensor")
     notes = (
         "learned in training:\n786,432 parameters;\nno row past position 1,023,\nso no longer inputs",
         "computed, not learned: 0 parameters;\nevery position has a vector; moving\nk positions turns each pair by k·θ_i,\n"
@@ -833,22 +833,218 @@ def position_methods():
         "0 parameters; position enters\nevery layer's scores, which depend\nonly on how far apart two tokens are",
     )
     for cx, note in zip(cols, notes):
-        text(ax, cx, 1.2, note, fontsize=8.5, va="top", color=INK)
+        text(ax, cx, 1.2, note, fontsize=10, va="top", color=INK)
 
     # RoPE: nothing is added at the input; the rotation happens inside attention
     cx = cols[2]
     embedding(cx - 0.65)
     arrow(ax, (cx, 3.15), (cx, 2.8))
-    text(ax, cx - 0.1, 2.97, "nothing added", fontsize=8, color=MUTED, ha="right")
+    text(ax, cx - 0.1, 2.97, "nothing added", fontsize=10, color=MUTED, ha="right")
     frame(ax, cx - 1.45, 1.3, 2.9, 1.5, color=MUTED)
-    text(ax, cx + 0.1, 2.97, "inside attention:", fontsize=8, color=MUTED, ha="left")
+    text(ax, cx + 0.1, 2.97, "inside attention:", fontsize=10, color=MUTED, ha="left")
     tensor(ax, cx - 1.3, 2.2, 0.55, 0.4, "q")
     tensor(ax, cx - 0.65, 2.2, 0.55, 0.4, "k")
     tensor(ax, cx + 0.7, 2.2, 0.55, 0.4, "v")
-    operation(ax, cx - 1.35, 1.45, 1.4, 0.5, "turn pairs\nby p·θ_i", fontsize=8.5)
+    operation(ax, cx - 1.35, 1.45, 1.4, 0.5, "turn pairs\nby p·θ_i", fontsize=10)
     arrow(ax, (cx - 1.02, 2.2), (cx - 1.02, 1.95))
     arrow(ax, (cx - 0.38, 2.2), (cx - 0.38, 1.95))
     arrow(ax, (cx + 0.05, 1.7), (cx + 0.3, 1.7))
-    text(ax, cx + 0.35, 1.7, "scores", fontsize=8.5, ha="left")
-    text(ax, cx + 0.98, 2.12, "not turned", fontsize=8, color=MUTED, va="top")
+    text(ax, cx + 0.35, 1.7, "scores", fontsize=10, ha="left")
+    text(ax, cx + 0.98, 2.12, "not turned", fontsize=10, color=MUTED, va="top")
+    return fig
+
+
+# ---- 11. variants of the block used by open-weight models (section 10) ----
+
+MOE_LOGITS = [1.2, -0.3, 2.0, 0.4]  # an example router output for one token, 4 experts
+
+
+@diagram(
+    "ch04_moe_routing",
+    alt="""A mixture-of-experts feed-forward layer routing one token. The token's hidden vector goes through the
+    router, a linear layer from emb_dim to 4 scores, one per expert; a softmax turns the scores 1.2, -0.3, 2.0
+    and 0.4 into probabilities 0.26, 0.06, 0.57 and 0.12. The two largest pick experts 2 and 0, and their
+    probabilities, renormalised over the chosen two, become the weights 0.69 and 0.31. Only experts 0 and 2 run
+    on this token (each a SwiGLU feed-forward block); experts 1 and 3 stay idle. Their outputs, multiplied by
+    their weights, are added into the layer's output, of the same width as the input.""",
+)
+def moe_routing():
+    import torch  # the numbers are computed the way MoEFeedForward.route computes them
+
+    probabilities = torch.softmax(torch.tensor(MOE_LOGITS), dim=-1)
+    top, chosen = probabilities.topk(2)
+    weights = dict(zip(chosen.tolist(), (top / top.sum()).tolist()))
+    fig, ax = canvas(10.0, 4.9)
+    text(ax, 0.15, 4.6, "One token through a mixture-of-experts layer: 4 experts, the router picks 2",
+         ha="left", fontsize=11, weight="bold")
+    x = tensor(ax, 0.15, 2.0, 1.35, 0.6, "hidden\nvector x", fontsize=10)
+    mono(ax, x[0], 1.78, "(emb_dim,)", ha="center", fontsize=10)
+    router = operation(ax, 1.85, 2.0, 1.45, 0.6, "router\nlinear → 4", fontsize=10)
+    arrow(ax, (1.5, x[1]), (1.85, x[1]))
+    ys = [3.6, 2.75, 1.9, 1.05]  # one row per expert, top to bottom
+    text(ax, 4.15, 4.15, "score", fontsize=10, color=MUTED)
+    text(ax, 5.05, 4.15, "softmax", fontsize=10, color=MUTED)
+    plus = add_node(ax, 9.0, 2.3, r=0.2)
+    for e, y in enumerate(ys):
+        picked = e in weights
+        line(ax, [(3.3, router[1]), (3.5, router[1]), (3.5, y), (3.7, y)], color=MUTED)
+        mono(ax, 4.15, y, f"{MOE_LOGITS[e]:+.1f}", ha="center", color=INK, fontsize=10)
+        box(ax, 4.65, y - 0.22, 0.8, 0.44, f"{probabilities[e]:.2f}", kind="highlight" if picked else "plain", fontsize=10)
+        box(ax, 6.0, y - 0.3, 1.65, 0.6, f"expert {e}\n" + ("(SwiGLU)" if picked else "idle: not run"),
+            kind="operation" if picked else "masked", fontsize=10)
+        if picked:
+            arrow(ax, (5.45, y), (6.0, y))
+            arrow(ax, (7.65, y), (plus[0] - 0.15, plus[1] + (0.1 if y > plus[1] else -0.1)))
+            text(ax, 7.75, y + 0.2, f"× {weights[e]:.2f}", ha="left", fontsize=10, color=ACCENT)
+    out = tensor(ax, 8.55, 0.9, 0.9, 0.55, "output", fontsize=10)
+    arrow(ax, (plus[0], plus[1] - 0.2), (plus[0], 1.45))
+    text(ax, 0.15, 0.35, f"top 2 of the softmax: experts {chosen[0]} and {chosen[1]}; their probabilities "
+         f"{top[0]:.2f} and {top[1]:.2f}, renormalised to sum to 1, weight their outputs", ha="left", fontsize=10,
+         color=ACCENT)
+    return fig
+
+
+@diagram(
+    "ch04_qk_norm",
+    alt="""QK-norm compared with the plain attention path, for one head. Plain path: the head's query and key
+    vectors go through RoPE and then into the scaled dot product q·k/√head_dim, so a score grows with the
+    lengths of q and k and can become large, which makes the softmax saturate. With QK-norm (Qwen3, OLMo 2,
+    Gemma 3): the query and the key each first pass through an RMSNorm over the head's own head_dim features,
+    with a learned scale, then RoPE, which keeps their lengths, then the same dot product. Each normalised
+    vector has length √head_dim times its scale, so a score stays within ±√head_dim for unit scales, whatever
+    the size of the activations that produced q and k.""",
+)
+def qk_norm():
+    fig, ax = canvas(10.0, 4.7)
+
+    def path(y, title, norms):
+        text(ax, 0.15, y + 0.95, title, ha="left", fontsize=11, weight="bold")
+        for dy, name in ((0.4, "q"), (-0.4, "k")):
+            centre = tensor(ax, 0.15, y + dy - 0.22, 1.55, 0.44, f"{name} of one head", fontsize=10)
+            x = 1.7
+            if norms:
+                operation(ax, 2.05, y + dy - 0.22, 1.75, 0.44, "RMSNorm(head_dim)", fontsize=10)
+                arrow(ax, (x, centre[1]), (2.05, centre[1]))
+                x = 3.8
+            operation(ax, 4.15, y + dy - 0.22, 0.85, 0.44, "RoPE", fontsize=10)
+            arrow(ax, (x, centre[1]), (4.15, centre[1]))
+            arrow(ax, (5.0, centre[1]), (5.5, y + dy / 3))
+        dot = operation(ax, 5.5, y - 0.3, 1.35, 0.6, "q·k / √d", fontsize=10)
+        arrow(ax, (6.85, y), (7.2, y))
+        return dot
+
+    path(3.05, "plain (GPT-2, Llama 3)", norms=False)
+    text(ax, 7.3, 3.05, "grows with |q| and |k|:\nlarge activations give\nhuge scores, a saturated\nsoftmax",
+         ha="left", fontsize=10, color=MUTED)
+    path(0.95, "QK-norm (Qwen3, OLMo 2, Gemma 3)", norms=True)
+    text(ax, 7.3, 0.95, "bounded: |q|, |k| = √d · scale,\nso |score| ≤ √d\n(unit scales; d = head_dim)",
+         ha="left", fontsize=10, color=ACCENT)
+    text(ax, 2.925, 0.15, "one norm for queries, one for keys, shared by all heads", fontsize=10, color=MUTED)
+    return fig
+
+
+@diagram(
+    "ch04_left_padding",
+    alt="""Batched generation with left padding, as left_pad and the model's pad_lengths handle it. Three prompts
+    of 4, 2 and 3 tokens become one batch of width 4, padded on the left: pad_lengths is 0, 2 and 1. Each row
+    numbers its positions from its first real token (0, 1, 2, ...), so a prompt gets the same positions it
+    would get alone; padding slots get position 0 and their outputs are never used. Generated tokens are
+    appended on the right of every row, continuing its positions. The attention mask of the row with two
+    padding slots is causal and also hides those slots from every other query; a padding query sees only
+    itself, so no softmax row is empty.""",
+)
+def left_padding():
+    import torch
+
+    from shared.generation import left_pad
+    from shared.model import left_padding_view
+
+    prompts = [["The", " cat", " sat", " on"], ["Hi", " there"], ["I", " like", " tea"]]
+    new = [[" the", " mat"], [",", " how"], [" very", " much"]]
+    idx, pad = left_pad([list(range(len(p))) for p in prompts])
+    width = idx.shape[1] + len(new[0])  # the prompt slots, then the generated ones
+    positions, hidden = left_padding_view(pad, 0, torch.zeros(len(prompts), width, dtype=torch.long))
+    fig, ax = canvas(10.0, 4.9)
+    x0, w, h = 1.85, 0.62, 0.44
+    text(ax, 0.15, 4.6, "A batch of prompts, padded on the left", ha="left", fontsize=11, weight="bold")
+    brace(ax, x0, x0 + idx.shape[1] * w, 4.05, "prompts (left_pad)", below=False, fontsize=10)
+    brace(ax, x0 + idx.shape[1] * w, x0 + width * w, 4.05, "generated", below=False, fontsize=10)
+    for r, prompt in enumerate(prompts):
+        y = 3.4 - r * 1.05
+        text(ax, 0.15, y + 0.08, f"row {r}", ha="left", fontsize=10, weight="bold")
+        mono(ax, 0.15, y - 0.2, f"pad_lengths={pad[r]}", fontsize=10)
+        labels = ["pad"] * int(pad[r]) + prompt + new[r]
+        kinds = ["masked"] * int(pad[r]) + ["data"] * len(prompt) + ["highlight"] * len(new[r])
+        row(ax, x0, y - h / 2, labels, w=w, h=h, kinds=kinds, fontsize=10)
+        for c in range(width):
+            color = MUTED if c < pad[r] else INK
+            mono(ax, x0 + (c + 0.5) * w, y - h / 2 - 0.17, str(int(positions[r, c])), ha="center", color=color,
+                 fontsize=10)
+    text(ax, 0.15, 0.35, "small numbers: positions, counted from each row's first real token (padding: 0, unused)",
+         ha="left", fontsize=10, color=MUTED)
+
+    # the mask of row 1, which has the most padding
+    r, size, mx, top = 1, 0.36, 7.55, 3.75
+    text(ax, mx + width * size / 2, 4.35, f"attention mask of row {r}", fontsize=10, weight="bold")
+    kinds = [["masked" if hidden[r, 0, q, k] else "tensor" for k in range(width)] for q in range(width)]
+    cells(ax, mx, top, kinds, size)
+    text(ax, mx + width * size / 2, top + 0.15, "keys →", fontsize=10, color=MUTED)
+    text(ax, mx - 0.12, top - width * size / 2, "queries ↓", fontsize=10, color=MUTED, ha="right")
+    legend_y = top - width * size - 0.35
+    box(ax, mx, legend_y, 0.22, 0.22, kind="tensor")
+    text(ax, mx + 0.3, legend_y + 0.11, "seen", ha="left", fontsize=10)
+    box(ax, mx + 1.05, legend_y, 0.22, 0.22, kind="masked")
+    text(ax, mx + 1.35, legend_y + 0.11, "hidden", ha="left", fontsize=10)
+    text(ax, mx + width * size / 2, legend_y - 0.4, "causal, and padding hidden\n(a pad query sees itself)",
+         fontsize=10, color=MUTED)
+    return fig
+
+
+# GQA's colours: one per key/value head, lightened versions of distinct hues so query heads read as groups.
+GROUP_COLOURS = ["#9cc3e6", "#f6c28b", "#a9d8a1", "#e9a3a8", "#c9b3e0", "#d8c0a8", "#f0b8dc", "#c8c8c8"]
+
+
+@diagram(
+    "ch04_gqa",
+    alt="""Grouped-query attention. Three layouts of 8 query heads: multi-head attention (GPT-2) gives every
+    query head its own key/value head, 8 in all; grouped-query attention (Llama 3, Qwen3) lets groups of 4
+    consecutive query heads share one key/value head, 2 in all; multi-query attention shares a single key/value
+    head among all 8. A plot beside them shows the KV cache of one sequence in Llama 3 8B's shape (32 layers,
+    head_dim 128, bfloat16), growing linearly with the tokens in the cache: about 69 GB at 128k tokens with 32
+    key/value heads, about 17 GB with Llama 3's 8, and about 2 GB with 1.""",
+)
+def gqa():
+    fig, ax = canvas(10.0, 6.6)
+    for p, (title, n_kv) in enumerate([("multi-head (GPT-2)", 8), ("grouped-query (Llama 3, Qwen3)", 2),
+                                       ("multi-query", 1)]):
+        x0, size, group = 0.95 + p * 3.3, 0.27, 8 // n_kv
+        text(ax, x0 + 4 * size, 6.35, title, fontsize=10, weight="bold")
+        text(ax, x0 + 4 * size, 6.05, f"{n_kv} key/value head{'s' if n_kv > 1 else ''}", fontsize=10, color=MUTED)
+        for h in range(8):  # query heads on top, coloured by the key/value head they read
+            ax.add_patch(patches.Rectangle((x0 + h * size, 5.25), size * 0.85, size * 1.6, facecolor=GROUP_COLOURS[h // group],
+                                           edgecolor=INK, linewidth=0.8))
+        for k in range(n_kv):  # key/value heads below, centred under their group
+            cx = x0 + (k * group + group / 2) * size - size * 0.075
+            ax.add_patch(patches.Rectangle((cx - size * 0.425, 4.0), size * 0.85, size * 1.6,
+                                           facecolor=GROUP_COLOURS[k], edgecolor=INK, linewidth=0.8))
+            for h in range(k * group, (k + 1) * group):
+                line(ax, [(cx, 4.0 + size * 1.6), (x0 + (h + 0.425) * size, 5.25)], color=MUTED, linewidth=0.9)
+        if p == 0:
+            text(ax, x0 - 0.12, 5.47, "queries", ha="right", fontsize=10)
+            text(ax, x0 - 0.12, 4.22, "keys,\nvalues", ha="right", fontsize=10)
+
+    # KV cache of one sequence: keys and values, per layer, per key/value head, head_dim numbers, 2 bytes each
+    layers, head_dim, nbytes = 32, 128, 2  # Llama 3 8B's shape, bfloat16
+    tokens = np.arange(0, 131_073, 1024)
+    plot = small_axes(fig, ax, 1.0, 0.7, 6.0, 2.75)
+    for n_kv, style in ((32, "-"), (8, "--"), (1, ":")):
+        plot.plot(tokens / 1000, 2 * layers * n_kv * head_dim * nbytes * tokens / 1e9, style, color=INK,
+                  linewidth=1.6, label=f"{n_kv} key/value heads")
+    plot.set_xlabel("tokens in the cache (thousands)", fontsize=10, color=INK)
+    plot.set_ylabel("KV cache (GB)", fontsize=10, color=INK)
+    plot.legend(fontsize=10, frameon=False)
+    text(ax, 7.3, 2.6, "one sequence in\nLlama 3 8B's shape:\n32 layers, head_dim 128,\nbfloat16",
+         ha="left", fontsize=10, color=MUTED)
+    text(ax, 7.3, 1.3, "Llama 3 8B uses 8\nkey/value heads for\n32 query heads", ha="left", fontsize=10,
+         color=ACCENT)
     return fig

@@ -52,7 +52,7 @@ def what_an_llm_does():
     # the model
     text(ax, 3.0, 3.55, "2. the model", ha="left", fontsize=10, weight="bold")
     operation(ax, 3.0, 2.45, 1.6, 0.9, "LLM\n(a transformer)", fontsize=10)
-    parameter(ax, 3.05, 1.45, 1.5, 0.5, "learned weights", fontsize=9)
+    parameter(ax, 3.05, 1.45, 1.5, 0.5, "learned weights", fontsize=10)
     arrow(ax, (3.8, 1.95), (3.8, 2.45), color=KINDS["parameter"][1])
     arrow(ax, (2.5, 2.9), (3.0, 2.9))
     # probabilities
@@ -62,23 +62,23 @@ def what_an_llm_does():
     for i, (word, p) in enumerate(TOY_NEXT_WORDS):
         y = top - (i + 1) * row_h
         kind = "highlight" if i == 0 else "tensor"
-        text(ax, x_bar - 0.08, y + row_h / 2, word, ha="right", fontsize=9)
+        text(ax, x_bar - 0.08, y + row_h / 2, word, ha="right", fontsize=10)
         _bar(ax, x_bar, y + 0.05, p * scale, row_h - 0.1, kind=kind)
-        text(ax, x_bar + p * scale + 0.06, y + row_h / 2, f"{p:.2f}", ha="left", fontsize=9)
+        text(ax, x_bar + p * scale + 0.06, y + row_h / 2, f"{p:.2f}", ha="left", fontsize=10)
     y_rest = top - 6 * row_h
-    text(ax, x_bar - 0.08, y_rest + row_h / 2, "… every other token", ha="right", fontsize=9, color=MUTED)
-    text(ax, x_bar + 0.06, y_rest + row_h / 2, "0.02 together", ha="left", fontsize=9, color=MUTED)
+    text(ax, x_bar - 0.08, y_rest + row_h / 2, "… every other token", ha="right", fontsize=10, color=MUTED)
+    text(ax, x_bar + 0.06, y_rest + row_h / 2, "0.02 together", ha="left", fontsize=10, color=MUTED)
     ax.plot([x_bar, x_bar], [y_rest, top], color=MUTED, linewidth=0.9)
     # choose one and append it
     text(ax, 8.3, 1.05, "4. choose one token\n(greedy: the most probable;\nor sample, chapter 5)", ha="right",
-         fontsize=9, color=ACCENT)
-    data(ax, 6.0, 0.25, 2.3, 0.5, "The cat curled up on the", fontsize=9)
+         fontsize=10, color=ACCENT)
+    data(ax, 6.0, 0.25, 2.3, 0.5, "The cat curled up on the", fontsize=10)
     box(ax, 8.3, 0.25, 0.6, 0.5, "mat", kind="highlight", fontsize=10)
     arrow(ax, (8.42, top - row_h / 2 - 0.1), (8.6, 0.75), color=ACCENT)
     # feed it back in
     ax.plot([6.0, 0.12, 0.12], [0.5, 0.5, 2.9], color=MUTED, linewidth=1.3)
     arrow(ax, (0.12, 2.9), (0.2, 2.9), color=MUTED)
-    text(ax, 0.3, 0.68, "5. append it and feed the longer text back in: repeat", ha="left", fontsize=9,
+    text(ax, 0.3, 0.68, "5. append it and feed the longer text back in: repeat", ha="left", fontsize=10,
          color=MUTED)
     return fig
 
@@ -104,14 +104,14 @@ def course_map():
             ("3. attention", "ch03_attention/", True),
             ("4. the GPT model", "ch04_gpt_model/", True),
         ], "an untrained GPT"),
-        (3.25, "Stage 2: pretraining", [
+        (3.35, "Stage 2: pretraining", [
             ("5. train on unlabeled text", "ch05_pretraining/", True),
             ("5b. load GPT-2's weights", "ch05_pretraining/", False),
             ("5c–d. scale and speed", "ch05_pretraining/", False),
             ("5e. Tiny Shakespeare", "ch05_pretraining/", False),
             ("5f. Llama 3 and Qwen3", "ch05_pretraining/", False),
         ], "a pretrained base model"),
-        (6.4, "Stage 3: finetuning", [
+        (6.6, "Stage 3: finetuning", [
             ("6. a spam classifier", "ch06_classification_ft/", True),
             ("7. follow instructions", "ch07_instruction_ft/", True),
             ("7b. preferences (DPO)", "ch07_instruction_ft/", False),
@@ -120,30 +120,30 @@ def course_map():
     ]
     rows, step = max(len(chapters) for _, _, chapters, _ in stages), 0.62
     frame_h = 0.55 + rows * step
-    fig, ax = canvas(9.5, frame_h + 1.45)
-    w, frame_w = 2.75, 3.0
+    fig, ax = canvas(9.8, frame_h + 1.45)
+    w, frame_w = 2.85, 3.1
     for x, title, chapters, result in stages:
         _frame(ax, x, 1.0, frame_w, frame_h, title)
         for i, (name, folder, main) in enumerate(chapters):
             y = 1.0 + frame_h - 0.75 - i * step
-            box(ax, x + 0.125, y, w, 0.4, name, kind="plain", fontsize=9, weight="bold" if main else "normal")
-            text(ax, x + 0.125 + w / 2, y - 0.1, folder, fontsize=8, color=MUTED, family=MONO)
-        parameter(ax, x + 0.4, 0.2, frame_w - 0.8, 0.45, result, fontsize=9)
+            box(ax, x + 0.125, y, w, 0.4, name, kind="plain", fontsize=10, weight="bold" if main else "normal")
+            text(ax, x + 0.125 + w / 2, y - 0.1, folder, fontsize=10, color=MUTED, family=MONO)
+        parameter(ax, x + 0.4, 0.2, frame_w - 0.8, 0.45, result, fontsize=10)
         arrow(ax, (x + frame_w / 2, 1.0), (x + frame_w / 2, 0.65))
-    arrow(ax, (0.1 + frame_w - 0.4, 0.42), (3.25 + 0.4, 0.42))
-    arrow(ax, (3.25 + frame_w - 0.4, 0.42), (6.4 + 0.4, 0.42))
+    arrow(ax, (0.1 + frame_w - 0.4, 0.42), (3.35 + 0.4, 0.42))
+    arrow(ax, (3.35 + frame_w - 0.4, 0.42), (6.6 + 0.4, 0.42))
     text(ax, 0.1, frame_h + 1.25, "You are here: chapter 1, the big picture (in ch02_text_data/). "
-         "Bold: the main chapters; the lettered notebooks are their companions.", ha="left", fontsize=9, color=ACCENT)
+         "Bold: the main chapters; the lettered notebooks are their companions.", ha="left", fontsize=10, color=ACCENT)
     return fig
 
 
-def _stack(ax, x, y, w, h, label, note, fontsize=9):
+def _stack(ax, x, y, w, h, label, note, fontsize=10):
     """A block stack drawn as three offset boxes (N identical transformer blocks), with a note inside."""
     for k in (2, 1):
         operation(ax, x + 0.06 * k, y + 0.06 * k, w, h)
     operation(ax, x, y, w, h)
     text(ax, x + w / 2, y + h * 0.64, label, fontsize=fontsize)
-    text(ax, x + w / 2, y + h * 0.3, note, fontsize=8, color=MUTED)
+    text(ax, x + w / 2, y + h * 0.3, note, fontsize=10, color=MUTED)
 
 
 @diagram(
@@ -161,40 +161,40 @@ def three_architectures():
     fig, ax = canvas(9.5, 4.4)
     # encoder-only
     text(ax, 1.45, 4.2, "encoder-only", fontsize=10, weight="bold")
-    text(ax, 1.45, 3.92, "e.g. BERT", fontsize=9, color=MUTED)
+    text(ax, 1.45, 3.92, "e.g. BERT", fontsize=10, color=MUTED)
     box(ax, 0.85, 3.2, 1.2, 0.42, "cat", kind="highlight", fontsize=10)
-    text(ax, 2.12, 3.41, "fills in [MASK]", ha="left", fontsize=8, color=MUTED)
+    text(ax, 2.12, 3.41, "fills in [MASK]", ha="left", fontsize=10, color=MUTED)
     _stack(ax, 0.35, 1.75, 2.1, 0.75, "encoder blocks", "every token sees every token")
-    row(ax, 0.25, 0.55, ["the", "[MASK]", "sat", "down"], w=0.58, h=0.4, fontsize=8)
+    row(ax, 0.25, 0.55, ["the", "[MASK]", "sat", "down"], w=0.58, h=0.4, fontsize=10)
     arrow(ax, (1.45, 0.95), (1.45, 1.75))
     arrow(ax, (1.45, 2.62), (1.45, 3.2))
-    text(ax, 1.45, 0.22, "reads and understands", fontsize=9, color=ACCENT)
+    text(ax, 1.45, 0.22, "reads and understands", fontsize=10, color=ACCENT)
     # decoder-only
     text(ax, 4.55, 4.2, "decoder-only", fontsize=10, weight="bold")
-    text(ax, 4.55, 3.92, "e.g. GPT (this course)", fontsize=9, color=MUTED)
+    text(ax, 4.55, 3.92, "e.g. GPT (this course)", fontsize=10, color=MUTED)
     box(ax, 3.95, 3.2, 1.2, 0.42, "down", kind="highlight", fontsize=10)
-    text(ax, 5.22, 3.41, "next token", ha="left", fontsize=8, color=MUTED)
-    _stack(ax, 3.45, 1.75, 2.1, 0.75, "decoder blocks", "sees itself and earlier tokens")
-    row(ax, 3.65, 0.55, ["the", "cat", "sat"], w=0.6, h=0.4, fontsize=9)
+    text(ax, 5.22, 3.41, "next token", ha="left", fontsize=10, color=MUTED)
+    _stack(ax, 3.4, 1.75, 2.3, 0.75, "decoder blocks", "sees itself and earlier tokens")
+    row(ax, 3.65, 0.55, ["the", "cat", "sat"], w=0.6, h=0.4, fontsize=10)
     arrow(ax, (4.55, 0.95), (4.55, 1.75))
     arrow(ax, (4.55, 2.62), (4.55, 3.2))
-    text(ax, 4.55, 0.22, "generates text", fontsize=9, color=ACCENT)
+    text(ax, 4.55, 0.22, "generates text", fontsize=10, color=ACCENT)
     # encoder-decoder
     text(ax, 7.75, 4.2, "encoder–decoder", fontsize=10, weight="bold")
-    text(ax, 7.75, 3.92, "e.g. the original transformer, T5", fontsize=9, color=MUTED)
-    operation(ax, 6.35, 1.75, 1.2, 0.75, "encoder", fontsize=9)
-    operation(ax, 8.15, 1.75, 1.2, 0.75, "decoder\n(causal)", fontsize=9)
-    row(ax, 6.15, 0.55, ["the", "cat", "sat", "down"], w=0.4, h=0.4, fontsize=8)
-    row(ax, 8.25, 0.55, ["le", "chat"], w=0.5, h=0.4, fontsize=9)
+    text(ax, 7.75, 3.92, "e.g. the original transformer, T5", fontsize=10, color=MUTED)
+    operation(ax, 6.35, 1.75, 1.2, 0.75, "encoder", fontsize=10)
+    operation(ax, 8.15, 1.75, 1.2, 0.75, "decoder\n(causal)", fontsize=10)
+    row(ax, 6.15, 0.55, ["the", "cat", "sat", "down"], w=0.4, h=0.4, fontsize=10)
+    row(ax, 8.25, 0.55, ["le", "chat"], w=0.5, h=0.4, fontsize=10)
     arrow(ax, (6.95, 0.95), (6.95, 1.75))
     arrow(ax, (8.75, 0.95), (8.75, 1.75))
     arrow(ax, (7.55, 2.12), (8.15, 2.12), color=ACCENT)
-    text(ax, 7.85, 2.62, "cross-\nattention", fontsize=8, color=ACCENT)
+    text(ax, 7.85, 2.62, "cross-\nattention", fontsize=10, color=ACCENT)
     box(ax, 8.15, 3.2, 1.2, 0.42, "s'est", kind="highlight", fontsize=10)
     arrow(ax, (8.75, 2.5), (8.75, 3.2))
-    text(ax, 6.9, 1.35, "source", ha="right", fontsize=8, color=MUTED)
-    text(ax, 8.7, 1.35, "target so far", ha="right", fontsize=8, color=MUTED)
-    text(ax, 7.75, 0.22, "turns one text into another", fontsize=9, color=ACCENT)
+    text(ax, 6.9, 1.35, "source", ha="right", fontsize=10, color=MUTED)
+    text(ax, 8.7, 1.35, "target so far", ha="right", fontsize=10, color=MUTED)
+    text(ax, 7.75, 0.22, "turns one text into another", fontsize=10, color=ACCENT)
     return fig
 
 
@@ -216,16 +216,16 @@ def attention_masks():
             for j in range(len(columns)):
                 ok = allowed(i, j)
                 box(ax, x + j * size, y_top - (i + 1) * size, size, size, "1" if ok else "0",
-                    kind="plain" if ok else "masked", color=KINDS["tensor"][0] if ok else None, fontsize=9)
+                    kind="plain" if ok else "masked", color=KINDS["tensor"][0] if ok else None, fontsize=10)
         row_centres = [(x, y_top - (i + 0.5) * size) for i in range(len(rows))]
         column_centres = [(x + (j + 0.5) * size, y_top) for j in range(len(columns))]
         for (rx, ry), label in zip(row_centres, rows):
-            text(ax, rx - 0.06, ry, label, ha="right", fontsize=8)
+            text(ax, rx - 0.06, ry, label, ha="right", fontsize=10)
         for (cx, cy), label in zip(column_centres, columns):
-            ax.text(cx, cy + 0.06, label, ha="left", va="bottom", rotation=50, fontsize=8, color=INK, family=FONT)
+            ax.text(cx, cy + 0.06, label, ha="left", va="bottom", rotation=50, fontsize=10, color=INK, family=FONT)
         mid = x + len(columns) * size / 2
         text(ax, mid, 3.75, title, fontsize=10, weight="bold")
-        text(ax, mid, y_top - len(rows) * size - 0.22, note, fontsize=8, color=MUTED)
+        text(ax, mid, y_top - len(rows) * size - 0.22, note, fontsize=10, color=MUTED)
 
     labelled(0.75, 2.9, SOURCE, SOURCE, lambda i, j: True, "encoder self-attention",
              "all pairs: 16 of 16")
@@ -234,7 +234,7 @@ def attention_masks():
     labelled(7.45, 2.9, TARGET_IN, SOURCE, lambda i, j: True, "cross-attention",
              "all pairs: 20 of 20")
     text(ax, 4.75, 0.15, "row = the token that looks (query);  column = a token it may look at (key);  "
-         "0 = masked", fontsize=9, color=ACCENT)
+         "0 = masked", fontsize=10, color=ACCENT)
     return fig
 
 
@@ -254,20 +254,20 @@ def gpt3_mixture():
     text(ax, 0.1, 4.0, "GPT-3's training mixture (Brown et al., 2020, Table 2.2)", ha="left", fontsize=10,
          weight="bold")
     _bar(ax, 5.3, 3.88, 0.3, 0.16, kind="data")
-    text(ax, 5.67, 3.96, "share of the 499 B tokens available", ha="left", fontsize=8)
+    text(ax, 5.67, 3.96, "share of the 499 B tokens available", ha="left", fontsize=10)
     _bar(ax, 5.3, 3.64, 0.3, 0.16, kind="tensor")
-    text(ax, 5.67, 3.72, "sampling weight: share of what was read", ha="left", fontsize=8)
+    text(ax, 5.67, 3.72, "sampling weight: share of what was read", ha="left", fontsize=10)
     for i, (name, tokens, weight) in enumerate(GPT3_MIX):
         y = top - (i + 1) * block
         share = tokens / total
-        text(ax, x0 - 0.1, y + 0.4, name, ha="right", fontsize=9)
-        text(ax, x0 - 0.1, y + 0.17, f"{tokens} B tokens", ha="right", fontsize=8, color=MUTED)
+        text(ax, x0 - 0.1, y + 0.4, name, ha="right", fontsize=10)
+        text(ax, x0 - 0.1, y + 0.17, f"{tokens} B tokens", ha="right", fontsize=10, color=MUTED)
         _bar(ax, x0, y + 0.31, share * scale, 0.22, kind="data")
-        text(ax, x0 + share * scale + 0.06, y + 0.42, f"{share:.1%}", ha="left", fontsize=8, color=MUTED)
+        text(ax, x0 + share * scale + 0.06, y + 0.42, f"{share:.1%}", ha="left", fontsize=10, color=MUTED)
         _bar(ax, x0, y + 0.07, weight * scale, 0.22, kind="tensor")
-        text(ax, x0 + weight * scale + 0.06, y + 0.18, f"{weight:.0%}", ha="left", fontsize=8)
+        text(ax, x0 + weight * scale + 0.06, y + 0.18, f"{weight:.0%}", ha="left", fontsize=10)
     ax.plot([x0, x0], [top - len(GPT3_MIX) * block, top], color=MUTED, linewidth=0.9)
-    text(ax, 9.3, 0.12, "weights as published; they sum to 101% by rounding", ha="right", fontsize=8, color=MUTED)
+    text(ax, 9.3, 0.12, "weights as published; they sum to 101% by rounding", ha="right", fontsize=10, color=MUTED)
     return fig
 
 
@@ -284,29 +284,29 @@ def pretrain_finetune():
     fig, ax = canvas(9.5, 4.4)
     text(ax, 2.8, 4.2, "stage 2: pretraining (chapter 5)", fontsize=10, weight="bold")
     text(ax, 7.7, 4.2, "stage 3: finetuning (chapters 6 and 7)", fontsize=10, weight="bold")
-    data(ax, 0.1, 1.72, 1.75, 0.95, "unlabeled text\nweb, books,\nWikipedia", fontsize=9)
-    text(ax, 0.975, 1.5, "100s of billions of tokens", fontsize=8, color=MUTED)
+    data(ax, 0.1, 1.72, 1.75, 0.95, "unlabeled text\nweb, books,\nWikipedia", fontsize=10)
+    text(ax, 0.975, 1.5, "100s of billions of tokens", fontsize=10, color=MUTED)
     arrow(ax, (1.85, 2.2), (2.2, 2.2))
-    operation(ax, 2.2, 1.77, 1.55, 0.85, "pretraining:\npredict the\nnext token", fontsize=9)
-    text(ax, 2.975, 1.5, "weeks on many GPUs", fontsize=8, color=MUTED)
+    operation(ax, 2.2, 1.77, 1.55, 0.85, "pretraining:\npredict the\nnext token", fontsize=10)
+    text(ax, 2.975, 1.5, "weeks on many GPUs", fontsize=10, color=MUTED)
     arrow(ax, (3.75, 2.2), (4.1, 2.2))
-    parameter(ax, 4.1, 1.82, 1.4, 0.75, "base model\n(continues text)", fontsize=9)
+    parameter(ax, 4.1, 1.82, 1.4, 0.75, "base model\n(continues text)", fontsize=10)
     # classification branch
-    arrow(ax, (5.5, 2.4), (6.1, 3.0))
-    data(ax, 5.95, 3.45, 1.7, 0.42, "~1,500 messages labelled\nspam / not spam", fontsize=8)
-    arrow(ax, (6.8, 3.45), (6.8, 3.28))
-    operation(ax, 6.1, 2.72, 1.4, 0.56, "finetune\n(2-way output head)", fontsize=8)
-    arrow(ax, (7.5, 3.0), (7.95, 3.0))
-    parameter(ax, 7.95, 2.72, 1.45, 0.56, "spam classifier\n(chapter 6)", fontsize=9)
+    arrow(ax, (5.5, 2.4), (5.95, 3.0))
+    data(ax, 5.85, 3.4, 1.9, 0.5, "~1,500 messages labelled\nspam / not spam", fontsize=10)
+    arrow(ax, (6.8, 3.4), (6.8, 3.28))
+    operation(ax, 5.95, 2.72, 1.7, 0.56, "finetune\n(2-way output head)", fontsize=10)
+    arrow(ax, (7.65, 3.0), (7.95, 3.0))
+    parameter(ax, 7.95, 2.72, 1.45, 0.56, "spam classifier\n(chapter 6)", fontsize=10)
     # instruction branch
-    arrow(ax, (5.5, 2.0), (6.1, 1.4))
-    data(ax, 5.95, 0.55, 1.7, 0.42, "1,100 pairs: instruction\n→ good response", fontsize=8)
-    arrow(ax, (6.8, 0.97), (6.8, 1.12))
-    operation(ax, 6.1, 1.12, 1.4, 0.56, "finetune\n(same next-token loss)", fontsize=8)
-    arrow(ax, (7.5, 1.4), (7.95, 1.4))
-    parameter(ax, 7.95, 1.12, 1.45, 0.56, "assistant\n(chapter 7)", fontsize=9)
+    arrow(ax, (5.5, 2.0), (5.95, 1.4))
+    data(ax, 5.85, 0.5, 1.9, 0.5, "1,100 pairs: instruction\n→ good response", fontsize=10)
+    arrow(ax, (6.8, 1.0), (6.8, 1.12))
+    operation(ax, 5.95, 1.12, 1.7, 0.56, "finetune\n(same next-token loss)", fontsize=10)
+    arrow(ax, (7.65, 1.4), (7.95, 1.4))
+    parameter(ax, 7.95, 1.12, 1.45, 0.56, "assistant\n(chapter 7)", fontsize=10)
     text(ax, 0.1, 0.65, "finetuning starts from the base model's weights\nand needs minutes to hours, not weeks",
-         ha="left", fontsize=9, color=ACCENT)
+         ha="left", fontsize=10, color=ACCENT)
     return fig
 
 
@@ -344,7 +344,7 @@ def compute_ladder():
     ax.plot([x0, x1], [y, y], color=INK, linewidth=1.2)
     for e in range(lo, hi + 1, 2):
         ax.plot([xpos(10 ** e)] * 2, [y - 0.07, y + 0.07], color=INK, linewidth=1.0)
-        ax.text(xpos(10 ** e), y - 0.12, f"$10^{{{e}}}$", ha="center", va="top", fontsize=9, color=INK, family=FONT)
+        ax.text(xpos(10 ** e), y - 0.12, f"$10^{{{e}}}$", ha="center", va="top", fontsize=10, color=INK, family=FONT)
     flops = {name: 6 * n * d for name, n, d in COMPUTE}
     # (label x, label y, alignment, above the axis?)
     placement = {
@@ -363,11 +363,11 @@ def compute_ladder():
         ax.plot([x, x], [y + (0.09 if above else -0.09), end], color=MUTED, linewidth=0.8)
         dx = 0.05 if ha == "left" else -0.05
         ax.text(x + dx, end + (0.03 if above else -0.03), f"{name}: {_sci(flops[name])}\n{detail}", ha=ha,
-                va="bottom" if above else "top", fontsize=8, color=INK, family=FONT)
+                va="bottom" if above else "top", fontsize=10, color=INK, family=FONT)
     ours, gpt3 = flops["this course: chapter 5's run"], flops["GPT-3 175B"]
     arrow(ax, (xpos(ours) + 0.15, 2.05), (xpos(gpt3) - 0.15, 2.05), color=ACCENT, style="<|-|>")
     text(ax, (xpos(ours) + xpos(gpt3)) / 2, 2.2, f"GPT-3 175B: about {gpt3 / ours / 1e9:.0f} billion times more",
-         fontsize=9, color=ACCENT)
-    text(ax, 0.1, 0.2, "training FLOPs ≈ 6 × parameters × tokens (logarithmic scale)", ha="left", fontsize=9,
+         fontsize=10, color=ACCENT)
+    text(ax, 0.1, 0.2, "training FLOPs ≈ 6 × parameters × tokens (logarithmic scale)", ha="left", fontsize=10,
          color=MUTED)
     return fig

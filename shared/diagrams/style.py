@@ -8,8 +8,9 @@ The shapes carry meaning, the same in every chapter:
 - **data** (grey): text, tokens and ids, before they become tensors;
 - **highlight** (yellow): the one thing a picture wants you to look at.
 
-A canvas is measured in inches (1 unit = 1 inch = 100 pixels in the stored PNG), so a drawing
-says where its boxes go in plain coordinates, with (0, 0) at the bottom left.
+A canvas is measured in inches, so a drawing says where its boxes go in plain coordinates, with (0, 0) at the
+bottom left. A notebook shows 1 inch as 100 CSS pixels (DISPLAY_DPI); the PNG holds twice as many pixels (DPI),
+so the figures stay sharp on high-density screens.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from matplotlib import patches
 from matplotlib.figure import Figure
 from PIL import Image, PngImagePlugin
 
-DPI = 100
+DPI = 200  # pixels per inch in the PNG
+DISPLAY_DPI = 100  # CSS pixels per inch on screen: show_diagram asks for this width
+COLOURS = 32  # the palette: flat fills and anti-aliased text need few colours, and fewer keep 2x PNGs small
 FONT = "DejaVu Sans"  # ships with matplotlib, so every machine draws the same glyphs
 MONO = "DejaVu Sans Mono"
 
@@ -63,7 +66,7 @@ def box(ax, x, y, w, h, label="", kind="tensor", fontsize=11, shape=None, color=
     if label:
         ax.text(*centre, label, ha="center", va="center", fontsize=fontsize, color=INK, family=family, weight=weight)
     if shape:
-        ax.text(x + w / 2, y - 0.06, shape, ha="center", va="top", fontsize=fontsize - 2, color=MUTED, family=MONO)
+        ax.text(x + w / 2, y - 0.06, shape, ha="center", va="top", fontsize=max(10, fontsize - 2), color=MUTED, family=MONO)
     return centre
 
 
@@ -83,7 +86,7 @@ def data(ax, x, y, w, h, label="", **kwargs):
     return box(ax, x, y, w, h, label, kind="data", **kwargs)
 
 
-def arrow(ax, start, end, label=None, color=INK, label_side="right", fontsize=9, curve=0.0, style="-|>", linewidth=1.3):
+def arrow(ax, start, end, label=None, color=INK, label_side="right", fontsize=10, curve=0.0, style="-|>", linewidth=1.3):
     """An arrow from `start` to `end` (points in inches), with an optional label beside its middle."""
     ax.add_patch(
         patches.FancyArrowPatch(
@@ -110,7 +113,7 @@ def row(ax, x, y, labels, w=0.6, h=0.45, kind="data", kinds=None, fontsize=10, g
     return centres
 
 
-def grid(ax, x, y, cells, size=0.4, kinds=None, fontsize=9, family=FONT):
+def grid(ax, x, y, cells, size=0.4, kinds=None, fontsize=10, family=FONT):
     """A matrix of cells with its top-left corner at (x, y); `cells[i][j]` is the label of row i, column j.
 
     `kinds[i][j]` (optional) picks each cell's kind. Returns the (x, y) of each row's centre-left and
@@ -131,7 +134,7 @@ def text(ax, x, y, words, fontsize=10, color=INK, ha="center", va="center", weig
     ax.text(x, y, words, fontsize=fontsize, color=color, ha=ha, va=va, weight=weight, style=style, family=family)
 
 
-def brace(ax, x0, x1, y, label="", fontsize=9, color=MUTED, below=True):
+def brace(ax, x0, x1, y, label="", fontsize=10, color=MUTED, below=True):
     """A square bracket under (or over) the span x0..x1 at height y, with a label: marks a group of cells."""
     tick = -0.08 if below else 0.08
     ax.plot([x0, x0, x1, x1], [y - tick, y, y, y - tick], color=color, linewidth=1.1)
@@ -140,7 +143,7 @@ def brace(ax, x0, x1, y, label="", fontsize=9, color=MUTED, below=True):
                 fontsize=fontsize, color=color, family=FONT)
 
 
-def path_arrow(ax, points, color=INK, label=None, label_at=None, fontsize=9, linewidth=1.3, ha="left"):
+def path_arrow(ax, points, color=INK, label=None, label_at=None, fontsize=10, linewidth=1.3, ha="left"):
     """An arrow along a polyline (for right-angled connections): plain segments, then an arrowhead on the last."""
     xs, ys = zip(*points)
     ax.plot(xs[:-1], ys[:-1], color=color, linewidth=linewidth, solid_capstyle="butt")
@@ -149,24 +152,24 @@ def path_arrow(ax, points, color=INK, label=None, label_at=None, fontsize=9, lin
         ax.text(*label_at, label, ha=ha, va="center", fontsize=fontsize, color=MUTED, family=FONT)
 
 
-def legend(ax, x, y, items, fontsize=9, size=0.2):
+def legend(ax, x, y, items, fontsize=10, size=0.2):
     """Small swatches left to right, each followed by what it means: items = [(kind, words), ...]."""
     for kind, words in items:
         box(ax, x, y, size, size, kind=kind)
         ax.text(x + size + 0.07, y + size / 2, words, ha="left", va="center", fontsize=fontsize, color=INK)
-        x += size + 0.07 + 0.066 * len(words) + 0.3
+        x += size + 0.07 + 0.0075 * fontsize * len(words) + 0.3  # about one average character per 0.0075 in per pt
 
 
 def to_png(fig: Figure) -> bytes:
-    """The figure as a small, reproducible PNG: drawn at DPI, reduced to a 64-colour palette, no timestamps."""
+    """The figure as a small, reproducible PNG: drawn at DPI, reduced to a COLOURS palette, no timestamps."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, facecolor="white", metadata={"Software": None})
     image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-    image = image.quantize(colors=64, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    image = image.quantize(colors=COLOURS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     info = PngImagePlugin.PngInfo()
     info.add_text("Software", renderer_version())
     out = io.BytesIO()
-    image.save(out, format="PNG", optimize=True, pnginfo=info)
+    image.save(out, format="PNG", optimize=True, pnginfo=info, dpi=(DPI, DPI))
     return out.getvalue()
 
 
