@@ -85,7 +85,7 @@ def config_from_hf(hf_config, context_length=None):
     )
 
 
-# ---- ch05_pretraining/ch05_llama_and_qwen.ipynb, code cell [7] ----
+# ---- ch05_pretraining/ch05_llama_and_qwen.ipynb, code cell [8] ----
 # Per block: our name -> the Hub's name (after "model.layers.{i}.").
 BLOCK_NAMES = {
     "att.W_query.weight": "self_attn.q_proj.weight", "att.W_query.bias": "self_attn.q_proj.bias",
@@ -139,7 +139,7 @@ def convert_hf_state_dict(hf_state_dict, cfg):
     return converted
 
 
-# ---- ch05_pretraining/ch05_llama_and_qwen.ipynb, code cell [9] ----
+# ---- ch05_pretraining/ch05_llama_and_qwen.ipynb, code cell [10] ----
 def read_safetensors(folder):
     """Every tensor of a checkpoint folder: `model.safetensors`, or the shards its index lists."""
     folder = Path(folder)
@@ -177,7 +177,7 @@ def load_hf_checkpoint(folder, context_length=None, dtype=torch.float32):
     return model.to(dtype).eval()
 
 
-# ---- ch05_pretraining/ch05_llama_and_qwen.ipynb, code cell [14] ----
+# ---- ch05_pretraining/ch05_llama_and_qwen.ipynb, code cell [15] ----
 def hf_config_from(cfg, model_type):
     """The config.json (a dict) of a GPTConfig built from a Llama or Qwen3 config: the inverse of config_from_hf."""
     require_choice("model_type", model_type, ARCHITECTURES, hint="the architectures this writer supports",
@@ -213,7 +213,7 @@ def save_hf_checkpoint(model, folder, model_type):
     return folder
 
 
-# ---- ch05_pretraining/ch05_llama_and_qwen.ipynb, code cell [17] ----
+# ---- ch05_pretraining/ch05_llama_and_qwen.ipynb, code cell [18] ----
 CHECKPOINT_FILES = ["config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer.json",
                     "tokenizer_config.json", "generation_config.json"]
 

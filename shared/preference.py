@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 
-# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [13] ----
+# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [14] ----
 SIDES = ("chosen", "rejected")
 
 
@@ -99,7 +99,7 @@ def make_preference_loader(records, tokenizer, batch_size=8, shuffle=False, drop
                       generator=generator, collate_fn=partial(preference_collate, **collate_options))
 
 
-# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [17] ----
+# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [18] ----
 def sequence_log_probs(model, ids, mask):
     """Per sequence, the sum of the log-probabilities the model gives to the tokens where `mask` is True.
 
@@ -130,7 +130,7 @@ def pair_log_probs(model, batch):
     return log_probs[:n], log_probs[n:]
 
 
-# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [20] ----
+# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [21] ----
 def _check_beta(beta):
     require_positive_number("beta", beta, hint="0.1 to 0.5 is usual; larger keeps the model closer to the reference")
 
@@ -160,7 +160,7 @@ def preference_accuracy(chosen_rewards, rejected_rewards):
     return ((margins > 0).float() + 0.5 * (margins == 0).float()).mean().item()
 
 
-# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [24] ----
+# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [25] ----
 def make_reference(model):
     """A frozen copy of `model`: its own weights, in eval mode, with gradients switched off."""
     reference = copy.deepcopy(model).eval()
@@ -177,7 +177,7 @@ def dpo_batch_loss(policy, reference, batch, beta):
     return dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
 
 
-# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [26] ----
+# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [27] ----
 def move_batch(batch, device):
     """The batch's tensors on `device`."""
     return {key: value.to(device) for key, value in batch.items()}

@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 
-# ---- ch05_pretraining/ch05_training_on_shakespeare.ipynb, code cell [9] ----
+# ---- ch05_pretraining/ch05_training_on_shakespeare.ipynb, code cell [10] ----
 @dataclass(frozen=True)
 class Recipe:
     """How a run trains. The defaults are common choices for small GPTs."""

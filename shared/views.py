@@ -109,7 +109,7 @@ def show_attention_explorer(views, tokens, query=0):
     display(widgets.VBox([widgets.HBox([view_box, head_box, query_box]), picture]))
 
 
-# ---- ch05_pretraining/ch05_training_on_shakespeare.ipynb, code cell [17] ----
+# ---- ch05_pretraining/ch05_training_on_shakespeare.ipynb, code cell [18] ----
 def attention_maps(model, idx):
     """Every head's attention weights in a GPTModel for one sequence: (1, tokens) ids -> (layers, heads, T, T).
 
@@ -181,7 +181,7 @@ def plot_head_grid(rows, tokens, title):
     return fig
 
 
-# ---- ch05_pretraining/ch05_training_on_shakespeare.ipynb, code cell [23] ----
+# ---- ch05_pretraining/ch05_training_on_shakespeare.ipynb, code cell [24] ----
 def nearest_tokens(table, token_id, k=5):
     """The k rows of `table` (vocabulary, dim) most similar in direction to row token_id: [(id, cosine), ...]."""
     unit = torch.nn.functional.normalize(table.detach().float(), dim=-1)
