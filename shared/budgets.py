@@ -47,7 +47,7 @@ def training_memory_gb(n_params, n_gpus=1, zero_stage=0):
     return n_params * (weights + grads + optimizer) / 1e9
 
 
-# ---- ch05_pretraining/ch05_training_on_shakespeare.ipynb, code cell [28] ----
+# ---- ch05_pretraining/ch05_training_on_shakespeare.ipynb, code cell [29] ----
 def per_token_parameters(model):
     """Parameters that cost FLOPs at every position: all but the embedding tables, which are only looked up.
 

@@ -3,155 +3,27 @@
 
 """Course data: each file is fetched once from its canonical URL into a local cache and verified."""
 
-import glob
 import hashlib
-import os
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
-import pooch
-import requests
+from shared.downloads import (  # the machinery (mirror, retries, zip archives, atomic writes) is library code
+    DATASETS, DataUnavailableError, Remote, cache_dir, copy_into_cache, partial_path, previous_path, refuse_copy,
+    remote_for, write_atomically,
+)
 
 __all__ = [
-    "MIRROR_VARIABLE", "CACHE_VARIABLE", "Remote", "DATASETS", "DataUnavailableError", "cache_dir", "sha256_of",
-    "partial_path", "previous_path", "write_atomically", "extract_member", "verified", "fetch",
+    "sha256_of", "fetch",
 ]
 
 
 # ---- ch02_text_data/ch02_text_data.ipynb, code cell [5] ----
-MIRROR_VARIABLE = "COURSE_DATA_MIRROR"  # a folder holding copies of the files, tried before the network
-CACHE_VARIABLE = "COURSE_DATA_DIR"  # where verified files are kept (default: the OS's cache folder)
-
-
-@dataclass(frozen=True)
-class Remote:
-    """Where a file of the course lives, and the sha256 of the exact bytes the course reads."""
-
-    url: str
-    sha256: str
-    member: str | None = None  # set when the URL is a zip archive and the file is one member of it
-
-
-DATASETS = {
-    "the-verdict.txt": Remote(
-        "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch02/01_main-chapter-code/the-verdict.txt",
-        "b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f",
-    ),
-    "SMSSpamCollection": Remote(
-        "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
-        "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d",
-        member="SMSSpamCollection",
-    ),
-    "instruction-data.json": Remote(
-        "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/ch07/01_main-chapter-code/instruction-data.json",
-        "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
-    ),
-    # Tiny Shakespeare (chapter 5's pretraining companion): about 40,000 lines of the plays, from char-rnn.
-    "tinyshakespeare.txt": Remote(
-        "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
-        "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
-    ),
-    # Preference pairs (chapter 7's DPO companion): the 1,100 instructions of instruction-data.json, each with
-    # a "chosen" (polite) and a "rejected" (impolite) response. The URL names a commit, so the bytes stay fixed.
-    "instruction-data-with-preference.json": Remote(
-        "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/99af403b9f64dd0f820173402f5a56af41263536/"
-        "ch07/04_preference-tuning-with-dpo/instruction-data-with-preference.json",
-        "305315abf14f65fa42c01a0877572f832606571c2a7d49f152ac1d758b16756e",
-    ),
-    # GPT-2's tokenizer as OpenAI published it (chapter 2's BPE companion reads them into its own encoder).
-    "encoder.json": Remote(
-        "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
-        "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
-    ),
-    "vocab.bpe": Remote(
-        "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
-        "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
-    ),
-}
-
-
-class DataUnavailableError(RuntimeError):
-    """A course file could not be obtained or failed verification; the message says what to do."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_VARIABLE) or pooch.os_cache("llm-course"))
-
-
 def sha256_of(path: Path) -> str:
+    """The file's sha256 in hex, read 1 MiB at a time so that a large file never has to fit in memory."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def partial_path(target: Path) -> Path:
-    """Where write_atomically puts a file while it is being written: `.<name>.part`, beside `target`."""
-    return target.with_name(f".{target.name}.part")
-
-
-def previous_path(target: Path) -> Path:
-    """Where write_atomically(..., keep_previous=True) keeps the file it replaced: `<name>.prev`."""
-    return target.with_name(f"{target.name}.prev")
-
-
-def write_atomically(target: Path, *chunks: bytes, keep_previous: bool = False) -> None:
-    """Write `chunks` to a temporary file beside `target`, then rename it: readers never see half a file.
-
-    The course's one way to write a file that must never be left half-written (downloads here, checkpoints
-    in chapter 5). The bytes reach the disk before the rename, so a crash cannot leave an empty file behind.
-    The temporary file always has the same name, so a process killed while writing leaves at most one, and
-    the next write to the same target removes it. With keep_previous, the file being replaced is kept as
-    `<name>.prev` (one generation): a checkpoint whose newest save is lost still has the one before it.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{glob.escape(target.name)}.*part"):  # left by a write that was killed
-        stale.unlink(missing_ok=True)
-    partial = partial_path(target)
-    try:
-        with open(partial, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        if keep_previous and target.exists():
-            os.replace(target, previous_path(target))
-        os.replace(partial, target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-
-
-def extract_member(archive: Path, member: str, target: Path) -> None:
-    """Copy one named member out of a zip file to `target`.
-
-    Only the member we asked for is read, and it is written to a path we chose, so a hostile
-    archive cannot place files outside the cache (no '../' or absolute member names are used).
-    """
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            names = zf.namelist()
-            if member not in names:
-                raise DataUnavailableError(f"{archive.name} has no member {member!r} (it holds {names[:5]}...)")
-            data = zf.read(member)
-    except zipfile.BadZipFile as error:
-        archive.unlink(missing_ok=True)
-        raise DataUnavailableError(f"{archive.name} is not a valid zip file ({error}); it was deleted, run again to re-download") from None
-    write_atomically(target, data)
-
-
-def verified(path: Path, remote: Remote, origin: str) -> Path:
-    actual = sha256_of(path)
-    if actual != remote.sha256:
-        path.unlink(missing_ok=True)
-        raise DataUnavailableError(
-            f"{path.name} from {origin} has sha256 {actual}, expected {remote.sha256}: the file is corrupt or a "
-            "different version. The bad copy in the cache was deleted; run again to fetch it afresh."
-        )
-    return path
 
 
 def fetch(name: str) -> Path:
@@ -160,32 +32,12 @@ def fetch(name: str) -> Path:
     Order: the cache; then the folder named by COURSE_DATA_MIRROR; then the canonical URL
     (with a timeout, three retries and a progress bar).
     """
-    if name not in DATASETS:
-        raise KeyError(f"unknown course file {name!r}; known: {', '.join(DATASETS)}")
-    remote = DATASETS[name]
+    remote = remote_for(name)  # the file's URL and the sha256 of the exact bytes the course reads
     target = cache_dir() / name
     if target.is_file() and sha256_of(target) == remote.sha256:
-        return target
-    mirror = os.environ.get(MIRROR_VARIABLE)
-    if mirror and (Path(mirror) / name).is_file():
-        write_atomically(target, (Path(mirror) / name).read_bytes())
-        return verified(target, remote, f"the mirror {MIRROR_VARIABLE}")
-    download_name = Path(remote.url).name if remote.member else name
-    known_hash = None if remote.member else f"sha256:{remote.sha256}"  # a zip is checked by its member
-    downloads = pooch.create(
-        path=cache_dir(), base_url="", registry={download_name: known_hash},
-        urls={download_name: remote.url}, retry_if_failed=3,
-    )
-    try:
-        downloaded = Path(downloads.fetch(download_name, downloader=pooch.HTTPDownloader(timeout=30, progressbar=True)))
-    except (requests.RequestException, OSError, ValueError) as error:
-        raise DataUnavailableError(
-            f"Could not download {name} from {remote.url}\n  ({type(error).__name__}: {error}).\n"
-            f"Without internet: fetch that file on a machine that has it, then either put it at\n  {target}\n"
-            f"or put it in a folder and set the environment variable {MIRROR_VARIABLE} to that folder."
-        ) from None  # the message names the cause; the network library's long chain would bury it
-    if remote.member:
-        extract_member(downloaded, remote.member, target)
-    elif downloaded != target:
-        write_atomically(target, downloaded.read_bytes())
-    return verified(target, remote, remote.url)
+        return target  # fetched before and unchanged: no network needed
+    origin = copy_into_cache(name, remote, target)  # from the mirror folder if it has the file, else the URL
+    actual = sha256_of(target)
+    if actual != remote.sha256:
+        refuse_copy(target, remote, origin, actual)  # deletes the bad copy, and says what to do next
+    return target

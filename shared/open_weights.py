@@ -13,6 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from shared.checkpoints import CheckpointError  # one error type for every unusable checkpoint in the course
+from shared.checks import require_choice, require_shape
 from shared.data import write_atomically
 from shared.model import GPTConfig, GPTModel
 
@@ -54,10 +55,10 @@ def config_from_hf(hf_config, context_length=None):
     """The GPTConfig of a Llama or Qwen3 `config.json` (a dict), with the context capped at `context_length`
     (DEFAULT_CONTEXT_LENGTH when None; never more than the model's max_position_embeddings)."""
     kind = hf_config.get("model_type")
-    if kind not in ARCHITECTURES:
-        raise CheckpointError(f"model_type {kind!r} is not supported: this reader knows {sorted(ARCHITECTURES)}")
-    if hf_config.get("hidden_act", "silu") != "silu":
-        raise CheckpointError(f"activation {hf_config['hidden_act']!r}: only SwiGLU's silu is supported")
+    require_choice("model_type", kind, ARCHITECTURES, hint="the architectures this reader supports",
+                   error=CheckpointError)
+    require_choice("hidden_act", hf_config.get("hidden_act", "silu"), ["silu"], hint="SwiGLU's activation",
+                   error=CheckpointError)
     if hf_config.get("use_sliding_window") or hf_config.get("mlp_bias"):
         raise CheckpointError("sliding-window attention and feed-forward biases are not supported")
     base, scaling = rope_settings(hf_config)
@@ -84,7 +85,7 @@ def config_from_hf(hf_config, context_length=None):
     )
 
 
-# ---- ch05_pretraining/ch05_llama_and_qwen.ipynb, code cell [7] ----
+# ---- ch05_pretraining/ch05_llama_and_qwen.ipynb, code cell [8] ----
 # Per block: our name -> the Hub's name (after "model.layers.{i}.").
 BLOCK_NAMES = {
     "att.W_query.weight": "self_attn.q_proj.weight", "att.W_query.bias": "self_attn.q_proj.bias",
@@ -131,15 +132,14 @@ def convert_hf_state_dict(hf_state_dict, cfg):
     converted = {}
     for ours, hf in names.items():
         tensor = hf_state_dict[hf]
-        if tensor.shape != shapes[ours]:
-            raise CheckpointError(f"{hf} has shape {tuple(tensor.shape)}, the model expects {tuple(shapes[ours])}")
+        require_shape(hf, tensor, tuple(shapes[ours]), hint=f"our {ours}'s shape", error=CheckpointError)
         converted[ours] = tensor
     if cfg.tie_embeddings:
         converted["out_head.weight"] = converted["tok_emb.weight"]
     return converted
 
 
-# ---- ch05_pretraining/ch05_llama_and_qwen.ipynb, code cell [9] ----
+# ---- ch05_pretraining/ch05_llama_and_qwen.ipynb, code cell [10] ----
 def read_safetensors(folder):
     """Every tensor of a checkpoint folder: `model.safetensors`, or the shards its index lists."""
     folder = Path(folder)
@@ -177,11 +177,11 @@ def load_hf_checkpoint(folder, context_length=None, dtype=torch.float32):
     return model.to(dtype).eval()
 
 
-# ---- ch05_pretraining/ch05_llama_and_qwen.ipynb, code cell [14] ----
+# ---- ch05_pretraining/ch05_llama_and_qwen.ipynb, code cell [15] ----
 def hf_config_from(cfg, model_type):
     """The config.json (a dict) of a GPTConfig built from a Llama or Qwen3 config: the inverse of config_from_hf."""
-    if model_type not in ARCHITECTURES:
-        raise CheckpointError(f"model_type {model_type!r} is not supported: choose one of {sorted(ARCHITECTURES)}")
+    require_choice("model_type", model_type, ARCHITECTURES, hint="the architectures this writer supports",
+                   error=CheckpointError)
     for switch, value in {**HUB_BLOCKS, **ARCHITECTURES[model_type]}.items():
         if getattr(cfg, switch) != value:
             raise CheckpointError(f"{switch}={getattr(cfg, switch)!r} has no place in a {model_type} checkpoint")
@@ -213,7 +213,7 @@ def save_hf_checkpoint(model, folder, model_type):
     return folder
 
 
-# ---- ch05_pretraining/ch05_llama_and_qwen.ipynb, code cell [17] ----
+# ---- ch05_pretraining/ch05_llama_and_qwen.ipynb, code cell [18] ----
 CHECKPOINT_FILES = ["config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer.json",
                     "tokenizer_config.json", "generation_config.json"]
 

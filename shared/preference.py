@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from shared.checks import require_dtype, require_int, require_positive_int, require_positive_number, require_same_shape
 from shared.instruction import InstructionDataset
 from shared.model import evaluating
 
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 
-# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [13] ----
+# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [14] ----
 SIDES = ("chosen", "rejected")
 
 
@@ -81,9 +82,7 @@ def preference_collate(batch, pad_token_id=50256, allowed_max_length=None):
     """
     if len(batch) == 0:
         raise ValueError("the batch is empty: there is nothing to collate")
-    if allowed_max_length is not None and (isinstance(allowed_max_length, bool)
-                                           or not isinstance(allowed_max_length, int) or allowed_max_length < 2):
-        raise ValueError(f"allowed_max_length must be None or an integer >= 2, got {allowed_max_length!r}")
+    require_int("allowed_max_length", allowed_max_length, minimum=2, allow_none=True)
     width = max(len(pair[side]["input_ids"]) + 1 for pair in batch for side in SIDES)
     out = {}
     for side in SIDES:
@@ -100,7 +99,7 @@ def make_preference_loader(records, tokenizer, batch_size=8, shuffle=False, drop
                       generator=generator, collate_fn=partial(preference_collate, **collate_options))
 
 
-# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [17] ----
+# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [18] ----
 def sequence_log_probs(model, ids, mask):
     """Per sequence, the sum of the log-probabilities the model gives to the tokens where `mask` is True.
 
@@ -109,11 +108,8 @@ def sequence_log_probs(model, ids, mask):
     predicted from the logits at position t - 1, so nothing can score a sequence's first token: mask[:, 0] must
     be False. Tokens after the answer (padding) cannot change the result, because attention is causal.
     """
-    if ids.dim() != 2 or mask.shape != ids.shape:
-        raise ValueError(f"ids and mask must both be (sequences, tokens) with the same shape, got "
-                         f"{tuple(ids.shape)} and {tuple(mask.shape)}")
-    if mask.dtype != torch.bool:
-        raise ValueError(f"mask must be a bool tensor (True on the answer's tokens), got {mask.dtype}")
+    require_same_shape({"ids": ids, "mask": mask}, ndim=2, hint="(sequences, tokens)")
+    require_dtype("mask", mask, torch.bool, hint="True on the answer's tokens")
     if bool(mask[:, 0].any()):
         raise ValueError("mask[:, 0] is True, but no position predicts a sequence's first token: put at least one "
                          "prompt token before the answer")
@@ -134,11 +130,9 @@ def pair_log_probs(model, batch):
     return log_probs[:n], log_probs[n:]
 
 
-# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [20] ----
+# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [21] ----
 def _check_beta(beta):
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta <= 0:
-        raise ValueError(f"beta must be a positive number (0.1 to 0.5 is usual; larger keeps the model closer to "
-                         f"the reference), got {beta!r}")
+    require_positive_number("beta", beta, hint="0.1 to 0.5 is usual; larger keeps the model closer to the reference")
 
 
 def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=0.1):
@@ -150,12 +144,10 @@ def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=0.1)
     -log sigmoid(chosen reward - rejected reward). The rewards are returned per pair and detached.
     """
     _check_beta(beta)
-    named = {"policy_chosen": policy_chosen, "policy_rejected": policy_rejected, "ref_chosen": ref_chosen,
-             "ref_rejected": ref_rejected}
-    shapes = {name: tuple(value.shape) for name, value in named.items()}
-    if len(set(shapes.values())) != 1 or len(policy_chosen.shape) != 1 or policy_chosen.numel() == 0:
-        raise ValueError(f"pass four 1-D tensors of one length, one log-probability per pair (sum the token "
-                         f"log-probabilities of each answer first, e.g. with sequence_log_probs); got shapes {shapes}")
+    require_same_shape({"policy_chosen": policy_chosen, "policy_rejected": policy_rejected, "ref_chosen": ref_chosen,
+                        "ref_rejected": ref_rejected}, ndim=1, nonempty=True,
+                       hint="one log-probability per pair: sum the token log-probabilities of each answer first, "
+                            "e.g. with sequence_log_probs")
     chosen_rewards = beta * (policy_chosen - ref_chosen)
     rejected_rewards = beta * (policy_rejected - ref_rejected)
     loss = -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
@@ -168,7 +160,7 @@ def preference_accuracy(chosen_rewards, rejected_rewards):
     return ((margins > 0).float() + 0.5 * (margins == 0).float()).mean().item()
 
 
-# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [24] ----
+# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [25] ----
 def make_reference(model):
     """A frozen copy of `model`: its own weights, in eval mode, with gradients switched off."""
     reference = copy.deepcopy(model).eval()
@@ -185,7 +177,7 @@ def dpo_batch_loss(policy, reference, batch, beta):
     return dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
 
 
-# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [26] ----
+# ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [27] ----
 def move_batch(batch, device):
     """The batch's tensors on `device`."""
     return {key: value.to(device) for key, value in batch.items()}
@@ -197,9 +189,7 @@ METRICS = ("loss", "margin", "accuracy", "chosen_reward", "rejected_reward")
 def evaluate_dpo(policy, reference, loader, device, beta, num_batches=None):
     """Means over the first `num_batches` batches of `loader` (all if None), in eval mode and without gradients:
     {"loss", "margin", "accuracy", "chosen_reward", "rejected_reward"} (the last two: mean implicit rewards)."""
-    if num_batches is not None and (isinstance(num_batches, bool) or not isinstance(num_batches, int)
-                                    or num_batches < 1):
-        raise ValueError(f"num_batches must be None or an integer >= 1, got {num_batches!r}")
+    require_positive_int("num_batches", num_batches, allow_none=True)
     if len(loader) == 0:
         raise ValueError("the loader has no batches: give it at least one pair (and drop_last=False for few pairs)")
     n = len(loader) if num_batches is None else min(num_batches, len(loader))
@@ -228,10 +218,8 @@ def train_dpo(policy, reference, train_loader, val_loader, optimizer, device, nu
     The optimizer must hold the policy's parameters only. The policy is left in training mode.
     """
     _check_beta(beta)
-    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 0:
-        raise ValueError(f"num_epochs must be an integer >= 0, got {num_epochs!r}")
-    if isinstance(eval_freq, bool) or not isinstance(eval_freq, int) or eval_freq < 1:
-        raise ValueError(f"eval_freq must be an integer >= 1, got {eval_freq!r}")
+    require_int("num_epochs", num_epochs, minimum=0)
+    require_positive_int("eval_freq", eval_freq, hint="optimizer steps between evaluations")
     if any(p.requires_grad for p in reference.parameters()):
         raise ValueError("the reference must be frozen: pass make_reference(model), not the model being tuned")
     history = {"steps": [], "epochs": [], **{f"{split}_{m}": [] for split in ("train", "val") for m in METRICS}}

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from shared.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from shared.checks import require_int, require_positive_int
 from shared.model import GPTModel
 from shared.train_step import autocast_dtype, decay_groups, make_grad_scaler, train_step, warmup_cosine_scheduler
 from shared.training import train_model
@@ -20,7 +21,7 @@ __all__ = [
 ]
 
 
-# ---- ch05_pretraining/ch05_training_on_shakespeare.ipynb, code cell [9] ----
+# ---- ch05_pretraining/ch05_training_on_shakespeare.ipynb, code cell [10] ----
 @dataclass(frozen=True)
 class Recipe:
     """How a run trains. The defaults are common choices for small GPTs."""
@@ -42,8 +43,7 @@ class PretrainingRun:
     """
 
     def __init__(self, cfg, recipe, steps_per_epoch, device, seed=123):
-        if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be an integer >= 1, got {steps_per_epoch!r}")
+        require_positive_int("steps_per_epoch", steps_per_epoch, hint="the training loader's length")
         self.cfg, self.recipe, self.device = cfg, recipe, torch.device(device)
         torch.manual_seed(seed)  # the initial weights, and after them dropout and the data order
         self.model = GPTModel(cfg).to(self.device)
@@ -76,8 +76,7 @@ class PretrainingRun:
         """
         remaining = self.recipe.epochs - self.epochs_done
         epochs = remaining if epochs is None else epochs
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or not 0 <= epochs <= remaining:
-            raise ValueError(f"epochs must be an integer from 0 to the {remaining} the recipe has left, got {epochs!r}")
+        require_int("epochs", epochs, 0, remaining, hint=f"the recipe has {remaining} epochs left")
 
         def after_epoch(model, history):
             self.history = history

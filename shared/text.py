@@ -156,7 +156,7 @@ def sample_batch(tokens, batch_size, context_length, step, seed=0):
     return inputs, targets
 
 
-# ---- ch05_pretraining/ch05_training_on_shakespeare.ipynb, code cell [5] ----
+# ---- ch05_pretraining/ch05_training_on_shakespeare.ipynb, code cell [6] ----
 class CompactVocabulary:
     """GPT-2's tokenizer with its ids renumbered to the tokens one corpus uses (compact ids 0..n-1).
 

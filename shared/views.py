@@ -12,11 +12,12 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
 
+from shared.checks import require_shape
 from shared.model import evaluating
 
 __all__ = [
     "plot_attention", "query_figure", "figure_png", "show_attention_explorer", "attention_maps", "head_habits",
-    "nearest_tokens", "project_2d",
+    "plot_head_grid", "nearest_tokens", "project_2d",
 ]
 
 
@@ -108,7 +109,7 @@ def show_attention_explorer(views, tokens, query=0):
     display(widgets.VBox([widgets.HBox([view_box, head_box, query_box]), picture]))
 
 
-# ---- ch05_pretraining/ch05_training_on_shakespeare.ipynb, code cell [17] ----
+# ---- ch05_pretraining/ch05_training_on_shakespeare.ipynb, code cell [18] ----
 def attention_maps(model, idx):
     """Every head's attention weights in a GPTModel for one sequence: (1, tokens) ids -> (layers, heads, T, T).
 
@@ -117,8 +118,7 @@ def attention_maps(model, idx):
     normalised and rotated as the model's config asks): the scores, causal mask and softmax of
     MultiHeadAttention.attend's explicit path.
     """
-    if idx.dim() != 2 or idx.shape[0] != 1:
-        raise ValueError(f"expected the ids of one sequence, shape (1, tokens), got {tuple(idx.shape)}")
+    require_shape("idx", idx, (1, "tokens"), hint="the ids of one sequence")
     inputs = []
     hooks = [block.att.register_forward_pre_hook(lambda module, args: inputs.append(args[0]))
              for block in model.trf_blocks]
@@ -159,7 +159,29 @@ def head_habits(maps):
     }
 
 
-# ---- ch05_pretraining/ch05_training_on_shakespeare.ipynb, code cell [23] ----
+def plot_head_grid(rows, tokens, title):
+    """Attention maps side by side, one row per entry of `rows` ({name: (heads, T, T) weights}) and one column per
+    head, with about eight of the tokens named along the outer axes; returns the figure."""
+    n_heads = next(iter(rows.values())).shape[0]
+    fig, axes = plt.subplots(len(rows), n_heads, figsize=(1.9 * n_heads + 0.9, 2.1 * len(rows) + 0.9), squeeze=False,
+                             sharex=True, sharey=True, layout="constrained")
+    ticks = list(range(0, len(tokens), max(1, math.ceil(len(tokens) / 8))))  # more labels would overlap
+    labels = [repr(tokens[t])[1:-1] for t in ticks]  # a newline shows as \n, a leading space stays visible
+    for row, (name, maps) in enumerate(rows.items()):
+        for head, ax in enumerate(axes[row]):
+            ax.imshow(maps[head].cpu().numpy(), cmap="viridis", vmin=0, vmax=1)
+            ax.set_xticks(ticks, labels, rotation=90, fontsize=7)
+            ax.set_yticks(ticks, labels, fontsize=7)
+            if row == 0:
+                ax.set_title(f"head {head}", fontsize=9)
+        axes[row, 0].set_ylabel(f"{name}: query", fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xlabel("key", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+# ---- ch05_pretraining/ch05_training_on_shakespeare.ipynb, code cell [24] ----
 def nearest_tokens(table, token_id, k=5):
     """The k rows of `table` (vocabulary, dim) most similar in direction to row token_id: [(id, cosine), ...]."""
     unit = torch.nn.functional.normalize(table.detach().float(), dim=-1)

@@ -1,19 +1,21 @@
-"""Unit tests of shared/data.py: cache, mirror, checksums, zip extraction and offline errors."""
+"""Unit tests of shared/data.py and the machinery it uses (shared/downloads.py): cache, mirror, checksums, zip
+extraction, atomic writes and offline errors."""
 
 import hashlib
+import os
 import zipfile
 
 import pytest
 
-from shared import data
+from shared import data, downloads
 
 
 @pytest.fixture
 def course_file(tmp_path, monkeypatch):
     """A fake course file registered under a fake URL, with an empty cache and no mirror."""
     content = b"hello course\n"
-    monkeypatch.setenv(data.CACHE_VARIABLE, str(tmp_path / "cache"))
-    monkeypatch.delenv(data.MIRROR_VARIABLE, raising=False)
+    monkeypatch.setenv(downloads.CACHE_VARIABLE, str(tmp_path / "cache"))
+    monkeypatch.delenv(downloads.MIRROR_VARIABLE, raising=False)
     remote = data.Remote("http://127.0.0.1:9/unreachable/fake.txt", hashlib.sha256(content).hexdigest())
     monkeypatch.setitem(data.DATASETS, "fake.txt", remote)
     return content
@@ -28,7 +30,7 @@ def test_mirror_is_used_and_verified_into_the_cache(course_file, tmp_path, monke
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / "fake.txt").write_bytes(course_file)
-    monkeypatch.setenv(data.MIRROR_VARIABLE, str(mirror))
+    monkeypatch.setenv(downloads.MIRROR_VARIABLE, str(mirror))
     path = data.fetch("fake.txt")
     assert path == tmp_path / "cache" / "fake.txt"
     assert path.read_bytes() == course_file
@@ -40,7 +42,7 @@ def test_corrupt_mirror_copy_is_rejected_and_not_left_in_the_cache(course_file, 
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / "fake.txt").write_bytes(b"tampered\n")
-    monkeypatch.setenv(data.MIRROR_VARIABLE, str(mirror))
+    monkeypatch.setenv(downloads.MIRROR_VARIABLE, str(mirror))
     with pytest.raises(data.DataUnavailableError, match="sha256"):
         data.fetch("fake.txt")
     assert not list((tmp_path / "cache").glob("*fake.txt*"))
@@ -52,8 +54,8 @@ def test_a_truncated_copy_of_each_course_file_is_refused_and_not_kept(name, tmp_
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / name).write_bytes(b"the first few bytes of the file, then nothing")
-    monkeypatch.setenv(data.MIRROR_VARIABLE, str(mirror))
-    monkeypatch.setenv(data.CACHE_VARIABLE, str(tmp_path / "cache"))
+    monkeypatch.setenv(downloads.MIRROR_VARIABLE, str(mirror))
+    monkeypatch.setenv(downloads.CACHE_VARIABLE, str(tmp_path / "cache"))
     with pytest.raises(data.DataUnavailableError, match=f"{name} from the mirror .* has sha256 .*corrupt"):
         data.fetch(name)
     assert not list((tmp_path / "cache").glob(f"*{name}*"))
@@ -64,7 +66,7 @@ def test_offline_without_mirror_says_what_to_put_where(course_file, tmp_path):
         data.fetch("fake.txt")
     message = str(error.value)
     assert str(tmp_path / "cache" / "fake.txt") in message
-    assert data.MIRROR_VARIABLE in message
+    assert downloads.MIRROR_VARIABLE in message
     assert not (tmp_path / "cache" / "fake.txt").exists()
     # A short error: the cause is named in the message, and the network library's chain is not shown.
     assert error.value.__cause__ is None and error.value.__suppress_context__
@@ -77,11 +79,11 @@ def test_zip_member_is_extracted_to_the_chosen_path_only(tmp_path):
         zf.writestr("../../escape.txt", b"evil")
         zf.writestr("wanted.txt", b"good")
     target = tmp_path / "out" / "wanted.txt"
-    data.extract_member(archive, "wanted.txt", target)
+    downloads.extract_member(archive, "wanted.txt", target)
     assert target.read_bytes() == b"good"
     assert not (tmp_path.parent / "escape.txt").exists()
     with pytest.raises(data.DataUnavailableError, match="no member"):
-        data.extract_member(archive, "missing.txt", tmp_path / "out" / "missing.txt")
+        downloads.extract_member(archive, "missing.txt", tmp_path / "out" / "missing.txt")
 
 
 def test_zip_without_the_member_is_refused(tmp_path):
@@ -89,7 +91,7 @@ def test_zip_without_the_member_is_refused(tmp_path):
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("../../evil.txt", "x")
     with pytest.raises(data.DataUnavailableError, match="no member"):
-        data.extract_member(archive, "SMSSpamCollection", tmp_path / "out")
+        downloads.extract_member(archive, "SMSSpamCollection", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -100,15 +102,15 @@ def test_corrupt_zip_is_reported_and_removed(tmp_path, content):
     archive = tmp_path / "broken.zip"
     archive.write_bytes(content)
     with pytest.raises(data.DataUnavailableError, match="not a valid zip") as error:
-        data.extract_member(archive, "x", tmp_path / "x")
+        downloads.extract_member(archive, "x", tmp_path / "x")
     assert not archive.exists() and not (tmp_path / "x").exists()
     assert error.value.__cause__ is None and error.value.__suppress_context__  # the reason is in the message
 
 
 def test_real_course_files_come_from_the_mirror_with_their_published_hashes(tmp_path, monkeypatch):
-    if not data.os.environ.get(data.MIRROR_VARIABLE):
+    if not os.environ.get(downloads.MIRROR_VARIABLE):
         pytest.skip("set COURSE_DATA_MIRROR (CI points it at ../shared/offline/data)")
-    monkeypatch.setenv(data.CACHE_VARIABLE, str(tmp_path))
+    monkeypatch.setenv(downloads.CACHE_VARIABLE, str(tmp_path))
     for name, remote in data.DATASETS.items():
         assert data.sha256_of(data.fetch(name)) == remote.sha256
 
@@ -122,3 +124,11 @@ def test_write_atomically_replaces_whole_files_and_leaves_no_partial_file(tmp_pa
     with pytest.raises(TypeError):
         data.write_atomically(target, "not bytes")  # fails after the temporary file exists
     assert target.read_bytes() == b"second" and sorted(p.name for p in target.parent.iterdir()) == ["file.bin"]
+
+
+def test_names_later_chapters_import_from_data_are_still_there():
+    """Checkpoints, weights and notebooks import these from shared.data; they live in shared.downloads."""
+    for name in ("DATASETS", "DataUnavailableError", "Remote", "cache_dir", "partial_path", "previous_path",
+                 "write_atomically", "sha256_of", "fetch"):
+        assert hasattr(data, name), name
+    assert data.DATASETS is downloads.DATASETS and data.write_atomically is downloads.write_atomically

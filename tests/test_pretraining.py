@@ -74,7 +74,7 @@ def test_resuming_with_another_config_or_recipe_is_refused(tmp_path, changed):
 def test_train_refuses_more_epochs_than_the_recipe_has_left():
     train, val = loaders()
     run = PretrainingRun(CONFIG, RECIPE, len(train), "cpu")
-    with pytest.raises(ValueError, match="from 0 to the 2"):
+    with pytest.raises(ValueError, match=r"epochs must be an integer from 0 to 2 \(the recipe has 2 epochs left\)"):
         run.train(train, val, eval_freq=1, eval_iter=1, epochs=3, progress=False)
     with pytest.raises(ValueError, match="steps_per_epoch"):
         PretrainingRun(CONFIG, RECIPE, 0, "cpu")

@@ -7,7 +7,7 @@ import matplotlib
 import pytest
 import torch
 
-from shared.views import attention_maps, head_habits, nearest_tokens, project_2d, query_figure
+from shared.views import attention_maps, head_habits, nearest_tokens, plot_head_grid, project_2d, query_figure
 
 matplotlib.use("Agg")
 
@@ -92,3 +92,20 @@ def test_query_figure_draws_the_matrix_and_one_row_with_masked_keys_grey():
     bars = right.patches
     assert [round(b.get_height(), 2) for b in bars] == [0.4, 0.6, 0.0]
     assert matplotlib.colors.to_hex(bars[2].get_facecolor()) == "#cccccc" != matplotlib.colors.to_hex(bars[0].get_facecolor())
+
+
+def test_plot_head_grid_titles_each_head_once_and_names_a_few_tokens():
+    tokens = [f" t{i}" for i in range(27)] + ["\n"]
+    maps = torch.softmax(torch.randn(2, 3, 28, 28), dim=-1)
+    fig = plot_head_grid({"untrained": maps[0], "trained": maps[1]}, tokens, "two rows")
+    try:
+        axes = fig.axes
+        assert len(axes) == 6
+        assert [ax.get_title() for ax in axes] == ["head 0", "head 1", "head 2", "", "", ""]  # on the top row only
+        assert [axes[0].get_ylabel(), axes[3].get_ylabel()] == ["untrained: query", "trained: query"]
+        labels = [label.get_text() for label in axes[3].get_yticklabels()]
+        assert 4 <= len(labels) <= 8 and labels[0] == " t0"  # about eight labels, so they never overlap
+        assert fig._suptitle.get_text() == "two rows"
+    finally:
+        import matplotlib.pyplot as plt
+        plt.close(fig)
