@@ -88,11 +88,12 @@ def what_an_llm_does():
     alt="""The map of the course: three stages from left to right, each a column of notebooks, main chapters in
     bold and their companions (lettered) below them. Stage 1, building blocks (folders ch02_text_data, which also
     holds this introduction, ch03_attention and ch04_gpt_model): 2, text data, tokens and embeddings; 2b,
-    byte-level BPE from scratch; 3, attention; 4, the GPT model. The result is an untrained GPT. Stage 2,
+    byte-level BPE from scratch; 3, attention; 4, the GPT model, in three parts: the model, generating fast (a KV
+    cache and batched prompts), and modern architectures. The result is an untrained GPT. Stage 2,
     pretraining (ch05_pretraining): 5, training on unlabeled text; 5b, loading OpenAI's GPT-2 weights; 5c and 5d,
     training at scale and a fast path; 5e, pretraining on Tiny Shakespeare; 5f, Llama 3 and Qwen3 from our own
     blocks. The result is a pretrained base model. Stage 3, finetuning (ch06_classification_ft and
-    ch07_instruction_ft): 6, a spam classifier; 7, following instructions, and evaluating the answers; 7b,
+    ch07_instruction_ft): 6, a spam classifier; 7, following instructions, in two parts: finetuning, then evaluating the answers; 7b,
     preference tuning with DPO; 7c, reinforcement learning with a checker (GRPO). The results are task-specific
     models and an assistant.""",
 )
@@ -103,6 +104,8 @@ def course_map():
             ("2b. byte-level BPE from scratch", "ch02_text_data/", False),
             ("3. attention", "ch03_attention/", True),
             ("4. the GPT model", "ch04_gpt_model/", True),
+            ("4, part 2: generating fast", "ch04_gpt_model/", True),
+            ("4, part 3: modern architectures", "ch04_gpt_model/", True),
         ], "an untrained GPT"),
         (3.35, "Stage 2: pretraining", [
             ("5. train on unlabeled text", "ch05_pretraining/", True),
@@ -114,6 +117,7 @@ def course_map():
         (6.6, "Stage 3: finetuning", [
             ("6. a spam classifier", "ch06_classification_ft/", True),
             ("7. follow instructions", "ch07_instruction_ft/", True),
+            ("7, part 2: evaluate the answers", "ch07_instruction_ft/", True),
             ("7b. preferences (DPO)", "ch07_instruction_ft/", False),
             ("7c. RL with a checker (GRPO)", "ch07_instruction_ft/", False),
         ], "task models, an assistant"),
@@ -133,7 +137,7 @@ def course_map():
     arrow(ax, (0.1 + frame_w - 0.4, 0.42), (3.35 + 0.4, 0.42))
     arrow(ax, (3.35 + frame_w - 0.4, 0.42), (6.6 + 0.4, 0.42))
     text(ax, 0.1, frame_h + 1.25, "You are here: chapter 1, the big picture (in ch02_text_data/). "
-         "Bold: the main chapters; the lettered notebooks are their companions.", ha="left", fontsize=10, color=ACCENT)
+         "Bold: main chapters and their parts; lettered: companions.", ha="left", fontsize=10, color=ACCENT)
     return fig
 
 
