@@ -53,15 +53,16 @@ def test_every_subpackage_of_shared_is_listed():
 
 
 # Learners never need these, and they need nbformat/nbclient, which the package does not depend on.
-MAINTAINER_TOOLS = ["shared/_export.py", "shared/_run.py", "shared/_widget_snapshot.py"]
+MAINTAINER_TOOLS = ["shared/_build.py", "shared/_export.py", "shared/_run.py", "shared/_widget_snapshot.py"]
 
 
 @pytest.fixture(scope="module")
 def wheel_files(tmp_path_factory):
     """The file names in a wheel built from this checkout, as `pip install git+...` builds it on Colab."""
     source = tmp_path_factory.mktemp("source")
-    # A copy of what the build reads, so the build's build/ and *.egg-info/ land there and not in the checkout.
-    for name in ("pyproject.toml", "README.md", "build_hooks.py"):
+    # A copy of what the build reads (what conftest.py's install copies too), so the build's build/ and *.egg-info/
+    # land there and not in the checkout.
+    for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(PACKAGE, source / "shared", ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("wheel")

@@ -1,16 +1,17 @@
-"""Build-time hook (pyproject.toml's [tool.setuptools.cmdclass]): what the wheel leaves out of `shared`.
+"""Build-time hook, named in pyproject.toml's [tool.setuptools.cmdclass]: the wheel leaves out the maintainers' tools.
 
 The maintainers' tools live in the package so that `python -m shared._export` and `python -m shared._run` work
 from a clone, but a learner's `pip install` (Colab installs the package from git) must not get them: they need
 nbformat and nbclient, which the package does not depend on, and they rewrite notebooks. setuptools ships every
 .py file of a listed package and has no setting that leaves one out (exclude-package-data applies to data files
-only), so build_py drops them here. Standard library and setuptools only: this runs in pip's isolated build
-environment, where nothing else is installed.
+only), so build_py drops them here, and this file with them. It lives in shared/ because every build of the
+package copies shared/ (conftest.py's install for the notebooks opened alone, too). setuptools loads this file
+alone, not the package: standard library and setuptools only, as in pip's isolated build environment.
 """
 
 from setuptools.command.build_py import build_py
 
-MAINTAINER_TOOLS = {("shared", "_export"), ("shared", "_run"), ("shared", "_widget_snapshot")}
+MAINTAINER_TOOLS = {("shared", "_build"), ("shared", "_export"), ("shared", "_run"), ("shared", "_widget_snapshot")}
 
 
 class BuildPyWithoutMaintainerTools(build_py):
