@@ -1,9 +1,12 @@
 """shared/ must be exactly what the notebooks export, and the check must catch drift."""
 
 import ast
+import importlib
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -53,10 +56,86 @@ def test_a_hand_edit_to_a_generated_module_is_caught(tmp_path):
     assert result.returncode == 1 and "HAND_EDIT" in result.stdout
 
 
-def test_every_generated_module_imports_on_its_own():
-    for module in sorted(_export.generated_modules_on_disk()):
-        result = subprocess.run([sys.executable, "-c", f"import shared.{module}"], cwd=ROOT, capture_output=True, text=True)
-        assert result.returncode == 0, f"shared/{module}.py does not import on its own:\n{result.stderr[-2000:]}"
+# ---- every generated module stands on its own ------------------------------------------------------------------
+# An export cell that leans on a name from a cell that is not exported (an import, a helper, a constant) works in
+# the notebook and breaks in shared/. ruff's F821 finds such names without running anything (starting a Python
+# per module to import it took seconds); the import graph below covers what only an import would show.
+
+# Findings that the notebooks still have to fix, each with why it is listed: (file, name) -> why. Like the xfail
+# tables elsewhere, an entry must go as soon as its notebook is fixed, or the test fails.
+KNOWN_UNDEFINED = {
+    ("shared/fast.py", "next_id"): "StaticDecoder.generate reads next_id in its loop before the line that binds it "
+                                   "(correct at run time, since only i > 0 reads it, but it reads as an undefined "
+                                   "name; bind it before the loop in ch05_performance.ipynb)",
+}
+F821_LINE = re.compile(r"^(?P<file>[^:]+):\d+:\d+: F821 Undefined name `(?P<name>[^`]+)`", re.MULTILINE)
+
+
+def undefined_names(*paths):
+    """{(file, name)} of ruff's F821 findings in `paths`, files relative to ROOT."""
+    if importlib.util.find_spec("ruff") is None:
+        pytest.skip("ruff is a development dependency: pip install -r requirements-dev.txt")
+    # --isolated: no configuration file changes what is checked; --no-cache: nothing written into the checkout.
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache", "--select", "F821",
+                             "--output-format", "concise", *map(str, paths)], cwd=ROOT, capture_output=True, text=True)
+    found = {(Path(m["file"]).as_posix(), m["name"]) for m in F821_LINE.finditer(result.stdout)}
+    # ruff exits 1 when it finds something, 2 when it could not check (a syntax error, a bad option).
+    assert result.returncode == (1 if found else 0), result.stdout + result.stderr
+    return found
+
+
+def test_no_module_of_the_package_uses_an_undefined_name():
+    found = undefined_names("shared")
+    assert found - KNOWN_UNDEFINED.keys() == set(), "names used but never defined or imported in their module"
+    fixed = KNOWN_UNDEFINED.keys() - found
+    assert not fixed, f"fixed, so remove from KNOWN_UNDEFINED: {sorted(fixed)}"
+
+
+def test_the_undefined_name_check_finds_an_undefined_name(tmp_path):
+    # What an export cell that relied on an earlier, unexported cell turns into; the same loop shape as the
+    # known finding above, and a used-but-defined name that must not be reported.
+    module = tmp_path / "module.py"
+    module.write_text("import torch\n\n\ndef scaled(x):\n    return torch.tanh(x) * SCALE\n")
+    assert {name for _, name in undefined_names(module)} == {"SCALE"}
+    module.write_text("import torch\n\nSCALE = 2.0\n\n\ndef scaled(x):\n    return torch.tanh(x) * SCALE\n")
+    assert undefined_names(module) == set()
+
+
+def shared_imports(text):
+    """The course modules a module imports at its top level (imports inside functions run later, on a call)."""
+    found = set()
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("shared."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[1] for alias in node.names if alias.name.startswith("shared.")}
+    return found
+
+
+def test_generated_modules_import_each_other_without_a_cycle():
+    # With a cycle, whether a module imports depends on which module of the cycle a notebook imports first.
+    graph = {module: shared_imports(text) for module, text in _export.generated_modules_on_disk().items()}
+    assert graph["model"] == {"attention", "blocks", "cache"}  # the graph is read right: model.py imports these at the top
+    done, path = set(), []
+
+    def visit(module):
+        assert module not in path, f"an import cycle: {' -> '.join(path[path.index(module):] + [module])}"
+        if module not in done:
+            path.append(module)
+            for imported in sorted(graph.get(module, ())):
+                visit(imported)
+            path.pop()
+            done.add(module)
+
+    for module in sorted(graph):
+        visit(module)
+
+
+@pytest.mark.parametrize("module", sorted(_export.generated_modules_on_disk()))
+def test_every_generated_module_imports(module):
+    # In this process: most are imported already, so this costs little, and it catches an import that fails
+    # (a name that another module no longer has, a library that is not installed).
+    importlib.import_module(f"shared.{module}")
 
 
 @pytest.mark.parametrize("module", sorted(_export.generated_modules_on_disk()))

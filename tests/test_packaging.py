@@ -1,6 +1,10 @@
 """What `pip install` of this repository ships: Colab's copy of the course is that install alone."""
 
 import re
+import shutil
+import subprocess
+import sys
+import zipfile
 
 import pytest
 
@@ -46,3 +50,42 @@ def test_every_subpackage_of_shared_is_listed():
     listed = set(CONFIG["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in PACKAGE.rglob("__init__.py") if "__pycache__" not in p.parts}
     assert found == listed, f"pyproject.toml lists {sorted(listed)}, the repository has {sorted(found)}"
+
+
+# Learners never need these, and they need nbformat/nbclient, which the package does not depend on.
+MAINTAINER_TOOLS = ["shared/_build.py", "shared/_export.py", "shared/_run.py", "shared/_widget_snapshot.py"]
+
+
+@pytest.fixture(scope="module")
+def wheel_files(tmp_path_factory):
+    """The file names in a wheel built from this checkout, as `pip install git+...` builds it on Colab."""
+    source = tmp_path_factory.mktemp("source")
+    # A copy of what the build reads (what conftest.py's install copies too), so the build's build/ and *.egg-info/
+    # land there and not in the checkout.
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(PACKAGE, source / "shared", ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path_factory.mktemp("wheel")
+    # No build isolation and no index: offline, with the setuptools of this environment (requirements-dev.txt).
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                             "--quiet", "--wheel-dir", str(out), str(source)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    (wheel,) = out.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        return set(archive.namelist())
+
+
+@pytest.mark.parametrize("tool", MAINTAINER_TOOLS)
+def test_the_wheel_leaves_out_the_maintainers_tools(wheel_files, tool):
+    assert (ROOT / tool).is_file(), f"{tool} is gone from the repository: update MAINTAINER_TOOLS"
+    assert tool not in wheel_files
+
+
+def test_the_wheel_holds_every_module_and_data_file_learners_use(wheel_files):
+    # Everything in the package but the tools: modules, the diagrams' PNGs, the assets the notebooks read.
+    expected = {p.relative_to(ROOT).as_posix() for p in PACKAGE.rglob("*")
+                if p.is_file() and p.suffix not in {".pyc", ".md"} and "__pycache__" not in p.parts} - set(MAINTAINER_TOOLS)
+    assert any(name.startswith("shared/diagrams/png/") and name.endswith(".png") for name in expected)
+    assert any(name.startswith("shared/assets/") for name in expected)
+    missing = sorted(expected - wheel_files)
+    assert not missing, f"the wheel lacks {missing}"
