@@ -128,3 +128,42 @@ def test_opens_with_title_and_ends_with_summary_and_exercises(path):
 @pytest.mark.parametrize("chapter", sorted({p.parent for p in NOTEBOOKS}), ids=lambda p: p.name)
 def test_each_chapter_has_an_exercise_solutions_notebook(chapter):
     assert list(chapter.glob("*solutions*.ipynb")), f"{chapter.name} needs an exercise-solutions notebook"
+
+
+MAX_LECTURE_WORDS = 5000  # one sitting: a notebook longer than this is split into parts or companions
+SOLUTIONS = re.compile(r"solutions$")
+
+
+def markdown_words(nb):
+    return sum(len(cell.source.split()) for cell in nb.cells if cell.cell_type == "markdown")
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if not SOLUTIONS.search(p.stem)],
+                         ids=ids([p for p in NOTEBOOKS if not SOLUTIONS.search(p.stem)]))
+def test_a_lecture_fits_one_sitting(path):
+    words = markdown_words(load(path))
+    assert words <= MAX_LECTURE_WORDS, f"{words:,} markdown words; split it into parts or move a topic to a companion"
+
+
+def test_the_word_count_reads_markdown_only():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Title\n\nthree more words"),
+                                         nbformat.v4.new_code_cell("x = 'not counted at all'")])
+    assert markdown_words(nb) == 5
+
+
+def test_the_readme_links_every_notebook():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [p.relative_to(ROOT).as_posix() for p in NOTEBOOKS if p.relative_to(ROOT).as_posix() not in readme]
+    assert not missing, f"README.md does not link {missing}"
+
+
+def test_the_course_map_lists_every_lecture_and_companion():
+    course_map = "\n".join(c.source for c in load(ROOT / "ch02_text_data" / "ch01_big_picture.ipynb").cells
+                           if c.cell_type == "markdown" and "| stage | notebook |" in c.source)
+    assert course_map, "the big-picture notebook has no course-map table"
+    rows = [line for line in course_map.splitlines() if line.startswith("|") and "`ch0" in line]
+    lectures = [p for p in NOTEBOOKS if not SOLUTIONS.search(p.stem)]
+    for folder in sorted({p.parent.name for p in lectures}):
+        listed = sum(f"`{folder}/`" in row for row in rows)
+        expected = sum(p.parent.name == folder for p in lectures)
+        assert listed == expected, f"the course map has {listed} rows for {folder}/, which holds {expected} notebooks"

@@ -90,8 +90,8 @@ def what_an_llm_does():
     holds this introduction, ch03_attention and ch04_gpt_model): 2, text data, tokens and embeddings; 2b,
     byte-level BPE from scratch; 3, attention; 4, the GPT model, in three parts: the model, generating fast (a KV
     cache and batched prompts), and modern architectures. The result is an untrained GPT. Stage 2,
-    pretraining (ch05_pretraining): 5, training on unlabeled text; 5b, loading OpenAI's GPT-2 weights; 5c and 5d,
-    training at scale and a fast path; 5e, pretraining on Tiny Shakespeare; 5f, Llama 3 and Qwen3 from our own
+    pretraining (ch05_pretraining): 5, training on unlabeled text; 5b, loading OpenAI's GPT-2 weights; 5c, training at
+    scale; 5d, a fast path; 5e, pretraining on Tiny Shakespeare; 5f, Llama 3 and Qwen3 from our own
     blocks. The result is a pretrained base model. Stage 3, finetuning (ch06_classification_ft and
     ch07_instruction_ft): 6, a spam classifier; 7, following instructions, in two parts: finetuning, then evaluating the answers; 7b,
     preference tuning with DPO; 7c, reinforcement learning with a checker (GRPO). The results are task-specific
@@ -110,7 +110,8 @@ def course_map():
         (3.35, "Stage 2: pretraining", [
             ("5. train on unlabeled text", "ch05_pretraining/", True),
             ("5b. load GPT-2's weights", "ch05_pretraining/", False),
-            ("5c–d. scale and speed", "ch05_pretraining/", False),
+            ("5c. training at scale", "ch05_pretraining/", False),
+            ("5d. performance", "ch05_pretraining/", False),
             ("5e. Tiny Shakespeare", "ch05_pretraining/", False),
             ("5f. Llama 3 and Qwen3", "ch05_pretraining/", False),
         ], "a pretrained base model"),
