@@ -35,17 +35,14 @@ RESUME_CODE = """
 import json, sys
 import torch
 from shared.checkpoints import load_checkpoint
-from shared.model import GPTConfig, GPTModel
 from shared.text import sample_batch
 from shared.train_step import train_step, warmup_cosine_scheduler
-
-CFG = GPTConfig(vocab_size=101, context_length=16, emb_dim=32, n_heads=2, n_layers=2, drop_rate=0.1)
+from tests.conftest import make_tiny_model  # the fixture's own builder: the fresh process runs from the repository
 TOKENS = torch.randint(0, 101, (3000,), generator=torch.Generator().manual_seed(0))
 N = 10
 
 def objects(seed):
-    torch.manual_seed(seed)
-    model = GPTModel(CFG)
+    model = make_tiny_model(seed, drop_rate=0.1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.1)
     return model, optimizer, warmup_cosine_scheduler(optimizer, 3, N)
 

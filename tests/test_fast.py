@@ -15,9 +15,10 @@ from shared.generation import generate, generate_greedy
 from shared.model import GPTConfig, GPTModel
 from shared.train_step import autocast_dtype, train_step, warmup_cosine_scheduler
 from shared.training import batch_loss
+from tests.conftest import make_tiny_config
 
 VOCAB, CONTEXT = 61, 8
-TINY = GPTConfig(vocab_size=VOCAB, context_length=CONTEXT, emb_dim=16, n_heads=4, n_layers=2, drop_rate=0.0)
+TINY = make_tiny_config(vocab_size=VOCAB, context_length=CONTEXT, emb_dim=16, n_heads=4, n_layers=2, drop_rate=0.0)
 
 
 @pytest.fixture(scope="module")

@@ -70,14 +70,14 @@ def test_cached_equals_uncached_for_short_equal_and_long_prompts(greedy_model, p
     assert torch.equal(cached[:, :prompt_length], idx)  # the whole prompt is kept, even when cropped for the model
 
 
+@pytest.mark.parametrize("prompt_length", [2, CONTEXT, CONTEXT + 2])
 @pytest.mark.parametrize("name", list(SWITCHES))
-def test_cached_equals_uncached_for_every_switch(greedy_model, name):
+def test_cached_equals_uncached_for_every_switch(greedy_model, name, prompt_length):
     model = greedy_model(**SWITCHES[name])
-    for prompt_length in (2, CONTEXT, CONTEXT + 2):
-        idx = prompts(2, prompt_length, seed=prompt_length)
-        cached = generate_greedy(model, idx, 2 * CONTEXT, use_cache=True)
-        assert torch.equal(cached, generate_greedy(model, idx, 2 * CONTEXT, use_cache=False)), (name, prompt_length)
-        assert torch.equal(cached, uncached_reference(model, idx, 2 * CONTEXT)), (name, prompt_length)
+    idx = prompts(2, prompt_length, seed=prompt_length)
+    cached = generate_greedy(model, idx, 2 * CONTEXT, use_cache=True)
+    assert torch.equal(cached, generate_greedy(model, idx, 2 * CONTEXT, use_cache=False))
+    assert torch.equal(cached, uncached_reference(model, idx, 2 * CONTEXT))
 
 
 def test_cached_equals_uncached_in_float32_too(greedy_model):

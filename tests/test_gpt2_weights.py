@@ -25,6 +25,7 @@ from shared.gpt2_weights import (
     load_weights_into_gpt,
 )
 from shared.model import GPTConfig, GPTModel
+from tests.conftest import make_tiny_config
 
 TINY = dict(vocab_size=101, n_positions=32, n_embd=48, n_layer=2, n_head=4)
 
@@ -42,7 +43,7 @@ def our_model(hf, **overrides):
     c = hf.config
     shape = dict(vocab_size=c.vocab_size, context_length=c.n_positions, emb_dim=c.n_embd, n_layers=c.n_layer,
                  n_heads=c.n_head, qkv_bias=True, drop_rate=0.0)
-    return GPTModel(GPTConfig(**{**shape, **overrides})).eval()
+    return GPTModel(make_tiny_config(**{**shape, **overrides})).eval()  # its weights are loaded from `hf`
 
 
 def published_layout(hf):

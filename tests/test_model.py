@@ -199,11 +199,10 @@ def test_each_switch_builds_and_runs(tiny_model, name):
     assert type(model.trf_blocks[0].ff) is kinds[SWITCHES[name].get("ffn", "gelu")]
 
 
-def test_switches_change_the_computation(tiny_model):
+@pytest.mark.parametrize("name", ["rmsnorm", "post-norm", "rope"])
+def test_switches_change_the_computation(tiny_model, name):
     idx = torch.randint(0, TINY["vocab_size"], (1, 6), generator=torch.Generator().manual_seed(0))
-    reference = tiny_model()(idx)
-    for overrides in (dict(norm="rmsnorm"), dict(norm_position="post"), dict(position="rope")):
-        assert not torch.allclose(tiny_model(**overrides)(idx), reference, atol=1e-4), overrides
+    assert not torch.allclose(tiny_model(**SWITCHES[name])(idx), tiny_model()(idx), atol=1e-4)
 
 
 def test_fused_attention_gives_the_same_logits(tiny_model):
@@ -211,13 +210,15 @@ def test_fused_attention_gives_the_same_logits(tiny_model):
     assert torch.allclose(tiny_model()(idx), tiny_model(fused_attention=True)(idx), atol=1e-5)
 
 
-def test_causality_later_tokens_do_not_change_earlier_logits(tiny_model):
-    for overrides in SWITCHES.values():
-        model = tiny_model(**overrides)
-        idx = torch.randint(0, TINY["vocab_size"], (1, 10), generator=torch.Generator().manual_seed(1))
-        changed = idx.clone()
-        changed[0, 7:] = (changed[0, 7:] + 1) % TINY["vocab_size"]
-        assert torch.allclose(model(idx)[:, :7], model(changed)[:, :7], atol=1e-5), overrides
+# One test per switch combination, so that one broken combination does not hide the others.
+@pytest.mark.parametrize("name", list(SWITCHES))
+def test_causality_later_tokens_do_not_change_earlier_logits(tiny_model, name):
+    model = tiny_model(**SWITCHES[name])
+    idx = torch.randint(0, TINY["vocab_size"], (1, 10), generator=torch.Generator().manual_seed(1))
+    changed = idx.clone()
+    changed[0, 7:] = (changed[0, 7:] + 1) % TINY["vocab_size"]
+    assert torch.allclose(model(idx)[:, :7], model(changed)[:, :7], atol=1e-5)
+    assert not torch.allclose(model(idx)[:, 7:], model(changed)[:, 7:], atol=1e-5)  # the change did reach the model
 
 
 def test_same_seed_same_weights(tiny_model):
@@ -226,14 +227,14 @@ def test_same_seed_same_weights(tiny_model):
     assert not torch.equal(a.tok_emb.weight, c.tok_emb.weight)
 
 
-def test_cached_forward_matches_the_full_forward(tiny_model):
-    for overrides in SWITCHES.values():
-        model = tiny_model(**overrides)
-        idx = torch.randint(0, TINY["vocab_size"], (2, 9), generator=torch.Generator().manual_seed(2))
-        cache = model.new_cache()
-        parts = [model(idx[:, :4], cache=cache)] + [model(idx[:, t : t + 1], cache=cache) for t in range(4, 9)]
-        assert len(cache) == 9
-        assert torch.allclose(torch.cat(parts, dim=1), model(idx), atol=1e-5), overrides
+@pytest.mark.parametrize("name", list(SWITCHES))
+def test_cached_forward_matches_the_full_forward(tiny_model, name):
+    model = tiny_model(**SWITCHES[name])
+    idx = torch.randint(0, TINY["vocab_size"], (2, 9), generator=torch.Generator().manual_seed(2))
+    cache = model.new_cache()
+    parts = [model(idx[:, :4], cache=cache)] + [model(idx[:, t : t + 1], cache=cache) for t in range(4, 9)]
+    assert len(cache) == 9
+    assert torch.allclose(torch.cat(parts, dim=1), model(idx), atol=1e-5)
 
 
 def test_training_mode_is_stochastic_and_eval_is_not(tiny_model):

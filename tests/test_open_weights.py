@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from shared.generation import generate_greedy
-from shared.model import GPTConfig, GPTModel
 from shared.open_weights import (
     CheckpointError,
     HubDownloadError,
@@ -175,9 +174,9 @@ def test_offline_download_says_what_to_do(monkeypatch, tmp_path):
         download_hf_model("Qwen/Qwen3-0.6B", cache_dir=tmp_path)
 
 
-def test_a_model_our_writer_cannot_express_is_refused(tmp_path):
-    gpt2_like = GPTModel(GPTConfig(vocab_size=10, context_length=8, emb_dim=8, n_heads=2, n_layers=1,
-                                   ffn_hidden_dim=16, bias=False))
+def test_a_model_our_writer_cannot_express_is_refused(tmp_path, tiny_model):
+    gpt2_like = tiny_model(vocab_size=10, context_length=8, emb_dim=8, n_heads=2, n_layers=1, ffn_hidden_dim=16,
+                           bias=False)
     with pytest.raises(CheckpointError, match="norm='layernorm'"):
         save_hf_checkpoint(gpt2_like, tmp_path, "llama")
     assert not (tmp_path / "model.safetensors").exists()  # nothing half-written

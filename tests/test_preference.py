@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 
-from shared.model import GPTConfig, GPTModel
 from shared.preference import (
     PreferenceDataset, dpo_batch_loss, dpo_loss, evaluate_dpo, make_preference_loader, make_reference,
     preference_accuracy, preference_collate, sequence_log_probs, train_dpo,
@@ -15,11 +14,15 @@ from shared.preference import (
 PAD = 0  # the tiny models' end-of-text and padding id
 
 
-def tiny_model(seed=0, vocab_size=12, context_length=32):
-    torch.manual_seed(seed)
-    config = GPTConfig(vocab_size=vocab_size, context_length=context_length, emb_dim=16, n_heads=2, n_layers=1,
-                       drop_rate=0.0)
-    return GPTModel(config).eval()
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model):
+    """This file's policy: 12 tokens, one block, in eval mode (DPO compares log-probabilities, so no dropout)."""
+
+    def build(seed=0, vocab_size=12, context_length=32):
+        return tiny_model(seed=seed, vocab_size=vocab_size, context_length=context_length, emb_dim=16, n_heads=2,
+                          n_layers=1).eval()
+
+    return build
 
 
 def pair(prompt, chosen, rejected):
@@ -147,7 +150,7 @@ def test_records_and_batches_that_cannot_work_are_refused():
 
 # ---- the log-probability of an answer ---------------------------------------------------------------------
 
-def test_sequence_log_probs_equals_a_hand_computation_over_the_answer_only():
+def test_sequence_log_probs_equals_a_hand_computation_over_the_answer_only(tiny_model):
     model = tiny_model()
     out = preference_collate([pair([3, 1, 4], [1, 5], [9]), pair([2, 6], [5, 3, 5, 8], [9, 7])], pad_token_id=PAD)
     ids, mask = out["chosen_ids"], out["chosen_mask"]
@@ -161,7 +164,7 @@ def test_sequence_log_probs_equals_a_hand_computation_over_the_answer_only():
     assert got.tolist() == pytest.approx(expected, abs=1e-5)
 
 
-def test_prompt_tokens_and_padding_do_not_count_and_padding_length_does_not_matter():
+def test_prompt_tokens_and_padding_do_not_count_and_padding_length_does_not_matter(tiny_model):
     model = tiny_model()
     out = preference_collate([pair([3, 1, 4], [1, 5], [9])], pad_token_id=PAD)
     ids, mask = out["chosen_ids"], out["chosen_mask"]
@@ -176,7 +179,7 @@ def test_prompt_tokens_and_padding_do_not_count_and_padding_length_does_not_matt
         assert sequence_log_probs(model, ids, everything).item() < base.item()
 
 
-def test_sequence_log_probs_refuses_masks_it_cannot_score():
+def test_sequence_log_probs_refuses_masks_it_cannot_score(tiny_model):
     model = tiny_model()
     ids = torch.tensor([[1, 2, 3]])
     with pytest.raises(ValueError, match="first token"):
@@ -191,7 +194,7 @@ def test_sequence_log_probs_refuses_masks_it_cannot_score():
 
 # ---- the reference and training ---------------------------------------------------------------------------
 
-def test_the_reference_is_a_frozen_copy_and_the_first_loss_is_log_2():
+def test_the_reference_is_a_frozen_copy_and_the_first_loss_is_log_2(tiny_model):
     model = tiny_model()
     model.train()
     reference = make_reference(model)
@@ -225,7 +228,7 @@ class Pairs(torch.utils.data.Dataset):
         return self.items[index]
 
 
-def test_a_short_dpo_run_raises_accuracy_and_lowers_the_loss_on_its_training_pairs():
+def test_a_short_dpo_run_raises_accuracy_and_lowers_the_loss_on_its_training_pairs(tiny_model):
     from functools import partial
 
     collate = partial(preference_collate, pad_token_id=PAD)
@@ -249,7 +252,7 @@ def test_a_short_dpo_run_raises_accuracy_and_lowers_the_loss_on_its_training_pai
     assert not any(p.requires_grad for p in reference.parameters()) and policy.training
 
 
-def test_train_dpo_refuses_a_reference_that_is_not_frozen():
+def test_train_dpo_refuses_a_reference_that_is_not_frozen(tiny_model):
     model = tiny_model()
     loader = make_preference_loader_from_items([pair([1, 2], [3], [4])])
     with pytest.raises(ValueError, match="frozen"):
@@ -262,7 +265,7 @@ def make_preference_loader_from_items(items):
     return torch.utils.data.DataLoader(Pairs(items), batch_size=2, collate_fn=partial(preference_collate, pad_token_id=PAD))
 
 
-def test_make_preference_loader_batches_records_with_a_real_tokenizer():
+def test_make_preference_loader_batches_records_with_a_real_tokenizer(tiny_model):
     from shared.text import gpt2_tokenizer
 
     records = [{"instruction": "Say hi.", "input": "", "chosen": "Hello, nice to meet you.", "rejected": "Hi. What?"},

@@ -1,17 +1,18 @@
 """shared/pretraining.py: a pretraining run with the training-at-scale tools, checkpointed and resumed."""
 
+import dataclasses
+
 import pytest
 import torch
 
 from shared.checkpoints import CheckpointError, CheckpointWarning
-from shared.model import GPTConfig
 from shared.pretraining import PretrainingRun, Recipe
 from shared.text import create_dataloader
-from tests.conftest import TINY
+from tests.conftest import make_tiny_config
 from tests.test_training import CORPUS, TOKENIZER
 
 CONTEXT, BATCH = 8, 4
-CONFIG = GPTConfig(**{**TINY, "vocab_size": len(TOKENIZER.chars), "context_length": CONTEXT, "drop_rate": 0.1})
+CONFIG = make_tiny_config(vocab_size=len(TOKENIZER.chars), context_length=CONTEXT, drop_rate=0.1)
 RECIPE = Recipe(epochs=2, lr=5e-3, accumulation_steps=2)
 
 
@@ -65,7 +66,7 @@ def test_resuming_with_another_config_or_recipe_is_refused(tmp_path, changed):
     train, val = loaders()
     run = PretrainingRun(CONFIG, RECIPE, len(train), "cpu")
     run.train(train, val, eval_freq=100, eval_iter=1, epochs=1, checkpoint=tmp_path / "run.pth", progress=False)
-    config = GPTConfig(**{**CONFIG.__dict__, "drop_rate": 0.0}) if changed == "config" else CONFIG
+    config = dataclasses.replace(CONFIG, drop_rate=0.0) if changed == "config" else CONFIG
     recipe = Recipe(epochs=3, lr=RECIPE.lr, accumulation_steps=2) if changed == "recipe" else RECIPE
     with pytest.raises(CheckpointError, match=f"another {changed}"):
         PretrainingRun.resume(tmp_path / "run.pth", config, recipe, len(train), "cpu")
