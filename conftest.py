@@ -84,3 +84,28 @@ nbval.plugin.RunningKernel = KernelOpenedAlone
 def pytest_unconfigure(config):
     if _session_folder is not None:
         shutil.rmtree(_session_folder, ignore_errors=True)
+
+
+# Where the suite's time goes, printed at the end of every run: the unit tests are meant to stay fast enough to
+# run after every edit, so their total is reported on its own, apart from the notebooks and the browser test.
+_seconds_by_kind: dict[str, float] = {}
+
+
+def _kind_of(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    if path.endswith(".ipynb"):
+        return "notebooks (nbval)"
+    if path.endswith("test_browser.py"):
+        return "browser test"
+    return "unit tests"
+
+
+def pytest_runtest_logreport(report):
+    kind = _kind_of(report.nodeid)
+    _seconds_by_kind[kind] = _seconds_by_kind.get(kind, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _seconds_by_kind:
+        parts = ", ".join(f"{kind} {seconds:.0f} s" for kind, seconds in sorted(_seconds_by_kind.items()))
+        terminalreporter.write_line(f"time by kind (setup, call and teardown summed): {parts}")
