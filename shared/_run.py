@@ -7,7 +7,7 @@ refuses to run with COURSE_FAST=1 unless --fast is given (for a quick local try 
 commit those outputs). Each notebook runs in a fresh kernel with its folder as the working
 directory, execution counts come out 1..N, and metadata is normalised so that reruns on
 the same machine give byte-identical files. The wall time of each notebook is printed:
-it is the number that goes into the README's run-time table.
+it is the number that goes into tests/RUN_TIMES.md.
 """
 
 from __future__ import annotations
