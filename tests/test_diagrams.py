@@ -126,8 +126,10 @@ def test_stamp_refreshes_only_cells_that_ran_and_show_nothing_else(tmp_path):
     ran = nbformat.v4.new_code_cell(f'show_diagram("{name}")', outputs=[stale], execution_count=3)
     never_ran = nbformat.v4.new_code_cell(f'show_diagram("{name}")')
     computes = nbformat.v4.new_code_cell(f'x = 1\nshow_diagram("{name}")', outputs=[stale], execution_count=4)
+    imports_first = nbformat.v4.new_code_cell(f'from shared.diagrams import show_diagram\n\nshow_diagram("{name}")',
+                                              outputs=[stale], execution_count=5)
     path = tmp_path / "demo.ipynb"
-    nbformat.write(nbformat.v4.new_notebook(cells=[ran, never_ran, computes]), path)
+    nbformat.write(nbformat.v4.new_notebook(cells=[ran, never_ran, computes, imports_first]), path)
 
     assert stamp([path]) == [path]
     cells = nbformat.read(path, as_version=4).cells
@@ -137,4 +139,21 @@ def test_stamp_refreshes_only_cells_that_ran_and_show_nothing_else(tmp_path):
     assert shown.metadata["image/png"]["width"] * 2 == Image.open(io.BytesIO(stored_png(name))).width
     assert cells[1].outputs == []
     assert cells[2].outputs[0].data["text/plain"] == "old"
+    assert base64.b64decode(cells[3].outputs[0].data["image/png"]) == stored_png(name)
     assert stamp([path]) == []  # already current: nothing rewritten
+
+
+def test_showing_a_diagram_imports_no_drawing_code():
+    # A notebook cell that shows a diagram needs its PNG and alt text, not matplotlib and seven drawing modules.
+    import subprocess
+    import sys
+
+    code = ("import sys; from shared.diagrams import show_diagram; show_diagram('ch02_batch')._repr_mimebundle_(); "
+            "print(sorted(m for m in sys.modules if m.startswith('shared.diagrams.') or m == 'matplotlib'))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_alt_text_index_matches_the_drawing_code():
+    for name, diagram in all_diagrams().items():
+        assert show_diagram(name).alt == diagram.alt, name

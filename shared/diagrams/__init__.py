@@ -17,10 +17,13 @@ from __future__ import annotations
 import base64
 import importlib
 import io
+import json
 from dataclasses import dataclass
 from importlib import resources
 from typing import Callable
 
+DPI = 200  # pixels per inch in the PNGs
+DISPLAY_DPI = 100  # CSS pixels per inch on screen: show_diagram gives each picture this size, sharp on 2x screens
 CHAPTER_MODULES = ("intro", "ch02", "ch03", "ch04", "ch05", "ch06", "ch07")
 
 
@@ -79,8 +82,6 @@ class DiagramImage:
         """(width, height) in CSS pixels: the PNG holds DPI / DISPLAY_DPI times more, for high-density screens."""
         from PIL import Image
 
-        from .style import DISPLAY_DPI, DPI
-
         width, height = Image.open(io.BytesIO(self.png)).size
         return round(width * DISPLAY_DPI / DPI), round(height * DISPLAY_DPI / DPI)
 
@@ -90,10 +91,19 @@ class DiagramImage:
         return data, {"image/png": {"alt": self.alt, "width": width, "height": height}}
 
 
+ALT_INDEX = "alt.json"  # {name: alt text}, written beside the PNGs by `python -m shared.diagrams`
+
+
+def stored_alt(name: str) -> str:
+    """The alt text of `name`, as shipped with its PNG (reading it imports no drawing code, nor matplotlib)."""
+    index = json.loads(resources.files(__name__).joinpath("png", ALT_INDEX).read_text(encoding="utf-8"))
+    return index[name]
+
+
 def show_diagram(name: str) -> DiagramImage:
     """The course diagram called `name`, ready to display as a cell's result."""
     png = stored_png(name)
-    return DiagramImage(name, png, all_diagrams()[name].alt)
+    return DiagramImage(name, png, stored_alt(name))
 
 
 def pixels(png: bytes):

@@ -4,7 +4,7 @@
     python -m shared.diagrams --check    # exit 1 if a PNG is missing, stale or left over
     python -m shared.diagrams --stamp    # refresh the pictures stored in the notebooks' show_diagram cells
 
-A cell whose whole source is `show_diagram("name")` has one possible output, the PNG itself, so --stamp
+A cell whose whole source is `show_diagram("name")` (after, at most, its import) has one possible output, the PNG itself, so --stamp
 writes that output in place instead of asking for the whole notebook to be re-run after a diagram is redrawn.
 Cells that compute anything else keep the outputs of their last real run.
 """
@@ -12,11 +12,12 @@ Cells that compute anything else keep the outputs of their last real run.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
 
-from . import all_diagrams, pixels, show_diagram
+from . import ALT_INDEX, all_diagrams, pixels, show_diagram
 from .style import renderer_version
 
 PNG_DIR = Path(__file__).resolve().parent / "png"
@@ -49,10 +50,20 @@ def problems() -> list[str]:
     for path in sorted(PNG_DIR.glob("*.png")):
         if path.stem not in diagrams:
             found.append(f"{path.name}: no diagram of that name is left")
+    index = PNG_DIR / ALT_INDEX
+    if not index.is_file() or index.read_text(encoding="utf-8") != alt_index_text(diagrams):
+        found.append(f"{ALT_INDEX}: the alt texts differ from the drawing code's")
     return found
 
 
-ONLY_SHOW_DIAGRAM = re.compile(r"""\s*show_diagram\(\s*["']([\w-]+)["']\s*\)\s*""")
+def alt_index_text(diagrams) -> str:
+    """What png/alt.json holds: every diagram's alt text by name, sorted, one per line."""
+    return json.dumps({name: d.alt for name, d in sorted(diagrams.items())}, indent=0, ensure_ascii=False) + "\n"
+
+
+# The cell's import of show_diagram may come first: an import shows nothing.
+ONLY_SHOW_DIAGRAM = re.compile(r"""\s*(?:from shared\.diagrams import show_diagram\s*)?"""
+                               r"""show_diagram\(\s*["']([\w-]+)["']\s*\)\s*""")
 
 
 def stamp(notebook_paths) -> list[Path]:
@@ -111,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         png = diagrams[name].render()
         (PNG_DIR / f"{name}.png").write_bytes(png)
         print(f"{name}.png: {len(png) / 1024:.1f} KiB")
+    (PNG_DIR / ALT_INDEX).write_text(alt_index_text(diagrams), encoding="utf-8")
     if not args.names:
         for path in PNG_DIR.glob("*.png"):
             if path.stem not in diagrams:

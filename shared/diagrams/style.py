@@ -22,8 +22,7 @@ from matplotlib import patches
 from matplotlib.figure import Figure
 from PIL import Image, PngImagePlugin
 
-DPI = 200  # pixels per inch in the PNG
-DISPLAY_DPI = 100  # CSS pixels per inch on screen: show_diagram asks for this width
+from . import DPI  # defined by the package, so that showing a stored PNG needs no matplotlib
 COLOURS = 32  # the palette: flat fills and anti-aliased text need few colours, and fewer keep 2x PNGs small
 FONT = "DejaVu Sans"  # ships with matplotlib, so every machine draws the same glyphs
 MONO = "DejaVu Sans Mono"
