@@ -181,11 +181,11 @@ class StaticKVCache:
 # ---- ch05_pretraining/ch05_performance.ipynb, code cell [19] ----
 class StepSlot:
     """What one block sees of a StaticKVCache during decode_step: the chapter 4 cache protocol's `update`,
-    writing one position in place at `position` (a 1-element LongTensor), plus the `future` mask that hides
-    the slots after it. Its keys and values are views of the cache's first n_keys slots."""
+    writing one position in place at `position` (a 1-element LongTensor). Its keys and values are views of
+    the cache's first n_keys slots."""
 
-    def __init__(self, keys, values, position, future):
-        self.keys, self.values, self.position, self.future = keys, values, position, future
+    def __init__(self, keys, values, position):
+        self.keys, self.values, self.position = keys, values, position
 
     def update(self, keys, values):
         self.keys.index_copy_(2, self.position, keys)  # (batch, heads, n_keys, head_dim) at `position`
@@ -214,7 +214,8 @@ def decode_step(model, ids, position, cache, n_keys=None):
     future = (cache.key_positions[:n_keys] > position).view(1, n_keys)  # True: a slot after this position
     x = model.embed(ids, where)  # (batch, 1, emb_dim); dropout is off when decoding
     for block, keys, values in zip(model.trf_blocks, cache.keys, cache.values):
-        x = block(x, StepSlot(keys[:, :, :n_keys], values[:, :, :n_keys], where, future))
+        # The block's `hidden` argument hides the slots after this position from attention.
+        x = block(x, StepSlot(keys[:, :, :n_keys], values[:, :, :n_keys], where), hidden=future)
     return model.head(x)[:, -1]
 
 
@@ -251,6 +252,7 @@ class StaticDecoder:
         out = torch.empty(idx.shape[0], idx.shape[1] + max_new_tokens, dtype=torch.long, device=cache.keys.device)
         out[:, : idx.shape[1]] = idx
         length = idx.shape[1]  # tokens in `out` so far
+        next_id = None  # the last token chosen: set by the first step, fed to every later one
         with evaluating(model):
             for i in range(max_new_tokens):
                 if i > 0 and length <= context:  # one new position: the fixed-shape step

@@ -220,15 +220,12 @@ class GPTAttention(MultiHeadAttention):
         # Only RoPE needs to know where x starts: after the positions already in the cache.
         start = len(cache) if cache is not None and self.rope is not None else 0
         queries, keys, values = self.project(x, start, positions)
-        future = hidden  # None: the causal rule of attend
         if cache is not None:
             # The cache keeps only the kv_heads heads: that is the memory grouped-query attention saves.
             keys, values = cache.update(keys, values)  # now: earlier positions followed by the new ones
-            # A cache may also say which keys to hide (chapter 5's pre-allocated cache does); ours needs not.
-            if future is None:
-                future = getattr(cache, "future", None)
         keys, values = self.share_kv_heads(keys), self.share_kv_heads(values)
-        return self.out_proj(self.merge_heads(self.attend(queries, keys, values, future)))
+        # hidden: the keys each query must not see; None means attend's causal rule.
+        return self.out_proj(self.merge_heads(self.attend(queries, keys, values, hidden)))
 
 
 def make_norm(cfg):

@@ -63,11 +63,7 @@ def test_a_hand_edit_to_a_generated_module_is_caught(tmp_path):
 
 # Findings that the notebooks still have to fix, each with why it is listed: (file, name) -> why. Like the xfail
 # tables elsewhere, an entry must go as soon as its notebook is fixed, or the test fails.
-KNOWN_UNDEFINED = {
-    ("shared/fast.py", "next_id"): "StaticDecoder.generate reads next_id in its loop before the line that binds it "
-                                   "(correct at run time, since only i > 0 reads it, but it reads as an undefined "
-                                   "name; bind it before the loop in ch05_performance.ipynb)",
-}
+KNOWN_UNDEFINED = {}
 F821_LINE = re.compile(r"^(?P<file>[^:]+):\d+:\d+: F821 Undefined name `(?P<name>[^`]+)`", re.MULTILINE)
 
 
