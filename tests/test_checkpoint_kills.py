@@ -31,6 +31,9 @@ import os, signal, sys
 import torch
 from shared.checkpoints import load_checkpoint, save_checkpoint
 
+# SIGINT must raise KeyboardInterrupt, as in a Jupyter kernel, even when this test runs as a background job,
+# whose children start with SIGINT ignored (Python then leaves it ignored).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 path, kill_at = sys.argv[1], sys.argv[2]
 if kill_at != "none":
     operation, n, sig = kill_at.split(":")
