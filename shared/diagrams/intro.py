@@ -276,6 +276,20 @@ def gpt3_mixture():
     return fig
 
 
+def _finetune_branch(ax, y, leaves_base_at, data_y, data_text, step_text, result_text):
+    """One finetuning branch at height y: the base model's arrow, its labelled data (above or below the
+    step), the finetuning step and the model it makes."""
+    arrow(ax, (5.5, leaves_base_at), (5.95, y))
+    data(ax, 5.85, data_y, 1.9, 0.5, data_text, fontsize=10)
+    if data_y > y:
+        arrow(ax, (6.8, data_y), (6.8, y + 0.28))
+    else:
+        arrow(ax, (6.8, data_y + 0.5), (6.8, y - 0.28))
+    operation(ax, 5.95, y - 0.28, 1.7, 0.56, step_text, fontsize=10)
+    arrow(ax, (7.65, y), (7.95, y))
+    parameter(ax, 7.95, y - 0.28, 1.45, 0.56, result_text, fontsize=10)
+
+
 @diagram(
     "intro_pretrain_finetune",
     alt="""Pretraining, then finetuning. Hundreds of billions of tokens of unlabeled text (web pages, books,
@@ -296,20 +310,10 @@ def pretrain_finetune():
     text(ax, 2.975, 1.5, "weeks on many GPUs", fontsize=10, color=MUTED)
     arrow(ax, (3.75, 2.2), (4.1, 2.2))
     parameter(ax, 4.1, 1.82, 1.4, 0.75, "base model\n(continues text)", fontsize=10)
-    # classification branch
-    arrow(ax, (5.5, 2.4), (5.95, 3.0))
-    data(ax, 5.85, 3.4, 1.9, 0.5, "~1,500 messages labelled\nspam / not spam", fontsize=10)
-    arrow(ax, (6.8, 3.4), (6.8, 3.28))
-    operation(ax, 5.95, 2.72, 1.7, 0.56, "finetune\n(2-way output head)", fontsize=10)
-    arrow(ax, (7.65, 3.0), (7.95, 3.0))
-    parameter(ax, 7.95, 2.72, 1.45, 0.56, "spam classifier\n(chapter 6)", fontsize=10)
-    # instruction branch
-    arrow(ax, (5.5, 2.0), (5.95, 1.4))
-    data(ax, 5.85, 0.5, 1.9, 0.5, "1,100 pairs: instruction\n→ good response", fontsize=10)
-    arrow(ax, (6.8, 1.0), (6.8, 1.12))
-    operation(ax, 5.95, 1.12, 1.7, 0.56, "finetune\n(same next-token loss)", fontsize=10)
-    arrow(ax, (7.65, 1.4), (7.95, 1.4))
-    parameter(ax, 7.95, 1.12, 1.45, 0.56, "assistant\n(chapter 7)", fontsize=10)
+    _finetune_branch(ax, 3.0, 2.4, 3.4, "~1,500 messages labelled\nspam / not spam", "finetune\n(2-way output head)",
+                     "spam classifier\n(chapter 6)")
+    _finetune_branch(ax, 1.4, 2.0, 0.5, "1,100 pairs: instruction\n→ good response", "finetune\n(same next-token loss)",
+                     "assistant\n(chapter 7)")
     text(ax, 0.1, 0.65, "finetuning starts from the base model's weights\nand needs minutes to hours, not weeks",
          ha="left", fontsize=10, color=ACCENT)
     return fig
