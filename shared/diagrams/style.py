@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from PIL import Image, PngImagePlugin
 
 from . import DPI  # defined by the package, so that showing a stored PNG needs no matplotlib
-COLOURS = 32  # the palette: flat fills and anti-aliased text need few colours, and fewer keep 2x PNGs small
+COLOURS = 24  # the palette: flat fills and anti-aliased text need few colours, and fewer keep 2x PNGs small
 FONT = "DejaVu Sans"  # ships with matplotlib, so every machine draws the same glyphs
 MONO = "DejaVu Sans Mono"
 
