@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from shared._export import ROOT, notebooks
-from shared.diagrams import all_diagrams, show_diagram, stored_png
+from shared.diagrams import DISPLAY_DPI, DPI, all_diagrams, show_diagram, stored_png
 from shared.diagrams.__main__ import PNG_DIR, problems, same_drawing
 from shared.diagrams.style import box, text, to_png
 from tests.test_notebooks import awaiting_rerun_marked
@@ -136,7 +136,8 @@ def test_stamp_refreshes_only_cells_that_ran_and_show_nothing_else(tmp_path):
     shown = cells[0].outputs[0]
     assert base64.b64decode(shown.data["image/png"]) == stored_png(name)
     assert shown.execution_count == 3
-    assert shown.metadata["image/png"]["width"] * 2 == Image.open(io.BytesIO(stored_png(name))).width
+    shown_width = shown.metadata["image/png"]["width"]  # in CSS pixels: the PNG has DPI / DISPLAY_DPI times more
+    assert shown_width * DPI / DISPLAY_DPI == pytest.approx(Image.open(io.BytesIO(stored_png(name))).width, abs=2)
     assert cells[1].outputs == []
     assert cells[2].outputs[0].data["text/plain"] == "old"
     assert base64.b64decode(cells[3].outputs[0].data["image/png"]) == stored_png(name)
@@ -152,8 +153,3 @@ def test_showing_a_diagram_imports_no_drawing_code():
             "print(sorted(m for m in sys.modules if m.startswith('shared.diagrams.') or m == 'matplotlib'))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
-
-
-def test_the_alt_text_index_matches_the_drawing_code():
-    for name, diagram in all_diagrams().items():
-        assert show_diagram(name).alt == diagram.alt, name

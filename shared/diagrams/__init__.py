@@ -15,6 +15,7 @@ text a text-only viewer shows in its place.
 from __future__ import annotations
 
 import base64
+import functools
 import importlib
 import io
 import json
@@ -94,10 +95,15 @@ class DiagramImage:
 ALT_INDEX = "alt.json"  # {name: alt text}, written beside the PNGs by `python -m shared.diagrams`
 
 
+@functools.cache
+def alt_index() -> dict[str, str]:
+    """Every diagram's alt text by name, as shipped with the PNGs (read once; imports no drawing code)."""
+    return json.loads(resources.files(__name__).joinpath("png", ALT_INDEX).read_text(encoding="utf-8"))
+
+
 def stored_alt(name: str) -> str:
-    """The alt text of `name`, as shipped with its PNG (reading it imports no drawing code, nor matplotlib)."""
-    index = json.loads(resources.files(__name__).joinpath("png", ALT_INDEX).read_text(encoding="utf-8"))
-    return index[name]
+    """The alt text of `name`."""
+    return alt_index()[name]
 
 
 def show_diagram(name: str) -> DiagramImage:

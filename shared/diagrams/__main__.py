@@ -4,9 +4,9 @@
     python -m shared.diagrams --check    # exit 1 if a PNG is missing, stale or left over
     python -m shared.diagrams --stamp    # refresh the pictures stored in the notebooks' show_diagram cells
 
-A cell whose whole source is `show_diagram("name")` (after, at most, its import) has one possible output, the PNG itself, so --stamp
-writes that output in place instead of asking for the whole notebook to be re-run after a diagram is redrawn.
-Cells that compute anything else keep the outputs of their last real run.
+A cell whose whole source is `show_diagram("name")` (after, at most, its import) has one possible output, the
+PNG itself, so --stamp writes that output in place instead of asking for the whole notebook to be re-run after
+a diagram is redrawn. Cells that compute anything else keep the outputs of their last real run.
 """
 
 from __future__ import annotations
