@@ -215,6 +215,8 @@ def assemble_module(sources: list[str], cells: list[tuple[str, int, str]]) -> st
             rest = f"{cell_docstring}\n{rest}"
         for statement in cell_imports:
             imports.setdefault(ast.unparse(ast.parse(statement)), statement)  # same import once, comments kept
+            if "# re-export" in statement:  # names other modules import from here: public, so in __all__
+                names.extend(alias.asname or alias.name for alias in ast.parse(statement).body[0].names)
         sections.append(PROVENANCE.format(notebook=notebook, number=number) + ("\n" + rest if rest else ""))
         names.extend(public_names(rest))
     parts = [GENERATED_HEADER.format(sources=", ".join(sources))]

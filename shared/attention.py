@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "CausalAttention", "MultiHeadAttentionWrapper", "MultiHeadAttention",
+    "attention_weights", "CausalAttention", "MultiHeadAttentionWrapper", "MultiHeadAttention",
 ]
 
 
@@ -21,6 +21,16 @@ def _check_batched_input(x, d_in=None):
         raise ValueError(f"expected input of shape (batch, tokens, d_in), got {tuple(x.shape)} (rank {x.dim()})")
     if d_in is not None and x.shape[-1] != d_in:
         raise ValueError(f"expected {d_in} features in the last dimension, got {x.shape[-1]}")
+
+
+def attention_weights(queries, keys, hidden):
+    """Scaled dot-product attention weights: (..., n_queries, d) and (..., n_keys, d) -> (..., n_queries, n_keys).
+
+    `hidden` (a bool tensor that broadcasts to the scores) is True for each key a query must not see; those
+    keys get weight 0, and each row of the rest sums to 1. Every attention in the course computes its weights here.
+    """
+    scores = queries @ keys.transpose(-2, -1) / math.sqrt(queries.shape[-1])
+    return torch.softmax(scores.masked_fill(hidden, float("-inf")), dim=-1)
 
 
 class CausalAttention(nn.Module):
@@ -43,9 +53,7 @@ class CausalAttention(nn.Module):
         if num_tokens > self.context_length:
             raise ValueError(f"{num_tokens} tokens exceed the context length {self.context_length} this module's mask was built for")
         queries, keys, values = self.W_query(x), self.W_key(x), self.W_value(x)
-        scores = queries @ keys.transpose(1, 2) / math.sqrt(self.d_out)
-        scores = scores.masked_fill(self.mask[:num_tokens, :num_tokens], float("-inf"))
-        weights = self.dropout(torch.softmax(scores, dim=-1))
+        weights = self.dropout(attention_weights(queries, keys, self.mask[:num_tokens, :num_tokens]))
         return weights @ values
 
 
@@ -73,8 +81,9 @@ class MultiHeadAttentionWrapper(nn.Module):
 
 
 # ---- ch03_attention/ch03_attention.ipynb, code cell [40] ----
-class MultiHeadAttention(nn.Module):
-    """Causal multi-head self-attention.
+class MultiHeadAttention(CausalAttention):
+    """Causal multi-head self-attention: CausalAttention's projections, dropout and mask, with d_out cut into
+    `num_heads` heads that attend separately, and an output projection that mixes them.
 
     `fused=False` spells the computation out (scores, mask, softmax, dropout, weighted sum);
     `fused=True` hands the same computation to `F.scaled_dot_product_attention`, which picks a
@@ -82,19 +91,11 @@ class MultiHeadAttention(nn.Module):
     """
 
     def __init__(self, d_in, d_out, context_length, dropout, num_heads, qkv_bias=False, fused=False):
-        super().__init__()
         if num_heads < 1 or d_out % num_heads != 0:
             raise ValueError(f"d_out ({d_out}) must be divisible by num_heads ({num_heads}): each head gets d_out // num_heads dimensions")
-        self.d_in, self.d_out, self.num_heads, self.head_dim = d_in, d_out, num_heads, d_out // num_heads
-        self.context_length, self.fused = context_length, fused
-        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
-        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+        super().__init__(d_in, d_out, context_length, dropout, qkv_bias)
+        self.num_heads, self.head_dim, self.fused = num_heads, d_out // num_heads, fused
         self.out_proj = nn.Linear(d_out, d_out)
-        self.dropout = nn.Dropout(dropout)
-        # True above the diagonal = "this key is in the future of this query".
-        mask = torch.triu(torch.ones(context_length, context_length, dtype=torch.bool), diagonal=1)
-        self.register_buffer("mask", mask, persistent=False)
 
     def split_heads(self, x):
         """(batch, tokens, d_out) -> (batch, heads, tokens, head_dim)"""
@@ -127,10 +128,7 @@ class MultiHeadAttention(nn.Module):
             if n_queries == n_keys and not given:
                 return F.scaled_dot_product_attention(queries, keys, values, dropout_p=p, is_causal=True)
             return F.scaled_dot_product_attention(queries, keys, values, attn_mask=~future, dropout_p=p)
-        scores = queries @ keys.transpose(-2, -1) / math.sqrt(self.head_dim)
-        scores = scores.masked_fill(future, float("-inf"))
-        weights = self.dropout(torch.softmax(scores, dim=-1))
-        return weights @ values
+        return self.dropout(attention_weights(queries, keys, future)) @ values
 
     def forward(self, x):
         _check_batched_input(x, self.d_in)

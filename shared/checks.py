@@ -1,5 +1,6 @@
 """Argument checks for the course's library code (hand-written): integers, numbers, probabilities, choices,
-tensor shapes and dtypes, each refused with a message that names the argument, what it must be, and what it got.
+tensor shapes and dtypes, each refused with a message that names the argument, what it must be, and what it got;
+and the two checks the GPT model runs on everything it is given: its config, and the token ids of each call.
 
 The lessons' export cells call these in one line each, so that a cell shows the idea it teaches and not
 the bookkeeping around it. Every check returns nothing and raises `error` (ValueError unless a caller
@@ -10,9 +11,11 @@ good value looks like or where one comes from.
 import math
 import numbers
 
+import torch
+
 __all__ = [
     "require_int", "require_positive_int", "require_positive_number", "require_probability", "require_choice",
-    "require_shape", "require_same_shape", "require_dtype",
+    "require_shape", "require_same_shape", "require_dtype", "check_gpt_config", "check_token_ids",
 ]
 
 
@@ -105,3 +108,56 @@ def require_dtype(name, tensor, dtype, *, hint="", error=ValueError):
     if tensor.dtype != dtype:
         raise error(_say(name, f"a {dtype} tensor", hint, str(tensor.dtype)))
 
+
+
+def check_gpt_config(cfg, choices):
+    """Raise a ValueError that says what is wrong with a GPTConfig: a switch outside its `choices` ({field:
+    allowed values}), a size below 1, widths that do not divide into heads, or settings that do not fit together."""
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"{name}={getattr(cfg, name)!r} is not one of {allowed}")
+    for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "kv_heads", "per_head_dim"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.head_dim is None and cfg.emb_dim % cfg.n_heads != 0:
+        raise ValueError(f"emb_dim ({cfg.emb_dim}) must be divisible by n_heads ({cfg.n_heads}), or head_dim must be set")
+    if cfg.n_heads % cfg.kv_heads != 0:
+        raise ValueError(f"n_heads ({cfg.n_heads}) must be a multiple of n_kv_heads ({cfg.kv_heads}): "
+                         "each key/value head serves the same number of query heads")
+    if cfg.position == "rope" and cfg.per_head_dim % 2 != 0:
+        raise ValueError(f"rotary embeddings turn features in pairs: head_dim must be even, got {cfg.per_head_dim}")
+    if cfg.rope_scaling is not None:
+        expected = {"factor", "low_freq_factor", "high_freq_factor", "original_context_length"}
+        if cfg.position != "rope":
+            raise ValueError("rope_scaling only applies to position='rope'")
+        if not isinstance(cfg.rope_scaling, dict) or set(cfg.rope_scaling) != expected:
+            raise ValueError(f"rope_scaling must be a dict with exactly the keys {sorted(expected)}, got {cfg.rope_scaling!r}")
+    if cfg.ffn == "moe" and not 1 <= cfg.n_experts_per_token <= cfg.n_experts:
+        raise ValueError(f"n_experts_per_token ({cfg.n_experts_per_token}) must be between 1 and "
+                         f"n_experts ({cfg.n_experts})")
+    require_positive_int("pad_vocab_multiple", cfg.pad_vocab_multiple)
+
+
+def check_token_ids(idx, vocab_size, check_values=True, start=0, context_length=None):
+    """Raise a ValueError that says what is wrong unless idx is a (batch, tokens) tensor of ids in [0, vocab_size)
+    that fits, after `start` positions already cached, in `context_length` (when given).
+
+    check_values=False skips the range check: reading the ids' values makes the CPU wait for a GPU and
+    splits a compiled graph, so the model checks values only on the CPU (see GPTModel.check_input).
+    """
+    if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
+        shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
+        hint = " (use ids.unsqueeze(0) for a single sequence)" if isinstance(idx, torch.Tensor) and idx.dim() == 1 else ""
+        raise ValueError(f"expected token ids of shape (batch, tokens), got {shape}{hint}")
+    if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+        raise ValueError(f"token ids must be integers, got dtype {idx.dtype}")
+    if idx.shape[0] == 0 or idx.shape[1] == 0:
+        raise ValueError(f"empty input of shape {tuple(idx.shape)}: need at least one token per sequence")
+    if check_values:
+        low, high = idx.min().item(), idx.max().item()
+        if low < 0 or high >= vocab_size:
+            raise ValueError(f"token id {low if low < 0 else high} is outside the vocabulary [0, {vocab_size})")
+    if context_length is not None and start + idx.shape[1] > context_length:
+        where = f" ({start} cached + {idx.shape[1]} new)" if start else ""
+        raise ValueError(f"{start + idx.shape[1]} positions{where} exceed the context length {context_length}; "
+                         f"crop the input to its last {context_length} tokens")

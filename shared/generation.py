@@ -10,7 +10,8 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-from shared.model import check_token_ids, evaluating
+from shared.checks import check_token_ids
+from shared.model_tools import evaluating
 
 __all__ = [
     "check_prompt", "next_token_logits", "decode", "greedy", "generate_greedy", "left_pad", "check_pad_lengths",

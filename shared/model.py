@@ -5,7 +5,6 @@
 cache lives in shared/cache.py and the blocks of modern open models (RMSNorm, SwiGLU, RoPE, mixture of experts)
 in shared/blocks.py; GPTConfig's switches select them."""
 
-import contextlib
 import math
 from dataclasses import dataclass
 
@@ -13,12 +12,14 @@ import torch
 from torch import nn
 
 from shared.attention import MultiHeadAttention
-from shared.blocks import MoEFeedForward, RMSNorm, RotaryEmbedding, SwiGLUFeedForward  # the modern switches
+from shared.blocks import LayerNorm, MoEFeedForward, RMSNorm, RotaryEmbedding, SwiGLUFeedForward  # the switches
 from shared.cache import KVCache, left_padding_view  # from ch04_kv_cache_and_batching
+from shared.checks import check_gpt_config, check_token_ids
+from shared.model_tools import count_parameters, evaluating  # re-export: later chapters import them from here
 
 __all__ = [
-    "GPT2_SIZES", "ARCHITECTURE_CHOICES", "GPTConfig", "LayerNorm", "GELU", "FeedForward", "GPTAttention", "make_norm",
-    "make_feed_forward", "TransformerBlock", "check_token_ids", "GPTModel", "evaluating", "count_parameters",
+    "GPT2_SIZES", "ARCHITECTURE_CHOICES", "GPTConfig", "GELU", "FeedForward", "GPTAttention", "make_norm",
+    "make_feed_forward", "TransformerBlock", "count_parameters", "evaluating", "GPTModel",
 ]
 
 
@@ -72,34 +73,8 @@ class GPTConfig:
     # GPU-friendly width). The extra rows are never used: ids stay below vocab_size and logits are cut to it.
     pad_vocab_multiple: int = 1
 
-    def __post_init__(self):
-        for name, allowed in ARCHITECTURE_CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {allowed}")
-        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "kv_heads", "per_head_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.head_dim is None and self.emb_dim % self.n_heads != 0:
-            raise ValueError(f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads}), "
-                             "or head_dim must be set")
-        if self.n_heads % self.kv_heads != 0:
-            raise ValueError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.kv_heads}): "
-                             "each key/value head serves the same number of query heads")
-        if self.position == "rope" and self.per_head_dim % 2 != 0:
-            raise ValueError(f"rotary embeddings turn features in pairs: head_dim must be even, got {self.per_head_dim}")
-        if self.rope_scaling is not None:
-            expected = {"factor", "low_freq_factor", "high_freq_factor", "original_context_length"}
-            if self.position != "rope":
-                raise ValueError("rope_scaling only applies to position='rope'")
-            if not isinstance(self.rope_scaling, dict) or set(self.rope_scaling) != expected:
-                raise ValueError(f"rope_scaling must be a dict with exactly the keys {sorted(expected)}, "
-                                 f"got {self.rope_scaling!r}")
-        if self.ffn == "moe" and not 1 <= self.n_experts_per_token <= self.n_experts:
-            raise ValueError(f"n_experts_per_token ({self.n_experts_per_token}) must be between 1 and "
-                             f"n_experts ({self.n_experts})")
-        if isinstance(self.pad_vocab_multiple, bool) or not isinstance(self.pad_vocab_multiple, int) \
-                or self.pad_vocab_multiple < 1:
-            raise ValueError(f"pad_vocab_multiple must be an integer >= 1, got {self.pad_vocab_multiple!r}")
+    def __post_init__(self):  # a wrong value fails here, with a message that says which and why
+        check_gpt_config(self, ARCHITECTURE_CHOICES)
 
     @property
     def kv_heads(self):
@@ -122,22 +97,6 @@ class GPTConfig:
         if size not in GPT2_SIZES:
             raise ValueError(f"unknown GPT-2 size {size!r}; choose one of {list(GPT2_SIZES)}")
         return cls(**{**GPT2_SIZES[size], **overrides})
-
-
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [9] ----
-class LayerNorm(nn.Module):
-    """Normalise each vector over its last dimension to mean 0 and variance 1, then scale and shift."""
-
-    def __init__(self, emb_dim, eps=1e-5):
-        super().__init__()
-        self.eps = eps
-        self.scale = nn.Parameter(torch.ones(emb_dim))
-        self.shift = nn.Parameter(torch.zeros(emb_dim))
-
-    def forward(self, x):
-        mean = x.mean(dim=-1, keepdim=True)
-        var = x.var(dim=-1, keepdim=True, unbiased=False)
-        return self.scale * (x - mean) / torch.sqrt(var + self.eps) + self.shift
 
 
 # ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [12] ----
@@ -167,15 +126,9 @@ class FeedForward(nn.Module):
 
 # ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [22] ----
 class GPTAttention(MultiHeadAttention):
-    """Chapter 3's multi-head attention, plus the optional extras of the GPT model.
-
-    - `cache` (ch04_kv_cache_and_batching): a LayerCache holding the keys and values of earlier positions. The new
-      keys/values are appended to it and the queries (the new positions only) attend to all of them.
-    - rotary position embeddings (ch04_modern_architectures), used when cfg.position == "rope".
-    - the switches of open models since 2023 (ch04_modern_architectures): fewer key/value heads than query heads (grouped-query attention), a head
-      width of its own (head_dim), RMSNorm on queries and keys (qk_norm), no bias on the output projection.
-    - left padding (ch04_kv_cache_and_batching): `positions` (batch, tokens) gives each row's own positions for RoPE, and
-      `hidden` (batch, 1, tokens, keys) the keys each query must not see; GPTModel computes both.
+    """Chapter 3's multi-head attention, plus what the GPT model adds: a KV `cache` (a LayerCache that the new keys
+    and values are appended to), left padding (`positions` for RoPE, `hidden` for the keys each query must not see),
+    and the switches of open models since 2023 (RoPE, grouped-query attention, head_dim, qk_norm, no output bias).
     """
 
     def __init__(self, cfg):
@@ -261,36 +214,13 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [25] ----
-def check_token_ids(idx, vocab_size, check_values=True):
-    """Raise a ValueError that says what is wrong unless idx is a (batch, tokens) tensor of ids in [0, vocab_size).
-
-    check_values=False skips the range check: reading the ids' values makes the CPU wait for a GPU and
-    splits a compiled graph, so the model checks values only on the CPU (see GPTModel.check_input).
-    """
-    if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
-        shape = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
-        hint = " (use ids.unsqueeze(0) for a single sequence)" if isinstance(idx, torch.Tensor) and idx.dim() == 1 else ""
-        raise ValueError(f"expected token ids of shape (batch, tokens), got {shape}{hint}")
-    if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
-        raise ValueError(f"token ids must be integers, got dtype {idx.dtype}")
-    if idx.shape[0] == 0 or idx.shape[1] == 0:
-        raise ValueError(f"empty input of shape {tuple(idx.shape)}: need at least one token per sequence")
-    if check_values:
-        low, high = idx.min().item(), idx.max().item()
-        if low < 0 or high >= vocab_size:
-            raise ValueError(f"token id {low if low < 0 else high} is outside the vocabulary [0, {vocab_size})")
-
-
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [26] ----
 class GPTModel(nn.Module):
     """GPT-2-style decoder: (batch, tokens) token ids -> (batch, tokens, vocab_size) logits.
 
-    `forward` is three steps that other code reuses by name: `embed` (ids to vectors), the blocks in
-    `trf_blocks`, and `head` (vectors to logits). These attribute names are an interface: the GPT-2
-    loader (chapter 5) fills `tok_emb`, `pos_emb`, `trf_blocks`, `final_norm` and `out_head`; the
-    classifier (chapter 6) replaces `out_head` and runs the first blocks once, ahead of training; LoRA
-    wraps the linear layers inside `trf_blocks`; the static decoder (chapter 5) runs `embed`, the blocks
-    and `head` one position at a time.
+    `forward` is three steps that other code reuses by name: `embed`, the blocks in `trf_blocks`, and `head`.
+    The attribute names (`tok_emb`, `pos_emb`, `trf_blocks`, `final_norm`, `out_head`) are an interface too:
+    weight loaders fill them, the classifier replaces `out_head`, LoRA wraps the layers inside `trf_blocks`.
     """
 
     def __init__(self, cfg):
@@ -345,42 +275,8 @@ class GPTModel(nn.Module):
         return KVCache(len(self.trf_blocks))
 
     def check_input(self, idx, start=0):
-        """Raise a ValueError that says what is wrong unless idx is a valid (batch, tokens) id tensor.
-
-        The ids' range is checked only on the CPU and outside torch.compile, where it costs no device sync.
-        """
-        on_cpu = idx.device.type == "cpu" if isinstance(idx, torch.Tensor) else True
-        check_token_ids(idx, self.cfg.vocab_size, check_values=on_cpu and not torch.compiler.is_compiling())
-        if start + idx.shape[1] > self.cfg.context_length:
-            where = f" ({start} cached + {idx.shape[1]} new)" if start else ""
-            raise ValueError(f"{start + idx.shape[1]} positions{where} exceed the context length "
-                             f"{self.cfg.context_length}; crop the input to its last {self.cfg.context_length} tokens")
-
-
-@contextlib.contextmanager
-def evaluating(model):
-    """Inside the block the model is in eval mode (no dropout); afterwards it is back in the mode it was in.
-
-    Everything that measures or uses a model in the middle of training (generation, evaluation) runs in
-    this block, so it neither sees dropout nor leaves the model in the wrong mode, even after an error.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
-def count_parameters(model, share_output_head=False, trainable_only=False):
-    """Number of parameters of `model`.
-
-    With trainable_only, only those gradient descent will change (requires_grad): the finetuning chapters
-    freeze most of a model. With share_output_head, the output head counts as reusing the token embedding.
-    """
-    counted = [p for p in model.parameters() if p.requires_grad or not trainable_only]
-    total = sum(p.numel() for p in counted)
-    head = model.out_head.weight
-    if share_output_head and head is not model.tok_emb.weight and any(p is head for p in counted):
-        total -= head.numel()
-    return total
+        """Raise a ValueError that says what is wrong unless idx holds valid (batch, tokens) ids that fit after
+        `start` cached positions. The ids' range is checked only on the CPU outside torch.compile (no device sync)."""
+        on_cpu = not isinstance(idx, torch.Tensor) or idx.device.type == "cpu"
+        check_token_ids(idx, self.cfg.vocab_size, on_cpu and not torch.compiler.is_compiling(),
+                        start, self.cfg.context_length)

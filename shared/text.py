@@ -120,7 +120,7 @@ def create_dataloader(text, batch_size=4, max_length=256, stride=128, shuffle=Tr
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers)
 
 
-# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [31] ----
+# ---- ch04_gpt_model/ch04_gpt_model.ipynb, code cell [32] ----
 def text_to_token_ids(text, tokenizer):
     """Encode text into a (1, n) LongTensor (a batch of one). `<|endoftext|>` is allowed in the text."""
     encode = tokenizer.encode

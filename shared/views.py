@@ -12,8 +12,9 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
 
+from shared.attention import attention_weights
 from shared.checks import require_shape
-from shared.model import evaluating
+from shared.model_tools import evaluating
 
 __all__ = [
     "plot_attention", "query_figure", "figure_png", "show_attention_explorer", "attention_maps", "head_habits",
@@ -115,8 +116,7 @@ def attention_maps(model, idx):
 
     The forward pass does not keep the weights, so a forward pre-hook catches each block's attention input,
     and the weights are recomputed from that block's own projections (GPTAttention.project: queries and keys,
-    normalised and rotated as the model's config asks): the scores, causal mask and softmax of
-    MultiHeadAttention.attend's explicit path.
+    normalised and rotated as the model's config asks) by attention_weights, as the model's attention computes them.
     """
     require_shape("idx", idx, (1, "tokens"), hint="the ids of one sequence")
     inputs = []
@@ -130,9 +130,8 @@ def attention_maps(model, idx):
                 att = block.att
                 queries, keys, _ = att.project(x)
                 keys = att.share_kv_heads(keys)  # grouped-query attention: each key head serves a group
-                scores = queries @ keys.transpose(-2, -1) / math.sqrt(att.head_dim)
                 n = idx.shape[1]
-                maps.append(torch.softmax(scores.masked_fill(att.mask[:n, :n], float("-inf")), dim=-1)[0])
+                maps.append(attention_weights(queries, keys, att.mask[:n, :n])[0])
     finally:
         for hook in hooks:
             hook.remove()

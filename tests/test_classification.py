@@ -13,7 +13,8 @@ from shared.classification import (
     last_token_logits, plot_classifier_history, prepare_classifier, read_rows_csv, read_sms_collection, split_rows,
     write_rows_csv,
 )
-from shared.model import GPTConfig, GPTModel, count_parameters
+from shared.model import GPTConfig, GPTModel
+from shared.model_tools import count_parameters
 from shared.training import evaluate_model, loader_loss, train_model
 
 matplotlib.use("Agg")

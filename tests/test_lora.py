@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from shared.classification import prepare_classifier
 from shared.lora import LoRALinear, apply_lora, merge_lora
-from shared.model import count_parameters
+from shared.model_tools import count_parameters
 
 VOCAB = 100
 IDS = torch.randint(0, VOCAB, (3, 10), generator=torch.Generator().manual_seed(1))

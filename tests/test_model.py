@@ -4,17 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from shared.blocks import MoEFeedForward, RMSNorm, RotaryEmbedding, SwiGLUFeedForward, llama3_frequencies
-from shared.model import (
-    FeedForward,
-    GELU,
-    GPT2_SIZES,
-    GPTConfig,
-    GPTModel,
-    LayerNorm,
-    TransformerBlock,
-    count_parameters,
-)
+from shared.blocks import LayerNorm, MoEFeedForward, RMSNorm, RotaryEmbedding, SwiGLUFeedForward, llama3_frequencies
+from shared.model import FeedForward, GELU, GPT2_SIZES, GPTConfig, GPTModel, TransformerBlock
+from shared.model_tools import count_parameters
 
 from .architecture_switches import SWITCHES
 
@@ -194,7 +186,7 @@ def test_each_switch_builds_and_runs(tiny_model, name):
     assert logits.shape == (3, TINY["context_length"], TINY["vocab_size"]) and torch.isfinite(logits).all()
     assert (model.pos_emb is None) == (SWITCHES[name].get("position") == "rope")
     norm = RMSNorm if SWITCHES[name].get("norm") == "rmsnorm" else LayerNorm
-    assert isinstance(model.trf_blocks[0].norm1, norm)
+    assert type(model.trf_blocks[0].norm1) is norm  # not isinstance: RMSNorm is a LayerNorm subclass
     kinds = {"gelu": FeedForward, "swiglu": SwiGLUFeedForward, "moe": MoEFeedForward}
     assert type(model.trf_blocks[0].ff) is kinds[SWITCHES[name].get("ffn", "gelu")]
 
@@ -311,7 +303,7 @@ def test_the_input_check_reads_no_values_off_the_cpu(tiny_model):
 
 
 def test_evaluating_switches_to_eval_and_restores_the_mode_even_after_an_error(tiny_model):
-    from shared.model import evaluating
+    from shared.model_tools import evaluating
 
     model = tiny_model().train()
     with evaluating(model) as same:
