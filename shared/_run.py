@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -61,6 +60,7 @@ def run(path: Path, timeout: int) -> float:
         # progress bar, the explorer's last picture); normalize() then drops the state itself.
         store_widget_state=True,
         allow_errors=True,  # run to the end, then report the first error below with its cell
+        coalesce_streams=True,  # one stdout block per cell, however the kernel happened to flush it
     )
     start = time.perf_counter()
     client.execute()
@@ -75,7 +75,8 @@ def run(path: Path, timeout: int) -> float:
     return elapsed
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
+    """Run each notebook named on the command line; the first that fails raises, and so exits non-zero."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--fast", action="store_true", help="allow COURSE_FAST=1 (outputs not fit to commit)")
@@ -87,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.notebooks:
         elapsed = run(path, args.timeout)
         print(f"{path}: ran top to bottom in {elapsed:.0f} s")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -201,23 +201,14 @@ def benchmark_training(args, device, cfg, tokens, log=print):
                                                                      args.compile_mode):
         row = {"name": name, "device": describe_device(device), "batch_size": batch_size or args.batch_size,
                "options": describe_switches(switches, options)}
-        if skip:
-            row["status"] = f"skipped: {skip}"
-        else:
-            try:
-                row.update(run_training(cfg, switches, options, row["batch_size"], tokens, init_state, device, args.warmup, args.steps))
-                row["status"] = "ok"
-                row["mfu_vs_peak"] = row["tokens_per_second"] * fpt / peak if peak else None
-                row["mfu_vs_matmul"] = row["tokens_per_second"] * fpt / matmul_rate
-            except torch.cuda.OutOfMemoryError:
-                row["status"] = "out of memory"
-            except Exception as error:  # one broken rung must not hide the others
-                row["status"] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
-                traceback.print_exc()
-            finally:
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-        result["rows"].append(row)
+
+        def measure(switches=switches, options=options, batch_size=row["batch_size"]):
+            measured = run_training(cfg, switches, options, batch_size, tokens, init_state, device, args.warmup, args.steps)
+            flops_per_second = measured["tokens_per_second"] * fpt
+            return {**measured, "mfu_vs_peak": flops_per_second / peak if peak else None,
+                    "mfu_vs_matmul": flops_per_second / matmul_rate}
+
+        result["rows"].append(fill_row(row, skip, device, measure))
         log(format_training_row(row, result))
     plain = result["rows"][0]
     if plain["status"] == "ok":
@@ -227,6 +218,27 @@ def benchmark_training(args, device, cfg, tokens, log=print):
                 if row["batch_size"] == args.batch_size:  # same batches: the loss curves must agree
                     row["max_loss_difference"] = max(abs(a - b) for a, b in zip(row["losses"], plain["losses"]))
     return result
+
+
+def fill_row(row, skip, device, measure):
+    """Complete one rung's row of a ladder and return it: `status` is "skipped: <why>" when `skip` says why,
+    "ok" with the results of measure() (a dict) merged in, "out of memory", or "failed: <error>"; one broken
+    rung must not hide the others."""
+    if skip:
+        row["status"] = f"skipped: {skip}"
+        return row
+    try:
+        row.update(measure())
+        row["status"] = "ok"
+    except torch.cuda.OutOfMemoryError:
+        row["status"] = "out of memory"
+    except Exception as error:
+        row["status"] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        traceback.print_exc()
+    finally:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return row
 
 
 def format_training_row(row, result=None):
@@ -286,32 +298,31 @@ def benchmark_generation(args, device, cfg, tokens, log=print):
             rungs = [(*r[:4], r[4] or "--no-compile") if r[2] == "compile" else r for r in rungs]
         for name, batch, run, which_model, skip in rungs:
             row = {"name": name, "prompt_length": prompt_length, "batch_size": batch, "device": describe_device(device)}
-            if skip:
-                row["status"] = f"skipped: {skip}"
-            else:
-                try:
-                    idx = prompts if batch > 1 else one
-                    if run == "compile":
-                        torch._dynamo.reset()
-                        decoder = StaticDecoder(which_model, batch, compile=True)
-                        start = time.perf_counter()
-                        decoder.generate(idx, 3)  # compiles (and records the CUDA graph) once
-                        synchronize(device)
-                        row["compile_seconds"] = time.perf_counter() - start
-                        run = lambda idx, decoder=decoder: decoder.generate(idx, n)  # noqa: E731
-                    out, seconds = time_generation(run, idx, device)
-                    row.update(status="ok", seconds=seconds, tokens_per_second=batch * n / seconds)
-                    new = out[0, prompt_length:].cpu()
-                    if reference is None:
-                        reference = new  # the first row that ran: the uncached loop, or else the chapter 4 cache
-                        row["reference"] = True
-                    same = (new == reference).long()
-                    row["identical_to_reference"] = bool(same.all())
-                    row["first_difference"] = None if same.all() else int((same == 0).nonzero()[0, 0])
-                except Exception as error:
-                    row["status"] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
-                    traceback.print_exc()
-            result["rows"].append(row)
+
+            def measure(batch=batch, run=run, which_model=which_model):
+                nonlocal reference
+                measured = {}
+                idx = prompts if batch > 1 else one
+                if run == "compile":
+                    torch._dynamo.reset()
+                    decoder = StaticDecoder(which_model, batch, compile=True)
+                    start = time.perf_counter()
+                    decoder.generate(idx, 3)  # compiles (and records the CUDA graph) once
+                    synchronize(device)
+                    measured["compile_seconds"] = time.perf_counter() - start
+                    run = lambda idx, decoder=decoder: decoder.generate(idx, n)  # noqa: E731
+                out, seconds = time_generation(run, idx, device)
+                measured.update(seconds=seconds, tokens_per_second=batch * n / seconds)
+                new = out[0, prompt_length:].cpu()
+                if reference is None:
+                    reference = new  # the first row that ran: the uncached loop, or else the chapter 4 cache
+                    measured["reference"] = True
+                same = (new == reference).long()
+                measured["identical_to_reference"] = bool(same.all())
+                measured["first_difference"] = None if same.all() else int((same == 0).nonzero()[0, 0])
+                return measured
+
+            result["rows"].append(fill_row(row, skip, device, measure))
             log(format_generation_row(row))
     for row in result["rows"]:
         base = [r for r in result["rows"] if r["prompt_length"] == row["prompt_length"] and r["status"] == "ok"

@@ -12,8 +12,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from shared.generation import check_prompt
-from shared.model import evaluating
+from shared.generation import decode, greedy, window_logits
 from shared.train_step import autocast_dtype, make_grad_scaler, train_step
 from shared.training import batch_loss
 
@@ -200,32 +199,41 @@ def check_decodable(model):
         raise ValueError(f"decode_step supports learned absolute positions (GPT-2's), got position={model.cfg.position!r}")
 
 
-def decode_step(model, ids, position, cache, n_keys=None):
+def decode_step(model, ids, position, cache, n_keys=None, pad_lengths=None):
     """Logits (batch, vocab) for one new token per row, `ids` (batch, 1), at `position` (0-dim LongTensor).
 
     model.forward's three steps (embed, the blocks, head), one position at a time: each block writes its new
     key and value into the static cache in place, and the query attends to the first `n_keys` cached
     positions (all of them if None) with the positions after its own hidden. With n_keys=None no shape
     depends on the position, so torch.compile compiles it once and can replay it as a CUDA graph.
-    The caller advances the cache's length.
+    With `pad_lengths` (batch,), row r's first pad_lengths[r] slots are left padding (chapter 4): hidden too,
+    and the row's positions count from its first real token. The caller advances the cache's length.
     """
     n_keys = cache.max_len if n_keys is None else n_keys
     where = position.view(1)
-    future = (cache.key_positions[:n_keys] > position).view(1, n_keys)  # True: a slot after this position
-    x = model.embed(ids, where)  # (batch, 1, emb_dim); dropout is off when decoding
+    slots = cache.key_positions[:n_keys]
+    hidden = (slots > position).view(1, n_keys)  # True: a slot after this position
+    positions = None
+    if pad_lengths is not None:
+        hidden = (hidden | (slots < pad_lengths.view(-1, 1))).view(-1, 1, 1, n_keys)  # and each row's padding
+        positions = (position - pad_lengths).view(-1, 1)
+    x = model.embed(ids, where, positions)  # (batch, 1, emb_dim); dropout is off when decoding
     for block, keys, values in zip(model.trf_blocks, cache.keys, cache.values):
-        # The block's `hidden` argument hides the slots after this position from attention.
-        x = block(x, StepSlot(keys[:, :, :n_keys], values[:, :, :n_keys], where), hidden=future)
+        # The block's `hidden` argument hides those slots from attention.
+        x = block(x, StepSlot(keys[:, :, :n_keys], values[:, :, :n_keys], where), hidden=hidden)
     return model.head(x)[:, -1]
 
 
 # ---- ch05_pretraining/ch05_performance.ipynb, code cell [22] ----
 class StaticDecoder:
-    """Greedy decoding with a StaticKVCache for `batch_size` rows, eager or compiled.
+    """Each decoding step's logits from a StaticKVCache for `batch_size` rows, eager or compiled: the `steps` of
+    chapter 4's `decode`, which still picks the tokens (greedy or sampled), stops rows at an end token and
+    handles left padding.
 
     compile=True compiles decode_step once for this cache; on CUDA the default mode "reduce-overhead"
     records it as a CUDA graph, replayed each step with one launch instead of hundreds.
-    The output equals generate_greedy's (same tokens in float32; a bfloat16 model may drift after a near-tie).
+    `generate` decodes greedily; its output equals generate_greedy's (same tokens in float32; a bfloat16 model
+    may drift after a near-tie).
     """
 
     def __init__(self, model, batch_size, compile=False, mode=None):
@@ -241,30 +249,22 @@ class StaticDecoder:
             mode = mode or ("reduce-overhead" if weight.device.type == "cuda" else None)
             self.step = torch.compile(decode_step, mode=mode, fullgraph=True)
 
-    @torch.no_grad()
-    def generate(self, idx, max_new_tokens):
-        """idx (batch_size, tokens) with max_new_tokens greedy tokens appended (the rule of generate_greedy)."""
-        model, cache = self.model, self.cache
-        check_prompt(model, idx, max_new_tokens)
+    def __call__(self, idx, pad_lengths=None, restart=False):
+        """Logits (batch_size, vocab_size) for the token after idx, the sequence so far: the `steps` that chapter
+        4's decode calls once per token (restart=True on the first, for a new sequence)."""
         if idx.shape[0] != self.batch_size:
             raise ValueError(f"this decoder was built for batch size {self.batch_size}, got {idx.shape[0]} rows")
-        context = model.cfg.context_length
-        out = torch.empty(idx.shape[0], idx.shape[1] + max_new_tokens, dtype=torch.long, device=cache.keys.device)
-        out[:, : idx.shape[1]] = idx
-        length = idx.shape[1]  # tokens in `out` so far
-        next_id = None  # the last token chosen: set by the first step, fed to every later one
-        with evaluating(model):
-            for i in range(max_new_tokens):
-                if i > 0 and length <= context:  # one new position: the fixed-shape step
-                    self.position.fill_(length - 1)  # on the device, without making the CPU wait
-                    if self.compiled:
-                        torch.compiler.cudagraph_mark_step_begin()  # the last step's outputs are no longer needed
-                    logits = self.step(model, next_id, self.position, cache, None if self.compiled else length)
-                    cache.reset(length)
-                else:  # first token, or the sequence outgrew the context: refill from the visible window
-                    cache.reset()
-                    logits = model(out[:, max(0, length - context) : length], cache=cache)[:, -1]
-                next_id = logits.argmax(dim=-1, keepdim=True)  # (batch, 1), a fresh tensor every step
-                out[:, length : length + 1] = next_id
-                length += 1
-        return out
+        model, cache, length = self.model, self.cache, idx.shape[1]
+        if not restart and len(cache) + 1 == length <= model.cfg.context_length:  # one new position
+            self.position.fill_(length - 1)  # on the device, without making the CPU wait
+            if self.compiled:
+                torch.compiler.cudagraph_mark_step_begin()  # the last step's outputs are no longer needed
+            logits = self.step(model, idx[:, -1:], self.position, cache, None if self.compiled else length, pad_lengths)
+            cache.reset(length)
+            return logits
+        cache.reset()  # first token, or the sequence outgrew the context: refill from the visible window
+        return window_logits(model, idx, cache, pad_lengths)
+
+    def generate(self, idx, max_new_tokens, eos_id=None, pad_lengths=None):
+        """idx with up to max_new_tokens greedy tokens appended: chapter 4's generate_greedy, on this cache."""
+        return decode(self.model, idx, max_new_tokens, greedy, eos_id=eos_id, pad_lengths=pad_lengths, steps=self)

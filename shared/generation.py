@@ -14,8 +14,9 @@ from shared.checks import check_token_ids
 from shared.model_tools import evaluating
 
 __all__ = [
-    "check_prompt", "next_token_logits", "decode", "greedy", "generate_greedy", "left_pad", "check_pad_lengths",
-    "top_k_filter", "top_p_filter", "next_token_probabilities", "sample_next_token", "generate",
+    "check_prompt", "next_token_logits", "window_logits", "CachedSteps", "decode", "greedy", "generate_greedy",
+    "left_pad", "check_pad_lengths", "top_k_filter", "top_p_filter", "next_token_probabilities", "sample_next_token",
+    "generate",
 ]
 
 
@@ -39,20 +40,37 @@ def next_token_logits(model, idx, cache=None, use_cache=True, pad_lengths=None):
     or the sequence no longer fits in the context) a fresh cache is built from the visible window.
     `pad_lengths` (a tensor, batch,) counts the left padding of each row of idx (see left_pad).
     """
-    context_length = model.cfg.context_length
-    if use_cache and cache is not None and len(cache) + 1 == idx.shape[1] <= context_length:
-        logits = model(idx[:, -1:], cache=cache, pad_lengths=pad_lengths)  # one new position
-    else:
-        cache = model.new_cache() if use_cache else None
-        window = idx[:, -context_length:]
-        if pad_lengths is not None:  # a window that drops the oldest tokens drops padding first
-            pad_lengths = (pad_lengths - (idx.shape[1] - window.shape[1])).clamp(min=0)
-        logits = model(window, cache=cache, pad_lengths=pad_lengths)  # the whole visible window
-    return logits[:, -1, :], cache
+    if use_cache and cache is not None and len(cache) + 1 == idx.shape[1] <= model.cfg.context_length:
+        return model(idx[:, -1:], cache=cache, pad_lengths=pad_lengths)[:, -1, :], cache  # one new position
+    cache = model.new_cache() if use_cache else None
+    return window_logits(model, idx, cache, pad_lengths), cache
+
+
+def window_logits(model, idx, cache=None, pad_lengths=None):
+    """Logits (batch, vocab_size) for the token after idx from one forward pass over its last context_length
+    tokens (the visible window), filling `cache` (an empty one) on the way when one is given."""
+    window = idx[:, -model.cfg.context_length :]
+    if pad_lengths is not None:  # a window that drops the oldest tokens drops padding first
+        pad_lengths = (pad_lengths - (idx.shape[1] - window.shape[1])).clamp(min=0)
+    return model(window, cache=cache, pad_lengths=pad_lengths)[:, -1, :]
+
+
+class CachedSteps:
+    """Each step's next-token logits the chapter 4 way: a KVCache that grows by one position per step (or, with
+    use_cache=False, a full forward pass every step). `decode` calls it with the sequence so far."""
+
+    def __init__(self, model, use_cache=True):
+        self.model, self.use_cache, self.cache = model, use_cache, None
+
+    def __call__(self, idx, pad_lengths=None, restart=False):
+        """Logits (batch, vocab_size) for the token after idx; restart=True forgets the cache (a new sequence)."""
+        cache = None if restart else self.cache
+        logits, self.cache = next_token_logits(self.model, idx, cache, self.use_cache, pad_lengths)
+        return logits
 
 
 @torch.no_grad()
-def decode(model, idx, max_new_tokens, pick_next, use_cache=True, eos_id=None, pad_lengths=None):
+def decode(model, idx, max_new_tokens, pick_next, use_cache=True, eos_id=None, pad_lengths=None, steps=None):
     """The generation loop: append up to max_new_tokens tokens to idx (batch, tokens), each chosen by
     `pick_next(logits)`, which maps the next-token logits (batch, vocab_size) to token ids (batch, 1).
 
@@ -62,6 +80,8 @@ def decode(model, idx, max_new_tokens, pick_next, use_cache=True, eos_id=None, p
     once every row has finished. The model is handed back in the train/eval mode it was in.
     With `pad_lengths`, row r of idx starts with pad_lengths[r] padding tokens (prompts of different lengths,
     batched by left_pad): each row is generated as if it were alone.
+    `steps` computes each step's logits: CachedSteps(model, use_cache) unless another is given (chapter 5's
+    performance companion passes its pre-allocated StaticDecoder).
     """
     check_prompt(model, idx, max_new_tokens)
     vocab_size = model.cfg.vocab_size
@@ -72,10 +92,10 @@ def decode(model, idx, max_new_tokens, pick_next, use_cache=True, eos_id=None, p
     if pad_lengths is not None:
         pad_lengths = check_pad_lengths(pad_lengths, idx)
     finished = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+    steps = CachedSteps(model, use_cache) if steps is None else steps
     with evaluating(model):  # no dropout while generating
-        cache = None
-        for _ in range(max_new_tokens):
-            logits, cache = next_token_logits(model, idx, cache, use_cache, pad_lengths)
+        for step in range(max_new_tokens):
+            logits = steps(idx, pad_lengths, restart=step == 0)
             next_id = pick_next(logits)  # (batch, 1)
             if eos_id is not None:
                 next_id = next_id.masked_fill(finished.unsqueeze(1), eos_id)  # finished rows stay finished

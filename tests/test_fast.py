@@ -11,7 +11,7 @@ import torch
 
 from shared.fast import (FastOptions, FastTrainer, StaticDecoder, StaticKVCache, copy_weights, decode_step,
                          fast_config, tf32_matmuls)
-from shared.generation import generate, generate_greedy
+from shared.generation import decode, generate, generate_greedy, greedy, left_pad, sample_next_token
 from shared.model import GPTConfig, GPTModel
 from shared.train_step import autocast_dtype, train_step, warmup_cosine_scheduler
 from shared.training import batch_loss
@@ -236,6 +236,27 @@ def test_static_decoder_with_a_padded_vocabulary_and_zero_tokens(padded_twin):
     idx = torch.randint(0, VOCAB, (2, 3), generator=torch.Generator().manual_seed(4))
     assert torch.equal(StaticDecoder(padded, 2).generate(idx, 20), generate_greedy(plain, idx, 20))
     assert torch.equal(StaticDecoder(padded, 2).generate(idx, 0), idx)
+
+
+@pytest.mark.parametrize("seed", [None, 11], ids=["greedy", "sampled"])
+@pytest.mark.parametrize("stop_at_end_token", [False, True])
+def test_static_decoder_under_decode_gives_the_chapter_4_tokens(plain_model, seed, stop_at_end_token):
+    # decode takes the static decoder as its `steps`: sampling, end tokens and left padding must give the tokens
+    # the chapter 4 cache gives, across the context boundary too (2 * CONTEXT new tokens).
+    model = plain_model()
+    idx, pad_lengths = left_pad([[5, 9, 2], [7], [3, 3, 8, 1, 4]])
+    eos_id = int(generate_greedy(model, idx, 4, pad_lengths=pad_lengths)[0, -1]) if stop_at_end_token else None
+
+    def run(steps):
+        generator = torch.Generator().manual_seed(seed or 0)  # the same draws for both runs
+        pick = greedy if seed is None else lambda logits: sample_next_token(logits, 1.0, top_k=5, generator=generator)
+        return decode(model, idx, 2 * CONTEXT, pick, eos_id=eos_id, pad_lengths=pad_lengths, steps=steps)
+
+    expected, got = run(None), run(StaticDecoder(model, 3))
+    assert torch.equal(got, expected)
+    if stop_at_end_token and seed is None:
+        # Row 0's 4th new token is the end token: the row stays finished, and the loop stops once all rows are.
+        assert bool((got[0, idx.shape[1] + 3 :] == eos_id).all()) and got.shape[1] < idx.shape[1] + 2 * CONTEXT
 
 
 def test_static_decoder_refuses_what_it_cannot_do(plain_model):
