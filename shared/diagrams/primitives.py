@@ -1,0 +1,330 @@
+"""One visual style for every diagram of the course, and the only shapes and layouts they are drawn from.
+
+The shapes carry meaning, the same in every chapter:
+
+- **tensor** (blue, rounded corners): numbers that flow through the model, with their shape;
+- **operation** (orange, square corners): something that computes (a layer, softmax, a loss, a "+" node);
+- **parameter** (green, rounded): learned weights;
+- **data** (grey): text, tokens and ids, before they become tensors;
+- **highlight** (yellow): the one thing a picture wants you to look at;
+- **masked** (dark grey): what is hidden or left out; **plain** (white): an ordinary cell.
+
+A canvas is measured in inches, so a drawing says where its boxes go in plain coordinates, with (0, 0) at the
+bottom left. A notebook shows 1 inch as 100 CSS pixels (DISPLAY_DPI); the PNG holds twice as many pixels (DPI),
+so the figures stay sharp on high-density screens. Chapter modules compose these primitives; they define none.
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+from matplotlib import patches
+from matplotlib.figure import Figure
+from PIL import Image, PngImagePlugin
+
+from . import DPI  # defined by the package, so that showing a stored PNG needs no matplotlib
+
+COLOURS = 24  # the palette: flat fills and anti-aliased text need few colours, and fewer keep 2x PNGs small
+FONT = "DejaVu Sans"  # ships with matplotlib, so every machine draws the same glyphs
+MONO = "DejaVu Sans Mono"
+MONO_ADVANCE = 0.602  # width of one monospaced character, in em
+
+INK = "#222222"
+MUTED = "#6b6b6b"
+ACCENT = "#b8336a"  # for the one label a picture is about (e.g. "masked", "loss")
+KINDS = {
+    #            fill       edge       rounded
+    "tensor": ("#dbe9f6", "#2f6ea5", True),
+    "operation": ("#fde3c2", "#c7701a", False),
+    "parameter": ("#d9efd9", "#3a8d4f", True),
+    "data": ("#eeeeee", "#7a7a7a", False),
+    "highlight": ("#fbe8a6", "#b8860b", False),
+    "masked": ("#cfcfcf", "#9a9a9a", False),
+    "plain": ("#ffffff", "#7a7a7a", False),
+    # a second shade of tensor and parameter, for the part that belongs to a second head or group
+    "tensor2": ("#b9d3ec", "#2f6ea5", True),
+    "parameter2": ("#b3dcb6", "#3a8d4f", True),
+}
+
+
+def canvas(width: float, height: float):
+    """A blank drawing area `width` x `height` inches, no axes, coordinates in inches."""
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    ax.set_axis_off()
+    return fig, ax
+
+
+# ---- words ----
+
+def text(ax, x, y, words, fontsize=10, color=INK, ha="center", va="center", weight="normal", style="normal",
+         family=FONT, rotation=0):
+    """Free text; the helpers below name the four roles text plays in a diagram."""
+    ax.text(x, y, words, fontsize=fontsize, color=color, ha=ha, va=va, weight=weight, style=style, family=family,
+            rotation=rotation)
+
+
+def title(ax, x, y, words, ha="left", **kwargs):
+    """A heading: bold."""
+    text(ax, x, y, words, ha=ha, weight="bold", **kwargs)
+
+
+def note(ax, x, y, words, ha="left", **kwargs):
+    """An aside: muted."""
+    text(ax, x, y, words, ha=ha, color=MUTED, **kwargs)
+
+
+def accent(ax, x, y, words, ha="left", **kwargs):
+    """The point of the picture."""
+    text(ax, x, y, words, ha=ha, color=ACCENT, **kwargs)
+
+
+def mono(ax, x, y, words, ha="left", color=MUTED, **kwargs):
+    """Code, a shape or a formula: monospaced, muted unless told."""
+    text(ax, x, y, words, ha=ha, color=color, family=MONO, **kwargs)
+
+
+def mono_width(chars: int, fontsize: float = 10) -> float:
+    """Width in inches of `chars` characters of the monospaced font."""
+    return chars * MONO_ADVANCE * fontsize / 72
+
+
+def fitted_widths(columns, pad=0.2, minimum=0.0, fontsize=10):
+    """One cell width per column of labels, wide enough for its longest label in the monospaced font."""
+    return [max(mono_width(max(len(str(s)) for s in column), fontsize) + pad, minimum) for column in columns]
+
+
+# ---- shapes ----
+
+def box(ax, x, y, w, h, label="", kind="tensor", fontsize=10, shape=None, color=None, weight="normal", family=FONT,
+        rounded=None, linewidth=1.3):
+    """A box of `kind` with its lower-left corner at (x, y), a centred label and, below it, a shape note.
+
+    Returns the box's centre, so arrows can start and end there.
+    """
+    fill, edge, kind_rounded = KINDS[kind]
+    rounded = kind_rounded if rounded is None else rounded
+    style = "round,pad=0,rounding_size=0.08" if rounded else "square,pad=0"
+    ax.add_patch(patches.FancyBboxPatch((x, y), w, h, boxstyle=style, facecolor=color or fill, edgecolor=edge,
+                                        linewidth=linewidth))
+    centre = (x + w / 2, y + h / 2)
+    if label != "":
+        text(ax, *centre, label, fontsize=fontsize, weight=weight, family=family)
+    if shape:
+        mono(ax, x + w / 2, y - 0.06, shape, ha="center", va="top")
+    return centre
+
+
+def tensor(ax, x, y, w, h, label="", **kwargs):
+    return box(ax, x, y, w, h, label, kind="tensor", **kwargs)
+
+
+def operation(ax, x, y, w, h, label="", **kwargs):
+    return box(ax, x, y, w, h, label, kind="operation", **kwargs)
+
+
+def parameter(ax, x, y, w, h, label="", **kwargs):
+    return box(ax, x, y, w, h, label, kind="parameter", **kwargs)
+
+
+def data(ax, x, y, w, h, label="", **kwargs):
+    return box(ax, x, y, w, h, label, kind="data", **kwargs)
+
+
+def node(ax, x, y, symbol="+", r=0.17):
+    """A round operation node centred at (x, y): "+" where a shortcut is added back, "×" for a product."""
+    fill, edge, _ = KINDS["operation"]
+    ax.add_patch(patches.Circle((x, y), r, facecolor=fill, edgecolor=edge, linewidth=1.3, zorder=3))
+    ax.text(x, y, symbol, ha="center", va="center", fontsize=13, color=INK, family=FONT, zorder=4)
+    return (x, y)
+
+
+def bar(ax, x, y, length, height, kind="tensor", vertical=False):
+    """A flat bar from (x, y), `length` long to the right (or up, when vertical): a value in a bar chart."""
+    fill, edge, _ = KINDS[kind]
+    w, h = (height, length) if vertical else (length, height)
+    ax.add_patch(patches.Rectangle((x, y), max(w, 0.015), max(h, 0.015), facecolor=fill, edgecolor=edge,
+                                   linewidth=1.0))
+
+
+def frame(ax, x, y, w, h, label="", color=MUTED, style="--", fontsize=10):
+    """A thin rounded outline that groups the shapes inside it, with an optional bold label at its top left."""
+    ax.add_patch(patches.FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0,rounding_size=0.12", facecolor="none",
+                                        edgecolor=color, linewidth=1.1, linestyle=style, zorder=0))
+    if label:
+        title(ax, x + 0.12, y + h - 0.2, label, fontsize=fontsize)
+
+
+def stack(ax, x, y, w, h, label="", kind="operation", depth=3, step=0.06, rows=1, **kwargs):
+    """`depth` copies of a box, each a step behind the last: many of the same (blocks, a batch of sheets).
+
+    `rows` > 1 splits the front box into rows (the positions of a sheet). Returns the front box's centre.
+    """
+    for k in reversed(range(1, depth)):
+        box(ax, x + k * step, y + k * step, w, h, kind=kind, rounded=False, linewidth=1.0)
+    centre = box(ax, x, y, w, h, label, kind=kind, rounded=False, linewidth=1.0, **kwargs)
+    for r in range(1, rows):
+        line(ax, [(x, y + r * h / rows), (x + w, y + r * h / rows)], color=KINDS[kind][1], linewidth=0.7)
+    return centre
+
+
+# ---- lines and arrows ----
+
+def line(ax, points, color=INK, linewidth=1.3, style="-", zorder=1):
+    """A polyline without an arrow head."""
+    xs, ys = zip(*points)
+    ax.plot(xs, ys, color=color, linewidth=linewidth, linestyle=style, zorder=zorder, solid_capstyle="butt")
+
+
+def arrow(ax, start, end, label=None, color=INK, label_side="right", fontsize=10, curve=0.0, style="-|>",
+          linewidth=1.3, linestyle="-"):
+    """An arrow from `start` to `end` (points in inches), with an optional label beside its middle."""
+    ax.add_patch(patches.FancyArrowPatch(start, end, arrowstyle=style, mutation_scale=12, color=color,
+                                         linewidth=linewidth, linestyle=linestyle, shrinkA=0, shrinkB=0,
+                                         connectionstyle=f"arc3,rad={curve}"))
+    if label:
+        mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
+        dx = {"right": 0.08, "left": -0.08, "center": 0}[label_side]
+        ha = {"right": "left", "left": "right", "center": "center"}[label_side]
+        note(ax, mx + dx, my, label, ha=ha, fontsize=fontsize)
+
+
+def path_arrow(ax, points, color=INK, linewidth=1.3, label=None, label_at=None, ha="left"):
+    """An arrow along a polyline (for right-angled connections): plain segments, then an arrowhead on the last."""
+    line(ax, points[:-1], color=color, linewidth=linewidth)
+    arrow(ax, points[-2], points[-1], color=color, linewidth=linewidth)
+    if label:
+        note(ax, *label_at, label, ha=ha)
+
+
+def brace(ax, x0, x1, y, label="", below=True, color=MUTED, fontsize=10):
+    """A square bracket under (or over) the span x0..x1 at height y, with a label: marks a group of cells."""
+    tick = -0.08 if below else 0.08
+    line(ax, [(x0, y - tick), (x0, y), (x1, y), (x1, y - tick)], color=color, linewidth=1.1)
+    if label:
+        text(ax, (x0 + x1) / 2, y + tick, label, va="top" if below else "bottom", fontsize=fontsize, color=color)
+
+
+def side_brace(ax, x, y0, y1, label="", right=True, color=MUTED, fontsize=10):
+    """A square bracket beside the span y0..y1 at x, opening towards the shapes it groups, label outside."""
+    tick = 0.08 if right else -0.08
+    line(ax, [(x - tick, y0), (x, y0), (x, y1), (x - tick, y1)], color=color, linewidth=1.1)
+    if label:
+        text(ax, x + tick * 1.5, (y0 + y1) / 2, label, ha="left" if right else "right", fontsize=fontsize,
+             color=color)
+
+
+# ---- layouts: positions computed from the data they show ----
+
+def row(ax, x, y, labels, w=0.6, h=0.45, kind="data", kinds=None, gap=0.0, family=FONT, bold=(), **kwargs):
+    """A row of cells left to right from (x, y); `w` is one width or a list of widths, one per cell.
+
+    `kinds` may give each cell its own kind; cells whose index is in `bold` get a bold label.
+    Returns the centres of the cells.
+    """
+    widths = w if isinstance(w, (list, tuple)) else [w] * len(labels)
+    centres, left = [], x
+    for i, (label, width) in enumerate(zip(labels, widths)):
+        centres.append(box(ax, left, y, width, h, str(label), kind=kinds[i] if kinds else kind, family=family,
+                           weight="bold" if i in bold else "normal", **kwargs))
+        left += width + gap
+    return centres
+
+
+def grid(ax, x, top, cells, w=0.4, h=None, kind="plain", kinds=None, family=MONO, row_labels=(), column_labels=(),
+         slant=None, **kwargs):
+    """A matrix of square-cornered cells with its top-left corner at (x, top); `cells[i][j]` labels row i, column j.
+
+    `kinds[i][j]` (optional) picks each cell's kind. Row labels go left of the rows, column labels above the
+    columns (slanted when the columns are too narrow for them). Returns the centre of every cell.
+    """
+    h = h or w
+    centres = [row(ax, x, top - (i + 1) * h, ["" if c is None else c for c in line_], w=w, h=h, family=family,
+                   kind=kind, kinds=kinds[i] if kinds else None, rounded=False, linewidth=1.0, **kwargs)
+               for i, line_ in enumerate(cells)]
+    for i, label in enumerate(row_labels):
+        text(ax, x - 0.06, top - (i + 0.5) * h, label, ha="right")
+    slant = w < 0.5 if slant is None else slant
+    for j, label in enumerate(column_labels):
+        text(ax, x + (j + 0.5) * w - (0.1 if slant else 0), top + 0.06, label, ha="left" if slant else "center",
+             va="bottom", rotation=45 if slant else 0)
+    return centres
+
+
+def chain(ax, x, top, items, w=2.0, h=0.42, gap=0.3, arrow_in=False, **kwargs):
+    """Boxes stacked downwards from `top`, centred on x, each linked to the next by an arrow.
+
+    items: (kind, label) pairs, or (kind, label, width) or (kind, label, width, height) for a box of its own size. With `arrow_in`, an arrow
+    first comes down the gap above the first box. Returns the centre of each box.
+    """
+    centres, y = [], top - (gap if arrow_in else 0)
+    if arrow_in:
+        arrow(ax, (x, top), (x, y))
+    for item in items:
+        kind, label, width, height = (*item, *(w, h)[len(item) - 2:])
+        if centres:
+            arrow(ax, (x, y), (x, y - gap))
+            y -= gap
+        centres.append(box(ax, x - width / 2, y - height, width, height, label, kind=kind, **kwargs))
+        y -= height
+    return centres
+
+
+def flow(ax, x, y, items, h=0.5, gap=0.35, **kwargs):
+    """Boxes side by side from (x, y) to the right, each linked to the next by an arrow.
+
+    items: (kind, label, width) triples. Returns the centre of each box.
+    """
+    centres = []
+    for kind, label, width in items:
+        if centres:
+            arrow(ax, (x - gap, y + h / 2), (x, y + h / 2))
+        centres.append(box(ax, x, y, width, h, label, kind=kind, **kwargs))
+        x += width + gap
+    return centres
+
+
+def legend(ax, x, y, items, size=0.2):
+    """Small swatches left to right, each followed by what it means: items = [(kind, words), ...]."""
+    for kind, words in items:
+        box(ax, x, y, size, size, kind=kind)
+        text(ax, x + size + 0.07, y + size / 2, words, ha="left")
+        x += size + 0.07 + 0.075 * len(words) + 0.3  # about one average character per 0.075 in at 10 pt
+
+
+def plot_area(fig, x, y, w, h):
+    """Matplotlib axes at (x, y, w, h) inches on the canvas, styled quietly: for curves computed from code."""
+    width, height = fig.get_size_inches()
+    axes = fig.add_axes((x / width, y / height, w / width, h / height))
+    for side in ("top", "right"):
+        axes.spines[side].set_visible(False)
+    for side in ("left", "bottom"):
+        axes.spines[side].set_color(MUTED)
+    axes.tick_params(colors=MUTED, labelsize=10)
+    axes.grid(alpha=0.25, linewidth=0.6)
+    return axes
+
+
+# ---- output ----
+
+def to_png(fig: Figure) -> bytes:
+    """The figure as a small, reproducible PNG: drawn at DPI, reduced to a COLOURS palette, no timestamps."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white", metadata={"Software": None})
+    image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    image = image.quantize(colors=COLOURS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", renderer_version())
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True, pnginfo=info, dpi=(DPI, DPI))
+    return out.getvalue()
+
+
+def renderer_version() -> str:
+    """Which libraries drew a PNG: the same versions redraw it byte for byte."""
+    import PIL
+
+    return f"matplotlib {matplotlib.__version__}, Pillow {PIL.__version__}"
