@@ -15,7 +15,7 @@ from PIL import Image, PngImagePlugin
 from shared._export import ROOT, notebooks
 from shared.diagrams import DISPLAY_DPI, DPI, all_diagrams, show_diagram, stored_png
 from shared.diagrams.__main__ import PNG_DIR, problems, same_drawing
-from shared.diagrams.style import box, text, to_png
+from shared.diagrams.primitives import box, text, to_png
 from tests.test_notebooks import awaiting_rerun_marked
 
 NOTEBOOKS = notebooks()

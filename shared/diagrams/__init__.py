@@ -1,7 +1,7 @@
 """Diagrams drawn for the course (hand-written, not generated from a notebook).
 
 Each diagram is a small Python function in this package (one module per chapter, all in the
-style of `style.py`) that draws onto a blank canvas. `python -m shared.diagrams` draws them all
+style of `primitives.py`) that draws onto a blank canvas. `python -m shared.diagrams` draws them all
 into `png/`, which ships with the package; a notebook shows one with
 
     show_diagram("ch02_sliding_window")
@@ -35,7 +35,7 @@ class Diagram:
     draw: Callable  # () -> matplotlib Figure
 
     def render(self) -> bytes:
-        from .style import to_png
+        from .primitives import to_png
 
         return to_png(self.draw())
 

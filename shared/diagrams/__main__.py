@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from . import ALT_INDEX, all_diagrams, pixels, show_diagram
-from .style import renderer_version
+from .primitives import renderer_version
 
 PNG_DIR = Path(__file__).resolve().parent / "png"
 # Between library versions anti-aliasing shifts a little; a changed drawing changes far more.
@@ -26,7 +26,7 @@ MAX_CHANGED_FRACTION = 0.002
 
 
 def same_drawing(stored: bytes, drawn: bytes) -> bool:
-    """Byte-identical when drawn by the same library versions; otherwise the same picture, pixel for pixel, within a tolerance."""
+    """Byte-identical when drawn by the same library versions; otherwise the same picture, within a tolerance."""
     if stored == drawn:
         return True
     if renderer_version().encode() in stored:

@@ -8,60 +8,12 @@ section 7 and the curation counts of section 9.
 from matplotlib import patches
 
 from . import diagram
-from .style import (
-    ACCENT, INK, KINDS, MONO, MUTED, arrow, box, brace, canvas, data, operation, parameter, row, tensor, text,
+from .primitives import (
+    ACCENT, INK, KINDS, MONO, MUTED, accent, arrow, box, brace, canvas, data, fitted_widths, grid, line, mono,
+    mono_width, note, operation, parameter, row, stack, tensor, text, title,
 )
 
 SPACE = "\u2423"  # the visible-space sign: GPT-2 tokens carry their leading space
-
-
-def _mono_width(chars: int, fontsize: float) -> float:
-    """Width in inches of `chars` characters of the monospaced font (an advance of 0.6 em)."""
-    return chars * 0.602 * fontsize / 72
-
-
-def _cell_widths(columns, fontsize=10, pad=0.2, minimum=0.0):
-    """One width per column, wide enough for the longest label in it (labels in the monospaced font)."""
-    return [max(_mono_width(max(len(str(s)) for s in column), fontsize) + pad, minimum) for column in columns]
-
-
-def _cells(ax, x, y, labels, widths, h=0.42, kinds=None, kind="data", fontsize=10, family=MONO, bold=()):
-    """A row of cells of the given widths from (x, y); returns the centre x of each cell.
-
-    Cells whose index is in `bold` get a bold label (the special tokens).
-    """
-    centres, left = [], x
-    for i, (label, w) in enumerate(zip(labels, widths)):
-        box(ax, left, y, w, h, str(label), kind=kinds[i] if kinds else kind, fontsize=fontsize, family=family,
-            weight="bold" if i in bold else "normal")
-        centres.append(left + w / 2)
-        left += w
-    return centres
-
-
-def _matrix(ax, x, top, cells, w=0.62, h=0.34, kind="tensor", kinds=None, fontsize=10, family=MONO):
-    """A matrix of square-cornered cells, top-left corner at (x, top); returns the centre of each cell."""
-    centres = []
-    for i, line in enumerate(cells):
-        centres.append([])
-        for j, label in enumerate(line):
-            cell_kind = kinds[i][j] if kinds else kind
-            cell_fill, cell_edge, _ = KINDS[cell_kind]
-            cx, cy = x + j * w, top - (i + 1) * h
-            ax.add_patch(patches.Rectangle((cx, cy), w, h, facecolor=cell_fill, edgecolor=cell_edge, linewidth=1))
-            ax.text(cx + w / 2, cy + h / 2, str(label), ha="center", va="center", fontsize=fontsize, color=INK,
-                    family=family)
-            centres[-1].append((cx + w / 2, cy + h / 2))
-    return centres
-
-
-def _stack(ax, x, y, w, h, depth, step=0.09, kind="tensor", rows=4):
-    """`depth` sheets drawn one behind the other (a batch), the front one split into `rows` rows."""
-    fill, edge, _ = KINDS[kind]
-    for k in reversed(range(depth)):
-        ax.add_patch(patches.Rectangle((x + k * step, y + k * step), w, h, facecolor=fill, edgecolor=edge, linewidth=1))
-    for r in range(1, rows):
-        ax.plot([x, x + w], [y + r * h / rows, y + r * h / rows], color=edge, linewidth=0.7)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,11 +39,11 @@ def text_to_vectors():
     right = x0 + 4 * step + w
     labels = [(4.42, "text"), (3.27, "tokens"), (2.12, "token ids"), (0.95, "vectors")]
     for y, name in labels:
-        text(ax, 0.15, y, name, ha="left", fontsize=10, weight="bold")
-    data(ax, x0, 4.2, right - x0, 0.44, '"I HAD always thought"', fontsize=10, family=MONO)
+        title(ax, 0.15, y, name)
+    data(ax, x0, 4.2, right - x0, 0.44, '"I HAD always thought"', family=MONO)
     for c, token, token_id in zip(centres, tokens, ids):
-        data(ax, c - w / 2, 3.05, w, 0.44, token, fontsize=10, family=MONO)
-        data(ax, c - w / 2, 1.9, w, 0.44, str(token_id), fontsize=10, family=MONO)
+        data(ax, c - w / 2, 3.05, w, 0.44, token, family=MONO)
+        data(ax, c - w / 2, 1.9, w, 0.44, str(token_id), family=MONO)
         arrow(ax, (c, 4.2), (c, 3.5), color=MUTED, linewidth=1.0)
         arrow(ax, (c, 3.05), (c, 2.35), color=MUTED, linewidth=1.0)
         arrow(ax, (c, 1.9), (c, 1.57), color=MUTED, linewidth=1.0)
@@ -99,16 +51,16 @@ def text_to_vectors():
         tensor(ax, c - 0.21, 0.42, 0.42, 1.12)
         for k in range(1, 5):
             ax.plot([c - 0.21, c + 0.21], [0.42 + k * 0.224] * 2, color=KINDS["tensor"][1], linewidth=0.8)
-        text(ax, c, 0.42 + 1.5 * 0.224, "\u22ee", fontsize=10, color=MUTED)
+        text(ax, c, 0.42 + 1.5 * 0.224, "\u22ee", color=MUTED)
     brace(ax, x0, right, 0.3, "one vector of 256 numbers per token (token + position embedding)")
     notes = [
         (3.77, f"tokenize: split into pieces\n(regex in §3, BPE in §5;\n{SPACE} marks a space)"),
         (2.62, "look each piece up in the\nvocabulary (§4, §5)"),
         (1.55, "cut into windows (§6), then\nembed: look up vectors (§7, §8)"),
     ]
-    for y, note in notes:
-        text(ax, right + 0.25, y, note, ha="left", fontsize=10, color=MUTED)
-    text(ax, right + 0.25, 0.85, "what the model\ncomputes with", ha="left", fontsize=10, color=ACCENT)
+    for y, words in notes:
+        note(ax, right + 0.25, y, words)
+    accent(ax, right + 0.25, 0.85, "what the model\ncomputes with")
     return fig
 
 
@@ -130,34 +82,33 @@ def vocabulary():
     fig, ax = canvas(9.5, 4.9)
     story = ["I", "HAD", "always", "thought", "Jack", "Gisburn", "rather", "a", "cheap", "genius", "--", "though", "a"]
     marked = {"I", "HAD", "a", "--"}
-    text(ax, 0.95, 4.6, "tokens, story order", fontsize=10, weight="bold")
-    text(ax, 0.95, 4.33, "4,690 (with repeats)", fontsize=10, color=MUTED)
+    title(ax, 0.95, 4.6, "tokens, story order", ha="center")
+    note(ax, 0.95, 4.33, "4,690 (with repeats)", ha="center")
     h = 0.285
     for i, token in enumerate(story):
-        box(ax, 0.35, 4.05 - (i + 1) * h, 1.2, h, token, fontsize=10, family=MONO,
-            kind="highlight" if token in marked else "data")
-    text(ax, 0.95, 4.05 - 13 * h - 0.14, "\u22ee", fontsize=10, color=MUTED)
+        box(ax, 0.35, 4.05 - (i + 1) * h, 1.2, h, token, family=MONO, kind="highlight" if token in marked else "data")
+    note(ax, 0.95, 4.05 - 13 * h - 0.14, "\u22ee", ha="center")
 
-    operation(ax, 2.2, 2.35, 1.9, 0.9, "keep each token\nonce, sort them,\nnumber from 0", fontsize=10)
+    operation(ax, 2.2, 2.35, 1.9, 0.9, "keep each token\nonce, sort them,\nnumber from 0")
     arrow(ax, (1.65, 2.8), (2.2, 2.8))
     arrow(ax, (4.1, 2.8), (4.75, 2.8))
 
     table = [(0, "!"), (1, '"'), (2, "'"), None, (6, "--"), None, (44, "HAD"), None, (53, "I"), None,
              (115, "a"), None, (1129, "yourself"), (1130, "<|endoftext|>"), (1131, "<|unk|>")]
-    text(ax, 5.9, 4.6, "vocabulary: token \u2192 id", fontsize=10, weight="bold")
-    text(ax, 5.9, 4.33, "1,132 entries", fontsize=10, color=MUTED)
+    title(ax, 5.9, 4.6, "vocabulary: token \u2192 id", ha="center")
+    note(ax, 5.9, 4.33, "1,132 entries", ha="center")
     top, h = 4.15, 0.25
     for i, entry in enumerate(table):
         y = top - (i + 1) * h
         if entry is None:
-            text(ax, 5.55, y + h / 2, "\u22ee", fontsize=10, color=MUTED)
+            note(ax, 5.55, y + h / 2, "\u22ee", ha="center")
             continue
         token_id, token = entry
         special = token_id >= 1130
         kind = "highlight" if token in marked else "data"
         weight = "bold" if special else "normal"
-        box(ax, 4.8, y, 1.5, h, token, fontsize=10, family=MONO, kind=kind, weight=weight)
-        box(ax, 6.3, y, 0.7, h, str(token_id), fontsize=10, family=MONO, kind=kind, weight=weight)
+        box(ax, 4.8, y, 1.5, h, token, family=MONO, kind=kind, weight=weight)
+        box(ax, 6.3, y, 0.7, h, str(token_id), family=MONO, kind=kind, weight=weight)
     brace_x = 7.15
     sorted_note = "1,130 unique tokens,\nin sorted order:\npunctuation, then\nCapitals, then\nlower case"
     groups = [(top - 13 * h, top, sorted_note),
@@ -165,8 +116,8 @@ def vocabulary():
     for y0, y1, label in groups:
         ax.plot([brace_x - 0.08, brace_x, brace_x, brace_x - 0.08], [y0 + 0.02, y0 + 0.02, y1 - 0.02, y1 - 0.02],
                 color=MUTED, linewidth=1.1)
-        text(ax, brace_x + 0.15, (y0 + y1) / 2, label, ha="left", fontsize=10, color=MUTED)
-    text(ax, 3.15, 1.85, "a token that appears\nmany times (a, --)\nstill gets one id", fontsize=10, color=ACCENT)
+        note(ax, brace_x + 0.15, (y0 + y1) / 2, label)
+    accent(ax, 3.15, 1.85, "a token that appears\nmany times (a, --)\nstill gets one id", ha="center")
     return fig
 
 
@@ -184,16 +135,15 @@ def encode_decode():
     fig, ax = canvas(9.5, 4.7)
     tokens = ['"', "It", "'", "s", "the", "last", "he", "painted", ",", "you", "know", ",", '"']
     ids = [1, 56, 2, 850, 988, 602, 533, 746, 5, 1126, 596, 5, 1]
-    widths = _cell_widths(list(zip(tokens, ids)), fontsize=10, pad=0.24, minimum=0.42)
+    widths = fitted_widths(list(zip(tokens, ids)), pad=0.24, minimum=0.42)
     x0 = 1.35
     right = x0 + sum(widths)
     for y, name in [(4.17, "text"), (2.97, "tokens"), (1.77, "ids"), (0.57, "decoded")]:
-        text(ax, 0.15, y, name, ha="left", fontsize=10, weight="bold")
-    data(ax, x0, 3.95, right - x0, 0.44, "\"It's the last he painted, you know,\"", fontsize=10, family=MONO)
-    _cells(ax, x0, 2.75, tokens, widths, h=0.44, fontsize=10)
-    _cells(ax, x0, 1.55, ids, widths, h=0.44, fontsize=10)
-    box(ax, x0, 0.35, right - x0, 0.44, "\" It' s the last he painted, you know,\"", kind="highlight", fontsize=10,
-        family=MONO)
+        title(ax, 0.15, y, name)
+    data(ax, x0, 3.95, right - x0, 0.44, "\"It's the last he painted, you know,\"", family=MONO)
+    row(ax, x0, 2.75, tokens, widths, h=0.44, family=MONO)
+    row(ax, x0, 1.55, ids, widths, h=0.44, family=MONO)
+    box(ax, x0, 0.35, right - x0, 0.44, "\" It' s the last he painted, you know,\"", kind="highlight", family=MONO)
     mid = x0 + 2.0
     arrow(ax, (mid, 3.95), (mid, 3.19), "split_words: words and punctuation, whitespace dropped")
     arrow(ax, (mid, 2.75), (mid, 1.99), "str_to_int: each token's id in the vocabulary")
@@ -201,11 +151,11 @@ def encode_decode():
     # the two directions, drawn as long arrows in the margin
     side = right + 0.35
     arrow(ax, (side, 4.17), (side, 1.77), color=INK)
-    text(ax, side + 0.12, 3.0, "encode", ha="left", fontsize=10, weight="bold")
+    title(ax, side + 0.12, 3.0, "encode")
     arrow(ax, (side, 1.77), (side, 0.57), color=INK)
-    text(ax, side + 0.12, 1.17, "decode", ha="left", fontsize=10, weight="bold")
+    title(ax, side + 0.12, 1.17, "decode")
     text(ax, x0, 0.13, "the dropped whitespace is guessed back: \"It's\" returns as \"It' s\", and a space follows "
-         "the first quote", ha="left", fontsize=10, color=ACCENT)
+         "the first quote", ha="left", color=ACCENT)
     return fig
 
 
@@ -223,21 +173,19 @@ def special_tokens():
               "the", "palace", "."]
     ids = [1131, 5, 355, 1126, 628, 975, 10, 1130, 55, 988, 956, 984, 722, 988, 1131, 7]
     kinds = ["highlight" if t in ("Hello", "palace") else "data" for t in tokens]
-    widths = _cell_widths(list(zip(tokens, ids)), fontsize=10, pad=0.18, minimum=0.3)
+    widths = fitted_widths(list(zip(tokens, ids)), pad=0.18, minimum=0.3)
     x0 = 0.85
-    text(ax, 0.1, 2.05, "tokens", ha="left", fontsize=10, weight="bold")
-    text(ax, 0.1, 1.15, "ids", ha="left", fontsize=10, weight="bold")
-    centres = _cells(ax, x0, 1.84, tokens, widths, h=0.42, kinds=kinds, bold=(7,))
-    _cells(ax, x0, 0.94, ids, widths, h=0.42, kinds=kinds, bold=(7,))
+    title(ax, 0.1, 2.05, "tokens")
+    title(ax, 0.1, 1.15, "ids")
+    centres = [x for x, _ in row(ax, x0, 1.84, tokens, widths, h=0.42, kinds=kinds, bold=(7,), family=MONO)]
+    row(ax, x0, 0.94, ids, widths, h=0.42, kinds=kinds, bold=(7,), family=MONO)
     edges = [x0 + sum(widths[:i]) for i in range(len(widths) + 1)]
     brace(ax, edges[0], edges[7] - 0.03, 2.42, "document 1", below=False)
     brace(ax, edges[8] + 0.03, edges[16], 2.42, "document 2", below=False)
-    text(ax, centres[7], 3.0, "<|endoftext|> (1130): a document ends here", fontsize=10, color=INK)
+    text(ax, centres[7], 3.0, "<|endoftext|> (1130): a document ends here", color=INK)
     arrow(ax, (centres[7], 2.86), (centres[7], 2.3), color=MUTED, linewidth=1.0)
-    text(ax, x0, 0.55, "\"Hello\" and \"palace\" are not in the vocabulary: both become <|unk|> (1131),",
-         ha="left", fontsize=10, color=ACCENT)
-    text(ax, x0, 0.28, "so after encoding they are the same id, and decoding gives <|unk|> for each",
-         ha="left", fontsize=10, color=ACCENT)
+    accent(ax, x0, 0.55, "\"Hello\" and \"palace\" are not in the vocabulary: both become <|unk|> (1131),")
+    accent(ax, x0, 0.28, "so after encoding they are the same id, and decoding gives <|unk|> for each")
     return fig
 
 
@@ -276,22 +224,22 @@ def bpe_merges():
     fig, ax = canvas(9.5, 5.7)
     unit, h, step = 0.34, 0.33, 0.44
     text(ax, 0.15, 5.45, "toy corpus:  low \u00d74   lower \u00d72   newest \u00d73   widest \u00d72   lowest \u00d71"
-         "        _ marks the end of a word", ha="left", fontsize=10, color=MUTED, family=MONO)
+         "        _ marks the end of a word", ha="left", color=MUTED, family=MONO)
     columns = [(3.95, "newest_", 3), (6.9, "lowest_", 1)]
-    text(ax, 0.15, 5.0, "merge the most frequent pair", ha="left", fontsize=10, weight="bold")
-    text(ax, 2.95, 5.0, "seen", ha="center", fontsize=10, color=MUTED)
+    title(ax, 0.15, 5.0, "merge the most frequent pair")
+    note(ax, 2.95, 5.0, "seen", ha="center")
     for x, word, freq in columns:
-        text(ax, x + 7 * unit / 2, 5.0, f"{word} ({freq}\u00d7 in the corpus)", fontsize=10, weight="bold")
+        title(ax, x + 7 * unit / 2, 5.0, f"{word} ({freq}\u00d7 in the corpus)", ha="center")
     states = {word: list(word) for _, word, _ in columns}
     y = 4.85 - step
-    text(ax, 0.15, y + h / 2, "start: single characters", ha="left", fontsize=10, family=MONO)
+    mono(ax, 0.15, y + h / 2, "start: single characters", color=INK)
     rows = [(None, None)] + BPE_MERGES
     for k, (pair, count) in enumerate(rows):
         if pair:
             y -= step
             new = pair[0] + pair[1]
-            text(ax, 0.15, y + h / 2, f"{k}:  {pair[0]} + {pair[1]}  \u2192  {new}", ha="left", fontsize=10, family=MONO)
-            text(ax, 2.95, y + h / 2, f"{count}\u00d7", fontsize=10, family=MONO, color=MUTED)
+            mono(ax, 0.15, y + h / 2, f"{k}:  {pair[0]} + {pair[1]}  \u2192  {new}", color=INK)
+            mono(ax, 2.95, y + h / 2, f"{count}\u00d7", ha="center")
         for x, word, _ in columns:
             before = states[word]
             after = _apply_merge(before, pair) if pair else before
@@ -304,16 +252,16 @@ def bpe_merges():
                     kind = "highlight"  # the symbol this merge created
                 else:
                     kind = "data" if changed or not pair else "plain"
-                box(ax, left, y, w, h, symbol, kind=kind, fontsize=10, family=MONO)
+                box(ax, left, y, w, h, symbol, kind=kind, family=MONO)
                 left += w
     legend = [("highlight", "the new symbol a merge creates"), ("plain", "a merge that does not touch the word")]
     left = 0.15
     for kind, words in legend:
         box(ax, left, 0.12, 0.3, 0.24, "", kind=kind)
-        text(ax, left + 0.4, 0.24, words, ha="left", fontsize=10, color=MUTED)
+        note(ax, left + 0.4, 0.24, words)
         left += 3.6
     text(ax, 0.15, 0.62, "after 8 merges:  low_ \u00b7 low e r _ \u00b7 ne west_ \u00b7 w i d est_ \u00b7 low est_"
-         "   (frequent words become one symbol)", ha="left", fontsize=10, color=ACCENT)
+         "   (frequent words become one symbol)", ha="left", color=ACCENT)
     return fig
 
 
@@ -334,28 +282,26 @@ def gpt2_vocabulary():
                                                             "normal"),
                 (7.6, 9.2, "<|endoftext|>", "bold")]
     for x0, x1, label, weight in segments:
-        box(ax, x0, y, x1 - x0, h, label, kind="data", fontsize=10, weight=weight)
+        box(ax, x0, y, x1 - x0, h, label, kind="data", weight=weight)
     for x, label, ha in [(0.3, "0", "left"), (2.1, "255 | 256", "center"), (7.6, "50,255 | 50,256", "center")]:
-        text(ax, x, y + h + 0.15, label, ha=ha, fontsize=10, family=MONO, color=MUTED)
-    text(ax, 9.2, y + h + 0.47, "GPT-2's 50,257 token ids (the bar is not to scale)", ha="right", fontsize=10,
-         color=MUTED)
-    text(ax, 1.2, y - 0.22, "0 \u2192 '!'   32 \u2192 'A'", fontsize=10, family=MONO, color=MUTED)
-    text(ax, 4.85, y - 0.22, f"256 \u2192 '{SPACE}t' (first)  \u2026  50,255 \u2192 '{SPACE}gazed' (last)", fontsize=10,
-         family=MONO, color=MUTED)
-    text(ax, 8.4, y - 0.22, "50,256", fontsize=10, family=MONO, color=MUTED)
+        mono(ax, x, y + h + 0.15, label, ha=ha)
+    note(ax, 9.2, y + h + 0.47, "GPT-2's 50,257 token ids (the bar is not to scale)", ha="right")
+    mono(ax, 1.2, y - 0.22, "0 \u2192 '!'   32 \u2192 'A'", ha="center")
+    mono(ax, 4.85, y - 0.22, f"256 \u2192 '{SPACE}t' (first)  \u2026  50,255 \u2192 '{SPACE}gazed' (last)", ha="center")
+    mono(ax, 8.4, y - 0.22, "50,256", ha="center")
 
-    text(ax, 0.3, 1.8, f"one unseen word, '{SPACE}someunknownPlace', two ways:", ha="left", fontsize=10, weight="bold")
-    text(ax, 0.3, 1.42, "word-level vocabulary (§4)", ha="left", fontsize=10, color=MUTED)
-    box(ax, 0.3, 0.82, 1.3, 0.4, "<|unk|>", kind="highlight", fontsize=10, family=MONO, weight="bold")
-    box(ax, 0.3, 0.42, 1.3, 0.4, "1131", kind="highlight", fontsize=10, family=MONO)
-    text(ax, 1.75, 0.82, "the word is lost:\nevery unseen word\nbecomes this id", ha="left", fontsize=10, color=ACCENT)
+    title(ax, 0.3, 1.8, f"one unseen word, '{SPACE}someunknownPlace', two ways:")
+    note(ax, 0.3, 1.42, "word-level vocabulary (§4)")
+    box(ax, 0.3, 0.82, 1.3, 0.4, "<|unk|>", kind="highlight", family=MONO, weight="bold")
+    box(ax, 0.3, 0.42, 1.3, 0.4, "1131", kind="highlight", family=MONO)
+    accent(ax, 1.75, 0.82, "the word is lost:\nevery unseen word\nbecomes this id")
     x = 4.3
-    text(ax, x, 1.42, "GPT-2's BPE (§5)", ha="left", fontsize=10, color=MUTED)
+    note(ax, x, 1.42, "GPT-2's BPE (§5)")
     widths = [1.0, 1.1, 0.9]
-    _cells(ax, x, 0.82, [f"{SPACE}some", "unknown", "Place"], widths, h=0.4)
-    _cells(ax, x, 0.42, [617, 34680, 27271], widths, h=0.4)
+    row(ax, x, 0.82, [f"{SPACE}some", "unknown", "Place"], widths, h=0.4, family=MONO)
+    row(ax, x, 0.42, [617, 34680, 27271], widths, h=0.4, family=MONO)
     text(ax, x + sum(widths) + 0.15, 0.82, "spelled from known\npieces; decoding\ngives the exact text", ha="left",
-         fontsize=10, color=INK)
+         color=INK)
     return fig
 
 
@@ -376,23 +322,23 @@ def sliding_window():
     fig, ax = canvas(9.3, 3.6)
     ids = [40, 367, 2885, 1464, 1807, 3619, 402, 271, 10899]
     w, h, x0 = 0.72, 0.44, 1.0
-    text(ax, 0.1, 2.72, "token ids", ha="left", fontsize=10, weight="bold")
+    title(ax, 0.1, 2.72, "token ids")
     row(ax, x0, 2.5, ids, w=w, h=h, kind="data")
-    text(ax, x0 + 9 * w + 0.12, 2.72, "\u2026", ha="left", fontsize=11, color=MUTED)
+    note(ax, x0 + 9 * w + 0.12, 2.72, "\u2026", fontsize=11)
     brace(ax, x0, x0 + 4 * w - 0.03, 3.08, "window 1: max_length = 4", below=False)
     brace(ax, x0 + 4 * w + 0.03, x0 + 8 * w, 3.08, "window 2: a stride of 4 further on", below=False)
-    text(ax, 0.1, 1.62, "input", ha="left", fontsize=10, weight="bold")
+    title(ax, 0.1, 1.62, "input")
     row(ax, x0, 1.4, ids[0:4], w=w, h=h, kind="tensor")
     row(ax, x0 + 4 * w, 1.4, ids[4:8], w=w, h=h, kind="tensor")
-    text(ax, 0.1, 0.52, "target", ha="left", fontsize=10, weight="bold")
+    title(ax, 0.1, 0.52, "target")
     row(ax, x0 + w, 0.3, ids[1:5], w=w, h=h, kind="highlight")
     row(ax, x0 + 5 * w, 0.3, ids[5:9], w=w, h=h, kind="highlight")
     # a thicker line where window 1 ends and window 2 begins, in both rows
     for y, left in [(1.4, x0 + 4 * w), (0.3, x0 + 5 * w)]:
-        ax.plot([left, left], [y - 0.08, y + h + 0.08], color=INK, linewidth=2.2)
+        line(ax, [(left, y - 0.08), (left, y + h + 0.08)], color=INK, linewidth=2.2)
     for i in range(8):
         arrow(ax, (x0 + (i + 0.5) * w, 1.4), (x0 + (i + 1.5) * w - 0.05, 0.3 + h), color=MUTED, linewidth=0.9)
-    text(ax, x0 + 9 * w + 0.15, 1.0, "each input id\npredicts the\nnext id", ha="left", fontsize=10, color=ACCENT)
+    accent(ax, x0 + 9 * w + 0.15, 1.0, "each input id\npredicts the\nnext id")
     return fig
 
 
@@ -416,26 +362,25 @@ def batch():
                for i, r in enumerate(BATCH_INPUTS)]
     w, h, top = 0.66, 0.36, 3.55
     xi, xt = 1.1, 4.8
-    text(ax, xi + 2 * w, top + 0.5, "inputs", fontsize=10, weight="bold")
-    text(ax, xi + 2 * w, top + 0.22, "shape (8, 4)", fontsize=10, color=MUTED, family=MONO)
-    text(ax, xt + 2 * w, top + 0.5, "targets", fontsize=10, weight="bold")
-    text(ax, xt + 2 * w, top + 0.22, "shape (8, 4)", fontsize=10, color=MUTED, family=MONO)
+    title(ax, xi + 2 * w, top + 0.5, "inputs", ha="center")
+    mono(ax, xi + 2 * w, top + 0.22, "shape (8, 4)", ha="center")
+    title(ax, xt + 2 * w, top + 0.5, "targets", ha="center")
+    mono(ax, xt + 2 * w, top + 0.22, "shape (8, 4)", ha="center")
     kinds = [["highlight" if (i == 0 or (i == 1 and j == 0)) else "tensor" for j in range(4)] for i in range(8)]
-    _matrix(ax, xi, top, BATCH_INPUTS, w=w, h=h, kind="tensor", kinds=kinds)
+    grid(ax, xi, top, BATCH_INPUTS, w=w, h=h, kind="tensor", kinds=kinds)
     tkinds = [["highlight" if i == 0 else "tensor" for _ in range(4)] for i in range(8)]
-    _matrix(ax, xt, top, targets, w=w, h=h, kind="tensor", kinds=tkinds)
+    grid(ax, xt, top, targets, w=w, h=h, kind="tensor", kinds=tkinds)
     for i in range(8):
-        text(ax, xi - 0.12, top - (i + 0.5) * h, f"window {i + 1}", ha="right", fontsize=10, color=MUTED)
-    text(ax, xi + 2 * w, top - 8 * h - 0.25, "4 positions (max_length)", fontsize=10, color=MUTED)
-    text(ax, xt + 2 * w, top - 8 * h - 0.25, "the same ids, one further on", fontsize=10, color=MUTED)
+        note(ax, xi - 0.12, top - (i + 0.5) * h, f"window {i + 1}", ha="right")
+    note(ax, xi + 2 * w, top - 8 * h - 0.25, "4 positions (max_length)", ha="center")
+    note(ax, xt + 2 * w, top - 8 * h - 0.25, "the same ids, one further on", ha="center")
     # the first input row, shifted, is the first target row
-    arrow(ax, (xi + 4 * w + 0.08, top - 0.5 * h), (xt - 0.08, top - 0.5 * h), "shift by one", label_side="center",
-          fontsize=10)
+    arrow(ax, (xi + 4 * w + 0.08, top - 0.5 * h), (xt - 0.08, top - 0.5 * h), "shift by one", label_side="center")
     ax.texts[-1].set_position((ax.texts[-1].get_position()[0], top - 0.5 * h + 0.17))
     notes_x = xt + 4 * w + 0.25
-    text(ax, notes_x, top - 0.5 * h, "1807 ends the targets\nof window 1 and starts\nthe inputs of window 2\n"
-         "(stride = max_length)", ha="left", fontsize=10, color=ACCENT, va="top")
-    text(ax, notes_x, top - 7 * h, "batch_size = 8 rows,\none window each", ha="left", fontsize=10, color=MUTED)
+    accent(ax, notes_x, top - 0.5 * h,
+           "1807 ends the targets\nof window 1 and starts\nthe inputs of window 2\n(stride = max_length)", va="top")
+    note(ax, notes_x, top - 7 * h, "batch_size = 8 rows,\none window each")
     return fig
 
 
@@ -460,34 +405,33 @@ def embedding_lookup():
     fmt = [[f"{v:.4f}" for v in line] for line in WEIGHT]
     w, h, top = 0.78, 0.34, 3.65
     xw, xo = 1.0, 6.0
-    text(ax, xw + 1.5 * w, top + 0.42, "embedding.weight", fontsize=10, weight="bold")
-    text(ax, xw + 1.5 * w, top + 0.17, "6 token ids \u00d7 3 dimensions", fontsize=10, color=MUTED)
+    title(ax, xw + 1.5 * w, top + 0.42, "embedding.weight", ha="center")
+    note(ax, xw + 1.5 * w, top + 0.17, "6 token ids \u00d7 3 dimensions", ha="center")
     ids = [2, 3, 5, 1]
     kinds = [["parameter"] * 3 if r in ids else ["plain"] * 3 for r in range(6)]
-    _matrix(ax, xw, top, fmt, w=w, h=h, kinds=kinds, fontsize=10)
+    grid(ax, xw, top, fmt, w=w, h=h, kinds=kinds)
     for r in range(6):
-        text(ax, xw - 0.12, top - (r + 0.5) * h, f"row {r}", ha="right", fontsize=10, color=MUTED)
-    text(ax, xo + 1.5 * w, top + 0.42, "embedding(ids)", fontsize=10, weight="bold")
-    text(ax, xo + 1.5 * w, top + 0.17, "shape (4, 3)", fontsize=10, color=MUTED, family=MONO)
+        note(ax, xw - 0.12, top - (r + 0.5) * h, f"row {r}", ha="right")
+    title(ax, xo + 1.5 * w, top + 0.42, "embedding(ids)", ha="center")
+    mono(ax, xo + 1.5 * w, top + 0.17, "shape (4, 3)", ha="center")
     out_top = top - 0.5 * h
-    _matrix(ax, xo, out_top, [fmt[r] for r in ids], w=w, h=h, kind="tensor", fontsize=10)
+    grid(ax, xo, out_top, [fmt[r] for r in ids], w=w, h=h, kind="tensor")
     for k, r in enumerate(ids):
-        data(ax, xo - 0.72, out_top - (k + 1) * h, 0.42, h, str(r), fontsize=10, family=MONO)
+        data(ax, xo - 0.72, out_top - (k + 1) * h, 0.42, h, str(r), family=MONO)
         arrow(ax, (xw + 3 * w + 0.05, top - (r + 0.5) * h), (xo - 0.76, out_top - (k + 0.5) * h), color=MUTED,
               linewidth=1.0)
-    text(ax, xo - 0.51, out_top + 0.14, "ids", fontsize=10, color=MUTED)
+    note(ax, xo - 0.51, out_top + 0.14, "ids", ha="center")
 
     # the one-hot view
     y = 0.4
-    text(ax, 0.2, y + 0.62, "the same row, as a linear layer would compute it:", ha="left", fontsize=10, color=MUTED)
-    row(ax, 0.2, y, [0, 0, 1, 0, 0, 0], w=0.32, h=0.36, kind="data", fontsize=10, family=MONO)
-    text(ax, 0.2 + 3 * 0.32, y - 0.16, "one-hot for id 2", fontsize=10, color=MUTED)
+    note(ax, 0.2, y + 0.62, "the same row, as a linear layer would compute it:")
+    row(ax, 0.2, y, [0, 0, 1, 0, 0, 0], w=0.32, h=0.36, kind="data", family=MONO)
+    note(ax, 0.2 + 3 * 0.32, y - 0.16, "one-hot for id 2", ha="center")
     text(ax, 2.3, y + 0.18, "\u00d7", fontsize=12)
-    parameter(ax, 2.55, y - 0.05, 1.05, 0.46, "weight\n6 \u00d7 3", fontsize=10)
+    parameter(ax, 2.55, y - 0.05, 1.05, 0.46, "weight\n6 \u00d7 3")
     text(ax, 3.8, y + 0.18, "=", fontsize=12)
-    _matrix(ax, 4.05, y + 0.36, [fmt[2]], w=w, h=0.36, kind="tensor", fontsize=10)
-    text(ax, 4.05 + 3 * w + 0.2, y + 0.18, "row 2; the lookup skips\nmultiplying by the zeros", ha="left",
-         fontsize=10, color=ACCENT)
+    grid(ax, 4.05, y + 0.36, [fmt[2]], w=w, h=0.36, kind="tensor")
+    accent(ax, 4.05 + 3 * w + 0.2, y + 0.18, "row 2; the lookup skips\nmultiplying by the zeros")
     return fig
 
 
@@ -504,34 +448,30 @@ def token_plus_position():
     fig, ax = canvas(9.5, 4.4)
     yt, yp = 2.85, 0.6  # bottoms of the token path (top) and the position path (below)
     sw, sh, depth, step = 1.3, 0.72, 8, 0.07
-    data(ax, 0.2, yt, 1.25, sh, "token ids", fontsize=10, shape="(8, 4)")
-    data(ax, 0.2, yp, 1.25, sh, "positions\n0, 1, 2, 3", fontsize=10, shape="arange(4)")
-    parameter(ax, 1.85, yt, 1.5, sh, "token\nembedding", fontsize=10, shape="50257 \u00d7 256")
-    parameter(ax, 1.85, yp, 1.5, sh, "position\nembedding", fontsize=10, shape="4 \u00d7 256")
+    data(ax, 0.2, yt, 1.25, sh, "token ids", shape="(8, 4)")
+    data(ax, 0.2, yp, 1.25, sh, "positions\n0, 1, 2, 3", shape="arange(4)")
+    parameter(ax, 1.85, yt, 1.5, sh, "token\nembedding", shape="50257 \u00d7 256")
+    parameter(ax, 1.85, yp, 1.5, sh, "position\nembedding", shape="4 \u00d7 256")
     for y in (yt, yp):
         arrow(ax, (1.45, y + sh / 2), (1.85, y + sh / 2))
         arrow(ax, (3.35, y + sh / 2), (3.8, y + sh / 2))
-    _stack(ax, 3.8, yt, sw, sh, depth=depth, step=step)
-    text(ax, 3.8 + sw / 2 + 0.25, yt + sh + depth * step + 0.08, "token embeddings", fontsize=10, weight="bold",
-         va="bottom")
-    text(ax, 3.8 + sw / 2, yt - 0.08, "(8, 4, 256)", fontsize=10, family=MONO, color=MUTED, va="top")
-    _stack(ax, 3.8, yp, sw, sh, depth=1)
-    text(ax, 3.8 + sw / 2, yp + sh + 0.1, "position embeddings", fontsize=10, weight="bold", va="bottom")
-    text(ax, 3.8 + sw / 2, yp - 0.08, "(4, 256)", fontsize=10, family=MONO, color=MUTED, va="top")
-    text(ax, 4.55, 2.2, "the same 4 position vectors\nare added to each of the\n8 windows (broadcasting)", fontsize=10,
-         color=MUTED)
+    stack(ax, 3.8, yt, sw, sh, kind="tensor", depth=depth, step=step, rows=4)
+    title(ax, 3.8 + sw / 2 + 0.25, yt + sh + depth * step + 0.08, "token embeddings", va="bottom", ha="center")
+    mono(ax, 3.8 + sw / 2, yt - 0.08, "(8, 4, 256)", va="top", ha="center")
+    stack(ax, 3.8, yp, sw, sh, kind="tensor", depth=1, step=0.06, rows=4)
+    title(ax, 3.8 + sw / 2, yp + sh + 0.1, "position embeddings", va="bottom", ha="center")
+    mono(ax, 3.8 + sw / 2, yp - 0.08, "(4, 256)", va="top", ha="center")
+    note(ax, 4.55, 2.2, "the same 4 position vectors\nare added to each of the\n8 windows (broadcasting)", ha="center")
     plus = operation(ax, 6.15, 1.75, 0.5, 0.5, "+", fontsize=14)
     arrow(ax, (3.8 + sw + 0.35, yt - 0.05), (plus[0], 2.25), curve=0.3)
     arrow(ax, (3.8 + sw, yp + sh / 2), (plus[0], 1.75), curve=0.3)
     arrow(ax, (6.65, 2.0), (7.1, 2.0))
     yo = 2.0 - sh / 2
-    _stack(ax, 7.1, yo, sw, sh, depth=depth, step=step)
-    text(ax, 7.1 + sw / 2 + 0.25, yo + sh + depth * step + 0.08, "input embeddings", fontsize=10, weight="bold",
-         va="bottom")
-    text(ax, 7.1 + sw / 2, yo - 0.08, "(8, 4, 256)", fontsize=10, family=MONO, color=MUTED, va="top")
-    text(ax, 7.1 + sw / 2 + 0.25, yo - 0.45, "what the token is\n+ where it sits", fontsize=10, color=ACCENT, va="top")
-    text(ax, 9.35, 0.2, "each sheet: one window, 4 rows (positions) \u00d7 256 numbers", ha="right", fontsize=10,
-         color=MUTED)
+    stack(ax, 7.1, yo, sw, sh, kind="tensor", depth=depth, step=step, rows=4)
+    title(ax, 7.1 + sw / 2 + 0.25, yo + sh + depth * step + 0.08, "input embeddings", va="bottom", ha="center")
+    mono(ax, 7.1 + sw / 2, yo - 0.08, "(8, 4, 256)", va="top", ha="center")
+    accent(ax, 7.1 + sw / 2 + 0.25, yo - 0.45, "what the token is\n+ where it sits", va="top", ha="center")
+    note(ax, 9.35, 0.2, "each sheet: one window, 4 rows (positions) \u00d7 256 numbers", ha="right")
     return fig
 
 
@@ -565,14 +505,14 @@ def curation():
     top, gap, h = 4.1, 0.98, 0.42
     for k, label in enumerate(counts):
         y = top - k * gap
-        box(ax, 0.2, y, 1.45, h, label, fontsize=10, kind="highlight" if k == len(counts) - 1 else "data")
-    for k, (name, note) in enumerate(steps):
+        box(ax, 0.2, y, 1.45, h, label, kind="highlight" if k == len(counts) - 1 else "data")
+    for k, (name, what) in enumerate(steps):
         y_from, y_to = top - k * gap, top - (k + 1) * gap + h
         arrow(ax, (0.925, y_from), (0.925, y_to))
         mid = (y_from + y_to) / 2
-        operation(ax, 1.9, mid - 0.2, 1.7, 0.4, name, fontsize=10)
-        ax.plot([0.925, 1.9], [mid, mid], color=MUTED, linewidth=0.9, linestyle=":")
-        text(ax, 3.8, mid, note, ha="left", fontsize=10, color=INK)
+        operation(ax, 1.9, mid - 0.2, 1.7, 0.4, name)
+        line(ax, [(0.925, mid), (1.9, mid)], color=MUTED, linewidth=0.9, style=":")
+        text(ax, 3.8, mid, what, ha="left")
     return fig
 
 
@@ -596,29 +536,28 @@ def shingles():
     sentence = "A quiet morning in the village began with the baker lighting {} oven before dawn."
     for y, name, word in [(3.6, "doc 5", "his"), (3.22, "doc 6", "the")]:
         prefix = f"{name}:  " + sentence.split("{}")[0]
-        x = 0.2 + _mono_width(len(prefix), 9.5)
-        ax.add_patch(patches.Rectangle((x - 0.02, y - 0.13), _mono_width(len(word), 9.5) + 0.04, 0.26,
+        x = 0.2 + mono_width(len(prefix), 9.5)
+        ax.add_patch(patches.Rectangle((x - 0.02, y - 0.13), mono_width(len(word), 9.5) + 0.04, 0.26,
                                        facecolor=KINDS["highlight"][0], edgecolor="none"))
-        text(ax, 0.2, y, f"{name}:  " + sentence.format(word), ha="left", fontsize=10, family=MONO)
+        mono(ax, 0.2, y, f"{name}:  " + sentence.format(word), color=INK)
     w, h = 1.72, 0.32
     x5 = 0.2
     xb = x5 + w + 0.35
     x6 = xb + 2 * w + 0.35
     top = 2.62
-    for x, title in [(x5, "only in doc 5 (3)"), (xb, "in both documents (10)"), (x6, "only in doc 6 (3)")]:
-        text(ax, x, top + 0.08, title, ha="left", fontsize=10, weight="bold", va="bottom")
+    for x, heading in [(x5, "only in doc 5 (3)"), (xb, "in both documents (10)"), (x6, "only in doc 6 (3)")]:
+        title(ax, x, top + 0.08, heading, va="bottom")
     for i, s in enumerate(SHINGLES_5):
-        box(ax, x5, top - (i + 1) * h, w, h, s, kind="highlight", fontsize=10)
+        box(ax, x5, top - (i + 1) * h, w, h, s, kind="highlight")
     for i, s in enumerate(SHINGLES_BOTH):
-        box(ax, xb + (i // 5) * w, top - (i % 5 + 1) * h, w, h, s, kind="data", fontsize=10)
+        box(ax, xb + (i // 5) * w, top - (i % 5 + 1) * h, w, h, s, kind="data")
     for i, s in enumerate(SHINGLES_6):
-        box(ax, x6, top - (i + 1) * h, w, h, s, kind="highlight", fontsize=10)
-    text(ax, x6 + w + 0.15, top - 0.1, "3-word shingles,\n13 per document,\ncompared as sets\nA (doc 5) and\nB (doc 6)",
-         ha="left", va="top", fontsize=10, color=MUTED)
+        box(ax, x6, top - (i + 1) * h, w, h, s, kind="highlight")
+    note(ax, x6 + w + 0.15, top - 0.1, "3-word shingles,\n13 per document,\ncompared as sets\nA (doc 5) and\nB (doc 6)",
+         va="top")
     text(ax, 0.2, 0.62, "Jaccard similarity  =  |A \u2229 B| / |A \u222a B|  =  10 / (3 + 10 + 3)  =  10 / 16  =  0.62",
-         ha="left", fontsize=10)
-    text(ax, 0.2, 0.25, "one changed word changes every shingle that contains it: three of thirteen here",
-         ha="left", fontsize=10, color=ACCENT)
+         ha="left")
+    accent(ax, 0.2, 0.25, "one changed word changes every shingle that contains it: three of thirteen here")
     return fig
 
 
@@ -647,28 +586,28 @@ def minhash():
             (3.55, 2.35, "doc 6: the shingle with\nthe smallest hash"), (5.9, 0.8, "same?")]
     top, h = 3.95, 0.36
     for x, w, name in cols:
-        text(ax, x + w / 2, top + 0.08, name, fontsize=10, weight="bold", va="bottom")
+        title(ax, x + w / 2, top + 0.08, name, va="bottom", ha="center")
     shared = set(SHINGLES_BOTH)
     for i, (a, b) in enumerate(MINHASH_WINNERS):
         y = top - (i + 1) * h
         same = a == b
-        box(ax, cols[0][0], y, cols[0][1], h, f"seed {i}", kind="plain", fontsize=10, family=MONO)
-        box(ax, cols[1][0], y, cols[1][1], h, a, kind="data" if a in shared else "highlight", fontsize=10)
-        box(ax, cols[2][0], y, cols[2][1], h, b, kind="data" if b in shared else "highlight", fontsize=10)
+        box(ax, cols[0][0], y, cols[0][1], h, f"seed {i}", kind="plain", family=MONO)
+        box(ax, cols[1][0], y, cols[1][1], h, a, kind="data" if a in shared else "highlight")
+        box(ax, cols[2][0], y, cols[2][1], h, b, kind="data" if b in shared else "highlight")
         box(ax, cols[3][0], y, cols[3][1], h, "\u2713" if same else "\u2717", kind="plain", fontsize=11)
         if not same:
             ax.texts[-1].set_color(ACCENT)
-    text(ax, 3.5, top - 8 * h - 0.25, "\u22ee   120 more hash functions", fontsize=10, color=MUTED)
+    note(ax, 3.5, top - 8 * h - 0.25, "\u22ee   120 more hash functions", ha="center")
     notes_x = 6.95
-    text(ax, notes_x, 3.75, "a signature entry =\nthe smallest hash\nover a document's\nshingles", ha="left",
-         fontsize=10, color=INK, va="top")
-    text(ax, notes_x, 2.55, "entries match when\nthe smallest hash of\nall 16 shingles is on\none of the 10 shared:\n"
-         "chance 10 / 16", ha="left", fontsize=10, color=INK, va="top")
+    text(ax, notes_x, 3.75, "a signature entry =\nthe smallest hash\nover a document's\nshingles", ha="left", color=INK,
+         va="top")
+    text(ax, notes_x, 2.55,
+         "entries match when\nthe smallest hash of\nall 16 shingles is on\none of the 10 shared:\nchance 10 / 16",
+         ha="left", color=INK, va="top")
     legend_y = 0.62
     box(ax, 0.2, legend_y - 0.14, 0.3, 0.28, "", kind="highlight")
-    text(ax, 0.6, legend_y, "a shingle only one document has", ha="left", fontsize=10, color=MUTED)
-    text(ax, 0.2, 0.18, "86 of 128 entries match: estimate 86 / 128 = 0.67 (the exact Jaccard is 0.62)",
-         ha="left", fontsize=10, color=ACCENT)
+    note(ax, 0.6, legend_y, "a shingle only one document has")
+    accent(ax, 0.2, 0.18, "86 of 128 entries match: estimate 86 / 128 = 0.67 (the exact Jaccard is 0.62)")
     return fig
 
 
@@ -704,29 +643,28 @@ def bpe_pipeline():
         "merges": ("tokens", "merges, lowest rank first"),
         "ids": ("ids", "one per token"),
     }
-    for key, (title, note) in notes.items():
-        text(ax, label_x, ys[key] + h / 2 + 0.1, title, ha="left", fontsize=10, weight="bold")
-        text(ax, label_x, ys[key] + h / 2 - 0.15, note, ha="left", fontsize=10, color=MUTED)
+    for key, (heading, what) in notes.items():
+        title(ax, label_x, ys[key] + h / 2 + 0.1, heading)
+        note(ax, label_x, ys[key] + h / 2 - 0.15, what)
     total = sum(len(b) for _, b, _ in PIPELINE_PRETOKENS) * unit + gap * (len(PIPELINE_PRETOKENS) - 1)
     box(ax, start, ys["text"], total, h, "Caf\u00e9 won't", kind="data", fontsize=11, family=MONO)
     left = start
     for piece, byte_values, tokens in PIPELINE_PRETOKENS:
         width = len(byte_values) * unit
         kinds = ["highlight" if b >= 128 else "data" for b in byte_values]
-        row(ax, left, ys["bytes"], byte_values, w=unit, h=h, kinds=kinds, fontsize=10, family=MONO)
+        row(ax, left, ys["bytes"], byte_values, w=unit, h=h, kinds=kinds, family=MONO)
         brace(ax, left + 0.03, left + width - 0.03, ys["bytes"] + h + 0.12, f"pre-token {piece}", below=False)
         arrow(ax, (left + width / 2, ys["text"] - 0.02), (left + width / 2, ys["bytes"] + h + 0.38), linewidth=1.0)
         token_w = width / len(tokens)
         for k, (token, token_id) in enumerate(tokens):
             x = left + k * token_w
-            box(ax, x, ys["merges"], token_w, h, token, kind="data", fontsize=10, family=MONO)
-            box(ax, x, ys["ids"], token_w, h, str(token_id), kind="data", fontsize=10, family=MONO)
+            box(ax, x, ys["merges"], token_w, h, token, kind="data", family=MONO)
+            box(ax, x, ys["ids"], token_w, h, str(token_id), kind="data", family=MONO)
             arrow(ax, (x + token_w / 2, ys["merges"] - 0.02), (x + token_w / 2, ys["ids"] + h + 0.02), linewidth=1.0)
         arrow(ax, (left + width / 2, ys["bytes"] - 0.02), (left + width / 2, ys["merges"] + h + 0.02), linewidth=1.0)
         left += width + gap
-    text(ax, start + total + 0.15, ys["bytes"] + h / 2, "\u00e9 = 2 bytes", ha="left", fontsize=10, color=ACCENT)
-    text(ax, start + total + 0.15, ys["merges"] + h / 2, "no merge crosses\na pre-token boundary", ha="left",
-         fontsize=10, color=ACCENT)
+    accent(ax, start + total + 0.15, ys["bytes"] + h / 2, "\u00e9 = 2 bytes")
+    accent(ax, start + total + 0.15, ys["merges"] + h / 2, "no merge crosses\na pre-token boundary")
     return fig
 
 
@@ -750,13 +688,13 @@ def bpe_merge_step():
     fig, ax = canvas(9.5, 4.3)
     unit, h, step = 0.3, 0.3, 0.45
     top = 3.45
-    text(ax, 0.15, 3.95, "pre-tokens as bytes", ha="left", fontsize=10, weight="bold")
-    text(ax, 3.05, 3.95, "count adjacent pairs", ha="left", fontsize=10, weight="bold")
-    text(ax, 6.35, 3.95, "merge u g \u2192 256 (ug)", ha="left", fontsize=10, weight="bold")
+    title(ax, 0.15, 3.95, "pre-tokens as bytes")
+    title(ax, 3.05, 3.95, "count adjacent pairs")
+    title(ax, 6.35, 3.95, "merge u g \u2192 256 (ug)")
     for k, (word, _) in enumerate(MERGE_STEP_WORDS):
         y = top - k * step
         symbols = [word[0], *word[1:]]
-        row(ax, 0.15, y, symbols, w=unit, h=h, fontsize=10, family=MONO)
+        row(ax, 0.15, y, symbols, w=unit, h=h, family=MONO)
         merged, i = [], 0
         while i < len(symbols):
             if symbols[i:i + 2] == ["u", "g"]:
@@ -768,19 +706,18 @@ def bpe_merge_step():
         left = 6.35
         for symbol in merged:
             w = unit * len(symbol)
-            box(ax, left, y, w, h, symbol, kind="highlight" if symbol == "ug" else "data", fontsize=10, family=MONO)
+            box(ax, left, y, w, h, symbol, kind="highlight" if symbol == "ug" else "data", family=MONO)
             left += w
     for k, (pair, count) in enumerate(MERGE_STEP_COUNTS):
         y = top - k * step
-        box(ax, 3.05, y, 0.9, h, pair, kind="highlight" if k == 0 else "plain", fontsize=10, family=MONO)
-        text(ax, 4.1, y + h / 2, f"{count}\u00d7", ha="left", fontsize=10, family=MONO)
-    text(ax, 3.05, top - len(MERGE_STEP_COUNTS) * step + h / 2, "... and 3 pairs seen once", ha="left", fontsize=10,
-         color=MUTED)
+        box(ax, 3.05, y, 0.9, h, pair, kind="highlight" if k == 0 else "plain", family=MONO)
+        mono(ax, 4.1, y + h / 2, f"{count}\u00d7", color=INK)
+    note(ax, 3.05, top - len(MERGE_STEP_COUNTS) * step + h / 2, "... and 3 pairs seen once")
     arrow(ax, (1.75, 2.35), (2.95, 2.35), linewidth=1.0)
     arrow(ax, (4.75, 2.35), (6.2, 2.35), linewidth=1.0)
-    text(ax, 5.47, 2.5, "most frequent", fontsize=10, color=MUTED)
-    text(ax, 0.15, 0.45, "Ties: the highest count wins; among equal counts, the pair with the smaller first id, then "
-         "second id.", ha="left", fontsize=10, color=ACCENT)
-    text(ax, 0.15, 0.17, "Then update the counts of the pairs around each new ug, and repeat until the vocabulary is "
-         "full.", ha="left", fontsize=10, color=MUTED)
+    note(ax, 5.47, 2.5, "most frequent", ha="center")
+    accent(ax, 0.15, 0.45,
+           "Ties: the highest count wins; among equal counts, the pair with the smaller first id, then second id.")
+    note(ax, 0.15, 0.17,
+         "Then update the counts of the pairs around each new ug, and repeat until the vocabulary is full.")
     return fig

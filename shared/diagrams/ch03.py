@@ -5,75 +5,66 @@ embeddings and its seeds (all printed there except the value vector of 'looks', 
 for the picture.
 """
 
+import torch
 from matplotlib import patches
 
+from shared.attention import CausalAttention
+
 from . import diagram
-from .style import (
-    ACCENT, FONT, INK, KINDS, MONO, MUTED, arrow, box, brace, canvas, grid, operation, parameter, row, tensor, text,
+from .primitives import (
+    ACCENT, INK, KINDS, MONO, MUTED, accent, arrow, box, brace, canvas, grid, line, mono, note, operation, parameter,
+    path_arrow, row, tensor, text, title,
 )
 
 TOKENS = ["Every", "token", "looks", "at", "the", "others"]
-INPUTS = [
+INPUTS = torch.tensor([
     [0.72, 0.10, 0.31],
     [0.20, 0.85, 0.47],
     [0.15, 0.62, 0.90],
     [0.91, 0.25, 0.05],
     [0.80, 0.33, 0.12],
     [0.28, 0.70, 0.66],
-]
+])
 LOOKS = 2  # the chapter's query_index
 # Section 2: scores and softmax weights of the query 'looks' (no trainable weights), and its context vector.
-LOOKS_SCORES = [0.4490, 0.9800, 1.2169, 0.3365, 0.4326, 1.0700]
-LOOKS_WEIGHTS = [0.1164, 0.1979, 0.2508, 0.1040, 0.1145, 0.2165]
-LOOKS_CONTEXT = [0.4078, 0.5507, 0.5166]
-# Section 4: sa_v2's scores with the future masked, and the causal weights softmax(scores / sqrt(2)).
-MASKED_SCORES = [
-    [0.1432],
-    [0.2316, 0.0087],
-    [0.2618, -0.0314, 0.1728],
-    [0.1436, 0.0127, 0.1350, 0.0875],
-    [0.1560, 0.0111, 0.1432, 0.0959, 0.0859],
-    [0.2482, -0.0107, 0.1895, 0.1609, 0.1395, 0.1138],
-]
-CAUSAL_WEIGHTS = [
-    [1.0000],
-    [0.5393, 0.4607],
-    [0.3634, 0.2954, 0.3412],
-    [0.2586, 0.2358, 0.2571, 0.2486],
-    [0.2082, 0.1879, 0.2063, 0.1995, 0.1981],
-    [0.1796, 0.1496, 0.1723, 0.1689, 0.1663, 0.1633],
-]
-# The same weights after nn.Dropout(p=0.5) in training mode (torch.manual_seed(123), second call).
-AFTER_DROPOUT = [
-    [2.0000],
-    [0.0, 0.0],
-    [0.0, 0.5907, 0.6825],
-    [0.0, 0.0, 0.5141, 0.4971],
-    [0.0, 0.0, 0.0, 0.0, 0.3962],
-    [0.3592, 0.2991, 0.0, 0.3377, 0.3326, 0.3267],
-]
-HEAD_1 = "#b9d3ec"  # a second, darker tensor blue: the part of a tensor that belongs to head 1
-HEAD_1_PARAM = "#b3dcb6"  # the same for a parameter
+LOOKS_SCORES = INPUTS @ INPUTS[LOOKS]
+LOOKS_WEIGHTS = torch.softmax(LOOKS_SCORES, dim=0)
+LOOKS_CONTEXT = LOOKS_WEIGHTS @ INPUTS
 
 
-def token_matrix(ax, x, y, cells, kinds, size, rows=True, columns=True, fontsize=10):
+def section_3_projections():
+    """The query, key and value of 'looks' from section 3's random weights (torch.manual_seed(123))."""
+    torch.manual_seed(123)
+    weights = [torch.rand(3, 2) for _ in range(3)]  # W_query, W_key, W_value, drawn in that order
+    return [INPUTS[LOOKS] @ w for w in weights]
+
+
+def causal_attention_weights():
+    """Section 4's causal weights and, after them, the same weights through dropout (p = 0.5, training mode).
+
+    CausalAttention built after torch.manual_seed(789) has the notebook's sa_v2 weights (three nn.Linear(3, 2)
+    made in the same order); its own mask and dropout module do the rest, as in the chapter.
+    """
+    torch.manual_seed(789)
+    attention = CausalAttention(3, 2, context_length=6, dropout=0.5)
+    with torch.no_grad():
+        scores = attention.W_query(INPUTS) @ attention.W_key(INPUTS).T
+        masked = scores.masked_fill(attention.mask, float("-inf"))
+        weights = torch.softmax(masked / 2**0.5, dim=-1)
+        torch.manual_seed(123)
+        attention.dropout(torch.ones(6, 6))  # the chapter's first call, on a matrix of ones
+        return masked, weights, attention.dropout(weights)
+
+
+def token_matrix(ax, x, top, cells, kinds, size, rows=True):
     """A 6 x 6 matrix with the query tokens left of its rows and the key tokens above its columns."""
-    left, top = grid(ax, x, y, cells, size=size, kinds=kinds, fontsize=fontsize, family=MONO)
-    if rows:
-        for token, (rx, ry) in zip(TOKENS, left):
-            text(ax, rx - 0.06, ry, token, ha="right", fontsize=10)
-    if columns:
-        narrow = size < 0.5  # 10 pt words are wider than a narrow column: slant them
-        for token, (cx, cy) in zip(TOKENS, top):
-            ax.text(cx - (0.1 if narrow else 0), cy + 0.06, token, rotation=45 if narrow else 0, fontsize=10,
-                    ha="left" if narrow else "center", va="bottom", color=INK, family=FONT)
+    grid(ax, x, top, cells, w=size, kinds=kinds, row_labels=TOKENS if rows else (), column_labels=TOKENS)
 
 
-def lower_triangle(values, fmt, future="", fill=None):
-    """Cells and kinds of a causal matrix: `values[i]` holds row i up to the diagonal; the rest is masked."""
-    cells = [[fmt.format(v) for v in line] + [future] * (6 - len(line)) for line in values]
-    kinds = [[fill(i, j) if fill else "plain" for j in range(len(line))] + ["masked"] * (6 - len(line))
-             for i, line in enumerate(values)]
+def lower_triangle(values, future="", fill=None):
+    """Cells and kinds of a causal 6 x 6 matrix: row i up to the diagonal from `values`, the rest masked."""
+    cells = [[f"{values[i, j]:.2f}" if j <= i else future for j in range(6)] for i in range(6)]
+    kinds = [[(fill(i, j) if fill else "plain") if j <= i else "masked" for j in range(6)] for i in range(6)]
     return cells, kinds
 
 
@@ -94,33 +85,33 @@ def rnn_vs_attention():
     w, gap, h = 0.62, 0.08, 0.4
 
     def tokens_at(x0):
-        return row(ax, x0, 0.35, TOKENS, w=w, h=h, kind="data", gap=gap, fontsize=10)
+        return row(ax, x0, 0.35, TOKENS, w=w, h=h, kind="data", gap=gap)
 
     # left: the RNN chain
-    text(ax, 0.25, 3.6, "RNN encoder: one state, updated token by token", ha="left", fontsize=10, weight="bold")
+    title(ax, 0.25, 3.6, "RNN encoder: one state, updated token by token")
     centres = tokens_at(0.3)
     states = []
     for i, (cx, _) in enumerate(centres):
         kind = "highlight" if i == 5 else "tensor"
-        states.append(box(ax, cx - 0.22, 1.45, 0.44, 0.4, f"h{i + 1}", kind=kind, fontsize=10))
+        states.append(box(ax, cx - 0.22, 1.45, 0.44, 0.4, f"h{i + 1}", kind=kind))
         arrow(ax, (cx, 0.35 + h), (cx, 1.45), color=MUTED)
     for (x1, y1), (x2, _) in zip(states, states[1:]):
         arrow(ax, (x1 + 0.22, y1), (x2 - 0.22, y1))
-    text(ax, states[5][0], 2.12, "final state:\nall the decoder sees", fontsize=10, color=ACCENT, va="bottom")
-    text(ax, 0.3, 2.75, "'Every' reaches the final state only\nthrough 5 more updates; its influence\n"
-         "fades with each one", ha="left", fontsize=10, color=MUTED)
-    ax.plot([4.72, 4.72], [0.2, 3.75], color="#cccccc", linewidth=1, linestyle="--")
+    accent(ax, states[5][0], 2.12, "final state:\nall the decoder sees", va="bottom", ha="center")
+    note(ax, 0.3, 2.75,
+         "'Every' reaches the final state only\nthrough 5 more updates; its influence\nfades with each one")
+    line(ax, [(4.72, 0.2), (4.72, 3.75)], color="#cccccc", linewidth=1, style="--")
 
     # right: attention
-    text(ax, 4.95, 3.6, "attention: every token one step away", ha="left", fontsize=10, weight="bold")
+    title(ax, 4.95, 3.6, "attention: every token one step away")
     centres = tokens_at(4.95)
     mid = (centres[0][0] + centres[5][0]) / 2
-    out = box(ax, mid - 1.0, 2.45, 2.0, 0.48, "context of 'others'", kind="highlight", fontsize=10)
+    box(ax, mid - 1.0, 2.45, 2.0, 0.48, "context of 'others'", kind="highlight")
     for i, (cx, cy) in enumerate(centres):
         arrow(ax, (cx, cy + h / 2), (mid - 0.75 + i * 0.3, 2.45), color=INK, linewidth=1.0)
-    text(ax, mid, 3.08, "the same for every position: each\ngets its own mix of all six tokens", fontsize=10,
-         color=MUTED, va="bottom")
-    text(ax, 9.2, 1.55, "one weighted\nstep from\nevery token", ha="right", fontsize=10, color=ACCENT)
+    note(ax, mid, 3.08, "the same for every position: each\ngets its own mix of all six tokens", va="bottom",
+         ha="center")
+    accent(ax, 9.2, 1.55, "one weighted\nstep from\nevery token", ha="right")
     return fig
 
 
@@ -140,28 +131,27 @@ def one_query():
     headers = [(1.8, "embedding x_i\n(also the value here)"), (3.4, "score\nx_i · x_looks"),
                (5.55, "attention\nweight"), (8.42, "context vector")]
     for x, words in headers:
-        text(ax, x, 4.5, words, fontsize=10, color=MUTED, va="center")
-    sm = operation(ax, 4.1, bottom, 0.85, upper - bottom, "softmax", fontsize=10)
-    total = operation(ax, 6.75, bottom, 0.45, upper - bottom, "Σ", fontsize=14)
+        note(ax, x, 4.5, words, va="center", ha="center")
+    sm = operation(ax, 4.1, bottom, 0.85, upper - bottom, "softmax")
+    operation(ax, 6.75, bottom, 0.45, upper - bottom, "Σ", fontsize=14)
     for i, y in enumerate(ys):
         is_query = i == LOOKS
-        text(ax, 0.92, y + h / 2, TOKENS[i], ha="right", fontsize=10, weight="bold" if is_query else "normal")
-        box(ax, 1.0, y, 1.6, h, vector(INPUTS[i]), kind="highlight" if is_query else "tensor", fontsize=10, family=MONO)
+        text(ax, 0.92, y + h / 2, TOKENS[i], ha="right", weight="bold" if is_query else "normal")
+        box(ax, 1.0, y, 1.6, h, vector(INPUTS[i]), kind="highlight" if is_query else "tensor", family=MONO)
         arrow(ax, (2.6, y + h / 2), (3.0, y + h / 2), color=MUTED)
-        box(ax, 3.0, y, 0.8, h, f"{LOOKS_SCORES[i]:.4f}", kind="tensor", fontsize=10, family=MONO)
+        box(ax, 3.0, y, 0.8, h, f"{LOOKS_SCORES[i]:.4f}", kind="tensor", family=MONO)
         arrow(ax, (3.8, y + h / 2), (4.1, y + h / 2), color=MUTED)
         arrow(ax, (4.95, y + h / 2), (5.15, y + h / 2), color=MUTED)
-        box(ax, 5.15, y, 0.8, h, f"{LOOKS_WEIGHTS[i]:.4f}", kind="tensor", fontsize=10, family=MONO)
+        box(ax, 5.15, y, 0.8, h, f"{LOOKS_WEIGHTS[i]:.4f}", kind="tensor", family=MONO)
         arrow(ax, (5.95, y + h / 2), (6.75, y + h / 2), color=MUTED)
-        text(ax, 6.35, y + h / 2 + 0.1, "× x_i", fontsize=10, color=MUTED, va="bottom")
-    text(ax, 0.95, ys[LOOKS] - 0.02, "query", ha="right", va="top", fontsize=10, color=ACCENT)
-    text(ax, 5.55, bottom - 0.12, "sum = 1", fontsize=10, color=MUTED, va="top")
-    out = box(ax, 7.4, sm[1] - 0.25, 2.05, 0.5, vector(LOOKS_CONTEXT, 4), kind="highlight", fontsize=10, family=MONO)
+        note(ax, 6.35, y + h / 2 + 0.1, "× x_i", va="bottom", ha="center")
+    accent(ax, 0.95, ys[LOOKS] - 0.02, "query", ha="right", va="top")
+    note(ax, 5.55, bottom - 0.12, "sum = 1", va="top", ha="center")
+    out = box(ax, 7.4, sm[1] - 0.25, 2.05, 0.5, vector(LOOKS_CONTEXT, 4), kind="highlight", family=MONO)
     arrow(ax, (7.2, out[1]), (7.4, out[1]))
-    text(ax, 8.42, out[1] - 0.4, "context vector of 'looks':\nweighted sum of all six", fontsize=10, color=ACCENT,
-         va="top")
+    accent(ax, 8.42, out[1] - 0.4, "context vector of 'looks':\nweighted sum of all six", va="top", ha="center")
     text(ax, 0.2, 0.3, "score = dot product: large when two vectors point the same way; the softmax makes the "
-         "scores positive and sum to 1", ha="left", fontsize=10, color=MUTED)
+         "scores positive and sum to 1", ha="left", color=MUTED)
     return fig
 
 
@@ -183,27 +173,26 @@ def scores_matrix():
         kinds = [["tensor"] * n_cols for _ in range(n_rows)]
         if highlight_row is not None:
             kinds[highlight_row] = ["highlight"] * n_cols
-            if values:
+            if values is not None:
                 cells[highlight_row] = [f"{v:.2f}" for v in values]
-        grid(ax, x, y_top, cells, size=c, kinds=kinds, fontsize=10, family=MONO)
-        text(ax, x + n_cols * c / 2, y_top - n_rows * c - 0.08, name, fontsize=10, va="top", family=MONO)
+        grid(ax, x, y_top, cells, w=c, kinds=kinds)
+        mono(ax, x + n_cols * c / 2, y_top - n_rows * c - 0.08, name, va="top", color=INK, ha="center")
 
     top_a, top_b = 6.45, 2.95
     for i, token in enumerate(TOKENS):
-        text(ax, 0.7, top_a - (i + 0.5) * c, token, ha="right", fontsize=10)
-        text(ax, 5.0, top_b - (i + 0.5) * c, token, ha="right", fontsize=10)
+        text(ax, 0.7, top_a - (i + 0.5) * c, token, ha="right")
+        text(ax, 5.0, top_b - (i + 0.5) * c, token, ha="right")
     for j, token in enumerate(TOKENS):
-        ax.text(5.05 + (j + 0.5) * c, top_a + 0.06, token, rotation=45, ha="left", va="bottom", fontsize=10, color=INK)
+        ax.text(5.05 + (j + 0.5) * c, top_a + 0.06, token, rotation=45, ha="left", va="bottom", color=INK)
     matrix(0.75, top_a, 6, 3, "inputs (6, 3)", INPUTS[LOOKS], LOOKS)
     text(ax, 2.12, top_a - 3 * c, "@", fontsize=13)
     matrix(2.25, top_a - 1.5 * c, 3, 6, "inputs.T (3, 6)")
     text(ax, 4.91, top_a - 3 * c, "=", fontsize=13)
     matrix(5.05, top_a, 6, 6, "attn_scores (6, 6)", LOOKS_SCORES, LOOKS)
-    text(ax, 7.7, top_a - 0.3, "row = query (attending)\ncolumn = key (attended to)", ha="left", va="top",
-         fontsize=10, color=MUTED)
+    note(ax, 7.7, top_a - 0.3, "row = query (attending)\ncolumn = key (attended to)", va="top")
     mid = 5.05 + 3 * c
     arrow(ax, (mid, top_a - 6 * c - 0.35), (mid, top_b + 0.06))
-    text(ax, mid + 0.12, top_a - 6 * c - 0.55, "softmax along each row (dim=-1)", ha="left", fontsize=10, color=MUTED)
+    note(ax, mid + 0.12, top_a - 6 * c - 0.55, "softmax along each row (dim=-1)")
     matrix(5.05, top_b, 6, 6, "attn_weights (6, 6)", LOOKS_WEIGHTS, LOOKS)
     text(ax, 7.7, top_b - 3 * c, "@", fontsize=13)
     matrix(7.9, top_b, 6, 3, "inputs (6, 3)")
@@ -225,24 +214,24 @@ def scores_matrix():
 )
 def qkv_projections():
     fig, ax = canvas(9.3, 4.0)
-    x = box(ax, 0.2, 1.85, 1.7, 0.5, vector(INPUTS[LOOKS]), kind="tensor", fontsize=10, family=MONO)
-    text(ax, 1.05, 2.5, "embedding of 'looks'\nx (d_in = 3)", fontsize=10, va="bottom")
+    x = box(ax, 0.2, 1.85, 1.7, 0.5, vector(INPUTS[LOOKS]), kind="tensor", family=MONO)
+    text(ax, 1.05, 2.5, "embedding of 'looks'\nx (d_in = 3)", va="bottom")
     rows = [
-        ("W_query", "query", [0.2670, 1.2843], "what 'looks' is looking for"),
-        ("W_key", "key", [0.4183, 1.0842], "what 'looks' offers, to be\nmatched by the queries"),
-        ("W_value", "value", [0.3142, 1.0232], "what 'looks' hands over\nwhen it is attended to"),
+        ("W_query", "query", "what 'looks' is looking for"),
+        ("W_key", "key", "what 'looks' offers, to be\nmatched by the queries"),
+        ("W_value", "value", "what 'looks' hands over\nwhen it is attended to"),
     ]
-    for i, (weights, name, values, role) in enumerate(rows):
+    for i, ((weights, name, role), values) in enumerate(zip(rows, section_3_projections())):
         y = 3.05 - i * 1.1
-        w = parameter(ax, 2.55, y, 1.15, 0.45, weights, fontsize=10, shape="(3, 2)")
+        w = parameter(ax, 2.55, y, 1.15, 0.45, weights, shape="(3, 2)")
         arrow(ax, (1.9, x[1]), (2.55, w[1]), color=MUTED)
-        v = box(ax, 4.35, y, 1.55, 0.45, vector(values, 4), kind="tensor", fontsize=10, family=MONO)
+        v = box(ax, 4.35, y, 1.55, 0.45, vector(values, 4), kind="tensor", family=MONO)
         arrow(ax, (3.7, w[1]), (4.35, v[1]))
-        text(ax, 6.1, v[1], name, ha="left", fontsize=10, weight="bold")
-        text(ax, 6.75, v[1], role, ha="left", fontsize=10, color=MUTED)
-    text(ax, 5.12, 3.7, "x @ W  (d_out = 2)", fontsize=10, color=MUTED)
+        title(ax, 6.1, v[1], name)
+        note(ax, 6.75, v[1], role)
+    note(ax, 5.12, 3.7, "x @ W  (d_out = 2)", ha="center")
     text(ax, 0.2, 0.22, "Every token gets all three (queries, keys, values: each (6, 2)). Scores compare queries "
-         "with keys; the context vector sums values.", ha="left", fontsize=10, color=ACCENT)
+         "with keys; the context vector sums values.", ha="left", color=ACCENT)
     return fig
 
 
@@ -262,32 +251,30 @@ def scaling():
     right = x0 + group * len(table) + 0.1
     for level, label in ((1.0, "one-hot"), (1 / 6, "even: 1/6")):
         y = y0 + level * height
-        ax.plot([x0, right], [y, y], color=MUTED, linewidth=0.9, linestyle="--")
-        text(ax, x0 - 0.08, y, label, ha="right", fontsize=10, color=MUTED)
-    ax.plot([x0, right], [y0, y0], color=INK, linewidth=1.0)
-    text(ax, x0 - 0.08, y0, "0", ha="right", fontsize=10, color=MUTED)
+        line(ax, [(x0, y), (right, y)], color=MUTED, linewidth=0.9, style="--")
+        note(ax, x0 - 0.08, y, label, ha="right")
+    line(ax, [(x0, y0), (right, y0)], color=INK, linewidth=1.0)
+    note(ax, x0 - 0.08, y0, "0", ha="right")
     for i, (d_k, std, raw, scaled) in enumerate(table):
         gx = x0 + 0.2 + i * group
         for j, (value, kind) in enumerate(((raw, "tensor"), (scaled, "highlight"))):
             fill, edge, _ = KINDS[kind]
             bx = gx + j * bar
             ax.add_patch(patches.Rectangle((bx, y0), bar - 0.04, value * height, facecolor=fill, edgecolor=edge))
-            text(ax, bx + (bar - 0.04) / 2, y0 + value * height + 0.04, f"{value:.2f}", fontsize=10, va="bottom")
-        text(ax, gx + bar, y0 - 0.2, f"d_k = {d_k}", fontsize=10)
-        text(ax, gx + bar, y0 - 0.48, f"std {std:.2f}", fontsize=10, color=MUTED, family=MONO)
-    text(ax, x0 - 0.08, y0 - 0.48, "std of q·k:", ha="right", fontsize=10, color=MUTED)
-    text(ax, x0 + 0.05, y0 + height + 0.3, "largest of 6 softmax weights (average)", ha="left", fontsize=10,
-         weight="bold")
+            text(ax, bx + (bar - 0.04) / 2, y0 + value * height + 0.04, f"{value:.2f}", va="bottom")
+        text(ax, gx + bar, y0 - 0.2, f"d_k = {d_k}")
+        mono(ax, gx + bar, y0 - 0.48, f"std {std:.2f}", ha="center")
+    note(ax, x0 - 0.08, y0 - 0.48, "std of q·k:", ha="right")
+    title(ax, x0 + 0.05, y0 + height + 0.3, "largest of 6 softmax weights (average)")
     lx = right + 0.35
     for k, (kind, words) in enumerate((("tensor", "softmax(q·k)"), ("highlight", "softmax(q·k / √d_k)"))):
         fill, edge, _ = KINDS[kind]
         ax.add_patch(patches.Rectangle((lx, 3.1 - k * 0.35), 0.25, 0.2, facecolor=fill, edgecolor=edge))
-        text(ax, lx + 0.35, 3.2 - k * 0.35, words, ha="left", fontsize=10, family=MONO)
+        mono(ax, lx + 0.35, 3.2 - k * 0.35, words, color=INK)
     text(ax, lx, 2.3, "q·k adds up d_k products, so its\nspread grows like √d_k. Unscaled,\nthe softmax "
-         "of large scores is\nnearly one-hot and its gradients\nvanish.", ha="left", va="top", fontsize=10,
+         "of large scores is\nnearly one-hot and its gradients\nvanish.", ha="left", va="top",
          color=MUTED)
-    text(ax, lx, 0.75, "Divided by √d_k, the scores have\nstd 1.00 at every size.", ha="left", fontsize=10,
-         color=ACCENT)
+    accent(ax, lx, 0.75, "Divided by √d_k, the scores have\nstd 1.00 at every size.")
     return fig
 
 
@@ -302,20 +289,22 @@ def scaling():
 def causal_mask():
     fig, ax = canvas(9.4, 4.5)
     size, top = 0.48, 3.6
-    cells, kinds = lower_triangle(MASKED_SCORES, "{:.2f}", future="-inf")
+    masked, weights, _ = causal_attention_weights()
+    cells, kinds = lower_triangle(masked, future="-inf")
     token_matrix(ax, 0.85, top, cells, kinds, size)
-    text(ax, 0.85 + 3 * size, 4.25, "masked_scores", fontsize=10, weight="bold", family=MONO)
-    sm = operation(ax, 4.05, 1.85, 1.2, 0.6, "softmax\n(row / √2)", fontsize=10)
+    text(ax, 0.85 + 3 * size, 4.25, "masked_scores", weight="bold", family=MONO)
+    sm = operation(ax, 4.05, 1.85, 1.2, 0.6, "softmax\n(row / √2)")
     arrow(ax, (0.85 + 6 * size + 0.08, sm[1]), (4.05, sm[1]))
     arrow(ax, (5.25, sm[1]), (5.5, sm[1]))
-    cells, kinds = lower_triangle(CAUSAL_WEIGHTS, "{:.2f}", future="0", fill=lambda i, j: "tensor")
+    cells, kinds = lower_triangle(weights, future="0", fill=lambda i, j: "tensor")
     token_matrix(ax, 5.55, top, cells, kinds, size, rows=False)
-    text(ax, 5.55 + 3 * size, 4.25, "causal_weights", fontsize=10, weight="bold", family=MONO)
-    grid(ax, 8.55, top, [["1"]] * 6, size=size, kinds=[["highlight"]] * 6, fontsize=10)
-    text(ax, 8.55 + size / 2, top + 0.1, "row\nsum", fontsize=10, va="bottom")
+    text(ax, 5.55 + 3 * size, 4.25, "causal_weights", weight="bold", family=MONO)
+    grid(ax, 8.55, top, [[f"{total:.0f}"] for total in weights.sum(dim=-1)], w=size, kinds=[["highlight"]] * 6,
+         family=None)
+    text(ax, 8.55 + size / 2, top + 0.1, "row\nsum", va="bottom")
     text(ax, 0.2, 0.32, "Grey: a key after its query. Its score is -inf, exp(-inf) = 0, so the softmax spreads "
          "each row over the\nvisible keys only: query i attends to keys j ≤ i. (Numbers rounded to 2 decimals.)",
-         ha="left", fontsize=10, color=MUTED)
+         ha="left", color=MUTED)
     return fig
 
 
@@ -330,48 +319,25 @@ def causal_mask():
 def dropout():
     fig, ax = canvas(9.4, 4.5)
     size, top = 0.48, 3.6
-    cells, kinds = lower_triangle(CAUSAL_WEIGHTS, "{:.2f}", future="0", fill=lambda i, j: "tensor")
+    _, weights, dropped = causal_attention_weights()
+    cells, kinds = lower_triangle(weights, future="0", fill=lambda i, j: "tensor")
     token_matrix(ax, 0.85, top, cells, kinds, size)
-    text(ax, 0.85 + 3 * size, 4.25, "causal_weights", fontsize=10, weight="bold", family=MONO)
-    op = operation(ax, 4.05, 1.75, 1.2, 0.8, "dropout\np = 0.5\n(training)", fontsize=10)
+    text(ax, 0.85 + 3 * size, 4.25, "causal_weights", weight="bold", family=MONO)
+    op = operation(ax, 4.05, 1.75, 1.2, 0.8, "dropout\np = 0.5\n(training)")
     arrow(ax, (0.85 + 6 * size + 0.08, op[1]), (4.05, op[1]))
     arrow(ax, (5.25, op[1]), (5.5, op[1]))
-    cells, kinds = lower_triangle(
-        AFTER_DROPOUT, "{:.2f}", future="0", fill=lambda i, j: "highlight" if AFTER_DROPOUT[i][j] else "plain")
+    cells, kinds = lower_triangle(dropped, future="0", fill=lambda i, j: "highlight" if dropped[i, j] else "plain")
     token_matrix(ax, 5.55, top, cells, kinds, size, rows=False)
-    text(ax, 5.55 + 3 * size, 4.25, "after dropout", fontsize=10, weight="bold")
-    sums = [[f"{sum(line):.2f}"] for line in AFTER_DROPOUT]
-    grid(ax, 8.55, top, sums, size=size, fontsize=10, family=MONO)
-    text(ax, 8.55 + size / 2, top + 0.1, "row\nsum", fontsize=10, va="bottom")
+    title(ax, 5.55 + 3 * size, 4.25, "after dropout", ha="center")
+    grid(ax, 8.55, top, [[f"{total:.2f}"] for total in dropped.sum(dim=-1)], w=size)
+    text(ax, 8.55 + size / 2, top + 0.1, "row\nsum", va="bottom")
     text(ax, 0.2, 0.32, "Yellow: kept and scaled by 1 / (1 - p) = 2, so each weight keeps its expected value. "
          "White: dropped to 0.\nRows no longer sum to 1, only on average. In eval() mode dropout changes nothing.",
-         ha="left", fontsize=10, color=MUTED)
+         ha="left", color=MUTED)
     return fig
 
 
-def cells(ax, x, y_top, n_rows, n_cols, size, kind="tensor", row_colors=None, labels=None, fontsize=10):
-    """A block of cells (top-left corner at x, y_top); `row_colors[i]` overrides the fill of row i."""
-    for i in range(n_rows):
-        for j in range(n_cols):
-            color = row_colors[i] if row_colors else None
-            label = labels[i][j] if labels else ""
-            box(ax, x + j * size, y_top - (i + 1) * size, size, size, label, kind=kind, color=color,
-                fontsize=fontsize, family=MONO)
-
-
-def head_row(ax, x, y, size=0.3, gap=0.0, kind="tensor"):
-    """d_out = 4 features in a row: the first two belong to head 0 (light), the last two to head 1 (dark)."""
-    for j in range(4):
-        box(ax, x + j * size + (gap if j >= 2 else 0), y, size, size, "", kind=kind,
-            color=None if j < 2 else (HEAD_1 if kind == "tensor" else HEAD_1_PARAM))
-    return x + (4 * size + gap) / 2
-
-
-def elbow(ax, points, color=INK, linewidth=1.3):
-    """A line through `points` whose last segment is an arrow (for routing around other shapes)."""
-    xs, ys = zip(*points[:-1])
-    ax.plot(xs, ys, color=color, linewidth=linewidth, solid_capstyle="butt")
-    arrow(ax, points[-2], points[-1], color=color, linewidth=linewidth)
+HEAD_KINDS = ["tensor"] * 2 + ["tensor2"] * 2  # d_out = 4 features: head 0's two, then head 1's two (darker)
 
 
 @diagram(
@@ -386,20 +352,19 @@ def elbow(ax, points, color=INK, linewidth=1.3):
 def causal_attention_shapes():
     fig, ax = canvas(9.6, 4.55)
     h = 0.4
-    x = tensor(ax, 0.15, 3.22, 0.75, h, "x", fontsize=10, shape="(2, 6, 3)")
+    x = tensor(ax, 0.15, 3.22, 0.75, h, "x", shape="(2, 6, 3)")
     lanes = [("W_query", "queries"), ("W_key", "keys"), ("W_value", "values")]
-    text(ax, 1.8, 4.37, "nn.Linear(3, 2)", fontsize=10, color=MUTED, family=MONO)
-    text(ax, 3.15, 4.37, "(2, 6, 2) each", fontsize=10, color=MUTED, family=MONO)
+    mono(ax, 1.8, 4.37, "nn.Linear(3, 2)", ha="center")
+    mono(ax, 3.15, 4.37, "(2, 6, 2) each", ha="center")
     ends = []
     for i, (weights, name) in enumerate(lanes):
         y = 3.9 - i * 0.68
-        w = parameter(ax, 1.3, y, 1.0, h, weights, fontsize=10)
+        w = parameter(ax, 1.3, y, 1.0, h, weights)
         arrow(ax, (0.9, x[1]), (1.3, w[1]), color=MUTED)
-        t = tensor(ax, 2.65, y, 1.0, h, name, fontsize=10)
+        t = tensor(ax, 2.65, y, 1.0, h, name)
         arrow(ax, (2.3, w[1]), (2.65, t[1]))
         ends.append(t)
-    operation(ax, 3.8, 3.4, 2.6, 0.7, "queries @ keys.transpose(1, 2)\n/ math.sqrt(d_out)", fontsize=10,
-                   family=MONO)
+    operation(ax, 3.8, 3.4, 2.6, 0.7, "queries @ keys.transpose(1, 2)\n/ math.sqrt(d_out)", family=MONO)
     arrow(ax, (3.65, ends[0][1]), (3.8, ends[0][1]))
     arrow(ax, (3.65, ends[1][1]), (3.8, 3.5))
     col, cw = 6.55, 1.7
@@ -412,22 +377,21 @@ def causal_attention_shapes():
         ("tensor", "context vectors", "(2, 6, 2)"),
     ]
     tops = [3.55 - k * 0.68 for k in range(len(chain))]
-    for k, (kind, label, note) in enumerate(chain):
-        box(ax, col, tops[k], cw, h, label, kind=kind, fontsize=10)
+    for k, (kind, label, shape) in enumerate(chain):
+        box(ax, col, tops[k], cw, h, label, kind=kind)
         if k:
             arrow(ax, (col + cw / 2, tops[k - 1]), (col + cw / 2, tops[k] + h))
-        if note:
-            text(ax, col + cw + 0.08, tops[k] + h / 2, note, ha="left", fontsize=10, color=MUTED, family=MONO)
+        mono(ax, col + cw + 0.08, tops[k] + h / 2, shape)
     arrow(ax, (6.4, tops[0] + h / 2), (col, tops[0] + h / 2))
-    mask = box(ax, 4.3, tops[1], 1.8, h, "mask[:6, :6]", kind="masked", fontsize=10, family=MONO)
+    mask = box(ax, 4.3, tops[1], 1.8, h, "mask[:6, :6]", kind="masked", family=MONO)
     arrow(ax, (6.1, mask[1]), (col, mask[1]))
-    text(ax, 5.2, tops[1] - 0.06, "buffer: True above the diagonal,\nnot a parameter", fontsize=10, color=MUTED,
-         va="top")
+    text(ax, 5.2, tops[1] - 0.06, "buffer: True above the diagonal,\nnot a parameter", color=MUTED, va="top")
     y_v = tops[4] + h / 2
-    elbow(ax, [(3.15, ends[2][1] - h / 2), (3.15, y_v), (col, y_v)])
-    text(ax, 3.3, y_v + 0.1, "values", ha="left", fontsize=10, color=MUTED, va="bottom")
-    text(ax, 0.15, 1.55, "green: the only trainable\nweights; the mask moves\nwith the module (.to(device))\n"
-         "but is never trained", ha="left", va="top", fontsize=10, color=MUTED)
+    path_arrow(ax, [(3.15, ends[2][1] - h / 2), (3.15, y_v), (col, y_v)])
+    text(ax, 3.3, y_v + 0.1, "values", ha="left", color=MUTED, va="bottom")
+    text(ax, 0.15, 1.55,
+         "green: the only trainable\nweights; the mask moves\nwith the module (.to(device))\nbut is never trained",
+         ha="left", va="top", color=MUTED)
     return fig
 
 
@@ -440,31 +404,31 @@ def causal_attention_shapes():
 )
 def multihead_wrapper():
     fig, ax = canvas(9.5, 3.5)
-    x = tensor(ax, 0.15, 1.5, 0.7, 0.45, "x", fontsize=10, shape="(2, 6, 3)")
+    x = tensor(ax, 0.15, 1.5, 0.7, 0.45, "x", shape="(2, 6, 3)")
     outs = []
     for i, y in enumerate((2.2, 0.45)):
-        color = None if i == 0 else HEAD_1
+        color = None if i == 0 else KINDS["tensor2"][0]
         ax.add_patch(patches.FancyBboxPatch((1.25, y - 0.15), 3.55, 0.95, boxstyle="round,pad=0,rounding_size=0.08",
                                             facecolor="none", edgecolor=MUTED, linewidth=1.0, linestyle="--"))
-        text(ax, 1.35, y + 0.92, f"heads[{i}]: CausalAttention(d_in=3, d_out=2)", ha="left", fontsize=10,
-             color=MUTED, family=MONO, va="bottom")
-        p = box(ax, 1.4, y, 1.75, 0.65, "W_query, W_key,\nW_value (3 → 2)", kind="parameter", fontsize=10,
-                color=None if i == 0 else HEAD_1_PARAM)
+        mono(ax, 1.35, y + 0.92, f"heads[{i}]: CausalAttention(d_in=3, d_out=2)", va="bottom")
+        p = box(ax, 1.4, y, 1.75, 0.65, "W_query, W_key,\nW_value (3 → 2)", kind="parameter",
+                color=None if i == 0 else KINDS["parameter2"][0])
         arrow(ax, (0.85, x[1]), (1.4, p[1]), color=MUTED)
-        a = operation(ax, 3.45, y, 1.2, 0.65, "causal\nattention", fontsize=10)
+        a = operation(ax, 3.45, y, 1.2, 0.65, "causal\nattention")
         arrow(ax, (3.15, p[1]), (3.45, a[1]))
-        o = box(ax, 5.1, y + 0.1, 0.9, 0.45, f"head {i}", kind="tensor", color=color, fontsize=10, shape="(2, 6, 2)")
+        o = box(ax, 5.1, y + 0.1, 0.9, 0.45, f"head {i}", kind="tensor", color=color, shape="(2, 6, 2)")
         arrow(ax, (4.65, a[1]), (5.1, o[1]))
         outs.append(o)
-    cat = operation(ax, 6.35, 1.35, 1.0, 0.75, "torch.cat\n(dim=-1)", fontsize=10)
+    cat = operation(ax, 6.35, 1.35, 1.0, 0.75, "torch.cat\n(dim=-1)")
     for o in outs:
         arrow(ax, (6.0, o[1]), (6.35, cat[1] + (0.15 if o[1] > cat[1] else -0.15)))
-    centre = head_row(ax, 7.75, 2.55, size=0.3)
+    row(ax, 7.75, 2.55, [""] * 4, w=0.3, h=0.3, kinds=HEAD_KINDS)
+    centre = 7.75 + 2 * 0.3
     arrow(ax, (7.35, cat[1]), (7.75, 2.7))
-    text(ax, centre, 2.95, "(2, 6, 4)", fontsize=10, color=MUTED, family=MONO, va="bottom")
-    parameter(ax, centre - 0.8, 1.35, 1.6, 0.6, "out_proj (4 → 4)\nmixes the heads", fontsize=10)
+    mono(ax, centre, 2.95, "(2, 6, 4)", va="bottom", ha="center")
+    parameter(ax, centre - 0.8, 1.35, 1.6, 0.6, "out_proj (4 → 4)\nmixes the heads")
     arrow(ax, (centre, 2.55), (centre, 1.95))
-    tensor(ax, centre - 0.55, 0.45, 1.1, 0.45, "output", fontsize=10, shape="(2, 6, 4)")
+    tensor(ax, centre - 0.55, 0.45, 1.1, 0.45, "output", shape="(2, 6, 4)")
     arrow(ax, (centre, 1.35), (centre, 0.9))
     return fig
 
@@ -483,61 +447,57 @@ def multihead():
     fig, ax = canvas(10.2, 5.3)
     xl, xr, c = 1.75, 6.8, 0.3
 
-    def note(x, y, words):
-        text(ax, x, y, words, ha="left", fontsize=10, color=MUTED, family=MONO)
-
     def two_heads(cx, y, label=""):
         """The two heads as separate (b, T, hd) blocks, side by side."""
         for i in range(2):
             box(ax, cx - 0.95 + i * 1.0, y, 0.9, 0.42, f"head {i}{label}", kind="tensor",
-                color=None if i == 0 else HEAD_1, fontsize=10)
+                color=None if i == 0 else KINDS["tensor2"][0])
 
-    text(ax, 10.1, 5.05, "b = 2, T = 6, d_in = 3, d_out = 4, h = 2, hd = 2", ha="right", fontsize=10, weight="bold")
+    title(ax, 10.1, 5.05, "b = 2, T = 6, d_in = 3, d_out = 4, h = 2, hd = 2", ha="right")
     # left: split
-    tensor(ax, xl - 0.45, 4.55, 0.9, 0.4, "x", fontsize=10)
-    note(2.85, 4.75, "(b, T, d_in) = (2, 6, 3)")
+    tensor(ax, xl - 0.45, 4.55, 0.9, 0.4, "x")
+    mono(ax, 2.85, 4.75, "(b, T, d_in) = (2, 6, 3)")
     arrow(ax, (xl, 4.55), (xl, 4.25))
-    parameter(ax, xl - 1.05, 3.85, 2.1, 0.4, "W_query, W_key, W_value", fontsize=10)
-    note(2.85, 4.05, "nn.Linear(3, 4) each")
+    parameter(ax, xl - 1.05, 3.85, 2.1, 0.4, "W_query, W_key, W_value")
+    mono(ax, 2.85, 4.05, "nn.Linear(3, 4) each")
     arrow(ax, (xl, 3.85), (xl, 3.5))
-    head_row(ax, xl - 2 * c, 3.2, size=c)
-    text(ax, xl - 2 * c - 0.08, 3.35, "queries\n(keys, values)", ha="right", fontsize=10)
-    note(2.85, 3.35, "(b, T, d_out) = (2, 6, 4)")
-    brace(ax, xl - 2 * c, xl - 0.02, 3.17, "head 0", fontsize=10)
-    brace(ax, xl + 0.02, xl + 2 * c, 3.17, "head 1", fontsize=10)
+    row(ax, xl - 2 * c, 3.2, [""] * 4, w=c, h=c, kinds=HEAD_KINDS)
+    text(ax, xl - 2 * c - 0.08, 3.35, "queries\n(keys, values)", ha="right")
+    mono(ax, 2.85, 3.35, "(b, T, d_out) = (2, 6, 4)")
+    brace(ax, xl - 2 * c, xl - 0.02, 3.17, "head 0")
+    brace(ax, xl + 0.02, xl + 2 * c, 3.17, "head 1")
     arrow(ax, (xl, 2.82), (xl, 2.62))
-    operation(ax, xl - 0.85, 2.22, 1.7, 0.4, ".view(b, T, h, hd)", fontsize=10, family=MONO)
+    operation(ax, xl - 0.85, 2.22, 1.7, 0.4, ".view(b, T, h, hd)", family=MONO)
     arrow(ax, (xl, 2.22), (xl, 1.95))
-    head_row(ax, xl - 2 * c - 0.1, 1.65, size=c, gap=0.2)
-    note(2.85, 1.8, "(b, T, h, hd) = (2, 6, 2, 2)")
+    for head in range(2):  # .view: the same features, now split into one block per head
+        row(ax, xl - 2 * c - 0.1 + head * (2 * c + 0.2), 1.65, [""] * 2, w=c, h=c, kinds=HEAD_KINDS[2 * head:][:2])
+    mono(ax, 2.85, 1.8, "(b, T, h, hd) = (2, 6, 2, 2)")
     arrow(ax, (xl, 1.65), (xl, 1.45))
-    operation(ax, xl - 0.85, 1.05, 1.7, 0.4, ".transpose(1, 2)", fontsize=10, family=MONO)
+    operation(ax, xl - 0.85, 1.05, 1.7, 0.4, ".transpose(1, 2)", family=MONO)
     arrow(ax, (xl, 1.05), (xl, 0.72))
     two_heads(xl, 0.3)
-    note(xl - 0.95, 0.12, "(b, h, T, hd) = (2, 2, 6, 2)")
+    mono(ax, xl - 0.95, 0.12, "(b, h, T, hd) = (2, 2, 6, 2)")
     # bottom: each head attends
-    op = operation(ax, 3.05, 0.22, 1.9, 0.58, "attend: each head\nits own 6 × 6 weights", fontsize=10)
+    op = operation(ax, 3.05, 0.22, 1.9, 0.58, "attend: each head\nits own 6 × 6 weights")
     arrow(ax, (xl + 1.05, 0.51), (3.05, 0.51))
     arrow(ax, (4.95, 0.51), (xr - 1.05, 0.51))
-    text(ax, op[0], 0.92, "scores (2, 2, 6, 6), causal", fontsize=10, color=MUTED, family=MONO)
+    mono(ax, op[0], 0.92, "scores (2, 2, 6, 6), causal", ha="center")
     # right: merge
     two_heads(xr, 0.3, " out")
-    note(xr - 0.95, 0.12, "(b, h, T, hd) = (2, 2, 6, 2)")
+    mono(ax, xr - 0.95, 0.12, "(b, h, T, hd) = (2, 2, 6, 2)")
     arrow(ax, (xr, 0.72), (xr, 1.05))
-    operation(ax, xr - 1.4, 1.05, 2.8, 0.52, ".transpose(1, 2)\n.contiguous().view(b, T, d_out)", fontsize=10,
-              family=MONO)
+    operation(ax, xr - 1.4, 1.05, 2.8, 0.52, ".transpose(1, 2)\n.contiguous().view(b, T, d_out)", family=MONO)
     arrow(ax, (xr, 1.57), (xr, 1.85))
-    head_row(ax, xr - 2 * c, 1.85, size=c)
-    note(7.85, 2.0, "(b, T, d_out) = (2, 6, 4)")
-    text(ax, xr - 2 * c - 0.1, 2.0, "concatenated", ha="right", fontsize=10, color=ACCENT)
+    row(ax, xr - 2 * c, 1.85, [""] * 4, w=c, h=c, kinds=HEAD_KINDS)
+    mono(ax, 7.85, 2.0, "(b, T, d_out) = (2, 6, 4)")
+    accent(ax, xr - 2 * c - 0.1, 2.0, "concatenated", ha="right")
     arrow(ax, (xr, 2.15), (xr, 2.45))
-    parameter(ax, xr - 0.8, 2.45, 1.6, 0.4, "out_proj", fontsize=10)
-    note(7.85, 2.65, "nn.Linear(4, 4):\nmixes the heads")
+    parameter(ax, xr - 0.8, 2.45, 1.6, 0.4, "out_proj")
+    mono(ax, 7.85, 2.65, "nn.Linear(4, 4):\nmixes the heads")
     arrow(ax, (xr, 2.85), (xr, 3.15))
-    tensor(ax, xr - 0.55, 3.15, 1.1, 0.4, "output", fontsize=10)
-    note(7.85, 3.35, "(b, T, d_out) = (2, 6, 4)")
-    text(ax, 5.55, 4.35, "split_heads (left), attend (bottom), merge_heads and out_proj (right)", fontsize=10,
-         color=MUTED)
+    tensor(ax, xr - 0.55, 3.15, 1.1, 0.4, "output")
+    mono(ax, 7.85, 3.35, "(b, T, d_out) = (2, 6, 4)")
+    note(ax, 5.55, 4.35, "split_heads (left), attend (bottom), merge_heads and out_proj (right)", ha="center")
     return fig
 
 
@@ -553,25 +513,23 @@ def head_weight_blocks():
     fig, ax = canvas(9.0, 3.45)
     c = 0.42
     for i, top in enumerate((2.85, 1.35)):
-        color = None if i == 0 else HEAD_1_PARAM
-        cells(ax, 0.3, top, 2, 3, c, kind="parameter", row_colors=[color, color])
-        text(ax, 0.3, top + 0.1, f"wrapper.heads[{i}].W_query.weight  (2, 3)", ha="left", fontsize=10,
-             family=MONO, va="bottom")
+        grid(ax, 0.3, top, [[""] * 3] * 2, w=c, kind="parameter" if i == 0 else "parameter2")
+        mono(ax, 0.3, top + 0.1, f"wrapper.heads[{i}].W_query.weight  (2, 3)", va="bottom", color=INK)
         arrow(ax, (0.3 + 3 * c + 0.1, top - c), (4.5, 2.1 - 2 * i * c), color=MUTED)
-    text(ax, 3.05, 2.45, "torch.cat(..., dim=0)", fontsize=10, color=MUTED, family=MONO)
+    mono(ax, 3.05, 2.45, "torch.cat(..., dim=0)", ha="center")
     top = 2.1 + c
-    cells(ax, 4.6, top, 4, 3, c, kind="parameter", row_colors=[None, None, HEAD_1_PARAM, HEAD_1_PARAM])
-    text(ax, 4.6, top + 0.1, "mha.W_query.weight  (4, 3)", ha="left", fontsize=10, family=MONO, va="bottom")
+    grid(ax, 4.6, top, [[""] * 3] * 4, w=c, kinds=[["parameter"] * 3] * 2 + [["parameter2"] * 3] * 2)
+    mono(ax, 4.6, top + 0.1, "mha.W_query.weight  (4, 3)", va="bottom", color=INK)
     right = 4.6 + 3 * c + 0.1
     for i in range(2):
         y0, y1 = top - (2 * i + 2) * c + 0.03, top - 2 * i * c - 0.03
-        ax.plot([right, right + 0.08, right + 0.08, right], [y1, y1, y0, y0], color=MUTED, linewidth=1.1)
-        text(ax, right + 0.16, (y0 + y1) / 2, f"rows {2 * i}-{2 * i + 1}: head {i}\n(output features "
-             f"{2 * i}, {2 * i + 1})", ha="left", fontsize=10, color=MUTED)
-    brace(ax, 4.6, 4.6 + 3 * c, top - 4 * c - 0.08, "d_in = 3 input features", fontsize=10)
+        line(ax, [(right, y1), (right + 0.08, y1), (right + 0.08, y0), (right, y0)], color=MUTED, linewidth=1.1)
+        note(ax, right + 0.16, (y0 + y1) / 2,
+             f"rows {2 * i}-{2 * i + 1}: head {i}\n(output features {2 * i}, {2 * i + 1})")
+    brace(ax, 4.6, 4.6 + 3 * c, top - 4 * c - 0.08, "d_in = 3 input features")
     text(ax, 0.3, 0.25, "nn.Linear stores its weight as (out, in): row r makes output feature r, and split_heads "
          "gives features 0-1 to head 0\nand 2-3 to head 1. The same for W_key and W_value; out_proj is copied "
-         "as it is.", ha="left", fontsize=10, color=MUTED)
+         "as it is.", ha="left", color=MUTED)
     return fig
 
 
@@ -590,20 +548,20 @@ def queries_are_last():
     token_matrix(ax, 0.85, top, cells_, kinds, size)
     ax.add_patch(patches.Rectangle((0.85, top - 6 * size), 6 * size, 2 * size, fill=False, edgecolor=ACCENT,
                                    linewidth=2))
-    text(ax, 0.85 + 3 * size, top - 6 * size - 0.15, "self.mask[:6, :6]  (grey: future)", fontsize=10,
-         family=MONO, va="top")
+    mono(ax, 0.85 + 3 * size, top - 6 * size - 0.15, "self.mask[:6, :6]  (grey: future)", va="top", color=INK,
+         ha="center")
     x = 5.0
-    text(ax, x, 3.65, "2 queries, 6 keys: mask[6 - 2 : 6, :6]", ha="left", fontsize=10, family=MONO)
-    grid(ax, x, 3.4, [[""] * 6, [""] * 6], size=size, kinds=kinds[4:6])
+    mono(ax, x, 3.65, "2 queries, 6 keys: mask[6 - 2 : 6, :6]", color=INK)
+    grid(ax, x, 3.4, [[""] * 6, [""] * 6], w=size, kinds=kinds[4:6])
     for i, token in enumerate(("the", "others")):
-        text(ax, x - 0.06, 3.4 - (i + 0.5) * size, token, ha="right", fontsize=10)
-    text(ax, x, 2.0, "1 new query (KV cache): mask[5:6, :6]", ha="left", fontsize=10, family=MONO)
-    grid(ax, x, 1.75, [[""] * 6], size=size, kinds=kinds[5:6])
-    text(ax, x - 0.06, 1.75 - 0.5 * size, "others", ha="right", fontsize=10)
-    text(ax, x + 3 * size, 1.2, "the newest token sees every cached key", fontsize=10, color=ACCENT, va="top")
+        text(ax, x - 0.06, 3.4 - (i + 0.5) * size, token, ha="right")
+    mono(ax, x, 2.0, "1 new query (KV cache): mask[5:6, :6]", color=INK)
+    grid(ax, x, 1.75, [[""] * 6], w=size, kinds=kinds[5:6])
+    text(ax, x - 0.06, 1.75 - 0.5 * size, "others", ha="right")
+    accent(ax, x + 3 * size, 1.2, "the newest token sees every cached key", va="top", ha="center")
     arrow(ax, (0.85 + 6 * size + 0.1, top - 5 * size), (x - 0.55, 3.4 - size), color=MUTED)
     text(ax, 0.2, 0.25, "Query i sits at key position n_keys - n_queries + i, so the rows of the mask it needs are "
-         "the last n_queries rows.", ha="left", fontsize=10, color=MUTED)
+         "the last n_queries rows.", ha="left", color=MUTED)
     return fig
 
 
@@ -620,33 +578,33 @@ def queries_are_last():
 def fused_sdpa():
     fig, ax = canvas(9.5, 5.1)
     h = 0.4
-    inp = tensor(ax, 3.2, 4.5, 3.1, h, "queries, keys, values", fontsize=10, shape="(b, h, T, hd)")
-    text(ax, 0.2, 4.75, "fused=False: spelled out", ha="left", fontsize=10, weight="bold")
+    inp = tensor(ax, 3.2, 4.5, 3.1, h, "queries, keys, values", shape="(b, h, T, hd)")
+    title(ax, 0.2, 4.75, "fused=False: spelled out")
     steps = ["queries @ keysᵀ / √hd", "masked_fill(future, -inf)", "softmax(dim=-1)", "dropout",
              "weights @ values"]
     lx, lw, pitch, first = 0.3, 2.7, 0.64, 3.4
     tops = [first - k * pitch for k in range(len(steps))]
     arrow(ax, (inp[0] - 0.8, 4.5), (lx + lw / 2, tops[0] + h))
     for k, step in enumerate(steps):
-        operation(ax, lx, tops[k], lw, h, step, fontsize=10, family=MONO)
+        operation(ax, lx, tops[k], lw, h, step, family=MONO)
         if k:
             arrow(ax, (lx + lw / 2, tops[k - 1]), (lx + lw / 2, tops[k] + h))
-            text(ax, lx + lw / 2 + 0.12, tops[k] + h + 0.12, "(b, h, T, T)", ha="left", fontsize=10,
-                 color=ACCENT, family=MONO)
-    text(ax, lx + lw + 0.1, tops[2] + 0.2, "each T × T\nmatrix is written\nto memory and\nread back by\n"
-         "the next step", ha="left", va="center", fontsize=10, color=ACCENT)
-    text(ax, 9.3, 4.75, "fused=True: one call", ha="right", fontsize=10, weight="bold")
+            mono(ax, lx + lw / 2 + 0.12, tops[k] + h + 0.12, "(b, h, T, T)", color=ACCENT)
+    accent(ax, lx + lw + 0.1, tops[2] + 0.2,
+           "each T × T\nmatrix is written\nto memory and\nread back by\nthe next step", va="center")
+    title(ax, 9.3, 4.75, "fused=True: one call", ha="right")
     fx, fw, fy, fh = 5.1, 4.25, 1.6, 2.1
     operation(ax, fx, fy, fw, fh)
-    text(ax, fx + 0.15, fy + fh - 0.15, "F.scaled_dot_product_attention(\n    queries, keys, values,\n"
-         "    dropout_p=p, is_causal=True)", ha="left", va="top", fontsize=10, family=MONO)
+    mono(ax, fx + 0.15, fy + fh - 0.15,
+         "F.scaled_dot_product_attention(\n    queries, keys, values,\n    dropout_p=p, is_causal=True)", va="top",
+         color=INK)
     arrow(ax, (inp[0] + 0.8, 4.5), (fx + fw / 2, fy + fh))
     text(ax, fx + 0.15, fy + fh - 0.95, "picks a kernel for the hardware:\n"
          "• FlashAttention (recent NVIDIA GPUs): keys in\n  tiles, a running softmax, no T × T matrix stored\n"
          "• memory-efficient kernel (other GPUs)\n• fused C++ kernel (CPU), or a plain math fallback\n"
-         "scale 1/√hd by default; is_causal=True: the causal mask", ha="left", va="top", fontsize=10, color=INK)
-    out = tensor(ax, 3.2, 0.2, 3.1, h, "same context vectors", fontsize=10)
-    text(ax, out[0], 0.14, "(b, h, T, hd)", fontsize=10, color=MUTED, family=MONO, va="top")
+         "scale 1/√hd by default; is_causal=True: the causal mask", ha="left", va="top", color=INK)
+    out = tensor(ax, 3.2, 0.2, 3.1, h, "same context vectors")
+    mono(ax, out[0], 0.14, "(b, h, T, hd)", va="top", ha="center")
     arrow(ax, (lx + lw / 2, tops[-1]), (out[0] - 0.8, 0.6))
     arrow(ax, (fx + fw / 2, fy), (out[0] + 0.8, 0.6))
     return fig

@@ -88,7 +88,8 @@ def layer_norm():
     x0, w, h = 1.55, 0.68, 0.4
     right = x0 + 6 * w
     text(ax, 0.1, 4.9, "Each row is one vector (in GPT-2: one token's 768 features).", ha="left")
-    for top, name, values, color, digits in ((4.25, "outputs", before, MUTED, 3), (2.55, "normalised", after, ACCENT, 2)):
+    for top, name, values, color, digits in ((4.25, "outputs", before, MUTED, 3),
+                                             (2.55, "normalised", after, ACCENT, 2)):
         title(ax, 0.1, top - h, name)
         grid(ax, x0, top, [[f"{v:.2f}" for v in line_] for line_ in values], w=w, h=h, kind="tensor", family=FONT)
         note(ax, right + 0.55, top + 0.15, "mean", ha="center")

@@ -5,8 +5,9 @@ import math
 from matplotlib import patches
 
 from . import diagram
-from .style import (
-    ACCENT, FONT, INK, KINDS, MONO, MUTED, arrow, box, canvas, data, operation, parameter, row, text,
+from .primitives import (
+    ACCENT, INK, KINDS, MUTED, accent, arrow, bar, box, canvas, data, frame, grid, line, mono, note,
+    operation, parameter, row, stack, text, title,
 )
 
 # Chapter 5's toy next-word distribution after "The cat curled up on the" (section 5 of ch05_pretraining):
@@ -23,18 +24,6 @@ SOURCE = ["the", "cat", "sat", "down"]
 TARGET_IN = ["<s>", "le", "chat", "s'est", "assis"]
 
 
-def _bar(ax, x, y, length, height, kind="tensor", color=None):
-    fill, edge, _ = KINDS[kind]
-    ax.add_patch(patches.Rectangle((x, y), max(length, 0.015), height, facecolor=color or fill, edgecolor=edge,
-                                   linewidth=1.0))
-
-
-def _frame(ax, x, y, w, h, title, fontsize=10):
-    """A thin rounded frame that groups boxes, with a bold title in its top-left corner."""
-    ax.add_patch(patches.FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0,rounding_size=0.12", facecolor="none",
-                                        edgecolor=MUTED, linewidth=1.0, linestyle=(0, (4, 3))))
-    text(ax, x + 0.12, y + h - 0.2, title, ha="left", fontsize=fontsize, weight="bold")
-
 
 @diagram(
     "intro_what_an_llm_does",
@@ -47,39 +36,37 @@ def _frame(ax, x, y, w, h, title, fontsize=10):
 def what_an_llm_does():
     fig, ax = canvas(9.4, 3.9)
     # text in
-    text(ax, 0.2, 3.55, "1. text in", ha="left", fontsize=10, weight="bold")
+    title(ax, 0.2, 3.55, "1. text in")
     data(ax, 0.2, 2.55, 2.3, 0.7, "The cat curled\nup on the", fontsize=11)
     # the model
-    text(ax, 3.0, 3.55, "2. the model", ha="left", fontsize=10, weight="bold")
-    operation(ax, 3.0, 2.45, 1.6, 0.9, "LLM\n(a transformer)", fontsize=10)
-    parameter(ax, 3.05, 1.45, 1.5, 0.5, "learned weights", fontsize=10)
+    title(ax, 3.0, 3.55, "2. the model")
+    operation(ax, 3.0, 2.45, 1.6, 0.9, "LLM\n(a transformer)")
+    parameter(ax, 3.05, 1.45, 1.5, 0.5, "learned weights")
     arrow(ax, (3.8, 1.95), (3.8, 2.45), color=KINDS["parameter"][1])
     arrow(ax, (2.5, 2.9), (3.0, 2.9))
     # probabilities
-    text(ax, 5.05, 3.55, "3. a probability for every next token (toy numbers)", ha="left", fontsize=10, weight="bold")
+    title(ax, 5.05, 3.55, "3. a probability for every next token (toy numbers)")
     arrow(ax, (4.6, 2.9), (5.05, 2.9))
     x_bar, row_h, top, scale = 6.25, 0.3, 3.3, 4.2
     for i, (word, p) in enumerate(TOY_NEXT_WORDS):
         y = top - (i + 1) * row_h
         kind = "highlight" if i == 0 else "tensor"
-        text(ax, x_bar - 0.08, y + row_h / 2, word, ha="right", fontsize=10)
-        _bar(ax, x_bar, y + 0.05, p * scale, row_h - 0.1, kind=kind)
-        text(ax, x_bar + p * scale + 0.06, y + row_h / 2, f"{p:.2f}", ha="left", fontsize=10)
+        text(ax, x_bar - 0.08, y + row_h / 2, word, ha="right")
+        bar(ax, x_bar, y + 0.05, p * scale, row_h - 0.1, kind=kind)
+        text(ax, x_bar + p * scale + 0.06, y + row_h / 2, f"{p:.2f}", ha="left")
     y_rest = top - 6 * row_h
-    text(ax, x_bar - 0.08, y_rest + row_h / 2, "… every other token", ha="right", fontsize=10, color=MUTED)
-    text(ax, x_bar + 0.06, y_rest + row_h / 2, "0.02 together", ha="left", fontsize=10, color=MUTED)
-    ax.plot([x_bar, x_bar], [y_rest, top], color=MUTED, linewidth=0.9)
+    note(ax, x_bar - 0.08, y_rest + row_h / 2, "… every other token", ha="right")
+    note(ax, x_bar + 0.06, y_rest + row_h / 2, "0.02 together")
+    line(ax, [(x_bar, y_rest), (x_bar, top)], color=MUTED, linewidth=0.9)
     # choose one and append it
-    text(ax, 8.3, 1.05, "4. choose one token\n(greedy: the most probable;\nor sample, chapter 5)", ha="right",
-         fontsize=10, color=ACCENT)
-    data(ax, 6.0, 0.25, 2.3, 0.5, "The cat curled up on the", fontsize=10)
-    box(ax, 8.3, 0.25, 0.6, 0.5, "mat", kind="highlight", fontsize=10)
+    accent(ax, 8.3, 1.05, "4. choose one token\n(greedy: the most probable;\nor sample, chapter 5)", ha="right")
+    data(ax, 6.0, 0.25, 2.3, 0.5, "The cat curled up on the")
+    box(ax, 8.3, 0.25, 0.6, 0.5, "mat", kind="highlight")
     arrow(ax, (8.42, top - row_h / 2 - 0.1), (8.6, 0.75), color=ACCENT)
     # feed it back in
-    ax.plot([6.0, 0.12, 0.12], [0.5, 0.5, 2.9], color=MUTED, linewidth=1.3)
+    line(ax, [(6.0, 0.5), (0.12, 0.5), (0.12, 2.9)], color=MUTED, linewidth=1.3)
     arrow(ax, (0.12, 2.9), (0.2, 2.9), color=MUTED)
-    text(ax, 0.3, 0.68, "5. append it and feed the longer text back in: repeat", ha="left", fontsize=10,
-         color=MUTED)
+    note(ax, 0.3, 0.68, "5. append it and feed the longer text back in: repeat")
     return fig
 
 
@@ -93,9 +80,9 @@ def what_an_llm_does():
     pretraining (ch05_pretraining): 5, training on unlabeled text; 5b, loading OpenAI's GPT-2 weights; 5c, training at
     scale; 5d, a fast path; 5e, pretraining on Tiny Shakespeare; 5f, Llama 3 and Qwen3 from our own
     blocks. The result is a pretrained base model. Stage 3, finetuning (ch06_classification_ft and
-    ch07_instruction_ft): 6, a spam classifier; 7, following instructions, in two parts: finetuning, then evaluating the answers; 7b,
-    preference tuning with DPO; 7c, reinforcement learning with a checker (GRPO). The results are task-specific
-    models and an assistant.""",
+    ch07_instruction_ft): 6, a spam classifier; 7, following instructions, in two parts: finetuning, then
+    evaluating the answers; 7b, preference tuning with DPO; 7c, reinforcement learning with a checker (GRPO).
+    The results are task-specific models and an assistant.""",
 )
 def course_map():
     stages = [
@@ -127,28 +114,20 @@ def course_map():
     frame_h = 0.55 + rows * step
     fig, ax = canvas(9.8, frame_h + 1.45)
     w, frame_w = 2.85, 3.1
-    for x, title, chapters, result in stages:
-        _frame(ax, x, 1.0, frame_w, frame_h, title)
+    for x, heading, chapters, result in stages:
+        frame(ax, x, 1.0, frame_w, frame_h, heading)
         for i, (name, folder, main) in enumerate(chapters):
             y = 1.0 + frame_h - 0.75 - i * step
-            box(ax, x + 0.125, y, w, 0.4, name, kind="plain", fontsize=10, weight="bold" if main else "normal")
-            text(ax, x + 0.125 + w / 2, y - 0.1, folder, fontsize=10, color=MUTED, family=MONO)
-        parameter(ax, x + 0.4, 0.2, frame_w - 0.8, 0.45, result, fontsize=10)
+            box(ax, x + 0.125, y, w, 0.4, name, kind="plain", weight="bold" if main else "normal")
+            mono(ax, x + 0.125 + w / 2, y - 0.1, folder, ha="center")
+        parameter(ax, x + 0.4, 0.2, frame_w - 0.8, 0.45, result)
         arrow(ax, (x + frame_w / 2, 1.0), (x + frame_w / 2, 0.65))
     arrow(ax, (0.1 + frame_w - 0.4, 0.42), (3.35 + 0.4, 0.42))
     arrow(ax, (3.35 + frame_w - 0.4, 0.42), (6.6 + 0.4, 0.42))
     text(ax, 0.1, frame_h + 1.25, "You are here: chapter 1, the big picture (in ch02_text_data/). "
-         "Bold: main chapters and their parts; lettered: companions.", ha="left", fontsize=10, color=ACCENT)
+         "Bold: main chapters and their parts; lettered: companions.", ha="left", color=ACCENT)
     return fig
 
-
-def _stack(ax, x, y, w, h, label, note, fontsize=10):
-    """A block stack drawn as three offset boxes (N identical transformer blocks), with a note inside."""
-    for k in (2, 1):
-        operation(ax, x + 0.06 * k, y + 0.06 * k, w, h)
-    operation(ax, x, y, w, h)
-    text(ax, x + w / 2, y + h * 0.64, label, fontsize=fontsize)
-    text(ax, x + w / 2, y + h * 0.3, note, fontsize=10, color=MUTED)
 
 
 @diagram(
@@ -165,41 +144,44 @@ def _stack(ax, x, y, w, h, label, note, fontsize=10):
 def three_architectures():
     fig, ax = canvas(9.5, 4.4)
     # encoder-only
-    text(ax, 1.45, 4.2, "encoder-only", fontsize=10, weight="bold")
-    text(ax, 1.45, 3.92, "e.g. BERT", fontsize=10, color=MUTED)
-    box(ax, 0.85, 3.2, 1.2, 0.42, "cat", kind="highlight", fontsize=10)
-    text(ax, 2.12, 3.41, "fills in [MASK]", ha="left", fontsize=10, color=MUTED)
-    _stack(ax, 0.35, 1.75, 2.1, 0.75, "encoder blocks", "every token sees every token")
-    row(ax, 0.25, 0.55, ["the", "[MASK]", "sat", "down"], w=0.58, h=0.4, fontsize=10)
+    title(ax, 1.45, 4.2, "encoder-only", ha="center")
+    note(ax, 1.45, 3.92, "e.g. BERT", ha="center")
+    box(ax, 0.85, 3.2, 1.2, 0.42, "cat", kind="highlight")
+    note(ax, 2.12, 3.41, "fills in [MASK]")
+    for x, w, name, sees in ((0.35, 2.1, "encoder", "every token sees every token"),
+                             (3.4, 2.3, "decoder", "sees itself and earlier tokens")):
+        stack(ax, x, 1.75, w, 0.75)
+        text(ax, x + w / 2, 2.23, f"{name} blocks")
+        note(ax, x + w / 2, 1.98, sees, ha="center")
+    row(ax, 0.25, 0.55, ["the", "[MASK]", "sat", "down"], w=0.58, h=0.4)
     arrow(ax, (1.45, 0.95), (1.45, 1.75))
     arrow(ax, (1.45, 2.62), (1.45, 3.2))
-    text(ax, 1.45, 0.22, "reads and understands", fontsize=10, color=ACCENT)
+    accent(ax, 1.45, 0.22, "reads and understands", ha="center")
     # decoder-only
-    text(ax, 4.55, 4.2, "decoder-only", fontsize=10, weight="bold")
-    text(ax, 4.55, 3.92, "e.g. GPT (this course)", fontsize=10, color=MUTED)
-    box(ax, 3.95, 3.2, 1.2, 0.42, "down", kind="highlight", fontsize=10)
-    text(ax, 5.22, 3.41, "next token", ha="left", fontsize=10, color=MUTED)
-    _stack(ax, 3.4, 1.75, 2.3, 0.75, "decoder blocks", "sees itself and earlier tokens")
-    row(ax, 3.65, 0.55, ["the", "cat", "sat"], w=0.6, h=0.4, fontsize=10)
+    title(ax, 4.55, 4.2, "decoder-only", ha="center")
+    note(ax, 4.55, 3.92, "e.g. GPT (this course)", ha="center")
+    box(ax, 3.95, 3.2, 1.2, 0.42, "down", kind="highlight")
+    note(ax, 5.22, 3.41, "next token")
+    row(ax, 3.65, 0.55, ["the", "cat", "sat"], w=0.6, h=0.4)
     arrow(ax, (4.55, 0.95), (4.55, 1.75))
     arrow(ax, (4.55, 2.62), (4.55, 3.2))
-    text(ax, 4.55, 0.22, "generates text", fontsize=10, color=ACCENT)
+    accent(ax, 4.55, 0.22, "generates text", ha="center")
     # encoder-decoder
-    text(ax, 7.75, 4.2, "encoder–decoder", fontsize=10, weight="bold")
-    text(ax, 7.75, 3.92, "e.g. the original transformer, T5", fontsize=10, color=MUTED)
-    operation(ax, 6.35, 1.75, 1.2, 0.75, "encoder", fontsize=10)
-    operation(ax, 8.15, 1.75, 1.2, 0.75, "decoder\n(causal)", fontsize=10)
-    row(ax, 6.15, 0.55, ["the", "cat", "sat", "down"], w=0.4, h=0.4, fontsize=10)
-    row(ax, 8.25, 0.55, ["le", "chat"], w=0.5, h=0.4, fontsize=10)
+    title(ax, 7.75, 4.2, "encoder–decoder", ha="center")
+    note(ax, 7.75, 3.92, "e.g. the original transformer, T5", ha="center")
+    operation(ax, 6.35, 1.75, 1.2, 0.75, "encoder")
+    operation(ax, 8.15, 1.75, 1.2, 0.75, "decoder\n(causal)")
+    row(ax, 6.15, 0.55, ["the", "cat", "sat", "down"], w=0.4, h=0.4)
+    row(ax, 8.25, 0.55, ["le", "chat"], w=0.5, h=0.4)
     arrow(ax, (6.95, 0.95), (6.95, 1.75))
     arrow(ax, (8.75, 0.95), (8.75, 1.75))
     arrow(ax, (7.55, 2.12), (8.15, 2.12), color=ACCENT)
-    text(ax, 7.85, 2.62, "cross-\nattention", fontsize=10, color=ACCENT)
-    box(ax, 8.15, 3.2, 1.2, 0.42, "s'est", kind="highlight", fontsize=10)
+    accent(ax, 7.85, 2.62, "cross-\nattention", ha="center")
+    box(ax, 8.15, 3.2, 1.2, 0.42, "s'est", kind="highlight")
     arrow(ax, (8.75, 2.5), (8.75, 3.2))
-    text(ax, 6.9, 1.35, "source", ha="right", fontsize=10, color=MUTED)
-    text(ax, 8.7, 1.35, "target so far", ha="right", fontsize=10, color=MUTED)
-    text(ax, 7.75, 0.22, "turns one text into another", fontsize=10, color=ACCENT)
+    note(ax, 6.9, 1.35, "source", ha="right")
+    note(ax, 8.7, 1.35, "target so far", ha="right")
+    accent(ax, 7.75, 0.22, "turns one text into another", ha="center")
     return fig
 
 
@@ -216,30 +198,20 @@ def attention_masks():
     fig, ax = canvas(9.5, 3.9)
     size = 0.42
 
-    def labelled(x, y_top, rows, columns, allowed, title, note):
-        for i in range(len(rows)):
-            for j in range(len(columns)):
-                ok = allowed(i, j)
-                box(ax, x + j * size, y_top - (i + 1) * size, size, size, "1" if ok else "0",
-                    kind="plain" if ok else "masked", color=KINDS["tensor"][0] if ok else None, fontsize=10)
-        row_centres = [(x, y_top - (i + 0.5) * size) for i in range(len(rows))]
-        column_centres = [(x + (j + 0.5) * size, y_top) for j in range(len(columns))]
-        for (rx, ry), label in zip(row_centres, rows):
-            text(ax, rx - 0.06, ry, label, ha="right", fontsize=10)
-        for (cx, cy), label in zip(column_centres, columns):
-            ax.text(cx, cy + 0.06, label, ha="left", va="bottom", rotation=50, fontsize=10, color=INK, family=FONT)
+    def labelled(x, rows, columns, allowed, heading, count):
+        kinds = [["tensor" if allowed(i, j) else "masked" for j in range(len(columns))] for i in range(len(rows))]
+        cells = [["1" if kind == "tensor" else "0" for kind in line] for line in kinds]
+        grid(ax, x, 2.9, cells, w=size, kinds=kinds, row_labels=rows, column_labels=columns, slant=True)
         mid = x + len(columns) * size / 2
-        text(ax, mid, 3.75, title, fontsize=10, weight="bold")
-        text(ax, mid, y_top - len(rows) * size - 0.22, note, fontsize=10, color=MUTED)
+        title(ax, mid, 3.75, heading, ha="center")
+        allowed_cells = sum(line.count("1") for line in cells)
+        note(ax, mid, 2.68 - len(rows) * size, f"{count}: {allowed_cells} of {len(rows) * len(columns)}", ha="center")
 
-    labelled(0.75, 2.9, SOURCE, SOURCE, lambda i, j: True, "encoder self-attention",
-             "all pairs: 16 of 16")
-    labelled(3.85, 2.9, TARGET_IN, TARGET_IN, lambda i, j: j <= i, "decoder self-attention",
-             "causal: 15 of 25")
-    labelled(7.45, 2.9, TARGET_IN, SOURCE, lambda i, j: True, "cross-attention",
-             "all pairs: 20 of 20")
-    text(ax, 4.75, 0.15, "row = the token that looks (query);  column = a token it may look at (key);  "
-         "0 = masked", fontsize=10, color=ACCENT)
+    labelled(0.75, SOURCE, SOURCE, lambda i, j: True, "encoder self-attention", "all pairs")
+    labelled(3.85, TARGET_IN, TARGET_IN, lambda i, j: j <= i, "decoder self-attention", "causal")
+    labelled(7.45, TARGET_IN, SOURCE, lambda i, j: True, "cross-attention", "all pairs")
+    accent(ax, 4.75, 0.15, "row = the token that looks (query);  column = a token it may look at (key);  0 = masked",
+           ha="center")
     return fig
 
 
@@ -256,23 +228,22 @@ def gpt3_mixture():
     fig, ax = canvas(9.4, 4.2)
     total = sum(tokens for _, tokens, _ in GPT3_MIX)
     x0, scale, top, block = 3.05, 6.8, 3.55, 0.64
-    text(ax, 0.1, 4.0, "GPT-3's training mixture (Brown et al., 2020, Table 2.2)", ha="left", fontsize=10,
-         weight="bold")
-    _bar(ax, 5.3, 3.88, 0.3, 0.16, kind="data")
-    text(ax, 5.67, 3.96, "share of the 499 B tokens available", ha="left", fontsize=10)
-    _bar(ax, 5.3, 3.64, 0.3, 0.16, kind="tensor")
-    text(ax, 5.67, 3.72, "sampling weight: share of what was read", ha="left", fontsize=10)
+    title(ax, 0.1, 4.0, "GPT-3's training mixture (Brown et al., 2020, Table 2.2)")
+    bar(ax, 5.3, 3.88, 0.3, 0.16, kind="data")
+    text(ax, 5.67, 3.96, "share of the 499 B tokens available", ha="left")
+    bar(ax, 5.3, 3.64, 0.3, 0.16, kind="tensor")
+    text(ax, 5.67, 3.72, "sampling weight: share of what was read", ha="left")
     for i, (name, tokens, weight) in enumerate(GPT3_MIX):
         y = top - (i + 1) * block
         share = tokens / total
-        text(ax, x0 - 0.1, y + 0.4, name, ha="right", fontsize=10)
-        text(ax, x0 - 0.1, y + 0.17, f"{tokens} B tokens", ha="right", fontsize=10, color=MUTED)
-        _bar(ax, x0, y + 0.31, share * scale, 0.22, kind="data")
-        text(ax, x0 + share * scale + 0.06, y + 0.42, f"{share:.1%}", ha="left", fontsize=10, color=MUTED)
-        _bar(ax, x0, y + 0.07, weight * scale, 0.22, kind="tensor")
-        text(ax, x0 + weight * scale + 0.06, y + 0.18, f"{weight:.0%}", ha="left", fontsize=10)
-    ax.plot([x0, x0], [top - len(GPT3_MIX) * block, top], color=MUTED, linewidth=0.9)
-    text(ax, 9.3, 0.12, "weights as published; they sum to 101% by rounding", ha="right", fontsize=10, color=MUTED)
+        text(ax, x0 - 0.1, y + 0.4, name, ha="right")
+        note(ax, x0 - 0.1, y + 0.17, f"{tokens} B tokens", ha="right")
+        bar(ax, x0, y + 0.31, share * scale, 0.22, kind="data")
+        note(ax, x0 + share * scale + 0.06, y + 0.42, f"{share:.1%}")
+        bar(ax, x0, y + 0.07, weight * scale, 0.22, kind="tensor")
+        text(ax, x0 + weight * scale + 0.06, y + 0.18, f"{weight:.0%}", ha="left")
+    line(ax, [(x0, top - len(GPT3_MIX) * block), (x0, top)], color=MUTED, linewidth=0.9)
+    note(ax, 9.3, 0.12, "weights as published; they sum to 101% by rounding", ha="right")
     return fig
 
 
@@ -280,14 +251,14 @@ def _finetune_branch(ax, y, leaves_base_at, data_y, data_text, step_text, result
     """One finetuning branch at height y: the base model's arrow, its labelled data (above or below the
     step), the finetuning step and the model it makes."""
     arrow(ax, (5.5, leaves_base_at), (5.95, y))
-    data(ax, 5.85, data_y, 1.9, 0.5, data_text, fontsize=10)
+    data(ax, 5.85, data_y, 1.9, 0.5, data_text)
     if data_y > y:
         arrow(ax, (6.8, data_y), (6.8, y + 0.28))
     else:
         arrow(ax, (6.8, data_y + 0.5), (6.8, y - 0.28))
-    operation(ax, 5.95, y - 0.28, 1.7, 0.56, step_text, fontsize=10)
+    operation(ax, 5.95, y - 0.28, 1.7, 0.56, step_text)
     arrow(ax, (7.65, y), (7.95, y))
-    parameter(ax, 7.95, y - 0.28, 1.45, 0.56, result_text, fontsize=10)
+    parameter(ax, 7.95, y - 0.28, 1.45, 0.56, result_text)
 
 
 @diagram(
@@ -301,21 +272,20 @@ def _finetune_branch(ax, y, leaves_base_at, data_y, data_text, step_text, result
 )
 def pretrain_finetune():
     fig, ax = canvas(9.5, 4.4)
-    text(ax, 2.8, 4.2, "stage 2: pretraining (chapter 5)", fontsize=10, weight="bold")
-    text(ax, 7.7, 4.2, "stage 3: finetuning (chapters 6 and 7)", fontsize=10, weight="bold")
-    data(ax, 0.1, 1.72, 1.75, 0.95, "unlabeled text\nweb, books,\nWikipedia", fontsize=10)
-    text(ax, 0.975, 1.5, "100s of billions of tokens", fontsize=10, color=MUTED)
+    title(ax, 2.8, 4.2, "stage 2: pretraining (chapter 5)", ha="center")
+    title(ax, 7.7, 4.2, "stage 3: finetuning (chapters 6 and 7)", ha="center")
+    data(ax, 0.1, 1.72, 1.75, 0.95, "unlabeled text\nweb, books,\nWikipedia")
+    note(ax, 0.975, 1.5, "100s of billions of tokens", ha="center")
     arrow(ax, (1.85, 2.2), (2.2, 2.2))
-    operation(ax, 2.2, 1.77, 1.55, 0.85, "pretraining:\npredict the\nnext token", fontsize=10)
-    text(ax, 2.975, 1.5, "weeks on many GPUs", fontsize=10, color=MUTED)
+    operation(ax, 2.2, 1.77, 1.55, 0.85, "pretraining:\npredict the\nnext token")
+    note(ax, 2.975, 1.5, "weeks on many GPUs", ha="center")
     arrow(ax, (3.75, 2.2), (4.1, 2.2))
-    parameter(ax, 4.1, 1.82, 1.4, 0.75, "base model\n(continues text)", fontsize=10)
+    parameter(ax, 4.1, 1.82, 1.4, 0.75, "base model\n(continues text)")
     _finetune_branch(ax, 3.0, 2.4, 3.4, "~1,500 messages labelled\nspam / not spam", "finetune\n(2-way output head)",
                      "spam classifier\n(chapter 6)")
     _finetune_branch(ax, 1.4, 2.0, 0.5, "1,100 pairs: instruction\n→ good response", "finetune\n(same next-token loss)",
                      "assistant\n(chapter 7)")
-    text(ax, 0.1, 0.65, "finetuning starts from the base model's weights\nand needs minutes to hours, not weeks",
-         ha="left", fontsize=10, color=ACCENT)
+    accent(ax, 0.1, 0.65, "finetuning starts from the base model's weights\nand needs minutes to hours, not weeks")
     return fig
 
 
@@ -350,14 +320,15 @@ def compute_ladder():
     def xpos(flops):
         return x0 + (math.log10(flops) - lo) / (hi - lo) * (x1 - x0)
 
-    ax.plot([x0, x1], [y, y], color=INK, linewidth=1.2)
+    line(ax, [(x0, y), (x1, y)], color=INK, linewidth=1.2)
     for e in range(lo, hi + 1, 2):
         ax.plot([xpos(10 ** e)] * 2, [y - 0.07, y + 0.07], color=INK, linewidth=1.0)
-        ax.text(xpos(10 ** e), y - 0.12, f"$10^{{{e}}}$", ha="center", va="top", fontsize=10, color=INK, family=FONT)
+        text(ax, xpos(10 ** e), y - 0.12, f"$10^{{{e}}}$", va="top")
     flops = {name: 6 * n * d for name, n, d in COMPUTE}
     # (label x, label y, alignment, above the axis?)
     placement = {
-        "this course: chapter 5's run": ("left", True, "162M parameters, 46,080 tokens:\nabout 11 minutes on a 2-core CPU"),
+        "this course: chapter 5's run": ("left", True,
+                                         "162M parameters, 46,080 tokens:\nabout 11 minutes on a 2-core CPU"),
         "GPT-3 Small": ("right", False, "125M parameters, 300B tokens"),
         "GPT-3 175B": ("right", True, "175B parameters, 300B tokens"),
         "Chinchilla": ("right", False, "70B parameters, 1.4T tokens"),
@@ -369,14 +340,13 @@ def compute_ladder():
         fill, edge, _ = KINDS[kind]
         ax.add_patch(patches.Circle((x, y), 0.08, facecolor=fill, edgecolor=edge, linewidth=1.3, zorder=3))
         end = 2.45 if above else 0.95
-        ax.plot([x, x], [y + (0.09 if above else -0.09), end], color=MUTED, linewidth=0.8)
+        line(ax, [(x, y + (0.09 if above else -0.09)), (x, end)], color=MUTED, linewidth=0.8)
         dx = 0.05 if ha == "left" else -0.05
-        ax.text(x + dx, end + (0.03 if above else -0.03), f"{name}: {_sci(flops[name])}\n{detail}", ha=ha,
-                va="bottom" if above else "top", fontsize=10, color=INK, family=FONT)
+        text(ax, x + dx, end + (0.03 if above else -0.03), f"{name}: {_sci(flops[name])}\n{detail}", ha=ha,
+             va="bottom" if above else "top")
     ours, gpt3 = flops["this course: chapter 5's run"], flops["GPT-3 175B"]
     arrow(ax, (xpos(ours) + 0.15, 2.05), (xpos(gpt3) - 0.15, 2.05), color=ACCENT, style="<|-|>")
-    text(ax, (xpos(ours) + xpos(gpt3)) / 2, 2.2, f"GPT-3 175B: about {gpt3 / ours / 1e9:.0f} billion times more",
-         fontsize=10, color=ACCENT)
-    text(ax, 0.1, 0.2, "training FLOPs ≈ 6 × parameters × tokens (logarithmic scale)", ha="left", fontsize=10,
-         color=MUTED)
+    accent(ax, (xpos(ours) + xpos(gpt3)) / 2, 2.2, f"GPT-3 175B: about {gpt3 / ours / 1e9:.0f} billion times more",
+           ha="center")
+    note(ax, 0.1, 0.2, "training FLOPs ≈ 6 × parameters × tokens (logarithmic scale)")
     return fig

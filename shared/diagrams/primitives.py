@@ -100,7 +100,7 @@ def fitted_widths(columns, pad=0.2, minimum=0.0, fontsize=10):
 # ---- shapes ----
 
 def box(ax, x, y, w, h, label="", kind="tensor", fontsize=10, shape=None, color=None, weight="normal", family=FONT,
-        rounded=None, linewidth=1.3):
+        rounded=None, linewidth=1.3, hatch=None):
     """A box of `kind` with its lower-left corner at (x, y), a centred label and, below it, a shape note.
 
     Returns the box's centre, so arrows can start and end there.
@@ -109,7 +109,7 @@ def box(ax, x, y, w, h, label="", kind="tensor", fontsize=10, shape=None, color=
     rounded = kind_rounded if rounded is None else rounded
     style = "round,pad=0,rounding_size=0.08" if rounded else "square,pad=0"
     ax.add_patch(patches.FancyBboxPatch((x, y), w, h, boxstyle=style, facecolor=color or fill, edgecolor=edge,
-                                        linewidth=linewidth))
+                                        linewidth=linewidth, hatch=hatch))
     centre = (x + w / 2, y + h / 2)
     if label != "":
         text(ax, *centre, label, fontsize=fontsize, weight=weight, family=family)
@@ -134,6 +134,14 @@ def data(ax, x, y, w, h, label="", **kwargs):
     return box(ax, x, y, w, h, label, kind="data", **kwargs)
 
 
+def name_box(ax, x, y, w, h, name, detail, kind="parameter"):
+    """A box naming one tensor: its name at the left, a detail (its shape) at the right, both monospaced."""
+    box(ax, x, y, w, h, kind=kind)
+    mono(ax, x + 0.1, y + h / 2, name, color=INK)
+    mono(ax, x + w - 0.1, y + h / 2, detail, ha="right")
+    return x + w, y + h / 2
+
+
 def node(ax, x, y, symbol="+", r=0.17):
     """A round operation node centred at (x, y): "+" where a shortcut is added back, "×" for a product."""
     fill, edge, _ = KINDS["operation"]
@@ -148,6 +156,23 @@ def bar(ax, x, y, length, height, kind="tensor", vertical=False):
     w, h = (height, length) if vertical else (length, height)
     ax.add_patch(patches.Rectangle((x, y), max(w, 0.015), max(h, 0.015), facecolor=fill, edgecolor=edge,
                                    linewidth=1.0))
+
+
+def bar_chart(ax, x, top, values, labels=(), scale=3.0, row_h=0.28, kind="tensor", digits=4):
+    """Horizontal bars from x, one row per value from `top` down, each labelled before and valued after.
+
+    A value of None is a removed entry: it shows "0  (removed)" instead of a bar.
+    """
+    for i, value in enumerate(values):
+        y = top - (i + 0.5) * row_h
+        if i < len(labels):
+            text(ax, x - 0.1, y, labels[i], ha="right")
+        if value is None:
+            note(ax, x + 0.02, y, "0  (removed)")
+        else:
+            bar(ax, x, y - row_h / 2 + 0.05, value * scale, row_h - 0.1, kind=kind)
+            text(ax, x + value * scale + 0.05, y, f"{value:.{digits}f}", ha="left")
+    line(ax, [(x, top - len(values) * row_h), (x, top)], color=MUTED, linewidth=0.9)
 
 
 def frame(ax, x, y, w, h, label="", color=MUTED, style="--", fontsize=10):
@@ -254,11 +279,18 @@ def grid(ax, x, top, cells, w=0.4, h=None, kind="plain", kinds=None, family=MONO
     return centres
 
 
+def table(ax, x, top, rows, w=0.56, h=0.33, gap=0.05):
+    """Rows of cells, the first at `top`, each a list of (label, kind) pairs; rows may differ in length."""
+    for i, cells in enumerate(rows):
+        labels, kinds = zip(*cells)
+        row(ax, x, top - i * (h + gap), labels, w=w, h=h, kinds=kinds)
+
+
 def chain(ax, x, top, items, w=2.0, h=0.42, gap=0.3, arrow_in=False, **kwargs):
     """Boxes stacked downwards from `top`, centred on x, each linked to the next by an arrow.
 
-    items: (kind, label) pairs, or (kind, label, width) or (kind, label, width, height) for a box of its own size. With `arrow_in`, an arrow
-    first comes down the gap above the first box. Returns the centre of each box.
+    items: (kind, label) pairs, or (kind, label, width) or (kind, label, width, height) for a box of its own
+    size. With `arrow_in`, an arrow first comes down the gap above the first box. Returns the centre of each box.
     """
     centres, y = [], top - (gap if arrow_in else 0)
     if arrow_in:
