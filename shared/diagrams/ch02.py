@@ -2,135 +2,104 @@
 
 Every number here is one the chapter's notebook prints: GPT-2 ids of *The Verdict*, the regex
 vocabulary's ids, the toy BPE merges, the batch of section 6, the 6 x 3 embedding table of
-section 7 and the curation counts of section 9.
+section 7 and the curation counts of section 9. The BPE pictures run the course's own merge
+(shared.bpe); the rest would need the tokenizer's files or the chapter's notebook-only code.
 """
 
-from matplotlib import patches
+from collections import Counter
+
+from shared.bpe import merge_ids, most_frequent_pair, pre_tokenize
 
 from . import diagram
 from .primitives import (
-    ACCENT, INK, KINDS, MONO, MUTED, accent, arrow, box, brace, canvas, data, fitted_widths, grid, line, mono,
-    mono_width, note, operation, parameter, row, stack, tensor, text, title,
+    ACCENT, FONT, INK, MONO, MUTED, accent, arrow, box, brace, canvas, data, fitted_widths, grid, legend, line, mono,
+    mono_width, note, operation, parameter, row, side_brace, stack, text, title,
 )
 
 SPACE = "\u2423"  # the visible-space sign: GPT-2 tokens carry their leading space
 
 
-# ---------------------------------------------------------------------------------------------
-# Section 1: the whole pipeline
-# ---------------------------------------------------------------------------------------------
+# ---- Section 1: the whole pipeline ----
 
 
-@diagram(
-    "ch02_text_to_vectors",
-    alt="""The chapter's pipeline on the first words of The Verdict. The text "I HAD always thought" is
-    split by GPT-2's tokenizer into five tokens: "I", " H", "AD", " always" and " thought" (a leading
-    space belongs to the token, and the rare word HAD is spelled from two pieces). Each token has an
-    integer id in the vocabulary: 40, 367, 2885, 1464 and 1807. An embedding layer then turns each id into a
-    vector of 256 learned numbers, plus a vector for its position; those vectors are what the model computes
-    with. Notes beside each step name the sections that build it.""",
-)
+@diagram("ch02_text_to_vectors", alt="""The chapter's pipeline on the first words of The Verdict. The text "I HAD always
+    thought" is split by GPT-2's tokenizer into five tokens: "I", " H", "AD", " always" and " thought" (a leading space
+    belongs to the token, and the rare word HAD is spelled from two pieces). Each token has an integer id in the
+    vocabulary: 40, 367, 2885, 1464 and 1807. An embedding layer then turns each id into a vector of 256 learned
+    numbers, plus a vector for its position; those vectors are what the model computes with. Notes beside each step name
+    the sections that build it.""")
 def text_to_vectors():
     fig, ax = canvas(9.5, 4.9)
     tokens = ["I", f"{SPACE}H", "AD", f"{SPACE}always", f"{SPACE}thought"]
-    ids = [40, 367, 2885, 1464, 1807]
     x0, step, w = 1.45, 1.12, 0.98
-    centres = [x0 + i * step + w / 2 for i in range(5)]
     right = x0 + 4 * step + w
-    labels = [(4.42, "text"), (3.27, "tokens"), (2.12, "token ids"), (0.95, "vectors")]
-    for y, name in labels:
+    for y, name in [(4.42, "text"), (3.27, "tokens"), (2.12, "token ids"), (0.95, "vectors")]:
         title(ax, 0.15, y, name)
     data(ax, x0, 4.2, right - x0, 0.44, '"I HAD always thought"', family=MONO)
-    for c, token, token_id in zip(centres, tokens, ids):
-        data(ax, c - w / 2, 3.05, w, 0.44, token, family=MONO)
-        data(ax, c - w / 2, 1.9, w, 0.44, str(token_id), family=MONO)
-        arrow(ax, (c, 4.2), (c, 3.5), color=MUTED, linewidth=1.0)
-        arrow(ax, (c, 3.05), (c, 2.35), color=MUTED, linewidth=1.0)
-        arrow(ax, (c, 1.9), (c, 1.57), color=MUTED, linewidth=1.0)
-        # one vector per token: a column of numbers, most of them left out
-        tensor(ax, c - 0.21, 0.42, 0.42, 1.12)
-        for k in range(1, 5):
-            ax.plot([c - 0.21, c + 0.21], [0.42 + k * 0.224] * 2, color=KINDS["tensor"][1], linewidth=0.8)
-        text(ax, c, 0.42 + 1.5 * 0.224, "\u22ee", color=MUTED)
+    row(ax, x0, 3.05, tokens, w=w, h=0.44, gap=step - w, family=MONO)
+    row(ax, x0, 1.9, [40, 367, 2885, 1464, 1807], w=w, h=0.44, gap=step - w, family=MONO)
+    for c in (x0 + i * step + w / 2 for i in range(5)):
+        for top, bottom in ((4.2, 3.5), (3.05, 2.35), (1.9, 1.57)):
+            arrow(ax, (c, top), (c, bottom), color=MUTED, linewidth=1.0)
+        stack(ax, c - 0.21, 0.42, 0.42, 1.12, kind="tensor", depth=1, rows=5)  # a vector, most numbers left out
+        note(ax, c, 0.76, "\u22ee", ha="center")
     brace(ax, x0, right, 0.3, "one vector of 256 numbers per token (token + position embedding)")
-    notes = [
-        (3.77, f"tokenize: split into pieces\n(regex in §3, BPE in §5;\n{SPACE} marks a space)"),
-        (2.62, "look each piece up in the\nvocabulary (§4, §5)"),
-        (1.55, "cut into windows (§6), then\nembed: look up vectors (§7, §8)"),
-    ]
+    notes = [(3.77, f"tokenize: split into pieces\n(regex in §3, BPE in §5;\n{SPACE} marks a space)"),
+             (2.62, "look each piece up in the\nvocabulary (§4, §5)"),
+             (1.55, "cut into windows (§6), then\nembed: look up vectors (§7, §8)")]
     for y, words in notes:
         note(ax, right + 0.25, y, words)
     accent(ax, right + 0.25, 0.85, "what the model\ncomputes with")
     return fig
 
 
-# ---------------------------------------------------------------------------------------------
-# Section 4: a vocabulary, encode and decode, special tokens
-# ---------------------------------------------------------------------------------------------
+# ---- Section 4: a vocabulary, encode and decode, special tokens ----
 
 
-@diagram(
-    "ch02_vocabulary",
-    alt="""Building the word-level vocabulary. On the left, the 4,690 regex tokens of The Verdict in story
-    order: I, HAD, always, thought, Jack, Gisburn, rather, a, cheap, genius, a double dash, though, and so
-    on, with repeats. Keeping each distinct token once and sorting gives 1,130 tokens, numbered from 0:
-    punctuation first ("!" is 0, the double quote 1, the apostrophe 2, "--" 6), then capitalised words
-    ("HAD" is 44, "I" is 53), then lower-case words ("a" is 115, up to "yourself" at 1129). The two special
-    tokens come last: <|endoftext|> is 1130 and <|unk|> is 1131, for 1,132 entries in all.""",
-)
+@diagram("ch02_vocabulary", alt="""Building the word-level vocabulary. On the left, the 4,690 regex tokens of The
+    Verdict in story order: I, HAD, always, thought, Jack, Gisburn, rather, a, cheap, genius, a double dash, though, and
+    so on, with repeats. Keeping each distinct token once and sorting gives 1,130 tokens, numbered from 0: punctuation
+    first ("!" is 0, the double quote 1, the apostrophe 2, "--" 6), then capitalised words ("HAD" is 44, "I" is 53),
+    then lower-case words ("a" is 115, up to "yourself" at 1129). The two special tokens come last: <|endoftext|> is
+    1130 and <|unk|> is 1131, for 1,132 entries in all.""")
 def vocabulary():
     fig, ax = canvas(9.5, 4.9)
     story = ["I", "HAD", "always", "thought", "Jack", "Gisburn", "rather", "a", "cheap", "genius", "--", "though", "a"]
     marked = {"I", "HAD", "a", "--"}
-    title(ax, 0.95, 4.6, "tokens, story order", ha="center")
-    note(ax, 0.95, 4.33, "4,690 (with repeats)", ha="center")
-    h = 0.285
-    for i, token in enumerate(story):
-        box(ax, 0.35, 4.05 - (i + 1) * h, 1.2, h, token, family=MONO, kind="highlight" if token in marked else "data")
-    note(ax, 0.95, 4.05 - 13 * h - 0.14, "\u22ee", ha="center")
-
+    for x, heading, count in ((0.95, "tokens, story order", "4,690 (with repeats)"),
+                              (5.9, "vocabulary: token \u2192 id", "1,132 entries")):
+        title(ax, x, 4.6, heading, ha="center")
+        note(ax, x, 4.33, count, ha="center")
+    grid(ax, 0.35, 4.05, [[t] for t in story], w=1.2, h=0.285,
+         kinds=[["highlight" if t in marked else "data"] for t in story])
+    note(ax, 0.95, 4.05 - 13 * 0.285 - 0.14, "\u22ee", ha="center")
     operation(ax, 2.2, 2.35, 1.9, 0.9, "keep each token\nonce, sort them,\nnumber from 0")
     arrow(ax, (1.65, 2.8), (2.2, 2.8))
     arrow(ax, (4.1, 2.8), (4.75, 2.8))
-
-    table = [(0, "!"), (1, '"'), (2, "'"), None, (6, "--"), None, (44, "HAD"), None, (53, "I"), None,
-             (115, "a"), None, (1129, "yourself"), (1130, "<|endoftext|>"), (1131, "<|unk|>")]
-    title(ax, 5.9, 4.6, "vocabulary: token \u2192 id", ha="center")
-    note(ax, 5.9, 4.33, "1,132 entries", ha="center")
+    entries = [(0, "!"), (1, '"'), (2, "'"), None, (6, "--"), None, (44, "HAD"), None, (53, "I"), None,
+               (115, "a"), None, (1129, "yourself"), (1130, "<|endoftext|>"), (1131, "<|unk|>")]
     top, h = 4.15, 0.25
-    for i, entry in enumerate(table):
+    for i, entry in enumerate(entries):
         y = top - (i + 1) * h
         if entry is None:
             note(ax, 5.55, y + h / 2, "\u22ee", ha="center")
-            continue
-        token_id, token = entry
-        special = token_id >= 1130
-        kind = "highlight" if token in marked else "data"
-        weight = "bold" if special else "normal"
-        box(ax, 4.8, y, 1.5, h, token, family=MONO, kind=kind, weight=weight)
-        box(ax, 6.3, y, 0.7, h, str(token_id), family=MONO, kind=kind, weight=weight)
-    brace_x = 7.15
-    sorted_note = "1,130 unique tokens,\nin sorted order:\npunctuation, then\nCapitals, then\nlower case"
-    groups = [(top - 13 * h, top, sorted_note),
-              (top - 15 * h, top - 13 * h, "2 special tokens,\nadded last")]
-    for y0, y1, label in groups:
-        ax.plot([brace_x - 0.08, brace_x, brace_x, brace_x - 0.08], [y0 + 0.02, y0 + 0.02, y1 - 0.02, y1 - 0.02],
-                color=MUTED, linewidth=1.1)
-        note(ax, brace_x + 0.15, (y0 + y1) / 2, label)
+        else:  # the special tokens, added last, in bold
+            row(ax, 4.8, y, entry[::-1], w=[1.5, 0.7], h=h, kind="highlight" if entry[1] in marked else "data",
+                family=MONO, bold=(0, 1) if entry[0] >= 1130 else ())
+    side_brace(ax, 7.15, top - 13 * h + 0.02, top - 0.02, "1,130 unique tokens,\nin sorted order:\npunctuation, "
+               "then\nCapitals, then\nlower case")
+    side_brace(ax, 7.15, top - 15 * h + 0.02, top - 13 * h - 0.02, "2 special tokens,\nadded last")
     accent(ax, 3.15, 1.85, "a token that appears\nmany times (a, --)\nstill gets one id", ha="center")
     return fig
 
 
-@diagram(
-    "ch02_encode_decode",
-    alt="""Encoding and decoding with the word-level tokenizer, on the start of a sentence from the story:
-    "It's the last he painted, you know," with its quotation marks. Encoding splits the text into 13 tokens
-    (the quote, It, the apostrophe, s, the, last, he, painted, a comma, you, know, a comma, the quote) and
-    looks each one up in the vocabulary, giving the ids 1, 56, 2, 850, 988, 602, 533, 746, 5, 1126, 596, 5
-    and 1. Decoding looks each id up the other way and joins the tokens with spaces, removing the space
-    before punctuation. The spaces the tokenizer dropped have to be guessed, so the text comes back as
-    " It' s the last he painted, you know," with a space that was not there before the s.""",
-)
+@diagram("ch02_encode_decode", alt="""Encoding and decoding with the word-level tokenizer, on the start of a sentence
+    from the story: "It's the last he painted, you know," with its quotation marks. Encoding splits the text into 13
+    tokens (the quote, It, the apostrophe, s, the, last, he, painted, a comma, you, know, a comma, the quote) and looks
+    each one up in the vocabulary, giving the ids 1, 56, 2, 850, 988, 602, 533, 746, 5, 1126, 596, 5 and 1. Decoding
+    looks each id up the other way and joins the tokens with spaces, removing the space before punctuation. The spaces
+    the tokenizer dropped have to be guessed, so the text comes back as " It' s the last he painted, you know," with a
+    space that was not there before the s.""")
 def encode_decode():
     fig, ax = canvas(9.5, 4.7)
     tokens = ['"', "It", "'", "s", "the", "last", "he", "painted", ",", "you", "know", ",", '"']
@@ -159,14 +128,11 @@ def encode_decode():
     return fig
 
 
-@diagram(
-    "ch02_special_tokens",
-    alt="""The two special tokens of the word-level vocabulary at work. Two unrelated documents, "Hello, do
-    you like tea?" and "In the sunlit terraces of the palace.", are joined into one stream with the token
-    <|endoftext|> between them, which gets id 1130 and marks where one document ends and the next begins.
-    The words "Hello" and "palace" do not occur in The Verdict, so both become <|unk|> with id 1131: after
-    encoding they are the same id, and decoding cannot tell them apart.""",
-)
+@diagram("ch02_special_tokens", alt="""The two special tokens of the word-level vocabulary at work. Two unrelated
+    documents, "Hello, do you like tea?" and "In the sunlit terraces of the palace.", are joined into one stream with
+    the token <|endoftext|> between them, which gets id 1130 and marks where one document ends and the next begins. The
+    words "Hello" and "palace" do not occur in The Verdict, so both become <|unk|> with id 1131: after encoding they are
+    the same id, and decoding cannot tell them apart.""")
 def special_tokens():
     fig, ax = canvas(9.5, 3.4)
     tokens = ["Hello", ",", "do", "you", "like", "tea", "?", "<|endoftext|>", "In", "the", "sunlit", "terraces", "of",
@@ -189,92 +155,58 @@ def special_tokens():
     return fig
 
 
-# ---------------------------------------------------------------------------------------------
-# Section 5: byte-pair encoding
-# ---------------------------------------------------------------------------------------------
+# ---- Section 5: byte-pair encoding ----
 
 # The toy corpus of section 5 and the eight merges train_bpe learns from it (pair, count).
 BPE_MERGES = [(("o", "w"), 7), (("l", "ow"), 7), (("t", "_"), 6), (("s", "t_"), 6), (("e", "st_"), 6),
               (("low", "_"), 4), (("w", "est_"), 3), (("n", "e"), 3)]
 
 
-def _apply_merge(symbols, pair):
-    out, i = [], 0
-    while i < len(symbols):
-        if tuple(symbols[i:i + 2]) == pair:
-            out.append(symbols[i] + symbols[i + 1])
-            i += 2
-        else:
-            out.append(symbols[i])
-            i += 1
-    return out
-
-
-@diagram(
-    "ch02_bpe_merges",
-    alt="""Byte-pair encoding learning its merges on the chapter's toy corpus (low 4 times, lower 2, newest 3,
-    widest 2, lowest 1; an underscore marks the end of a word). Each row is one merge: the most frequent
-    adjacent pair becomes a new symbol. The eight merges are o+w (seen 7 times), l+ow (7), t+_ (6), s+t_ (6),
-    e+st_ (6), low+_ (4), w+est_ (3) and n+e (3). Two words are followed through them. newest_ starts as
-    seven characters n e w e s t _ and ends as two symbols, ne and west_. lowest_ starts as l o w e s t _
-    and ends as low and est_. A merge that does not touch a word leaves it unchanged; each new symbol is
-    highlighted in the row that creates it.""",
-)
+@diagram("ch02_bpe_merges", alt="""Byte-pair encoding learning its merges on the chapter's toy corpus (low 4 times,
+    lower 2, newest 3, widest 2, lowest 1; an underscore marks the end of a word). Each row is one merge: the most
+    frequent adjacent pair becomes a new symbol. The eight merges are o+w (seen 7 times), l+ow (7), t+_ (6), s+t_ (6),
+    e+st_ (6), low+_ (4), w+est_ (3) and n+e (3). Two words are followed through them. newest_ starts as seven
+    characters n e w e s t _ and ends as two symbols, ne and west_. lowest_ starts as l o w e s t _ and ends as low and
+    est_. A merge that does not touch a word leaves it unchanged; each new symbol is highlighted in the row that creates
+    it.""")
 def bpe_merges():
     fig, ax = canvas(9.5, 5.7)
     unit, h, step = 0.34, 0.33, 0.44
-    text(ax, 0.15, 5.45, "toy corpus:  low \u00d74   lower \u00d72   newest \u00d73   widest \u00d72   lowest \u00d71"
-         "        _ marks the end of a word", ha="left", color=MUTED, family=MONO)
-    columns = [(3.95, "newest_", 3), (6.9, "lowest_", 1)]
+    mono(ax, 0.15, 5.45, "toy corpus:  low \u00d74   lower \u00d72   newest \u00d73   widest \u00d72   lowest \u00d71"
+         "        _ marks the end of a word")
     title(ax, 0.15, 5.0, "merge the most frequent pair")
     note(ax, 2.95, 5.0, "seen", ha="center")
+    mono(ax, 0.15, 4.41 + h / 2, "start: single characters", color=INK)
+    columns = [(3.95, "newest_", 3), (6.9, "lowest_", 1)]
     for x, word, freq in columns:
         title(ax, x + 7 * unit / 2, 5.0, f"{word} ({freq}\u00d7 in the corpus)", ha="center")
-    states = {word: list(word) for _, word, _ in columns}
-    y = 4.85 - step
-    mono(ax, 0.15, y + h / 2, "start: single characters", color=INK)
-    rows = [(None, None)] + BPE_MERGES
-    for k, (pair, count) in enumerate(rows):
-        if pair:
+        symbols, y = list(word), 4.41
+        row(ax, x, y, symbols, w=unit, h=h, family=MONO)
+        for pair, _ in BPE_MERGES:
             y -= step
             new = pair[0] + pair[1]
-            mono(ax, 0.15, y + h / 2, f"{k}:  {pair[0]} + {pair[1]}  \u2192  {new}", color=INK)
-            mono(ax, 2.95, y + h / 2, f"{count}\u00d7", ha="center")
-        for x, word, _ in columns:
-            before = states[word]
-            after = _apply_merge(before, pair) if pair else before
-            changed = after != before
-            states[word] = after
-            left = x
-            for symbol in after:
-                w = unit * len(symbol)
-                if changed and symbol == pair[0] + pair[1]:
-                    kind = "highlight"  # the symbol this merge created
-                else:
-                    kind = "data" if changed or not pair else "plain"
-                box(ax, left, y, w, h, symbol, kind=kind, family=MONO)
-                left += w
-    legend = [("highlight", "the new symbol a merge creates"), ("plain", "a merge that does not touch the word")]
-    left = 0.15
-    for kind, words in legend:
-        box(ax, left, 0.12, 0.3, 0.24, "", kind=kind)
-        note(ax, left + 0.4, 0.24, words)
-        left += 3.6
-    text(ax, 0.15, 0.62, "after 8 merges:  low_ \u00b7 low e r _ \u00b7 ne west_ \u00b7 w i d est_ \u00b7 low est_"
-         "   (frequent words become one symbol)", ha="left", color=ACCENT)
+            merged = merge_ids(symbols, pair, new)  # the course's merge, on symbols instead of byte ids
+            kinds = ["highlight" if s == new else "data" for s in merged] if merged != symbols else None
+            row(ax, x, y, merged, w=[unit * len(s) for s in merged], h=h, kind="plain", kinds=kinds, family=MONO)
+            symbols = merged
+    for k, (pair, count) in enumerate(BPE_MERGES, start=1):
+        y = 4.41 - k * step + h / 2
+        mono(ax, 0.15, y, f"{k}:  {pair[0]} + {pair[1]}  \u2192  {pair[0] + pair[1]}", color=INK)
+        mono(ax, 2.95, y, f"{count}\u00d7", ha="center")
+    legend(ax, 0.15, 0.12, [("highlight", "the new symbol a merge creates"),
+                            ("plain", "a merge that does not touch the word")], size=0.26)
+    accent(ax, 0.15, 0.62, "after 8 merges:  low_ \u00b7 low e r _ \u00b7 ne west_ \u00b7 w i d est_ \u00b7 low est_"
+           "   (frequent words become one symbol)")
     return fig
 
 
-@diagram(
-    "ch02_gpt2_vocabulary",
-    alt="""How GPT-2's 50,257 token ids are laid out, not to scale. Ids 0 to 255 are the 256 single bytes
-    (id 0 is the byte "!"), so any text can be spelled. Ids 256 to 50,255 are the 50,000 merges learned from
-    web text, in the order they were learned: 256 is " t" (a space then t), the first merge, and 50,255 is
-    " gazed", the last. Id 50,256 is <|endoftext|>. Below, the word " someunknownPlace" shows the
-    difference this makes: the word-level vocabulary of section 4 has no entry for it and maps it to
-    <|unk|>, id 1131, losing it, while GPT-2 spells it from three known pieces, " some" (617), "unknown"
-    (34680) and "Place" (27271), which decode back to the exact text.""",
-)
+@diagram("ch02_gpt2_vocabulary", alt="""How GPT-2's 50,257 token ids are laid out, not to scale. Ids 0 to 255 are the
+    256 single bytes (id 0 is the byte "!"), so any text can be spelled. Ids 256 to 50,255 are the 50,000 merges learned
+    from web text, in the order they were learned: 256 is " t" (a space then t), the first merge, and 50,255 is "
+    gazed", the last. Id 50,256 is <|endoftext|>. Below, the word " someunknownPlace" shows the difference this makes:
+    the word-level vocabulary of section 4 has no entry for it and maps it to <|unk|>, id 1131, losing it, while GPT-2
+    spells it from three known pieces, " some" (617), "unknown" (34680) and "Place" (27271), which decode back to the
+    exact text.""")
 def gpt2_vocabulary():
     fig, ax = canvas(9.5, 4.0)
     y, h = 2.75, 0.5
@@ -305,19 +237,14 @@ def gpt2_vocabulary():
     return fig
 
 
-# ---------------------------------------------------------------------------------------------
-# Section 6: sliding windows and batches
-# ---------------------------------------------------------------------------------------------
+# ---- Section 6: sliding windows and batches ----
 
 
-@diagram(
-    "ch02_sliding_window",
-    alt="""The sliding window over the first token ids of The Verdict (40, 367, 2885, 1464, 1807, 3619, 402,
-    271, 10899 and on), with max_length 4 and stride 4. A window of 4 ids is the input; its target is the
-    same window moved one position to the right, so each input position is paired with the id that follows
-    it. The next window starts a stride of 4 further on, so windows do not overlap, and the last target of
-    one window is the first input of the next.""",
-)
+@diagram("ch02_sliding_window", alt="""The sliding window over the first token ids of The Verdict (40, 367, 2885, 1464,
+    1807, 3619, 402, 271, 10899 and on), with max_length 4 and stride 4. A window of 4 ids is the input; its target is
+    the same window moved one position to the right, so each input position is paired with the id that follows it. The
+    next window starts a stride of 4 further on, so windows do not overlap, and the last target of one window is the
+    first input of the next.""")
 def sliding_window():
     fig, ax = canvas(9.3, 3.6)
     ids = [40, 367, 2885, 1464, 1807, 3619, 402, 271, 10899]
@@ -347,59 +274,46 @@ BATCH_INPUTS = [[40, 367, 2885, 1464], [1807, 3619, 402, 271], [10899, 2138, 257
 NEXT_ID = 287  # the first id of the ninth window, which is the last target of the eighth
 
 
-@diagram(
-    "ch02_batch",
-    alt="""The first batch of the data loader with batch_size 8, max_length 4 and stride 4, as two
-    matrices of shape (8, 4). Each row of the inputs matrix is one window of token ids from The Verdict,
-    starting with 40, 367, 2885, 1464; each column is a position in the window. The targets matrix holds
-    the same ids shifted one position to the left, so its first row is 367, 2885, 1464, 1807. Because the
-    stride equals the window length, the last target of a row, such as 1807, is the first input of the
-    next row.""",
-)
+@diagram("ch02_batch", alt="""The first batch of the data loader with batch_size 8, max_length 4 and stride 4, as two
+    matrices of shape (8, 4). Each row of the inputs matrix is one window of token ids from The Verdict, starting with
+    40, 367, 2885, 1464; each column is a position in the window. The targets matrix holds the same ids shifted one
+    position to the left, so its first row is 367, 2885, 1464, 1807. Because the stride equals the window length, the
+    last target of a row, such as 1807, is the first input of the next row.""")
 def batch():
     fig, ax = canvas(9.5, 4.2)
-    targets = [r[1:] + [BATCH_INPUTS[i + 1][0] if i + 1 < len(BATCH_INPUTS) else NEXT_ID]
-               for i, r in enumerate(BATCH_INPUTS)]
+    following = [r[0] for r in BATCH_INPUTS[1:]] + [NEXT_ID]  # each window's last target starts the next window
+    targets = [r[1:] + [after] for r, after in zip(BATCH_INPUTS, following)]
     w, h, top = 0.66, 0.36, 3.55
-    xi, xt = 1.1, 4.8
-    title(ax, xi + 2 * w, top + 0.5, "inputs", ha="center")
-    mono(ax, xi + 2 * w, top + 0.22, "shape (8, 4)", ha="center")
-    title(ax, xt + 2 * w, top + 0.5, "targets", ha="center")
-    mono(ax, xt + 2 * w, top + 0.22, "shape (8, 4)", ha="center")
-    kinds = [["highlight" if (i == 0 or (i == 1 and j == 0)) else "tensor" for j in range(4)] for i in range(8)]
-    grid(ax, xi, top, BATCH_INPUTS, w=w, h=h, kind="tensor", kinds=kinds)
-    tkinds = [["highlight" if i == 0 else "tensor" for _ in range(4)] for i in range(8)]
-    grid(ax, xt, top, targets, w=w, h=h, kind="tensor", kinds=tkinds)
+    input_kinds = [["highlight" if i == 0 or (i, j) == (1, 0) else "tensor" for j in range(4)] for i in range(8)]
+    target_kinds = [["highlight" if i == 0 else "tensor"] * 4 for i in range(8)]
+    for x, name, cells, kinds, under in ((1.1, "inputs", BATCH_INPUTS, input_kinds, "4 positions (max_length)"),
+                                         (4.8, "targets", targets, target_kinds, "the same ids, one further on")):
+        title(ax, x + 2 * w, top + 0.5, name, ha="center")
+        mono(ax, x + 2 * w, top + 0.22, "shape (8, 4)", ha="center")
+        grid(ax, x, top, cells, w=w, h=h, kinds=kinds)
+        note(ax, x + 2 * w, top - 8 * h - 0.25, under, ha="center")
     for i in range(8):
-        note(ax, xi - 0.12, top - (i + 0.5) * h, f"window {i + 1}", ha="right")
-    note(ax, xi + 2 * w, top - 8 * h - 0.25, "4 positions (max_length)", ha="center")
-    note(ax, xt + 2 * w, top - 8 * h - 0.25, "the same ids, one further on", ha="center")
-    # the first input row, shifted, is the first target row
-    arrow(ax, (xi + 4 * w + 0.08, top - 0.5 * h), (xt - 0.08, top - 0.5 * h), "shift by one", label_side="center")
-    ax.texts[-1].set_position((ax.texts[-1].get_position()[0], top - 0.5 * h + 0.17))
-    notes_x = xt + 4 * w + 0.25
-    accent(ax, notes_x, top - 0.5 * h,
-           "1807 ends the targets\nof window 1 and starts\nthe inputs of window 2\n(stride = max_length)", va="top")
-    note(ax, notes_x, top - 7 * h, "batch_size = 8 rows,\none window each")
+        note(ax, 0.98, top - (i + 0.5) * h, f"window {i + 1}", ha="right")
+    arrow(ax, (1.1 + 4 * w + 0.08, top - 0.5 * h), (4.72, top - 0.5 * h))  # the first input row, shifted
+    note(ax, (1.1 + 4 * w + 4.8) / 2, top - 0.5 * h + 0.17, "shift by one", ha="center")
+    accent(ax, 7.69, top - 0.5 * h,
+           f"{following[0]} ends the targets\nof window 1 and starts\nthe inputs of window 2\n(stride = max_length)",
+           va="top")
+    note(ax, 7.69, top - 7 * h, "batch_size = 8 rows,\none window each")
     return fig
 
 
-# ---------------------------------------------------------------------------------------------
-# Sections 7 and 8: embeddings
-# ---------------------------------------------------------------------------------------------
+# ---- Sections 7 and 8: embeddings ----
 
 WEIGHT = [[0.3374, -0.1778, -0.1690], [0.9178, 1.5810, 1.3010], [1.2753, -0.2010, -0.1606],
           [-0.4015, 0.9666, -1.1481], [-1.1589, 0.3255, -0.6315], [-2.8400, -0.7849, -1.4096]]
 
 
-@diagram(
-    "ch02_embedding_lookup",
-    alt="""An embedding layer as a lookup table, with the chapter's tiny example: a weight matrix of 6 rows
-    (one per token id, 0 to 5) and 3 columns, its values set by torch.manual_seed(123). Looking up the ids
-    2, 3, 5 and 1 copies rows 2, 3, 5 and 1 of the matrix, in that order, into a 4 by 3 output; the first
-    output row is row 2, 1.2753, -0.2010, -0.1606. Below, the same row is what multiplying the one-hot vector
-    for id 2 (0, 0, 1, 0, 0, 0) by the weight matrix gives: the layer skips the multiplication by zeros.""",
-)
+@diagram("ch02_embedding_lookup", alt="""An embedding layer as a lookup table, with the chapter's tiny example: a weight
+    matrix of 6 rows (one per token id, 0 to 5) and 3 columns, its values set by torch.manual_seed(123). Looking up the
+    ids 2, 3, 5 and 1 copies rows 2, 3, 5 and 1 of the matrix, in that order, into a 4 by 3 output; the first output row
+    is row 2, 1.2753, -0.2010, -0.1606. Below, the same row is what multiplying the one-hot vector for id 2 (0, 0, 1, 0,
+    0, 0) by the weight matrix gives: the layer skips the multiplication by zeros.""")
 def embedding_lookup():
     fig, ax = canvas(9.5, 4.2)
     fmt = [[f"{v:.4f}" for v in line] for line in WEIGHT]
@@ -435,61 +349,48 @@ def embedding_lookup():
     return fig
 
 
-@diagram(
-    "ch02_token_plus_position",
-    alt="""Token embeddings plus position embeddings, with the shapes of section 8. A batch of token ids of
-    shape (8, 4), 8 windows of 4 tokens, goes through the token embedding layer, a 50,257 by 256 table, and
-    becomes token embeddings of shape (8, 4, 256). The positions 0, 1, 2, 3 go through the position embedding
-    layer, a 4 by 256 table, and become position embeddings of shape (4, 256). The two are added; the same 4
-    position vectors are added to every one of the 8 windows (broadcasting), giving input embeddings of shape
-    (8, 4, 256): one vector per token that carries both what the token is and where it sits.""",
-)
+@diagram("ch02_token_plus_position", alt="""Token embeddings plus position embeddings, with the shapes of section 8. A
+    batch of token ids of shape (8, 4), 8 windows of 4 tokens, goes through the token embedding layer, a 50,257 by 256
+    table, and becomes token embeddings of shape (8, 4, 256). The positions 0, 1, 2, 3 go through the position embedding
+    layer, a 4 by 256 table, and become position embeddings of shape (4, 256). The two are added; the same 4 position
+    vectors are added to every one of the 8 windows (broadcasting), giving input embeddings of shape (8, 4, 256): one
+    vector per token that carries both what the token is and where it sits.""")
 def token_plus_position():
     fig, ax = canvas(9.5, 4.4)
-    yt, yp = 2.85, 0.6  # bottoms of the token path (top) and the position path (below)
-    sw, sh, depth, step = 1.3, 0.72, 8, 0.07
-    data(ax, 0.2, yt, 1.25, sh, "token ids", shape="(8, 4)")
-    data(ax, 0.2, yp, 1.25, sh, "positions\n0, 1, 2, 3", shape="arange(4)")
-    parameter(ax, 1.85, yt, 1.5, sh, "token\nembedding", shape="50257 \u00d7 256")
-    parameter(ax, 1.85, yp, 1.5, sh, "position\nembedding", shape="4 \u00d7 256")
-    for y in (yt, yp):
+    sw, sh = 1.3, 0.72
+    paths = [(2.85, "token ids", "(8, 4)", "token\nembedding", "50257 \u00d7 256"),
+             (0.6, "positions\n0, 1, 2, 3", "arange(4)", "position\nembedding", "4 \u00d7 256")]
+    for y, what, shape, table, size in paths:
+        data(ax, 0.2, y, 1.25, sh, what, shape=shape)
+        parameter(ax, 1.85, y, 1.5, sh, table, shape=size)
         arrow(ax, (1.45, y + sh / 2), (1.85, y + sh / 2))
         arrow(ax, (3.35, y + sh / 2), (3.8, y + sh / 2))
-    stack(ax, 3.8, yt, sw, sh, kind="tensor", depth=depth, step=step, rows=4)
-    title(ax, 3.8 + sw / 2 + 0.25, yt + sh + depth * step + 0.08, "token embeddings", va="bottom", ha="center")
-    mono(ax, 3.8 + sw / 2, yt - 0.08, "(8, 4, 256)", va="top", ha="center")
-    stack(ax, 3.8, yp, sw, sh, kind="tensor", depth=1, step=0.06, rows=4)
-    title(ax, 3.8 + sw / 2, yp + sh + 0.1, "position embeddings", va="bottom", ha="center")
-    mono(ax, 3.8 + sw / 2, yp - 0.08, "(4, 256)", va="top", ha="center")
+    for x, y, depth, name, shape in ((3.8, 2.85, 8, "token embeddings", "(8, 4, 256)"),
+                                     (3.8, 0.6, 1, "position embeddings", "(4, 256)"),
+                                     (7.1, 2.0 - sh / 2, 8, "input embeddings", "(8, 4, 256)")):
+        stack(ax, x, y, sw, sh, kind="tensor", depth=depth, step=0.07, rows=4)
+        title(ax, x + sw / 2 + (0.25 if depth > 1 else 0), y + sh + (depth - 1) * 0.07 + 0.1, name, va="bottom",
+              ha="center")
+        mono(ax, x + sw / 2, y - 0.08, shape, va="top", ha="center")
     note(ax, 4.55, 2.2, "the same 4 position vectors\nare added to each of the\n8 windows (broadcasting)", ha="center")
-    plus = operation(ax, 6.15, 1.75, 0.5, 0.5, "+", fontsize=14)
-    arrow(ax, (3.8 + sw + 0.35, yt - 0.05), (plus[0], 2.25), curve=0.3)
-    arrow(ax, (3.8 + sw, yp + sh / 2), (plus[0], 1.75), curve=0.3)
+    operation(ax, 6.15, 1.75, 0.5, 0.5, "+", fontsize=14)
+    arrow(ax, (5.45, 2.8), (6.4, 2.25), curve=0.3)
+    arrow(ax, (5.1, 0.96), (6.4, 1.75), curve=0.3)
     arrow(ax, (6.65, 2.0), (7.1, 2.0))
-    yo = 2.0 - sh / 2
-    stack(ax, 7.1, yo, sw, sh, kind="tensor", depth=depth, step=step, rows=4)
-    title(ax, 7.1 + sw / 2 + 0.25, yo + sh + depth * step + 0.08, "input embeddings", va="bottom", ha="center")
-    mono(ax, 7.1 + sw / 2, yo - 0.08, "(8, 4, 256)", va="top", ha="center")
-    accent(ax, 7.1 + sw / 2 + 0.25, yo - 0.45, "what the token is\n+ where it sits", va="top", ha="center")
+    accent(ax, 8.0, 1.19, "what the token is\n+ where it sits", va="top", ha="center")
     note(ax, 9.35, 0.2, "each sheet: one window, 4 rows (positions) \u00d7 256 numbers", ha="right")
     return fig
 
 
-# ---------------------------------------------------------------------------------------------
-# Section 9: data curation
-# ---------------------------------------------------------------------------------------------
+# ---- Section 9: data curation ----
 
 
-@diagram(
-    "ch02_curation",
-    alt="""The curation steps of section 9 on its 14-document corpus, as a funnel of counts. Quality
-    filters drop 4 documents (spam, a navigation menu, gibberish and a two-letter document), leaving 10.
-    Exact deduplication, by hashing the lower-cased text without punctuation, drops 2 copies of the same
-    sentence about the old painter, leaving 8. Near-duplicate removal with MinHash drops 1 document that
-    differs from another by one word ("the oven" for "his oven"), leaving 7. Redaction keeps all 7 and
-    replaces 4 pieces of personal data with placeholders: two e-mail addresses, a phone number and an IP
-    address.""",
-)
+@diagram("ch02_curation", alt="""The curation steps of section 9 on its 14-document corpus, as a funnel of counts.
+    Quality filters drop 4 documents (spam, a navigation menu, gibberish and a two-letter document), leaving 10. Exact
+    deduplication, by hashing the lower-cased text without punctuation, drops 2 copies of the same sentence about the
+    old painter, leaving 8. Near-duplicate removal with MinHash drops 1 document that differs from another by one word
+    ("the oven" for "his oven"), leaving 7. Redaction keeps all 7 and replaces 4 pieces of personal data with
+    placeholders: two e-mail addresses, a phone number and an IP address.""")
 def curation():
     fig, ax = canvas(9.5, 4.7)
     counts = ["14 documents", "10", "8", "7", "7 curated"]
@@ -522,38 +423,28 @@ SHINGLES_5 = ["baker lighting his", "lighting his oven", "his oven before"]
 SHINGLES_6 = ["baker lighting the", "lighting the oven", "the oven before"]
 
 
-@diagram(
-    "ch02_shingles",
-    alt="""Two near-duplicate documents from the curation corpus compared as sets of shingles, overlapping
-    runs of 3 words. Document 5 reads "A quiet morning in the village began with the baker lighting his oven
-    before dawn." and document 6 is the same with "the oven" instead of "his oven". Each has 13 shingles.
-    10 are shared, from "a quiet morning" to "the baker lighting" and "oven before dawn"; 3 occur only in
-    document 5 (the ones containing "his") and 3 only in document 6 (the ones with "the oven"). The Jaccard
-    similarity is the shared count over the count of all distinct shingles: 10 / 16 = 0.62.""",
-)
+@diagram("ch02_shingles", alt="""Two near-duplicate documents from the curation corpus compared as sets of shingles,
+    overlapping runs of 3 words. Document 5 reads "A quiet morning in the village began with the baker lighting his oven
+    before dawn." and document 6 is the same with "the oven" instead of "his oven". Each has 13 shingles. 10 are shared,
+    from "a quiet morning" to "the baker lighting" and "oven before dawn"; 3 occur only in document 5 (the ones
+    containing "his") and 3 only in document 6 (the ones with "the oven"). The Jaccard similarity is the shared count
+    over the count of all distinct shingles: 10 / 16 = 0.62.""")
 def shingles():
     fig, ax = canvas(9.5, 3.9)
     sentence = "A quiet morning in the village began with the baker lighting {} oven before dawn."
     for y, name, word in [(3.6, "doc 5", "his"), (3.22, "doc 6", "the")]:
-        prefix = f"{name}:  " + sentence.split("{}")[0]
-        x = 0.2 + mono_width(len(prefix), 9.5)
-        ax.add_patch(patches.Rectangle((x - 0.02, y - 0.13), mono_width(len(word), 9.5) + 0.04, 0.26,
-                                       facecolor=KINDS["highlight"][0], edgecolor="none"))
+        start = mono_width(len(f"{name}:  " + sentence.split("{}")[0]), 9.5)  # highlight the word that differs
+        box(ax, 0.18 + start, y - 0.13, mono_width(len(word), 9.5) + 0.04, 0.26, kind="highlight", linewidth=0)
         mono(ax, 0.2, y, f"{name}:  " + sentence.format(word), color=INK)
-    w, h = 1.72, 0.32
-    x5 = 0.2
-    xb = x5 + w + 0.35
-    x6 = xb + 2 * w + 0.35
-    top = 2.62
-    for x, heading in [(x5, "only in doc 5 (3)"), (xb, "in both documents (10)"), (x6, "only in doc 6 (3)")]:
+    w, h, top = 1.72, 0.32, 2.62
+    groups = [(0.2, "only in doc 5 (3)", SHINGLES_5, "highlight"),
+              (2.27, "in both documents (10)", SHINGLES_BOTH, "data"),
+              (6.06, "only in doc 6 (3)", SHINGLES_6, "highlight")]
+    for x, heading, shingle_list, kind in groups:
         title(ax, x, top + 0.08, heading, va="bottom")
-    for i, s in enumerate(SHINGLES_5):
-        box(ax, x5, top - (i + 1) * h, w, h, s, kind="highlight")
-    for i, s in enumerate(SHINGLES_BOTH):
-        box(ax, xb + (i // 5) * w, top - (i % 5 + 1) * h, w, h, s, kind="data")
-    for i, s in enumerate(SHINGLES_6):
-        box(ax, x6, top - (i + 1) * h, w, h, s, kind="highlight")
-    note(ax, x6 + w + 0.15, top - 0.1, "3-word shingles,\n13 per document,\ncompared as sets\nA (doc 5) and\nB (doc 6)",
+        columns = [shingle_list[k:k + 5] for k in range(0, len(shingle_list), 5)]  # five to a column
+        grid(ax, x, top, [list(cells) for cells in zip(*columns)], w=w, h=h, kind=kind, family=FONT)
+    note(ax, 7.93, top - 0.1, "3-word shingles,\n13 per document,\ncompared as sets\nA (doc 5) and\nB (doc 6)",
          va="top")
     text(ax, 0.2, 0.62, "Jaccard similarity  =  |A \u2229 B| / |A \u222a B|  =  10 / (3 + 10 + 3)  =  10 / 16  =  0.62",
          ha="left")
@@ -569,51 +460,36 @@ MINHASH_WINNERS = [("his oven before", "with the baker"), ("baker lighting his",
                    ("with the baker", "with the baker"), ("baker lighting his", "baker lighting the")]
 
 
-@diagram(
-    "ch02_minhash",
-    alt="""A MinHash signature, with the two near-duplicate documents of the chapter. For each of 128
-    hash functions (blake2b keyed by a seed), a document's signature keeps the smallest hash over its
-    shingles. The table shows the first eight hash functions and which shingle gives the smallest hash in
-    each document: for seeds 2 to 6 it is the same shared shingle in both, such as "quiet morning in", so
-    the entries match; for seeds 0, 1 and 7 the smallest hash belongs to a shingle only one document has, so
-    they differ. Entries match exactly when the smallest hash over both documents falls on a shared shingle,
-    which happens with probability equal to the Jaccard similarity. Over all 128 hash functions 86 entries
-    match: the estimate 0.67 is close to the exact 0.62.""",
-)
+@diagram("ch02_minhash", alt="""A MinHash signature, with the two near-duplicate documents of the chapter. For each of
+    128 hash functions (blake2b keyed by a seed), a document's signature keeps the smallest hash over its shingles. The
+    table shows the first eight hash functions and which shingle gives the smallest hash in each document: for seeds 2
+    to 6 it is the same shared shingle in both, such as "quiet morning in", so the entries match; for seeds 0, 1 and 7
+    the smallest hash belongs to a shingle only one document has, so they differ. Entries match exactly when the
+    smallest hash over both documents falls on a shared shingle, which happens with probability equal to the Jaccard
+    similarity. Over all 128 hash functions 86 entries match: the estimate 0.67 is close to the exact 0.62.""")
 def minhash():
     fig, ax = canvas(9.5, 4.6)
-    cols = [(0.2, 1.0, "hash\nfunction"), (1.2, 2.35, "doc 5: the shingle with\nthe smallest hash"),
-            (3.55, 2.35, "doc 6: the shingle with\nthe smallest hash"), (5.9, 0.8, "same?")]
-    top, h = 3.95, 0.36
-    for x, w, name in cols:
-        title(ax, x + w / 2, top + 0.08, name, va="bottom", ha="center")
-    shared = set(SHINGLES_BOTH)
+    top, h, shared = 3.95, 0.36, set(SHINGLES_BOTH)
+    widths = [1.0, 2.35, 2.35, 0.8]
+    headings = ["hash\nfunction", "doc 5: the shingle with\nthe smallest hash", "doc 6: the shingle with\nthe smallest "
+                "hash", "same?"]
+    for k, heading in enumerate(headings):
+        title(ax, 0.2 + sum(widths[:k]) + widths[k] / 2, top + 0.08, heading, va="bottom", ha="center")
     for i, (a, b) in enumerate(MINHASH_WINNERS):
-        y = top - (i + 1) * h
+        kinds = ["plain"] + ["data" if s in shared else "highlight" for s in (a, b)] + ["plain"]
+        row(ax, 0.2, top - (i + 1) * h, [f"seed {i}", a, b, ""], w=widths, h=h, kinds=kinds)
         same = a == b
-        box(ax, cols[0][0], y, cols[0][1], h, f"seed {i}", kind="plain", family=MONO)
-        box(ax, cols[1][0], y, cols[1][1], h, a, kind="data" if a in shared else "highlight")
-        box(ax, cols[2][0], y, cols[2][1], h, b, kind="data" if b in shared else "highlight")
-        box(ax, cols[3][0], y, cols[3][1], h, "\u2713" if same else "\u2717", kind="plain", fontsize=11)
-        if not same:
-            ax.texts[-1].set_color(ACCENT)
+        text(ax, 6.3, top - (i + 0.5) * h, "\u2713" if same else "\u2717", fontsize=11, color=INK if same else ACCENT)
     note(ax, 3.5, top - 8 * h - 0.25, "\u22ee   120 more hash functions", ha="center")
-    notes_x = 6.95
-    text(ax, notes_x, 3.75, "a signature entry =\nthe smallest hash\nover a document's\nshingles", ha="left", color=INK,
-         va="top")
-    text(ax, notes_x, 2.55,
-         "entries match when\nthe smallest hash of\nall 16 shingles is on\none of the 10 shared:\nchance 10 / 16",
-         ha="left", color=INK, va="top")
-    legend_y = 0.62
-    box(ax, 0.2, legend_y - 0.14, 0.3, 0.28, "", kind="highlight")
-    note(ax, 0.6, legend_y, "a shingle only one document has")
+    text(ax, 6.95, 3.75, "a signature entry =\nthe smallest hash\nover a document's\nshingles", ha="left", va="top")
+    text(ax, 6.95, 2.55, "entries match when\nthe smallest hash of\nall 16 shingles is on\none of the 10 shared:\n"
+         "chance 10 / 16", ha="left", va="top")
+    legend(ax, 0.2, 0.48, [("highlight", "a shingle only one document has")], size=0.28)
     accent(ax, 0.2, 0.18, "86 of 128 entries match: estimate 86 / 128 = 0.67 (the exact Jaccard is 0.62)")
     return fig
 
 
-# ---------------------------------------------------------------------------------------------
-# Companion: byte-level BPE from scratch (ch02_bpe_from_scratch.ipynb)
-# ---------------------------------------------------------------------------------------------
+# ---- Companion: byte-level BPE from scratch (ch02_bpe_from_scratch.ipynb) ----
 
 # "Café won't" through GPT-2's tokenizer, as the companion prints it: UTF-8 bytes grouped by pre-token,
 # then the tokens the merges leave in each pre-token, then their ids.
@@ -624,15 +500,12 @@ PIPELINE_PRETOKENS = [
 ]
 
 
-@diagram(
-    "ch02_bpe_pipeline",
-    alt="""The path from text to token ids in a byte-level BPE tokenizer, on the text "Café won't" with
-    GPT-2's real ids. The text becomes 11 UTF-8 bytes: 67 97 102 195 169 32 119 111 110 39 116, where the
-    letter é takes two bytes, 195 and 169. The pre-tokenizer, a regular expression, cuts the text into three
-    pre-tokens: "Café", " won" (with its leading space) and "'t". Merges are applied inside each pre-token,
-    lowest rank first, never across a boundary: "Café" ends as three tokens C, af and é, " won" and "'t" as
-    one token each. Each token is an id: 34, 1878, 2634, 1839 and 470.""",
-)
+@diagram("ch02_bpe_pipeline", alt="""The path from text to token ids in a byte-level BPE tokenizer, on the text "Café
+    won't" with GPT-2's real ids. The text becomes 11 UTF-8 bytes: 67 97 102 195 169 32 119 111 110 39 116, where the
+    letter é takes two bytes, 195 and 169. The pre-tokenizer, a regular expression, cuts the text into three pre-tokens:
+    "Café", " won" (with its leading space) and "'t". Merges are applied inside each pre-token, lowest rank first, never
+    across a boundary: "Café" ends as three tokens C, af and é, " won" and "'t" as one token each. Each token is an id:
+    34, 1878, 2634, 1839 and 470.""")
 def bpe_pipeline():
     fig, ax = canvas(9.5, 4.6)
     label_x, start, unit, h, gap = 0.15, 2.0, 0.45, 0.42, 0.3
@@ -668,51 +541,36 @@ def bpe_pipeline():
     return fig
 
 
-# The first merge on the companion's hand-sized corpus "hug pug hug pun bun hugs".
-MERGE_STEP_WORDS = [("hug", 1), (f"{SPACE}pug", 1), (f"{SPACE}hug", 1), (f"{SPACE}pun", 1), (f"{SPACE}bun", 1),
-                    (f"{SPACE}hugs", 1)]
-MERGE_STEP_COUNTS = [("u g", 4), ("h u", 3), (f"{SPACE} h", 2), (f"{SPACE} p", 2), ("p u", 2), ("u n", 2)]
-
-
-@diagram(
-    "ch02_bpe_merge_step",
-    alt="""One step of BPE training on the corpus "hug pug hug pun bun hugs". Left: the six pre-tokens, each
-    spelled as single bytes (a leading space is a byte of its own). Middle: the counts of adjacent pairs,
-    most frequent first: u g 4 times, h u 3 times, then space h, space p, p u and u n twice each, and three
-    more pairs once. The most frequent pair, u g, becomes new token 256. Right: the same pre-tokens after the
-    merge, with every u g replaced by the one token ug (highlighted): hug is now h ug, space pug is space p
-    ug, and hugs is space h ug s; pun and bun have no u g and are unchanged. The pair counts are then
-    updated and the step repeats.""",
-)
+@diagram("ch02_bpe_merge_step", alt="""One step of BPE training on the corpus "hug pug hug pun bun hugs". Left: the six
+    pre-tokens, each spelled as single bytes (a leading space is a byte of its own). Middle: the counts of adjacent
+    pairs, most frequent first: u g 4 times, h u 3 times, then space h, space p, p u and u n twice each, and three more
+    pairs once. The most frequent pair, u g, becomes new token 256. Right: the same pre-tokens after the merge, with
+    every u g replaced by the one token ug (highlighted): hug is now h ug, space pug is space p ug, and hugs is space h
+    ug s; pun and bun have no u g and are unchanged. The pair counts are then updated and the step repeats.""")
 def bpe_merge_step():
+    pieces = [list(piece.encode("utf-8")) for piece in pre_tokenize("hug pug hug pun bun hugs")]
+    counts = Counter(pair for ids in pieces for pair in zip(ids, ids[1:]))
+    chosen = most_frequent_pair(counts)  # the course's tie rule picks the pair to merge
+
+    def spelled(ids):
+        return [SPACE if i == 32 else "ug" if i == 256 else chr(i) for i in ids]
+
     fig, ax = canvas(9.5, 4.3)
-    unit, h, step = 0.3, 0.3, 0.45
-    top = 3.45
+    unit, h, step, top = 0.3, 0.3, 0.45, 3.45
     title(ax, 0.15, 3.95, "pre-tokens as bytes")
     title(ax, 3.05, 3.95, "count adjacent pairs")
-    title(ax, 6.35, 3.95, "merge u g \u2192 256 (ug)")
-    for k, (word, _) in enumerate(MERGE_STEP_WORDS):
-        y = top - k * step
-        symbols = [word[0], *word[1:]]
-        row(ax, 0.15, y, symbols, w=unit, h=h, family=MONO)
-        merged, i = [], 0
-        while i < len(symbols):
-            if symbols[i:i + 2] == ["u", "g"]:
-                merged.append("ug")
-                i += 2
-            else:
-                merged.append(symbols[i])
-                i += 1
-        left = 6.35
-        for symbol in merged:
-            w = unit * len(symbol)
-            box(ax, left, y, w, h, symbol, kind="highlight" if symbol == "ug" else "data", family=MONO)
-            left += w
-    for k, (pair, count) in enumerate(MERGE_STEP_COUNTS):
-        y = top - k * step
-        box(ax, 3.05, y, 0.9, h, pair, kind="highlight" if k == 0 else "plain", family=MONO)
-        mono(ax, 4.1, y + h / 2, f"{count}\u00d7", color=INK)
-    note(ax, 3.05, top - len(MERGE_STEP_COUNTS) * step + h / 2, "... and 3 pairs seen once")
+    title(ax, 6.35, 3.95, f"merge {' '.join(spelled(chosen))} \u2192 256 (ug)")
+    for k, ids in enumerate(pieces):
+        row(ax, 0.15, top - k * step, spelled(ids), w=unit, h=h, family=MONO)
+        merged = spelled(merge_ids(ids, chosen, 256))
+        row(ax, 6.35, top - k * step, merged, w=[unit * len(s) for s in merged], h=h, family=MONO,
+            kinds=["highlight" if s == "ug" else "data" for s in merged])
+    ranked = sorted(counts, key=lambda pair: (-counts[pair], pair))[:6]
+    for k, pair in enumerate(ranked):
+        box(ax, 3.05, top - k * step, 0.9, h, " ".join(spelled(pair)), kind="highlight" if pair == chosen else "plain",
+            family=MONO)
+        mono(ax, 4.1, top - k * step + h / 2, f"{counts[pair]}\u00d7", color=INK)
+    note(ax, 3.05, top - 6 * step + h / 2, f"... and {len(counts) - 6} pairs seen once")
     arrow(ax, (1.75, 2.35), (2.95, 2.35), linewidth=1.0)
     arrow(ax, (4.75, 2.35), (6.2, 2.35), linewidth=1.0)
     note(ax, 5.47, 2.5, "most frequent", ha="center")

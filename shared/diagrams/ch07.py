@@ -14,16 +14,13 @@ from .primitives import (
 EOT = "50256"
 
 
-@diagram(
-    "ch07_pipeline",
-    alt="""The chapter in one picture. Pretrained GPT-2 (355M parameters on a GPU, 124M on a CPU) is finetuned
-    on 935 instruction examples for 2 epochs. The finetuned model writes responses to the 110 test
-    instructions, greedily and with at most 64 new tokens, and they are saved as JSON. The responses are
-    scored with overlap metrics (exact match, token F1, ROUGE-L) and by an LLM judge (Llama 3 through Ollama,
-    0 to 100); the model itself also answers 24 multiple-choice questions, scored from the probabilities of
-    the answer letters. The same evaluation runs for the starting model, the fully finetuned model and a LoRA
-    model, and everything ends in one results table.""",
-)
+@diagram("ch07_pipeline", alt="""The chapter in one picture. Pretrained GPT-2 (355M parameters on a GPU, 124M on a CPU)
+    is finetuned on 935 instruction examples for 2 epochs. The finetuned model writes responses to the 110 test
+    instructions, greedily and with at most 64 new tokens, and they are saved as JSON. The responses are scored with
+    overlap metrics (exact match, token F1, ROUGE-L) and by an LLM judge (Llama 3 through Ollama, 0 to 100); the model
+    itself also answers 24 multiple-choice questions, scored from the probabilities of the answer letters. The same
+    evaluation runs for the starting model, the fully finetuned model and a LoRA model, and everything ends in one
+    results table.""")
 def pipeline():
     fig, ax = canvas(9.6, 3.9)
     y, h = 2.2, 0.85
@@ -49,16 +46,13 @@ def pipeline():
     return fig
 
 
-@diagram(
-    "ch07_alpaca_template",
-    alt="""One record laid out in the Alpaca prompt format. A fixed preamble, "Below is an instruction that
-    describes a task. Write a response that appropriately completes the request.", then "### Instruction:"
-    with the instruction ("Edit the following sentence for grammar."), "### Input:" with the input ("He go
-    to the park every day."), "### Response:" and the reference output ("He goes to the park every day.").
-    Brackets mark what each function returns: format_input ends after the input; format_prompt adds the
-    response header and is the text the model continues at inference; format_example adds the output and is a
-    training text. When a record's input is empty, the whole Input section is left out.""",
-)
+@diagram("ch07_alpaca_template", alt="""One record laid out in the Alpaca prompt format. A fixed preamble, "Below is an
+    instruction that describes a task. Write a response that appropriately completes the request.", then "###
+    Instruction:" with the instruction ("Edit the following sentence for grammar."), "### Input:" with the input ("He go
+    to the park every day."), "### Response:" and the reference output ("He goes to the park every day."). Brackets mark
+    what each function returns: format_input ends after the input; format_prompt adds the response header and is the
+    text the model continues at inference; format_example adds the output and is a training text. When a record's input
+    is empty, the whole Input section is left out.""")
 def alpaca_template():
     fig, ax = canvas(9.6, 4.45)
     lines = [
@@ -95,15 +89,12 @@ def alpaca_template():
     return fig
 
 
-@diagram(
-    "ch07_template_tokens",
-    alt="""What each prompt format costs in tokens, for the record "Edit the following sentence for grammar."
-    with the input "He go to the park every day.". In the Alpaca format the example is 59 tokens: an 18-token
-    preamble, three 6-token section headers, 7 tokens of instruction, 8 of input and 8 of response. In the
-    chat format it is 38 tokens: a 6-token user marker, the same 7 instruction and 8 input tokens with a
-    1-token line break between them, an 8-token assistant marker and the 8-token response. Over the whole
-    dataset the averages are 56.4 and 38.9 tokens per example.""",
-)
+@diagram("ch07_template_tokens", alt="""What each prompt format costs in tokens, for the record "Edit the following
+    sentence for grammar." with the input "He go to the park every day.". In the Alpaca format the example is 59 tokens:
+    an 18-token preamble, three 6-token section headers, 7 tokens of instruction, 8 of input and 8 of response. In the
+    chat format it is 38 tokens: a 6-token user marker, the same 7 instruction and 8 input tokens with a 1-token line
+    break between them, an 8-token assistant marker and the 8-token response. Over the whole dataset the averages are
+    56.4 and 38.9 tokens per example.""")
 def template_tokens():
     fig, ax = canvas(9.6, 3.0)
     scale, x0, h = 0.118, 1.05, 0.45
@@ -133,13 +124,10 @@ def template_tokens():
     return fig
 
 
-@diagram(
-    "ch07_data_split",
-    alt="""Splitting the instruction data. The 1,100 records are shuffled with seed 123 and cut in order:
-    the first 85% (935 records) for training, the next 5% (55) for validation and the last 10% (110) for
-    test. The training set is used for finetuning, the validation set for the loss curves during
-    training, and the test set for the responses that are evaluated at the end.""",
-)
+@diagram("ch07_data_split", alt="""Splitting the instruction data. The 1,100 records are shuffled with seed 123 and cut
+    in order: the first 85% (935 records) for training, the next 5% (55) for validation and the last 10% (110) for test.
+    The training set is used for finetuning, the validation set for the loss curves during training, and the test set
+    for the responses that are evaluated at the end.""")
 def data_split():
     fig, ax = canvas(9.4, 2.6)
     y, h = 1.35, 0.6
@@ -168,16 +156,13 @@ def data_split():
     return fig
 
 
-@diagram(
-    "ch07_collate_steps",
-    alt="""The collate function in four steps, on three tiny examples with token ids 0 1 2 3 4, 5 6 and 7 8
-    9. Step 1 appends one end-of-text token (50256) to each example. Step 2 pads every row with more 50256
-    tokens to the longest row, 6 tokens. Step 3 makes the inputs by dropping the last column and the targets
-    by dropping the first, so each target is the token after its input. Step 4 replaces every target after
-    the first end-of-text token with -100: the first 50256 of each row stays as a target, so the model learns
-    to stop, and the padding targets become -100, which the loss ignores. The targets end as 1 2 3 4 50256,
-    6 50256 -100 -100 -100, and 8 9 50256 -100 -100.""",
-)
+@diagram("ch07_collate_steps", alt="""The collate function in four steps, on three tiny examples with token ids 0 1 2 3
+    4, 5 6 and 7 8 9. Step 1 appends one end-of-text token (50256) to each example. Step 2 pads every row with more
+    50256 tokens to the longest row, 6 tokens. Step 3 makes the inputs by dropping the last column and the targets by
+    dropping the first, so each target is the token after its input. Step 4 replaces every target after the first
+    end-of-text token with -100: the first 50256 of each row stays as a target, so the model learns to stop, and the
+    padding targets become -100, which the loss ignores. The targets end as 1 2 3 4 50256, 6 50256 -100 -100 -100, and 8
+    9 50256 -100 -100.""")
 def collate_steps():
     fig, ax = canvas(9.6, 4.75)
     d, e, p = "data", "highlight", "masked"
@@ -210,15 +195,11 @@ def collate_steps():
     return fig
 
 
-@diagram(
-    "ch07_ignore_index",
-    alt="""How the loss treats the -100 targets. The targets of the three-example batch form a 3 by 5 grid:
-    1 2 3 4 50256, 6 50256 -100 -100 -100, and 8 9 50256 -100 -100. Every target that is not -100 gives one
-    cross-entropy term: 5 in the first row, 2 in the second, 3 in the third, 10 in all. The five -100
-    positions give nothing. The loss is the sum of the 10 terms divided by 10, not by 15, because -100 is
-    the default ignore_index of PyTorch's cross-entropy: those positions count neither in the sum nor in the
-    number it is divided by.""",
-)
+@diagram("ch07_ignore_index", alt="""How the loss treats the -100 targets. The targets of the three-example batch form a
+    3 by 5 grid: 1 2 3 4 50256, 6 50256 -100 -100 -100, and 8 9 50256 -100 -100. Every target that is not -100 gives one
+    cross-entropy term: 5 in the first row, 2 in the second, 3 in the third, 10 in all. The five -100 positions give
+    nothing. The loss is the sum of the 10 terms divided by 10, not by 15, because -100 is the default ignore_index of
+    PyTorch's cross-entropy: those positions count neither in the sum nor in the number it is divided by.""")
 def ignore_index():
     fig, ax = canvas(9.4, 2.7)
     d, e, p = "data", "highlight", "masked"
@@ -240,15 +221,11 @@ def ignore_index():
     return fig
 
 
-@diagram(
-    "ch07_mask_instruction",
-    alt="""Masking the instruction, on the first training example: 76 tokens, the first 40 of them the
-    prompt (preamble, instruction and response header) and the last 36 the response. By default all 76
-    targets count: the 75 next tokens and the end-of-text token. With mask_instruction=True the first 39
-    targets, which would predict prompt tokens, become -100, and 37 remain: the 36 response tokens and the
-    end-of-text token. The target at the prompt's last position, which predicts the first response token,
-    is kept.""",
-)
+@diagram("ch07_mask_instruction", alt="""Masking the instruction, on the first training example: 76 tokens, the first 40
+    of them the prompt (preamble, instruction and response header) and the last 36 the response. By default all 76
+    targets count: the 75 next tokens and the end-of-text token. With mask_instruction=True the first 39 targets, which
+    would predict prompt tokens, become -100, and 37 remain: the 36 response tokens and the end-of-text token. The
+    target at the prompt's last position, which predicts the first response token, is kept.""")
 def mask_instruction():
     fig, ax = canvas(9.2, 3.2)
     scale, x0, h = 0.088, 1.6, 0.42
@@ -280,16 +257,12 @@ def mask_instruction():
     return fig
 
 
-@diagram(
-    "ch07_generate_response",
-    alt="""How a response is generated. A record is laid out with format_prompt, which ends with the
-    "### Response:" header. The model continues it greedily, one token at a time, each new token appended
-    to the input, until it produces the end-of-text token (50256) or 64 new tokens. Only the new tokens are
-    decoded, and clean_response cuts the text at the first stop marker (end of text, or a new "###
-    Instruction:", "### Input:" or "### Response:" header the model invented) and strips spaces. For example
-    "Paris is the capital." followed by an invented "### Instruction:" section becomes "Paris is the
-    capital.".""",
-)
+@diagram("ch07_generate_response", alt="""How a response is generated. A record is laid out with format_prompt, which
+    ends with the "### Response:" header. The model continues it greedily, one token at a time, each new token appended
+    to the input, until it produces the end-of-text token (50256) or 64 new tokens. Only the new tokens are decoded, and
+    clean_response cuts the text at the first stop marker (end of text, or a new "### Instruction:", "### Input:" or
+    "### Response:" header the model invented) and strips spaces. For example "Paris is the capital." followed by an
+    invented "### Instruction:" section becomes "Paris is the capital.".""")
 def generate_response():
     fig, ax = canvas(9.6, 3.4)
     y, h = 1.7, 0.85
@@ -312,16 +285,12 @@ def generate_response():
     return fig
 
 
-@diagram(
-    "ch07_overlap_metrics",
-    alt="""Three overlap metrics on one pair from the chapter. The response "The capital of France is Paris."
-    and the reference "Paris is the capital of France." are normalised (lower case, punctuation and the
-    articles a, an, the removed) to "capital of france is paris" and "paris is capital of france". Exact
-    match is 0, because the two texts differ. Token F1 treats them as bags of words: all 5 words are shared,
-    so precision, recall and F1 are all 1. ROUGE-L uses the longest common subsequence, the longest run of
-    words in the same order though not necessarily adjacent: "capital of france", 3 words, so precision and
-    recall are 3/5 and ROUGE-L is 0.6.""",
-)
+@diagram("ch07_overlap_metrics", alt="""Three overlap metrics on one pair from the chapter. The response "The capital of
+    France is Paris." and the reference "Paris is the capital of France." are normalised (lower case, punctuation and
+    the articles a, an, the removed) to "capital of france is paris" and "paris is capital of france". Exact match is 0,
+    because the two texts differ. Token F1 treats them as bags of words: all 5 words are shared, so precision, recall
+    and F1 are all 1. ROUGE-L uses the longest common subsequence, the longest run of words in the same order though not
+    necessarily adjacent: "capital of france", 3 words, so precision and recall are 3/5 and ROUGE-L is 0.6.""")
 def overlap_metrics():
     fig, ax = canvas(9.6, 3.6)
     text(ax, 0.15, 3.35, 'response "The capital of France is Paris."   reference "Paris is the capital of France."',
@@ -352,16 +321,13 @@ def overlap_metrics():
     return fig
 
 
-@diagram(
-    "ch07_multiple_choice",
-    alt="""Multiple choice scored the way MMLU is scored. The prompt is a header line, three worked examples
-    with their answers, then the question "Which word is the opposite of 'ancient'?" with the options A. old,
-    B. modern, C. broken, D. large, and a final "Answer:". One forward pass gives the model's probabilities
-    for the next token over all 50,257 tokens; only four are read, those of " A", " B", " C" and " D"
-    (token ids 317, 347, 327 and 360). Renormalised over the four letters (example numbers in the picture:
-    A 0.10, B 0.70, C 0.12, D 0.08), the highest one is the model's choice, here B, the correct answer.
-    Their total before renormalising is the letter mass.""",
-)
+@diagram("ch07_multiple_choice", alt="""Multiple choice scored the way MMLU is scored. The prompt is a header line,
+    three worked examples with their answers, then the question "Which word is the opposite of 'ancient'?" with the
+    options A. old, B. modern, C. broken, D. large, and a final "Answer:". One forward pass gives the model's
+    probabilities for the next token over all 50,257 tokens; only four are read, those of " A", " B", " C" and " D"
+    (token ids 317, 347, 327 and 360). Renormalised over the four letters (example numbers in the picture: A 0.10, B
+    0.70, C 0.12, D 0.08), the highest one is the model's choice, here B, the correct answer. Their total before
+    renormalising is the letter mass.""")
 def multiple_choice():
     fig, ax = canvas(9.85, 4.0)
     data(ax, 0.15, 0.3, 4.5, 3.45)
@@ -396,17 +362,13 @@ def multiple_choice():
     return fig
 
 
-@diagram(
-    "ch07_judge_loop",
-    alt="""Scoring with an LLM judge. First check_judge asks the Ollama server for its models (GET /api/tags,
-    2-second timeout); if no server answers or it lacks the model, the judge is skipped and its scores read
-    "not run". Otherwise, for each of the 110 test records: judge_prompt writes a request with the task (the
-    formatted instruction), the reference answer and the model's answer; it is sent with POST /api/chat to
-    Llama 3 (model "llama3", temperature 0, seed 123); parse_score reads a number from 0 to 100 from the
-    reply, for example 72 from "Score: 72.". The mean over the records is the judge score of that model. A
-    reply without one clear score in range raises JudgeResponseError, and that model's judge score is left
-    out.""",
-)
+@diagram("ch07_judge_loop", alt="""Scoring with an LLM judge. First check_judge asks the Ollama server for its models
+    (GET /api/tags, 2-second timeout); if no server answers or it lacks the model, the judge is skipped and its scores
+    read "not run". Otherwise, for each of the 110 test records: judge_prompt writes a request with the task (the
+    formatted instruction), the reference answer and the model's answer; it is sent with POST /api/chat to Llama 3
+    (model "llama3", temperature 0, seed 123); parse_score reads a number from 0 to 100 from the reply, for example 72
+    from "Score: 72.". The mean over the records is the judge score of that model. A reply without one clear score in
+    range raises JudgeResponseError, and that model's judge score is left out.""")
 def judge_loop():
     fig, ax = canvas(9.6, 3.35)
     operation(ax, 0.15, 2.35, 2.0, 0.75, "check_judge:\nGET /api/tags")
@@ -428,15 +390,11 @@ def judge_loop():
     return fig
 
 
-@diagram(
-    "ch07_lora",
-    alt="""Full finetuning against LoRA in chapter 7, for GPT-2 124M as in the stored CPU run. In full
-    finetuning every part trains: the token and position embeddings, the 12 transformer blocks, the final
-    LayerNorm and the 768-to-50,257 output head, 163,037,184 parameters, with learning rate 5e-5. With LoRA
-    (rank 16, alpha 16) all of these are frozen; only the A and B matrices added beside the six linear layers
-    of every block train, 72 layers and 2,654,208 parameters (1.63%), with learning rate 2e-4. The output
-    head is excluded from LoRA and stays frozen.""",
-)
+@diagram("ch07_lora", alt="""Full finetuning against LoRA in chapter 7, for GPT-2 124M as in the stored CPU run. In full
+    finetuning every part trains: the token and position embeddings, the 12 transformer blocks, the final LayerNorm and
+    the 768-to-50,257 output head, 163,037,184 parameters, with learning rate 5e-5. With LoRA (rank 16, alpha 16) all of
+    these are frozen; only the A and B matrices added beside the six linear layers of every block train, 72 layers and
+    2,654,208 parameters (1.63%), with learning rate 2e-4. The output head is excluded from LoRA and stays frozen.""")
 def lora():
     with torch.device("meta"):  # GPT-2 124M as the chapter builds it: shapes only, no memory, no weights
         model = GPTModel(GPTConfig(qkv_bias=True))
@@ -466,18 +424,15 @@ def lora():
     return fig
 
 
-@diagram(
-    "ch07_dpo_vs_rlhf",
-    alt="""Two ways to tune a finetuned (SFT) model on preferences, from the same data: prompts, each with a
-    chosen and a rejected answer. Top, RLHF with a reward model and PPO: first a separate reward model is trained
-    to score the chosen answer above the rejected one; then a loop of reinforcement learning (PPO) repeatedly lets
-    the model write new answers, scores them with the reward model and updates the model, with a penalty for
-    drifting from a frozen copy of the SFT model. Bottom, DPO: no reward model and no sampling. A frozen copy of
-    the SFT model is the reference; for each pair, the log-probabilities of both answers under the model being
-    tuned and under the reference give an implicit reward beta times log(pi over pi_ref) for each answer, and one
-    loss, minus log sigmoid of the chosen reward minus the rejected reward, raises the chosen answer relative to the
-    rejected one. It is ordinary supervised training with a new loss.""",
-)
+@diagram("ch07_dpo_vs_rlhf", alt="""Two ways to tune a finetuned (SFT) model on preferences, from the same data:
+    prompts, each with a chosen and a rejected answer. Top, RLHF with a reward model and PPO: first a separate reward
+    model is trained to score the chosen answer above the rejected one; then a loop of reinforcement learning (PPO)
+    repeatedly lets the model write new answers, scores them with the reward model and updates the model, with a penalty
+    for drifting from a frozen copy of the SFT model. Bottom, DPO: no reward model and no sampling. A frozen copy of the
+    SFT model is the reference; for each pair, the log-probabilities of both answers under the model being tuned and
+    under the reference give an implicit reward beta times log(pi over pi_ref) for each answer, and one loss, minus log
+    sigmoid of the chosen reward minus the rejected reward, raises the chosen answer relative to the rejected one. It is
+    ordinary supervised training with a new loss.""")
 def dpo_vs_rlhf():
     fig, ax = canvas(9.6, 4.9)
     h = 0.75
@@ -515,17 +470,14 @@ def dpo_vs_rlhf():
     return fig
 
 
-@diagram(
-    "ch07_rl_pipeline",
-    alt="""Where reinforcement learning with a checker sits, beside the two preference methods. All three rows
-    start from a pretrained model that was then finetuned on worked examples (supervised finetuning, SFT). Top,
-    RL with verifiable rewards (this notebook, GRPO): the model writes several answers to each prompt, a program
-    checks each final answer and gives reward 1 or 0, and the model is updated towards the answers that scored
-    above their group's average, with a penalty for drifting from a frozen copy of the SFT model. No reward model
-    and no human labels: the checker is the judge. Middle, RLHF: people compare pairs of answers, a reward model
-    is trained on the comparisons, and PPO optimises the model against that learned score. Bottom, DPO: the same
-    comparisons, one supervised loss, no sampling and no reward model.""",
-)
+@diagram("ch07_rl_pipeline", alt="""Where reinforcement learning with a checker sits, beside the two preference methods.
+    All three rows start from a pretrained model that was then finetuned on worked examples (supervised finetuning,
+    SFT). Top, RL with verifiable rewards (this notebook, GRPO): the model writes several answers to each prompt, a
+    program checks each final answer and gives reward 1 or 0, and the model is updated towards the answers that scored
+    above their group's average, with a penalty for drifting from a frozen copy of the SFT model. No reward model and no
+    human labels: the checker is the judge. Middle, RLHF: people compare pairs of answers, a reward model is trained on
+    the comparisons, and PPO optimises the model against that learned score. Bottom, DPO: the same comparisons, one
+    supervised loss, no sampling and no reward model.""")
 def rl_pipeline():
     fig, ax = canvas(10.3, 4.6)
     h = 0.7
@@ -556,17 +508,14 @@ def rl_pipeline():
     return fig
 
 
-@diagram(
-    "ch07_grpo_step",
-    alt="""One GRPO step for one prompt, "047+385=". The model samples a group of G answers at a temperature (here
-    4: three worked answers that end in 0432 and one that ends in 0422). The checker compares each final answer
-    with the true sum and gives rewards 1, 1, 0, 1. The advantages are the rewards minus the group's mean (0.75),
-    divided by the group's standard deviation: about +0.58 for each right answer and -1.73 for the wrong one; a
+@diagram("ch07_grpo_step", alt="""One GRPO step for one prompt, "047+385=". The model samples a group of G answers at a
+    temperature (here 4: three worked answers that end in 0432 and one that ends in 0422). The checker compares each
+    final answer with the true sum and gives rewards 1, 1, 0, 1. The advantages are the rewards minus the group's mean
+    (0.75), divided by the group's standard deviation: about +0.58 for each right answer and -1.73 for the wrong one; a
     group whose rewards are all equal gets advantage 0 and teaches nothing. The loss weights each answer token's
-    probability ratio pi over pi_old by its answer's advantage, clips the ratio to 1 plus or minus epsilon, adds
-    beta times a KL estimate to a frozen reference, and is computed on the answer tokens only, not the prompt.
-    One optimizer step then makes the right answers more likely and the wrong one less likely.""",
-)
+    probability ratio pi over pi_old by its answer's advantage, clips the ratio to 1 plus or minus epsilon, adds beta
+    times a KL estimate to a frozen reference, and is computed on the answer tokens only, not the prompt. One optimizer
+    step then makes the right answers more likely and the wrong one less likely.""")
 def grpo_step():
     fig, ax = canvas(9.6, 4.3)
     h = 0.42
@@ -600,16 +549,13 @@ def grpo_step():
     return fig
 
 
-@diagram(
-    "ch07_dpo_batch",
-    alt="""One preference pair as preference_collate lays it out for DPO. Both rows start with the same 5 prompt
-    tokens; the chosen row continues with a 6-token answer and the rejected row with a 3-token answer, and each
-    answer ends with one end-of-text token (50256). Both rows are padded with more 50256 tokens to one width,
-    the longest sequence of the batch, here 12. Under each row its response mask is 1 exactly on the answer
-    tokens and their end-of-text token, and 0 on the prompt and on the padding. The sequence's log-probability
-    is the sum, over the positions where the mask is 1, of the log-probability the model gave that token from
-    the position before it; DPO compares these sums for the chosen and the rejected answer.""",
-)
+@diagram("ch07_dpo_batch", alt="""One preference pair as preference_collate lays it out for DPO. Both rows start with
+    the same 5 prompt tokens; the chosen row continues with a 6-token answer and the rejected row with a 3-token answer,
+    and each answer ends with one end-of-text token (50256). Both rows are padded with more 50256 tokens to one width,
+    the longest sequence of the batch, here 12. Under each row its response mask is 1 exactly on the answer tokens and
+    their end-of-text token, and 0 on the prompt and on the padding. The sequence's log-probability is the sum, over the
+    positions where the mask is 1, of the log-probability the model gave that token from the position before it; DPO
+    compares these sums for the chosen and the rejected answer.""")
 def dpo_batch():
     from shared.preference import _padded_with_mask
 
