@@ -39,6 +39,12 @@ class Diagram:
 
         return to_png(self.draw())
 
+    def image(self):
+        """The drawing's pixels, as its PNG holds them but not encoded (quicker to compare with a stored PNG)."""
+        from .primitives import to_image
+
+        return to_image(self.draw())
+
 
 REGISTRY: dict[str, Diagram] = {}
 

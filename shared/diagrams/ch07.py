@@ -2,8 +2,10 @@
 
 import torch
 
+from shared.instruction import instruction_collate, split_dataset
 from shared.lora import apply_lora
 from shared.model import GPTConfig, GPTModel
+from shared.rl import group_advantages
 
 from . import diagram
 from .primitives import (
@@ -11,7 +13,13 @@ from .primitives import (
     operation, parameter, path_arrow, row, table, tensor, text, title,
 )
 
-EOT = "50256"
+EOT_ID = 50256  # <|endoftext|>, which also pads
+
+
+def cells(ids):
+    """(label, kind) for each id of a row: its first end-of-text highlighted, later ones and -100 masked as padding."""
+    first = ids.index(EOT_ID) if EOT_ID in ids else len(ids)
+    return [(i, "data" if k < first else "highlight" if k == first else "masked") for k, i in enumerate(ids)]
 
 
 @diagram("ch07_pipeline", alt="""The chapter in one picture. Pretrained GPT-2 (355M parameters on a GPU, 124M on a CPU)
@@ -30,19 +38,16 @@ def pipeline():
     for cx, words in [(0.9, "355M on a GPU,\n124M on a CPU"), (2.925, "935 examples,\n2 epochs, AdamW"),
                       (6.85, "110 test instructions,\ngreedy, \u2264 64 tokens"), (8.75, "saved\nas JSON")]:
         note(ax, cx, y + h + 0.33, words, ha="center")
-    y2, h2 = 0.55, 0.8
-    operation(ax, 3.85, y2, 2.2, h2, "multiple choice\n24 questions")
-    operation(ax, 6.35, y2, 1.45, h2, "overlap\nmetrics")
-    operation(ax, 8.05, y2, 1.4, h2, "LLM judge\n0-100")
-    arrow(ax, (4.925, y), (4.95, y2 + h2))
-    arrow(ax, (8.5, y), (7.3, y2 + h2), linewidth=1.1)
-    arrow(ax, (8.75, y), (8.75, y2 + h2), linewidth=1.1)
-    text(ax, 7.55, 1.8, "compared with the\nreference answers", ha="right", color=MUTED)
-    text(ax, 4.95, y2 - 0.2, "letter probabilities", color=MUTED)
-    text(ax, 7.075, y2 - 0.2, "EM, F1, ROUGE-L", color=MUTED)
-    text(ax, 8.75, y2 - 0.2, "Llama 3 via Ollama", color=MUTED)
-    text(ax, 0.15, 1.05, "every evaluation runs for the\nstarting model, the finetuned\nmodel and a LoRA model,\n"
-         "then goes into one table", ha="left", color=ACCENT)
+    evaluations = [(3.85, 2.2, "multiple choice\n24 questions", "letter probabilities", 4.925),
+                   (6.35, 1.45, "overlap\nmetrics", "EM, F1, ROUGE-L", 8.5),
+                   (8.05, 1.4, "LLM judge\n0-100", "Llama 3 via Ollama", 8.75)]  # (..., where its arrow starts)
+    for x, w, label, how, source in evaluations:
+        operation(ax, x, 0.55, w, 0.8, label)
+        note(ax, x + w / 2, 0.35, how, ha="center")
+        arrow(ax, (source, y), (x + w / 2, 1.35), linewidth=1.1)
+    note(ax, 7.55, 1.8, "compared with the\nreference answers", ha="right")
+    accent(ax, 0.15, 1.05, "every evaluation runs for the\nstarting model, the finetuned\nmodel and a LoRA model,\n"
+           "then goes into one table")
     return fig
 
 
@@ -55,37 +60,28 @@ def pipeline():
     is empty, the whole Input section is left out.""")
 def alpaca_template():
     fig, ax = canvas(9.6, 4.45)
-    lines = [
-        ("Below is an instruction that describes a task. Write a response", "data"),
-        ("that appropriately completes the request.", "data"),
-        (None, None),
-        ("### Instruction:", "data"),
-        ("Edit the following sentence for grammar.", "data"),
-        (None, None),
-        ("### Input:", "data"),
-        ("He go to the park every day.", "data"),
-        (None, None),
-        ("### Response:", "highlight"),
-        ("He goes to the park every day.", "plain"),
+    sections = [  # (the lines of one part of the prompt, its kind), top to bottom, a blank line between parts
+        (["Below is an instruction that describes a task. Write a response",
+          "that appropriately completes the request."], "data"),
+        (["### Instruction:", "Edit the following sentence for grammar."], "data"),
+        (["### Input:", "He go to the park every day."], "data"),
+        (["### Response:"], "highlight"),
+        (["He goes to the park every day."], "plain"),
     ]
-    x0, top, lh, width = 0.2, 4.2, 0.33, 5.45
-    ys = [top - (i + 1) * lh for i in range(len(lines))]
-    groups = [(0, 1), (3, 4), (6, 7), (9, 9), (10, 10)]
-    for first, last in groups:
-        kind = lines[first][1]
-        box(ax, x0, ys[last] + 0.02, width, ys[first] - ys[last] + lh - 0.04, kind=kind)
-    for (words, _), y in zip(lines, ys):
-        if words:
-            mono(ax, x0 + 0.12, y + lh / 2, words, color=INK)
+    y, lh, ends = 4.2, 0.33, []
+    for k, (lines, kind) in enumerate(sections):
+        y -= lh * (len(lines) + (k in (1, 2, 3)))  # the bottom of this part; parts 2 to 4 follow a blank line
+        box(ax, 0.2, y + 0.02, 5.45, lh * len(lines) - 0.04, kind=kind)
+        for i, words in enumerate(lines):
+            mono(ax, 0.32, y + (len(lines) - i - 0.5) * lh, words, color=INK)
+        ends.append(y + lh / 2)
     # nested brackets: the shortest span farthest right, so their ticks never cross
-    spans = [(7, 6.2, "format_input()"), (9, 5.98, "format_prompt(): what the model continues"),
-             (10, 5.76, "format_example(): a training text")]
-    for last, bx, label in spans:
-        y_top, y_end = ys[0] + lh - 0.02, ys[last] + lh / 2
-        ax.plot([bx - 0.08, bx, bx, 6.32], [y_top, y_top, y_end, y_end], color=MUTED if last == 7 else ACCENT,
-                linewidth=1.1)
-        text(ax, 6.4, y_end, label, ha="left", color=MUTED if last == 7 else ACCENT)
-    note(ax, x0, ys[-1] - 0.25, "When a record's input is empty, the whole ### Input: section is left out.")
+    for end, x, label, color in ((ends[2], 6.2, "format_input()", MUTED),
+                                 (ends[3], 5.98, "format_prompt(): what the model continues", ACCENT),
+                                 (ends[4], 5.76, "format_example(): a training text", ACCENT)):
+        line(ax, [(x - 0.08, 4.18), (x, 4.18), (x, end), (6.32, end)], color=color, linewidth=1.1)
+        text(ax, 6.4, end, label, ha="left", color=color)
+    note(ax, 0.2, y - 0.25, "When a record's input is empty, the whole ### Input: section is left out.")
     return fig
 
 
@@ -97,30 +93,22 @@ def alpaca_template():
     56.4 and 38.9 tokens per example.""")
 def template_tokens():
     fig, ax = canvas(9.6, 3.0)
-    scale, x0, h = 0.118, 1.05, 0.45
-    template, content, answer = "masked", "plain", "highlight"
-    rows = [
-        ("Alpaca", 1.85, [(18, template, "preamble 18"), (6, template, "6"), (7, content, "7"),
-                          (6, template, "6"), (8, content, "8"), (6, template, "6"), (8, answer, "8")], 59),
-        ("chat", 1.15, [(6, template, "6"), (7, content, "7"), (1, template, ""), (8, content, "8"),
-                        (8, template, "8"), (8, answer, "8")], 38),
-    ]
-    for name, y, segments, total in rows:
-        title(ax, 0.15, y + h / 2, name)
-        x = x0
-        for n, kind, label in segments:
-            box(ax, x, y, n * scale, h, label, kind=kind)
-            x += n * scale
-        accent(ax, x + 0.12, y + h / 2, f"{total} tokens")
-    text(ax, 0.15, 2.75,
-         'one record, in tokens: "Edit the following sentence for grammar." with the input '
-         '"He go to the park every day."',
-         ha="left")
-    legend(ax, 1.05, 0.6,
-           [("masked", "template: preamble, headers, markers"), ("plain", "instruction, input"),
+    scale, template, content, answer = 0.118, "masked", "plain", "highlight"
+    rows = [("Alpaca", 1.85, [(18, template, "preamble 18"), (6, template, "6"), (7, content, "7"),
+                              (6, template, "6"), (8, content, "8"), (6, template, "6"), (8, answer, "8")]),
+            ("chat", 1.15, [(6, template, "6"), (7, content, "7"), (1, template, ""), (8, content, "8"),
+                            (8, template, "8"), (8, answer, "8")])]
+    for name, y, segments in rows:
+        sizes, kinds, labels = zip(*segments)
+        title(ax, 0.15, y + 0.225, name)
+        row(ax, 1.05, y, labels, w=[n * scale for n in sizes], h=0.45, kinds=kinds)
+        accent(ax, 1.17 + sum(sizes) * scale, y + 0.225, f"{sum(sizes)} tokens")
+    text(ax, 0.15, 2.75, 'one record, in tokens: "Edit the following sentence for grammar." with the input "He go '
+         'to the park every day."', ha="left")
+    legend(ax, 1.05, 0.6, [("masked", "template: preamble, headers, markers"), ("plain", "instruction, input"),
                            ("highlight", "response")])
-    note(ax, 0.15, 0.25,
-         "Over all 1,100 records: 56.4 tokens per example in the Alpaca format, 38.9 in the chat format.")
+    note(ax, 0.15, 0.25, "Over all 1,100 records: 56.4 tokens per example in the Alpaca format, 38.9 in the chat "
+         "format.")
     return fig
 
 
@@ -129,27 +117,20 @@ def template_tokens():
     The training set is used for finetuning, the validation set for the loss curves during training, and the test set
     for the responses that are evaluated at the end.""")
 def data_split():
+    parts = [len(part) for part in split_dataset(range(1100), seed=123)]  # the chapter's own split
     fig, ax = canvas(9.4, 2.6)
     y, h = 1.35, 0.6
-    data(ax, 0.15, y, 1.3, h, "1,100\nrecords")
-    operation(ax, 1.8, y + 0.05, 1.2, h - 0.1, "shuffle\nseed 123")
-    arrow(ax, (1.45, y + h / 2), (1.8, y + h / 2))
+    flow(ax, 0.15, y, [("data", "1,100\nrecords", 1.3), ("operation", "shuffle\nseed 123", 1.2)], h=h, gap=0.35)
     arrow(ax, (3.0, y + h / 2), (3.35, y + h / 2))
-    x, total = 3.35, 5.4
-    parts = [(935, "training: 935", "data"), (55, "55", "data"), (110, "110", "highlight")]
-    centres = []
-    for n, label, kind in parts:
-        w = total * n / 1100
-        box(ax, x, y, w, h, label, kind=kind)
-        centres.append(x + w / 2)
-        x += w
-    note(ax, centres[0], y + h + 0.2, "first 85%", ha="center")
-    note(ax, centres[1], y + h + 0.2, "5%", ha="center")
-    note(ax, centres[2], y + h + 0.2, "10%", ha="center")
+    widths = [5.4 * n / sum(parts) for n in parts]
+    centres = [x for x, _ in row(ax, 3.35, y, [f"training: {parts[0]}", parts[1], parts[2]], w=widths, h=h,
+                                 kinds=["data", "data", "highlight"])]
+    for x, n, where in zip(centres, parts, ("first ", "", "")):
+        note(ax, x, y + h + 0.2, f"{where}{n / sum(parts):.0%}", ha="center")
     arrow(ax, (centres[0], y), (centres[0], 0.85), color=MUTED, linewidth=0.9)
-    text(ax, centres[0], 0.6, "finetuning\n(116 batches of 8)")
+    text(ax, centres[0], 0.6, f"finetuning\n({parts[0] // 8} batches of 8)")  # the last partial batch dropped
     line(ax, [(centres[1], y), (centres[1] - 0.3, 0.85)], color=MUTED, linewidth=0.9)
-    text(ax, centres[1] - 0.3, 0.6, "validation:\nloss curves", ha="right", va="center")
+    text(ax, centres[1] - 0.3, 0.6, "validation:\nloss curves", ha="right")
     line(ax, [(centres[2], y), (centres[2] + 0.2, 0.85)], color=MUTED, linewidth=0.9)
     accent(ax, 9.3, 0.6, "test: the responses\nthat are evaluated", ha="right")
     note(ax, 0.15, 0.12, "split_dataset returns (train, validation, test), the order of its fractions")
@@ -164,33 +145,26 @@ def data_split():
     padding targets become -100, which the loss ignores. The targets end as 1 2 3 4 50256, 6 50256 -100 -100 -100, and 8
     9 50256 -100 -100.""")
 def collate_steps():
-    fig, ax = canvas(9.6, 4.75)
-    d, e, p = "data", "highlight", "masked"
     examples = [[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]]
-    # step 1
+    inputs, targets = instruction_collate(examples)  # the chapter's collate computes steps 3 and 4
+    width = inputs.shape[1] + 1
+    padded = [ex + [EOT_ID] * (width - len(ex)) for ex in examples]
+    fig, ax = canvas(9.6, 4.75)
     title(ax, 0.2, 4.5, "1. append one <|endoftext|> to each example")
-    table(ax, 0.3, 3.85, [[(i, d) for i in ex] + [(EOT, e)] for ex in examples])
-    # step 2
+    table(ax, 0.3, 3.85, [cells(ex + [EOT_ID]) for ex in examples])
     title(ax, 5.0, 4.5, "2. pad with 50256 to the longest in the batch")
-    padded = [[(i, d) for i in ex] + [(EOT, e)] + [(EOT, p)] * (5 - len(ex)) for ex in examples]
-    table(ax, 5.1, 3.85, padded)
+    table(ax, 5.1, 3.85, [cells(r) for r in padded])
     arrow(ax, (3.8, 3.45), (4.95, 3.45))
-    # step 3
     title(ax, 0.2, 2.35, "3. shift: inputs drop the last column, targets the first")
     note(ax, 0.3, 1.95, "inputs")
-    table(ax, 0.3, 1.55, [r[:-1] for r in padded])
+    table(ax, 0.3, 1.55, [cells(r) for r in inputs.tolist()])
     note(ax, 3.2, 1.95, "targets")
-    table(ax, 3.2, 1.55, [r[1:] for r in padded])
-    # step 4
+    table(ax, 3.2, 1.55, [cells(r[1:]) for r in padded])
     title(ax, 6.2, 2.35, "4. targets after the first 50256: -100")
-    final = []
-    for ex, r in zip(examples, padded):
-        kept = r[1:len(ex) + 1]
-        final.append(kept + [("-100", p)] * (5 - len(ex)))
-    table(ax, 6.3, 1.55, final)
+    table(ax, 6.3, 1.55, [cells(r) for r in targets.tolist()])
     arrow(ax, (5.95, 1.2), (6.25, 1.2))
-    text(ax, 0.2, 0.3, "the first 50256 of each row stays a target (the model learns to stop);\n"
-         "-100 marks a target the loss ignores", ha="left", color=ACCENT)
+    accent(ax, 0.2, 0.3, "the first 50256 of each row stays a target (the model learns to stop);\n"
+           "-100 marks a target the loss ignores")
     legend(ax, 6.3, 0.3, [("highlight", "end of text"), ("masked", "padding, -100")])
     return fig
 
@@ -201,23 +175,21 @@ def collate_steps():
     nothing. The loss is the sum of the 10 terms divided by 10, not by 15, because -100 is the default ignore_index of
     PyTorch's cross-entropy: those positions count neither in the sum nor in the number it is divided by.""")
 def ignore_index():
+    _, targets = instruction_collate([[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]])
+    rows = [cells(r) for r in targets.tolist()]
     fig, ax = canvas(9.4, 2.7)
-    d, e, p = "data", "highlight", "masked"
-    targets = [[(1, d), (2, d), (3, d), (4, d), (EOT, e)],
-               [(6, d), (EOT, e), ("-100", p), ("-100", p), ("-100", p)],
-               [(8, d), (9, d), (EOT, e), ("-100", p), ("-100", p)]]
     title(ax, 0.2, 2.4, "targets")
-    table(ax, 0.2, 1.8, targets)
+    table(ax, 0.2, 1.8, rows)
     arrow(ax, (3.05, 1.4), (3.45, 1.4))
     title(ax, 3.6, 2.4, "one cross-entropy term per target")
-    terms = [[("\u2113", "tensor") if kind != p else ("", p) for _, kind in r] for r in targets]
-    table(ax, 3.6, 1.8, terms)
-    for i, n in enumerate([5, 2, 3]):
-        note(ax, 6.5, 1.8 + 0.165 - i * 0.38, f"{n} terms")
-    accent(ax, 8.35, 1.4, "loss =\nthe sum of the\n10 terms / 10\n(not / 15)", ha="center")
-    text(ax, 0.2, 0.4, "-100 is the default ignore_index of F.cross_entropy: a -100 target adds nothing to the sum "
-         "and is not counted\nin the number it is divided by. So chapter 5's batch_loss handles these batches "
-         "unchanged.", ha="left", color=MUTED)
+    table(ax, 3.6, 1.8, [[("", kind) if kind == "masked" else ("\u2113", "tensor") for _, kind in r] for r in rows])
+    counted = (targets != -100).sum(dim=1).tolist()
+    for i, n in enumerate(counted):
+        note(ax, 6.5, 1.965 - i * 0.38, f"{n} terms")
+    accent(ax, 8.35, 1.4, f"loss =\nthe sum of the\n{sum(counted)} terms / {sum(counted)}\n(not / {targets.numel()})",
+           ha="center")
+    note(ax, 0.2, 0.4, "-100 is the default ignore_index of F.cross_entropy: a -100 target adds nothing to the sum and "
+         "is not counted\nin the number it is divided by. So chapter 5's batch_loss handles these batches unchanged.")
     return fig
 
 
@@ -375,17 +347,13 @@ def judge_loop():
     note(ax, 2.35, 2.88, "no server, or no llama3 model:")
     accent(ax, 2.35, 2.6, 'the judge is skipped, its scores read "not run"')
     arrow(ax, (1.15, 2.35), (1.15, 1.8), label="ready")
-    y, h = 1.0, 0.8
-    boxes = [(0.15, 1.65, "test record +\nmodel's answer", "data"), (2.15, 1.55, "judge_prompt", "operation"),
-             (3.95, 2.2, "POST /api/chat to Ollama\nmodel llama3,\ntemperature 0, seed 123", "operation"),
-             (6.5, 1.4, "reply\n\"Score: 72.\"", "data"), (8.2, 1.25, "parse_score\n\u2192 72", "operation")]
-    for x, w, label, kind in boxes:
-        box(ax, x, y, w, h, label, kind=kind)
-    for (x0, w0, *_), (x1, *_) in zip(boxes, boxes[1:]):
-        arrow(ax, (x0 + w0, y + h / 2), (x1, y + h / 2))
-    note(ax, 2.925, y + h + 0.15, "task, reference, answer", ha="center")
-    path_arrow(ax, [(8.825, y), (8.825, y - 0.4), (0.975, y - 0.4), (0.975, y)], color=ACCENT)
-    accent(ax, 4.9, y - 0.6, "next record: 110 in all, then the mean score (0-100)", ha="center")
+    steps = [("data", "test record +\nmodel's answer", 1.65), ("operation", "judge_prompt", 1.55),
+             ("operation", "POST /api/chat to Ollama\nmodel llama3,\ntemperature 0, seed 123", 2.2),
+             ("data", "reply\n\"Score: 72.\"", 1.4), ("operation", "parse_score\n\u2192 72", 1.25)]
+    centres = flow(ax, 0.15, 1.0, steps, h=0.8, gap=0.3)
+    note(ax, centres[1][0], 1.95, "task, reference, answer", ha="center")
+    path_arrow(ax, [(centres[-1][0], 1.0), (centres[-1][0], 0.6), (0.975, 0.6), (0.975, 1.0)], color=ACCENT)
+    accent(ax, 4.9, 0.4, "next record: 110 in all, then the mean score (0-100)", ha="center")
     note(ax, 9.45, 2.05, "no clear score in 0-100:\nJudgeResponseError,\nthe score is left out", ha="right")
     return fig
 
@@ -517,35 +485,32 @@ def rl_pipeline():
     times a KL estimate to a frozen reference, and is computed on the answer tokens only, not the prompt. One optimizer
     step then makes the right answers more likely and the wrong one less likely.""")
 def grpo_step():
-    fig, ax = canvas(9.6, 4.3)
-    h = 0.42
-    data(ax, 0.1, 1.95, 1.25, 0.6, "prompt\n047+385=", family=MONO)
-    title(ax, 2.85, 4.05, "1. sample G answers\n(temperature > 0)", ha="center")
     answers = ["7+5+0=12,...>0432.", "7+5+0=12,...>0432.", "7+5+0=12,...>0422.", "7+5+0=12,...>0432."]
-    rewards = [1, 1, 0, 1]
-    for i, (answer, r) in enumerate(zip(answers, rewards)):
+    rewards = [1, 1, 0, 1]  # the checker's verdicts: 047 + 385 = 432
+    advantages = group_advantages(torch.tensor([rewards]))[0]  # the notebook's own normalisation
+    fig, ax = canvas(9.6, 4.3)
+    data(ax, 0.1, 1.95, 1.25, 0.6, "prompt\n047+385=", family=MONO)
+    for x, heading in ((2.85, "1. sample G answers\n(temperature > 0)"), (4.7, "2. checker:\nreward"),
+                       (5.8, "3. advantage\n(r \u2212 mean) / std")):
+        title(ax, x, 4.05, heading, ha="center")
+    for i, (answer, r, a) in enumerate(zip(answers, rewards, advantages)):
         y = 3.0 - i * 0.62
-        box(ax, 1.75, y, 2.25, h, answer, kind="data" if r else "masked", family=MONO)
-        arrow(ax, (1.35, 2.25), (1.75, y + h / 2), linewidth=0.9)
-        text(ax, 4.7, y + h / 2, str(r), weight="bold", color=ACCENT if r else MUTED)
-        arrow(ax, (4.0, y + h / 2), (4.5, y + h / 2), linewidth=0.9)
-        advantage = "+0.58" if r else "\u22121.73"
-        tensor(ax, 5.35, y, 0.85, h, advantage)
-        arrow(ax, (4.9, y + h / 2), (5.35, y + h / 2), linewidth=0.9)
-    title(ax, 4.7, 4.05, "2. checker:\nreward", ha="center")
-    title(ax, 5.8, 4.05, "3. advantage\n(r \u2212 mean) / std", ha="center")
+        box(ax, 1.75, y, 2.25, 0.42, answer, kind="data" if r else "masked", family=MONO)
+        arrow(ax, (1.35, 2.25), (1.75, y + 0.21), linewidth=0.9)
+        title(ax, 4.7, y + 0.21, str(r), ha="center", color=ACCENT if r else MUTED)
+        arrow(ax, (4.0, y + 0.21), (4.5, y + 0.21), linewidth=0.9)
+        tensor(ax, 5.35, y, 0.85, 0.42, f"{a:+.2f}".replace("-", "\u2212"))
+        arrow(ax, (4.9, y + 0.21), (5.35, y + 0.21), linewidth=0.9)
+        line(ax, [(6.2, y + 0.21), (6.5, y + 0.21)], linewidth=0.9)
+    line(ax, [(6.5, 1.35), (6.5, 3.21)], linewidth=0.9)
+    arrow(ax, (6.5, 2.3), (6.75, 2.3), linewidth=0.9)
     operation(ax, 6.75, 1.55, 2.75, 1.5, "4. loss on answer tokens:\n\u2212min(ratio\u00b7A, clip(ratio)\u00b7A)\n"
               "+ \u03b2 \u00b7 KL(\u03c0 \u2016 \u03c0_ref)\nratio = \u03c0 / \u03c0_old")
-    for i in range(4):
-        y = 3.0 - i * 0.62 + h / 2
-        line(ax, [(6.2, y), (6.5, y)], color=INK, linewidth=0.9)
-    line(ax, [(6.5, 3.0 - 3 * 0.62 + h / 2), (6.5, 3.0 + h / 2)], color=INK, linewidth=0.9)
-    arrow(ax, (6.5, 2.3), (6.75, 2.3), linewidth=0.9)
     parameter(ax, 7.35, 0.35, 1.55, 0.6, "optimizer step")
     arrow(ax, (8.125, 1.55), (8.125, 0.95))
-    text(ax, 0.1, 0.65, "mean 0.75, std 0.43: right answers up, the wrong one down.\n"
-         "A group whose rewards are all equal has advantage 0: it teaches nothing.", ha="left",
-         color=MUTED)
+    mean, std = torch.tensor(rewards, dtype=torch.float).mean(), torch.tensor(rewards, dtype=torch.float).std(0, False)
+    note(ax, 0.1, 0.65, f"mean {mean:.2f}, std {std:.2f}: right answers up, the wrong one down.\n"
+         "A group whose rewards are all equal has advantage 0: it teaches nothing.")
     return fig
 
 

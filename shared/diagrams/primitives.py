@@ -20,6 +20,7 @@ import io
 
 import matplotlib
 from matplotlib import patches
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, PngImagePlugin
 
@@ -342,16 +343,20 @@ def plot_area(fig, x, y, w, h):
 
 # ---- output ----
 
+def to_image(fig: Figure) -> Image.Image:
+    """The figure drawn at DPI and reduced to the COLOURS palette: the pixels its PNG holds."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).convert("RGB")
+    return image.quantize(colors=COLOURS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+
+
 def to_png(fig: Figure) -> bytes:
-    """The figure as a small, reproducible PNG: drawn at DPI, reduced to a COLOURS palette, no timestamps."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white", metadata={"Software": None})
-    image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-    image = image.quantize(colors=COLOURS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    """The figure as a small, reproducible PNG: to_image's pixels, no timestamps, the renderer named."""
     info = PngImagePlugin.PngInfo()
     info.add_text("Software", renderer_version())
     out = io.BytesIO()
-    image.save(out, format="PNG", optimize=True, pnginfo=info, dpi=(DPI, DPI))
+    to_image(fig).save(out, format="PNG", optimize=True, pnginfo=info, dpi=(DPI, DPI))
     return out.getvalue()
 
 
