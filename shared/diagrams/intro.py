@@ -2,17 +2,12 @@
 
 import math
 
-from matplotlib import patches
-
 from . import diagram
+from .ch05 import TOY_VOCAB, probabilities  # chapter 5's toy next-word distribution, so the two chapters agree
 from .primitives import (
-    ACCENT, INK, KINDS, MUTED, accent, arrow, bar, box, canvas, data, frame, grid, line, mono, note,
-    operation, parameter, row, stack, text, title,
+    ACCENT, KINDS, MUTED, accent, arrow, bar, bar_chart, box, canvas, data, flow, frame, grid, line, mono, note,
+    operation, parameter, path_arrow, row, stack, text, title,
 )
-
-# Chapter 5's toy next-word distribution after "The cat curled up on the" (section 5 of ch05_pretraining):
-# the softmax of its fixed logits, largest first. The same numbers keep the two chapters consistent.
-TOY_NEXT_WORDS = [("mat", 0.4007), ("floor", 0.2312), ("sofa", 0.1800), ("keyboard", 0.1039), ("windowsill", 0.0599)]
 
 # GPT-3's training mixture (Brown et al., 2020, Table 2.2): tokens in each dataset (billions) and its weight in the
 # training mix (the share of training examples drawn from it).
@@ -24,45 +19,33 @@ SOURCE = ["the", "cat", "sat", "down"]
 TARGET_IN = ["<s>", "le", "chat", "s'est", "assis"]
 
 
-
 @diagram("intro_what_an_llm_does", alt="""What a language model does, in one loop. Text goes in ("The cat curled up on
     the"); the model, a transformer with learned weights, turns it into one probability for every token of its
     vocabulary: here mat 0.40, floor 0.23, sofa 0.18, keyboard 0.10, windowsill 0.06, and small probabilities for all
     the other tokens (toy numbers, the ones chapter 5 uses). One token is chosen, "mat", appended to the text, and the
     longer text goes back in to predict the token after it.""")
 def what_an_llm_does():
+    words = sorted(zip(probabilities(), TOY_VOCAB), reverse=True)[:5]  # chapter 5's toy distribution, largest first
     fig, ax = canvas(9.4, 3.9)
-    # text in
     title(ax, 0.2, 3.55, "1. text in")
     data(ax, 0.2, 2.55, 2.3, 0.7, "The cat curled\nup on the", fontsize=11)
-    # the model
     title(ax, 3.0, 3.55, "2. the model")
     operation(ax, 3.0, 2.45, 1.6, 0.9, "LLM\n(a transformer)")
     parameter(ax, 3.05, 1.45, 1.5, 0.5, "learned weights")
     arrow(ax, (3.8, 1.95), (3.8, 2.45), color=KINDS["parameter"][1])
     arrow(ax, (2.5, 2.9), (3.0, 2.9))
-    # probabilities
     title(ax, 5.05, 3.55, "3. a probability for every next token (toy numbers)")
     arrow(ax, (4.6, 2.9), (5.05, 2.9))
-    x_bar, row_h, top, scale = 6.25, 0.3, 3.3, 4.2
-    for i, (word, p) in enumerate(TOY_NEXT_WORDS):
-        y = top - (i + 1) * row_h
-        kind = "highlight" if i == 0 else "tensor"
-        text(ax, x_bar - 0.08, y + row_h / 2, word, ha="right")
-        bar(ax, x_bar, y + 0.05, p * scale, row_h - 0.1, kind=kind)
-        text(ax, x_bar + p * scale + 0.06, y + row_h / 2, f"{p:.2f}", ha="left")
-    y_rest = top - 6 * row_h
-    note(ax, x_bar - 0.08, y_rest + row_h / 2, "… every other token", ha="right")
-    note(ax, x_bar + 0.06, y_rest + row_h / 2, "0.02 together")
-    line(ax, [(x_bar, y_rest), (x_bar, top)], color=MUTED, linewidth=0.9)
-    # choose one and append it
+    bar_chart(ax, 6.25, 3.3, [p for p, _ in words], [w for _, w in words], scale=4.2, row_h=0.3, digits=2,
+              kinds=["highlight"] + ["tensor"] * 4)
+    note(ax, 6.17, 1.65, "… every other token", ha="right")
+    note(ax, 6.31, 1.65, f"{1 - sum(p for p, _ in words):.2f} together")
+    line(ax, [(6.25, 1.5), (6.25, 1.8)], color=MUTED, linewidth=0.9)
     accent(ax, 8.3, 1.05, "4. choose one token\n(greedy: the most probable;\nor sample, chapter 5)", ha="right")
     data(ax, 6.0, 0.25, 2.3, 0.5, "The cat curled up on the")
-    box(ax, 8.3, 0.25, 0.6, 0.5, "mat", kind="highlight")
-    arrow(ax, (8.42, top - row_h / 2 - 0.1), (8.6, 0.75), color=ACCENT)
-    # feed it back in
-    line(ax, [(6.0, 0.5), (0.12, 0.5), (0.12, 2.9)], color=MUTED, linewidth=1.3)
-    arrow(ax, (0.12, 2.9), (0.2, 2.9), color=MUTED)
+    box(ax, 8.3, 0.25, 0.6, 0.5, words[0][1], kind="highlight")
+    arrow(ax, (8.42, 3.05), (8.6, 0.75), color=ACCENT)
+    path_arrow(ax, [(6.0, 0.5), (0.12, 0.5), (0.12, 2.9), (0.2, 2.9)], color=MUTED)  # feed it back in
     note(ax, 0.3, 0.68, "5. append it and feed the longer text back in: repeat")
     return fig
 
@@ -122,7 +105,6 @@ def course_map():
     return fig
 
 
-
 @diagram("intro_three_architectures", alt="""Three kinds of transformer side by side. Encoder-only, like BERT: the input
     "the [MASK] sat down" goes through encoder blocks in which every token sees every other token, and the model fills
     in the hidden word, "cat"; such models read and understand (classification, search). Decoder-only, like GPT: the
@@ -132,44 +114,36 @@ def course_map():
     a time and looks back at the encoder's output through cross-attention, predicting the next token "s'est".""")
 def three_architectures():
     fig, ax = canvas(9.5, 4.4)
-    # encoder-only
-    title(ax, 1.45, 4.2, "encoder-only", ha="center")
-    note(ax, 1.45, 3.92, "e.g. BERT", ha="center")
-    box(ax, 0.85, 3.2, 1.2, 0.42, "cat", kind="highlight")
-    note(ax, 2.12, 3.41, "fills in [MASK]")
-    for x, w, name, sees in ((0.35, 2.1, "encoder", "every token sees every token"),
-                             (3.4, 2.3, "decoder", "sees itself and earlier tokens")):
-        stack(ax, x, 1.75, w, 0.75)
-        text(ax, x + w / 2, 2.23, f"{name} blocks")
-        note(ax, x + w / 2, 1.98, sees, ha="center")
-    row(ax, 0.25, 0.55, ["the", "[MASK]", "sat", "down"], w=0.58, h=0.4)
-    arrow(ax, (1.45, 0.95), (1.45, 1.75))
-    arrow(ax, (1.45, 2.62), (1.45, 3.2))
-    accent(ax, 1.45, 0.22, "reads and understands", ha="center")
-    # decoder-only
-    title(ax, 4.55, 4.2, "decoder-only", ha="center")
-    note(ax, 4.55, 3.92, "e.g. GPT (this course)", ha="center")
-    box(ax, 3.95, 3.2, 1.2, 0.42, "down", kind="highlight")
-    note(ax, 5.22, 3.41, "next token")
-    row(ax, 3.65, 0.55, ["the", "cat", "sat"], w=0.6, h=0.4)
-    arrow(ax, (4.55, 0.95), (4.55, 1.75))
-    arrow(ax, (4.55, 2.62), (4.55, 3.2))
-    accent(ax, 4.55, 0.22, "generates text", ha="center")
-    # encoder-decoder
-    title(ax, 7.75, 4.2, "encoder–decoder", ha="center")
+    columns = [  # (centre, name, example, inputs and their cell width, output, what the output is, blocks, verdict)
+        (1.45, "encoder-only", "e.g. BERT", ["the", "[MASK]", "sat", "down"], 0.58, "cat", "fills in [MASK]",
+         (2.3, "encoder blocks", "every token sees every token"), "reads and understands"),
+        (4.55, "decoder-only", "e.g. GPT (this course)", ["the", "cat", "sat"], 0.6, "down", "next token",
+         (2.3, "decoder blocks", "sees itself and earlier tokens"), "generates text"),
+    ]
+    for cx, name, example, inputs, cell, output, what, (w, blocks, sees), verdict in columns:
+        title(ax, cx, 4.2, name, ha="center")
+        note(ax, cx, 3.92, example, ha="center")
+        box(ax, cx - 0.6, 3.2, 1.2, 0.42, output, kind="highlight")
+        note(ax, cx + 0.67, 3.41, what)
+        stack(ax, cx - w / 2 - 0.04, 1.75, w, 0.75)
+        text(ax, cx - 0.04, 2.23, blocks)
+        note(ax, cx - 0.04, 1.98, sees, ha="center")
+        row(ax, cx - len(inputs) * cell / 2, 0.55, inputs, w=cell, h=0.4)
+        arrow(ax, (cx, 0.95), (cx, 1.75))
+        arrow(ax, (cx, 2.62), (cx, 3.2))
+        accent(ax, cx, 0.22, verdict, ha="center")
+    title(ax, 7.75, 4.2, "encoder–decoder", ha="center")  # the third kind: two stacks, joined by cross-attention
     note(ax, 7.75, 3.92, "e.g. the original transformer, T5", ha="center")
-    operation(ax, 6.35, 1.75, 1.2, 0.75, "encoder")
-    operation(ax, 8.15, 1.75, 1.2, 0.75, "decoder\n(causal)")
-    row(ax, 6.15, 0.55, ["the", "cat", "sat", "down"], w=0.4, h=0.4)
-    row(ax, 8.25, 0.55, ["le", "chat"], w=0.5, h=0.4)
-    arrow(ax, (6.95, 0.95), (6.95, 1.75))
-    arrow(ax, (8.75, 0.95), (8.75, 1.75))
+    for x, label, inputs, cell, under in ((6.35, "encoder", ["the", "cat", "sat", "down"], 0.4, "source"),
+                                          (8.15, "decoder\n(causal)", ["le", "chat"], 0.5, "target so far")):
+        operation(ax, x, 1.75, 1.2, 0.75, label)
+        row(ax, x + 0.6 - len(inputs) * cell / 2, 0.55, inputs, w=cell, h=0.4)
+        arrow(ax, (x + 0.6, 0.95), (x + 0.6, 1.75))
+        note(ax, x + 0.55, 1.35, under, ha="right")
     arrow(ax, (7.55, 2.12), (8.15, 2.12), color=ACCENT)
     accent(ax, 7.85, 2.62, "cross-\nattention", ha="center")
     box(ax, 8.15, 3.2, 1.2, 0.42, "s'est", kind="highlight")
     arrow(ax, (8.75, 2.5), (8.75, 3.2))
-    note(ax, 6.9, 1.35, "source", ha="right")
-    note(ax, 8.7, 1.35, "target so far", ha="right")
     accent(ax, 7.75, 0.22, "turns one text into another", ha="center")
     return fig
 
@@ -230,20 +204,6 @@ def gpt3_mixture():
     return fig
 
 
-def _finetune_branch(ax, y, leaves_base_at, data_y, data_text, step_text, result_text):
-    """One finetuning branch at height y: the base model's arrow, its labelled data (above or below the
-    step), the finetuning step and the model it makes."""
-    arrow(ax, (5.5, leaves_base_at), (5.95, y))
-    data(ax, 5.85, data_y, 1.9, 0.5, data_text)
-    if data_y > y:
-        arrow(ax, (6.8, data_y), (6.8, y + 0.28))
-    else:
-        arrow(ax, (6.8, data_y + 0.5), (6.8, y - 0.28))
-    operation(ax, 5.95, y - 0.28, 1.7, 0.56, step_text)
-    arrow(ax, (7.65, y), (7.95, y))
-    parameter(ax, 7.95, y - 0.28, 1.45, 0.56, result_text)
-
-
 @diagram("intro_pretrain_finetune", alt="""Pretraining, then finetuning. Hundreds of billions of tokens of unlabeled
     text (web pages, books, Wikipedia) train a model to predict the next token; that is pretraining, the expensive step,
     and its result is a base model that continues text. Finetuning starts from the base model's weights and trains
@@ -254,31 +214,39 @@ def pretrain_finetune():
     fig, ax = canvas(9.5, 4.4)
     title(ax, 2.8, 4.2, "stage 2: pretraining (chapter 5)", ha="center")
     title(ax, 7.7, 4.2, "stage 3: finetuning (chapters 6 and 7)", ha="center")
-    data(ax, 0.1, 1.72, 1.75, 0.95, "unlabeled text\nweb, books,\nWikipedia")
+    flow(ax, 0.1, 1.72, [("data", "unlabeled text\nweb, books,\nWikipedia", 1.75)], h=0.95)
     note(ax, 0.975, 1.5, "100s of billions of tokens", ha="center")
     arrow(ax, (1.85, 2.2), (2.2, 2.2))
     operation(ax, 2.2, 1.77, 1.55, 0.85, "pretraining:\npredict the\nnext token")
     note(ax, 2.975, 1.5, "weeks on many GPUs", ha="center")
     arrow(ax, (3.75, 2.2), (4.1, 2.2))
     parameter(ax, 4.1, 1.82, 1.4, 0.75, "base model\n(continues text)")
-    _finetune_branch(ax, 3.0, 2.4, 3.4, "~1,500 messages labelled\nspam / not spam", "finetune\n(2-way output head)",
-                     "spam classifier\n(chapter 6)")
-    _finetune_branch(ax, 1.4, 2.0, 0.5, "1,100 pairs: instruction\n→ good response", "finetune\n(same next-token loss)",
-                     "assistant\n(chapter 7)")
+    branches = [  # (height, where the base model's arrow leaves it, the labelled data (above or below), step, result)
+        (3.0, 2.4, 3.4, "~1,500 messages labelled\nspam / not spam", "finetune\n(2-way output head)",
+         "spam classifier\n(chapter 6)"),
+        (1.4, 2.0, 0.5, "1,100 pairs: instruction\n→ good response", "finetune\n(same next-token loss)",
+         "assistant\n(chapter 7)"),
+    ]
+    for y, leaves_at, data_y, examples, step, result in branches:
+        arrow(ax, (5.5, leaves_at), (5.95, y))
+        data(ax, 5.85, data_y, 1.9, 0.5, examples)
+        arrow(ax, (6.8, data_y + (0 if data_y > y else 0.5)), (6.8, y + (0.28 if data_y > y else -0.28)))
+        flow(ax, 5.95, y - 0.28, [("operation", step, 1.7), ("parameter", result, 1.45)], h=0.56, gap=0.3)
     accent(ax, 0.1, 0.65, "finetuning starts from the base model's weights\nand needs minutes to hours, not weeks")
     return fig
 
 
-# Training compute, 6 x parameters x tokens (see the notebook's section 7 for the sources).
-COMPUTE = [
-    ("this course: chapter 5's run", 162_419_712, 46_080),
-    ("GPT-3 Small", 125e6, 300e9),
-    ("GPT-3 175B", 175e9, 300e9),
-    ("Chinchilla", 70e9, 1.4e12),
+# Training compute, 6 x parameters x tokens (see the notebook's section 7 for the sources), and where each label goes.
+COMPUTE = [  # (name, parameters, tokens, label alignment, label above the axis?, detail)
+    ("this course: chapter 5's run", 162_419_712, 46_080, "left", True,
+     "162M parameters, 46,080 tokens:\nabout 11 minutes on a 2-core CPU"),
+    ("GPT-3 Small", 125e6, 300e9, "right", False, "125M parameters, 300B tokens"),
+    ("GPT-3 175B", 175e9, 300e9, "right", True, "175B parameters, 300B tokens"),
+    ("Chinchilla", 70e9, 1.4e12, "right", False, "70B parameters, 1.4T tokens"),
 ]
 
 
-def _sci(x):
+def scientific(x):
     """3.15e+23 as 3.15×10^23 (matplotlib mathtext for the exponent)."""
     mantissa, exponent = f"{x:.2e}".split("e")
     return f"{mantissa}×$10^{{{int(exponent)}}}$"
@@ -297,30 +265,18 @@ def compute_ladder():
     def xpos(flops):
         return x0 + (math.log10(flops) - lo) / (hi - lo) * (x1 - x0)
 
-    line(ax, [(x0, y), (x1, y)], color=INK, linewidth=1.2)
+    line(ax, [(x0, y), (x1, y)], linewidth=1.2)
     for e in range(lo, hi + 1, 2):
-        ax.plot([xpos(10 ** e)] * 2, [y - 0.07, y + 0.07], color=INK, linewidth=1.0)
+        line(ax, [(xpos(10 ** e), y - 0.07), (xpos(10 ** e), y + 0.07)], linewidth=1.0)
         text(ax, xpos(10 ** e), y - 0.12, f"$10^{{{e}}}$", va="top")
-    flops = {name: 6 * n * d for name, n, d in COMPUTE}
-    # (label x, label y, alignment, above the axis?)
-    placement = {
-        "this course: chapter 5's run": ("left", True,
-                                         "162M parameters, 46,080 tokens:\nabout 11 minutes on a 2-core CPU"),
-        "GPT-3 Small": ("right", False, "125M parameters, 300B tokens"),
-        "GPT-3 175B": ("right", True, "175B parameters, 300B tokens"),
-        "Chinchilla": ("right", False, "70B parameters, 1.4T tokens"),
-    }
-    for name, n, d in COMPUTE:
-        x = xpos(flops[name])
-        ha, above, detail = placement[name]
-        kind = "highlight" if name.startswith("this course") else "tensor"
-        fill, edge, _ = KINDS[kind]
-        ax.add_patch(patches.Circle((x, y), 0.08, facecolor=fill, edgecolor=edge, linewidth=1.3, zorder=3))
-        end = 2.45 if above else 0.95
+    flops = {name: 6 * n * d for name, n, d, *_ in COMPUTE}
+    for name, n, d, ha, above, detail in COMPUTE:
+        x, end = xpos(flops[name]), 2.45 if above else 0.95
+        fill, edge, _ = KINDS["highlight" if name.startswith("this course") else "tensor"]
+        ax.plot([x], [y], marker="o", markersize=11, markerfacecolor=fill, markeredgecolor=edge, zorder=3)
         line(ax, [(x, y + (0.09 if above else -0.09)), (x, end)], color=MUTED, linewidth=0.8)
-        dx = 0.05 if ha == "left" else -0.05
-        text(ax, x + dx, end + (0.03 if above else -0.03), f"{name}: {_sci(flops[name])}\n{detail}", ha=ha,
-             va="bottom" if above else "top")
+        text(ax, x + (0.05 if ha == "left" else -0.05), end + (0.03 if above else -0.03),
+             f"{name}: {scientific(flops[name])}\n{detail}", ha=ha, va="bottom" if above else "top")
     ours, gpt3 = flops["this course: chapter 5's run"], flops["GPT-3 175B"]
     arrow(ax, (xpos(ours) + 0.15, 2.05), (xpos(gpt3) - 0.15, 2.05), color=ACCENT, style="<|-|>")
     accent(ax, (xpos(ours) + xpos(gpt3)) / 2, 2.2, f"GPT-3 175B: about {gpt3 / ours / 1e9:.0f} billion times more",

@@ -159,10 +159,10 @@ def bar(ax, x, y, length, height, kind="tensor", vertical=False):
                                    linewidth=1.0))
 
 
-def bar_chart(ax, x, top, values, labels=(), scale=3.0, row_h=0.28, kind="tensor", digits=4):
+def bar_chart(ax, x, top, values, labels=(), scale=3.0, row_h=0.28, kind="tensor", digits=4, kinds=None):
     """Horizontal bars from x, one row per value from `top` down, each labelled before and valued after.
 
-    A value of None is a removed entry: it shows "0  (removed)" instead of a bar.
+    A value of None is a removed entry: it shows "0  (removed)" instead of a bar. `kinds` colours each bar.
     """
     for i, value in enumerate(values):
         y = top - (i + 0.5) * row_h
@@ -171,7 +171,7 @@ def bar_chart(ax, x, top, values, labels=(), scale=3.0, row_h=0.28, kind="tensor
         if value is None:
             note(ax, x + 0.02, y, "0  (removed)")
         else:
-            bar(ax, x, y - row_h / 2 + 0.05, value * scale, row_h - 0.1, kind=kind)
+            bar(ax, x, y - row_h / 2 + 0.05, value * scale, row_h - 0.1, kind=kinds[i] if kinds else kind)
             text(ax, x + value * scale + 0.05, y, f"{value:.{digits}f}", ha="left")
     line(ax, [(x, top - len(values) * row_h), (x, top)], color=MUTED, linewidth=0.9)
 
