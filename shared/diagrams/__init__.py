@@ -49,18 +49,31 @@ class Diagram:
 REGISTRY: dict[str, Diagram] = {}
 
 
-def diagram(name: str, alt: str):
-    """Register a drawing function under `name`, with the alt text that describes it in words."""
+def diagram(name: str, alt: str, size: tuple[float, float] | None = None):
+    """Register a drawing function under `name`, with the alt text that describes it in words.
+
+    With `size` (width, height in inches) the function draws on a blank canvas of that size: `draw(ax)`.
+    Without it, the function makes its own canvas (its size depends on what it shows) and returns the figure.
+    """
     if not alt.strip():
         raise ValueError(f"diagram {name!r} needs alt text")
 
     def register(draw):
         if name in REGISTRY:
             raise ValueError(f"two diagrams are called {name!r}")
-        REGISTRY[name] = Diagram(name, " ".join(alt.split()), draw)
+        make = draw if size is None else functools.partial(_on_canvas, draw, size)
+        REGISTRY[name] = Diagram(name, " ".join(alt.split()), make)
         return draw
 
     return register
+
+
+def _on_canvas(draw, size):
+    from .primitives import canvas
+
+    fig, ax = canvas(*size)
+    draw(ax)
+    return fig
 
 
 def all_diagrams() -> dict[str, Diagram]:

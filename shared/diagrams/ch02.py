@@ -12,7 +12,7 @@ from shared.bpe import merge_ids, most_frequent_pair, pre_tokenize
 
 from . import diagram
 from .primitives import (
-    ACCENT, FONT, INK, MONO, MUTED, accent, arrow, box, brace, canvas, data, fitted_widths, grid, legend, line, mono,
+    ACCENT, FONT, INK, MONO, MUTED, accent, arrow, box, brace, data, fitted_widths, grid, legend, line, mono,
     mono_width, note, operation, parameter, row, side_brace, stack, text, title,
 )
 
@@ -27,9 +27,8 @@ SPACE = "\u2423"  # the visible-space sign: GPT-2 tokens carry their leading spa
     belongs to the token, and the rare word HAD is spelled from two pieces). Each token has an integer id in the
     vocabulary: 40, 367, 2885, 1464 and 1807. An embedding layer then turns each id into a vector of 256 learned
     numbers, plus a vector for its position; those vectors are what the model computes with. Notes beside each step name
-    the sections that build it.""")
-def text_to_vectors():
-    fig, ax = canvas(9.5, 4.9)
+    the sections that build it.""", size=(9.5, 4.9))
+def text_to_vectors(ax):
     tokens = ["I", f"{SPACE}H", "AD", f"{SPACE}always", f"{SPACE}thought"]
     x0, step, w = 1.45, 1.12, 0.98
     right = x0 + 4 * step + w
@@ -50,7 +49,6 @@ def text_to_vectors():
     for y, words in notes:
         note(ax, right + 0.25, y, words)
     accent(ax, right + 0.25, 0.85, "what the model\ncomputes with")
-    return fig
 
 
 # ---- Section 4: a vocabulary, encode and decode, special tokens ----
@@ -61,9 +59,8 @@ def text_to_vectors():
     so on, with repeats. Keeping each distinct token once and sorting gives 1,130 tokens, numbered from 0: punctuation
     first ("!" is 0, the double quote 1, the apostrophe 2, "--" 6), then capitalised words ("HAD" is 44, "I" is 53),
     then lower-case words ("a" is 115, up to "yourself" at 1129). The two special tokens come last: <|endoftext|> is
-    1130 and <|unk|> is 1131, for 1,132 entries in all.""")
-def vocabulary():
-    fig, ax = canvas(9.5, 4.9)
+    1130 and <|unk|> is 1131, for 1,132 entries in all.""", size=(9.5, 4.9))
+def vocabulary(ax):
     story = ["I", "HAD", "always", "thought", "Jack", "Gisburn", "rather", "a", "cheap", "genius", "--", "though", "a"]
     marked = {"I", "HAD", "a", "--"}
     for x, heading, count in ((0.95, "tokens, story order", "4,690 (with repeats)"),
@@ -90,7 +87,6 @@ def vocabulary():
                "then\nCapitals, then\nlower case")
     side_brace(ax, 7.15, top - 15 * h + 0.02, top - 13 * h - 0.02, "2 special tokens,\nadded last")
     accent(ax, 3.15, 1.85, "a token that appears\nmany times (a, --)\nstill gets one id", ha="center")
-    return fig
 
 
 @diagram("ch02_encode_decode", alt="""Encoding and decoding with the word-level tokenizer, on the start of a sentence
@@ -99,9 +95,8 @@ def vocabulary():
     each one up in the vocabulary, giving the ids 1, 56, 2, 850, 988, 602, 533, 746, 5, 1126, 596, 5 and 1. Decoding
     looks each id up the other way and joins the tokens with spaces, removing the space before punctuation. The spaces
     the tokenizer dropped have to be guessed, so the text comes back as " It' s the last he painted, you know," with a
-    space that was not there before the s.""")
-def encode_decode():
-    fig, ax = canvas(9.5, 4.7)
+    space that was not there before the s.""", size=(9.5, 4.7))
+def encode_decode(ax):
     tokens = ['"', "It", "'", "s", "the", "last", "he", "painted", ",", "you", "know", ",", '"']
     ids = [1, 56, 2, 850, 988, 602, 533, 746, 5, 1126, 596, 5, 1]
     widths = fitted_widths(list(zip(tokens, ids)), pad=0.24, minimum=0.42)
@@ -125,16 +120,14 @@ def encode_decode():
     title(ax, side + 0.12, 1.17, "decode")
     text(ax, x0, 0.13, "the dropped whitespace is guessed back: \"It's\" returns as \"It' s\", and a space follows "
          "the first quote", ha="left", color=ACCENT)
-    return fig
 
 
 @diagram("ch02_special_tokens", alt="""The two special tokens of the word-level vocabulary at work. Two unrelated
     documents, "Hello, do you like tea?" and "In the sunlit terraces of the palace.", are joined into one stream with
     the token <|endoftext|> between them, which gets id 1130 and marks where one document ends and the next begins. The
     words "Hello" and "palace" do not occur in The Verdict, so both become <|unk|> with id 1131: after encoding they are
-    the same id, and decoding cannot tell them apart.""")
-def special_tokens():
-    fig, ax = canvas(9.5, 3.4)
+    the same id, and decoding cannot tell them apart.""", size=(9.5, 3.4))
+def special_tokens(ax):
     tokens = ["Hello", ",", "do", "you", "like", "tea", "?", "<|endoftext|>", "In", "the", "sunlit", "terraces", "of",
               "the", "palace", "."]
     ids = [1131, 5, 355, 1126, 628, 975, 10, 1130, 55, 988, 956, 984, 722, 988, 1131, 7]
@@ -152,7 +145,6 @@ def special_tokens():
     arrow(ax, (centres[7], 2.86), (centres[7], 2.3), color=MUTED, linewidth=1.0)
     accent(ax, x0, 0.55, "\"Hello\" and \"palace\" are not in the vocabulary: both become <|unk|> (1131),")
     accent(ax, x0, 0.28, "so after encoding they are the same id, and decoding gives <|unk|> for each")
-    return fig
 
 
 # ---- Section 5: byte-pair encoding ----
@@ -168,9 +160,8 @@ BPE_MERGES = [(("o", "w"), 7), (("l", "ow"), 7), (("t", "_"), 6), (("s", "t_"), 
     e+st_ (6), low+_ (4), w+est_ (3) and n+e (3). Two words are followed through them. newest_ starts as seven
     characters n e w e s t _ and ends as two symbols, ne and west_. lowest_ starts as l o w e s t _ and ends as low and
     est_. A merge that does not touch a word leaves it unchanged; each new symbol is highlighted in the row that creates
-    it.""")
-def bpe_merges():
-    fig, ax = canvas(9.5, 5.7)
+    it.""", size=(9.5, 5.7))
+def bpe_merges(ax):
     unit, h, step = 0.34, 0.33, 0.44
     mono(ax, 0.15, 5.45, "toy corpus:  low \u00d74   lower \u00d72   newest \u00d73   widest \u00d72   lowest \u00d71"
          "        _ marks the end of a word")
@@ -197,7 +188,6 @@ def bpe_merges():
                             ("plain", "a merge that does not touch the word")], size=0.26)
     accent(ax, 0.15, 0.62, "after 8 merges:  low_ \u00b7 low e r _ \u00b7 ne west_ \u00b7 w i d est_ \u00b7 low est_"
            "   (frequent words become one symbol)")
-    return fig
 
 
 @diagram("ch02_gpt2_vocabulary", alt="""How GPT-2's 50,257 token ids are laid out, not to scale. Ids 0 to 255 are the
@@ -206,9 +196,8 @@ def bpe_merges():
     gazed", the last. Id 50,256 is <|endoftext|>. Below, the word " someunknownPlace" shows the difference this makes:
     the word-level vocabulary of section 4 has no entry for it and maps it to <|unk|>, id 1131, losing it, while GPT-2
     spells it from three known pieces, " some" (617), "unknown" (34680) and "Place" (27271), which decode back to the
-    exact text.""")
-def gpt2_vocabulary():
-    fig, ax = canvas(9.5, 4.0)
+    exact text.""", size=(9.5, 4.0))
+def gpt2_vocabulary(ax):
     y, h = 2.75, 0.5
     segments = [(0.3, 2.1, "256 single bytes", "normal"), (2.1, 7.6, "50,000 merges, in the order they were learned",
                                                             "normal"),
@@ -234,7 +223,6 @@ def gpt2_vocabulary():
     row(ax, x, 0.42, [617, 34680, 27271], widths, h=0.4, family=MONO)
     text(ax, x + sum(widths) + 0.15, 0.82, "spelled from known\npieces; decoding\ngives the exact text", ha="left",
          color=INK)
-    return fig
 
 
 # ---- Section 6: sliding windows and batches ----
@@ -244,9 +232,8 @@ def gpt2_vocabulary():
     1807, 3619, 402, 271, 10899 and on), with max_length 4 and stride 4. A window of 4 ids is the input; its target is
     the same window moved one position to the right, so each input position is paired with the id that follows it. The
     next window starts a stride of 4 further on, so windows do not overlap, and the last target of one window is the
-    first input of the next.""")
-def sliding_window():
-    fig, ax = canvas(9.3, 3.6)
+    first input of the next.""", size=(9.3, 3.6))
+def sliding_window(ax):
     ids = [40, 367, 2885, 1464, 1807, 3619, 402, 271, 10899]
     w, h, x0 = 0.72, 0.44, 1.0
     title(ax, 0.1, 2.72, "token ids")
@@ -266,7 +253,6 @@ def sliding_window():
     for i in range(8):
         arrow(ax, (x0 + (i + 0.5) * w, 1.4), (x0 + (i + 1.5) * w - 0.05, 0.3 + h), color=MUTED, linewidth=0.9)
     accent(ax, x0 + 9 * w + 0.15, 1.0, "each input id\npredicts the\nnext id")
-    return fig
 
 
 BATCH_INPUTS = [[40, 367, 2885, 1464], [1807, 3619, 402, 271], [10899, 2138, 257, 7026], [15632, 438, 2016, 257],
@@ -278,9 +264,8 @@ NEXT_ID = 287  # the first id of the ninth window, which is the last target of t
     matrices of shape (8, 4). Each row of the inputs matrix is one window of token ids from The Verdict, starting with
     40, 367, 2885, 1464; each column is a position in the window. The targets matrix holds the same ids shifted one
     position to the left, so its first row is 367, 2885, 1464, 1807. Because the stride equals the window length, the
-    last target of a row, such as 1807, is the first input of the next row.""")
-def batch():
-    fig, ax = canvas(9.5, 4.2)
+    last target of a row, such as 1807, is the first input of the next row.""", size=(9.5, 4.2))
+def batch(ax):
     following = [r[0] for r in BATCH_INPUTS[1:]] + [NEXT_ID]  # each window's last target starts the next window
     targets = [r[1:] + [after] for r, after in zip(BATCH_INPUTS, following)]
     w, h, top = 0.66, 0.36, 3.55
@@ -300,7 +285,6 @@ def batch():
            f"{following[0]} ends the targets\nof window 1 and starts\nthe inputs of window 2\n(stride = max_length)",
            va="top")
     note(ax, 7.69, top - 7 * h, "batch_size = 8 rows,\none window each")
-    return fig
 
 
 # ---- Sections 7 and 8: embeddings ----
@@ -313,9 +297,8 @@ WEIGHT = [[0.3374, -0.1778, -0.1690], [0.9178, 1.5810, 1.3010], [1.2753, -0.2010
     matrix of 6 rows (one per token id, 0 to 5) and 3 columns, its values set by torch.manual_seed(123). Looking up the
     ids 2, 3, 5 and 1 copies rows 2, 3, 5 and 1 of the matrix, in that order, into a 4 by 3 output; the first output row
     is row 2, 1.2753, -0.2010, -0.1606. Below, the same row is what multiplying the one-hot vector for id 2 (0, 0, 1, 0,
-    0, 0) by the weight matrix gives: the layer skips the multiplication by zeros.""")
-def embedding_lookup():
-    fig, ax = canvas(9.5, 4.2)
+    0, 0) by the weight matrix gives: the layer skips the multiplication by zeros.""", size=(9.5, 4.2))
+def embedding_lookup(ax):
     fmt = [[f"{v:.4f}" for v in line] for line in WEIGHT]
     w, h, top = 0.78, 0.34, 3.65
     xw, xo = 1.0, 6.0
@@ -346,7 +329,6 @@ def embedding_lookup():
     text(ax, 3.8, y + 0.18, "=", fontsize=12)
     grid(ax, 4.05, y + 0.36, [fmt[2]], w=w, h=0.36, kind="tensor")
     accent(ax, 4.05 + 3 * w + 0.2, y + 0.18, "row 2; the lookup skips\nmultiplying by the zeros")
-    return fig
 
 
 @diagram("ch02_token_plus_position", alt="""Token embeddings plus position embeddings, with the shapes of section 8. A
@@ -354,9 +336,8 @@ def embedding_lookup():
     table, and becomes token embeddings of shape (8, 4, 256). The positions 0, 1, 2, 3 go through the position embedding
     layer, a 4 by 256 table, and become position embeddings of shape (4, 256). The two are added; the same 4 position
     vectors are added to every one of the 8 windows (broadcasting), giving input embeddings of shape (8, 4, 256): one
-    vector per token that carries both what the token is and where it sits.""")
-def token_plus_position():
-    fig, ax = canvas(9.5, 4.4)
+    vector per token that carries both what the token is and where it sits.""", size=(9.5, 4.4))
+def token_plus_position(ax):
     sw, sh = 1.3, 0.72
     paths = [(2.85, "token ids", "(8, 4)", "token\nembedding", "50257 \u00d7 256"),
              (0.6, "positions\n0, 1, 2, 3", "arange(4)", "position\nembedding", "4 \u00d7 256")]
@@ -379,7 +360,6 @@ def token_plus_position():
     arrow(ax, (6.65, 2.0), (7.1, 2.0))
     accent(ax, 8.0, 1.19, "what the token is\n+ where it sits", va="top", ha="center")
     note(ax, 9.35, 0.2, "each sheet: one window, 4 rows (positions) \u00d7 256 numbers", ha="right")
-    return fig
 
 
 # ---- Section 9: data curation ----
@@ -390,9 +370,8 @@ def token_plus_position():
     deduplication, by hashing the lower-cased text without punctuation, drops 2 copies of the same sentence about the
     old painter, leaving 8. Near-duplicate removal with MinHash drops 1 document that differs from another by one word
     ("the oven" for "his oven"), leaving 7. Redaction keeps all 7 and replaces 4 pieces of personal data with
-    placeholders: two e-mail addresses, a phone number and an IP address.""")
-def curation():
-    fig, ax = canvas(9.5, 4.7)
+    placeholders: two e-mail addresses, a phone number and an IP address.""", size=(9.5, 4.7))
+def curation(ax):
     counts = ["14 documents", "10", "8", "7", "7 curated"]
     steps = [
         ("quality filters", "drops 4: spam (BUY NOW!!! $$$ ...), a menu (Home | About | ...),\n"
@@ -414,7 +393,6 @@ def curation():
         operation(ax, 1.9, mid - 0.2, 1.7, 0.4, name)
         line(ax, [(0.925, mid), (1.9, mid)], color=MUTED, linewidth=0.9, style=":")
         text(ax, 3.8, mid, what, ha="left")
-    return fig
 
 
 SHINGLES_BOTH = ["a quiet morning", "quiet morning in", "morning in the", "in the village", "the village began",
@@ -428,9 +406,8 @@ SHINGLES_6 = ["baker lighting the", "lighting the oven", "the oven before"]
     before dawn." and document 6 is the same with "the oven" instead of "his oven". Each has 13 shingles. 10 are shared,
     from "a quiet morning" to "the baker lighting" and "oven before dawn"; 3 occur only in document 5 (the ones
     containing "his") and 3 only in document 6 (the ones with "the oven"). The Jaccard similarity is the shared count
-    over the count of all distinct shingles: 10 / 16 = 0.62.""")
-def shingles():
-    fig, ax = canvas(9.5, 3.9)
+    over the count of all distinct shingles: 10 / 16 = 0.62.""", size=(9.5, 3.9))
+def shingles(ax):
     sentence = "A quiet morning in the village began with the baker lighting {} oven before dawn."
     for y, name, word in [(3.6, "doc 5", "his"), (3.22, "doc 6", "the")]:
         start = mono_width(len(f"{name}:  " + sentence.split("{}")[0]), 9.5)  # highlight the word that differs
@@ -449,7 +426,6 @@ def shingles():
     text(ax, 0.2, 0.62, "Jaccard similarity  =  |A \u2229 B| / |A \u222a B|  =  10 / (3 + 10 + 3)  =  10 / 16  =  0.62",
          ha="left")
     accent(ax, 0.2, 0.25, "one changed word changes every shingle that contains it: three of thirteen here")
-    return fig
 
 
 # For hash functions 0..7 of minhash_signature (blake2b keyed by the seed): the shingle with the
@@ -460,15 +436,15 @@ MINHASH_WINNERS = [("his oven before", "with the baker"), ("baker lighting his",
                    ("with the baker", "with the baker"), ("baker lighting his", "baker lighting the")]
 
 
-@diagram("ch02_minhash", alt="""A MinHash signature, with the two near-duplicate documents of the chapter. For each of
-    128 hash functions (blake2b keyed by a seed), a document's signature keeps the smallest hash over its shingles. The
-    table shows the first eight hash functions and which shingle gives the smallest hash in each document: for seeds 2
-    to 6 it is the same shared shingle in both, such as "quiet morning in", so the entries match; for seeds 0, 1 and 7
-    the smallest hash belongs to a shingle only one document has, so they differ. Entries match exactly when the
-    smallest hash over both documents falls on a shared shingle, which happens with probability equal to the Jaccard
-    similarity. Over all 128 hash functions 86 entries match: the estimate 0.67 is close to the exact 0.62.""")
-def minhash():
-    fig, ax = canvas(9.5, 4.6)
+@diagram("ch02_minhash", alt="""A MinHash signature, with the two near-duplicate documents of the chapter. For each
+    of 128 hash functions (blake2b keyed by a seed), a document's signature keeps the smallest hash over its
+    shingles. The table shows the first eight hash functions and which shingle gives the smallest hash in each
+    document: for seeds 2 to 6 it is the same shared shingle in both, such as "quiet morning in", so the entries
+    match; for seeds 0, 1 and 7 the smallest hash belongs to a shingle only one document has, so they differ. Entries
+    match exactly when the smallest hash over both documents falls on a shared shingle, which happens with
+    probability equal to the Jaccard similarity. Over all 128 hash functions 86 entries match: the estimate 0.67 is
+    close to the exact 0.62.""", size=(9.5, 4.6))
+def minhash(ax):
     top, h, shared = 3.95, 0.36, set(SHINGLES_BOTH)
     widths = [1.0, 2.35, 2.35, 0.8]
     headings = ["hash\nfunction", "doc 5: the shingle with\nthe smallest hash", "doc 6: the shingle with\nthe smallest "
@@ -486,7 +462,6 @@ def minhash():
          "chance 10 / 16", ha="left", va="top")
     legend(ax, 0.2, 0.48, [("highlight", "a shingle only one document has")], size=0.28)
     accent(ax, 0.2, 0.18, "86 of 128 entries match: estimate 86 / 128 = 0.67 (the exact Jaccard is 0.62)")
-    return fig
 
 
 # ---- Companion: byte-level BPE from scratch (ch02_bpe_from_scratch.ipynb) ----
@@ -505,9 +480,8 @@ PIPELINE_PRETOKENS = [
     letter é takes two bytes, 195 and 169. The pre-tokenizer, a regular expression, cuts the text into three pre-tokens:
     "Café", " won" (with its leading space) and "'t". Merges are applied inside each pre-token, lowest rank first, never
     across a boundary: "Café" ends as three tokens C, af and é, " won" and "'t" as one token each. Each token is an id:
-    34, 1878, 2634, 1839 and 470.""")
-def bpe_pipeline():
-    fig, ax = canvas(9.5, 4.6)
+    34, 1878, 2634, 1839 and 470.""", size=(9.5, 4.6))
+def bpe_pipeline(ax):
     label_x, start, unit, h, gap = 0.15, 2.0, 0.45, 0.42, 0.3
     ys = {"text": 3.85, "bytes": 2.85, "merges": 1.7, "ids": 0.6}
     notes = {
@@ -538,16 +512,16 @@ def bpe_pipeline():
         left += width + gap
     accent(ax, start + total + 0.15, ys["bytes"] + h / 2, "\u00e9 = 2 bytes")
     accent(ax, start + total + 0.15, ys["merges"] + h / 2, "no merge crosses\na pre-token boundary")
-    return fig
 
 
-@diagram("ch02_bpe_merge_step", alt="""One step of BPE training on the corpus "hug pug hug pun bun hugs". Left: the six
-    pre-tokens, each spelled as single bytes (a leading space is a byte of its own). Middle: the counts of adjacent
-    pairs, most frequent first: u g 4 times, h u 3 times, then space h, space p, p u and u n twice each, and three more
-    pairs once. The most frequent pair, u g, becomes new token 256. Right: the same pre-tokens after the merge, with
-    every u g replaced by the one token ug (highlighted): hug is now h ug, space pug is space p ug, and hugs is space h
-    ug s; pun and bun have no u g and are unchanged. The pair counts are then updated and the step repeats.""")
-def bpe_merge_step():
+@diagram("ch02_bpe_merge_step", alt="""One step of BPE training on the corpus "hug pug hug pun bun hugs". Left: the
+    six pre-tokens, each spelled as single bytes (a leading space is a byte of its own). Middle: the counts of
+    adjacent pairs, most frequent first: u g 4 times, h u 3 times, then space h, space p, p u and u n twice each, and
+    three more pairs once. The most frequent pair, u g, becomes new token 256. Right: the same pre-tokens after the
+    merge, with every u g replaced by the one token ug (highlighted): hug is now h ug, space pug is space p ug, and
+    hugs is space h ug s; pun and bun have no u g and are unchanged. The pair counts are then updated and the step
+    repeats.""", size=(9.5, 4.3))
+def bpe_merge_step(ax):
     pieces = [list(piece.encode("utf-8")) for piece in pre_tokenize("hug pug hug pun bun hugs")]
     counts = Counter(pair for ids in pieces for pair in zip(ids, ids[1:]))
     chosen = most_frequent_pair(counts)  # the course's tie rule picks the pair to merge
@@ -555,7 +529,6 @@ def bpe_merge_step():
     def spelled(ids):
         return [SPACE if i == 32 else "ug" if i == 256 else chr(i) for i in ids]
 
-    fig, ax = canvas(9.5, 4.3)
     unit, h, step, top = 0.3, 0.3, 0.45, 3.45
     title(ax, 0.15, 3.95, "pre-tokens as bytes")
     title(ax, 3.05, 3.95, "count adjacent pairs")
@@ -578,4 +551,3 @@ def bpe_merge_step():
            "Ties: the highest count wins; among equal counts, the pair with the smaller first id, then second id.")
     note(ax, 0.15, 0.17,
          "Then update the counts of the pairs around each new ug, and repeat until the vocabulary is full.")
-    return fig

@@ -11,7 +11,7 @@ from shared.attention import CausalAttention
 
 from . import diagram
 from .primitives import (
-    ACCENT, INK, MONO, MUTED, accent, arrow, bar, box, brace, canvas, chain, flow, frame, grid, line, mono, note,
+    ACCENT, INK, MONO, MUTED, accent, arrow, bar, box, brace, chain, flow, frame, grid, line, mono, note,
     operation, parameter, path_arrow, row, tensor, text, title,
 )
 
@@ -75,9 +75,8 @@ def vector(values, digits=2):
     encoder: each token updates a hidden state h1 to h6 in turn, and the final state h6 is all the decoder gets, so the
     first token reaches it only through five more updates. Right, attention: the context vector for the last token is
     computed from all six tokens at once, each through a single weighted connection, so every token is one step away
-    whatever its distance.""")
-def rnn_vs_attention():
-    fig, ax = canvas(9.4, 3.9)
+    whatever its distance.""", size=(9.4, 3.9))
+def rnn_vs_attention(ax):
     title(ax, 0.25, 3.6, "RNN encoder: one state, updated token by token")
     title(ax, 4.95, 3.6, "attention: every token one step away")
     line(ax, [(4.72, 0.2), (4.72, 3.75)], color="#cccccc", linewidth=1, style="--")
@@ -97,16 +96,14 @@ def rnn_vs_attention():
     note(ax, mid, 3.08, "the same for every position: each\ngets its own mix of all six tokens", va="bottom",
          ha="center")
     accent(ax, 9.2, 1.55, "one weighted\nstep from\nevery token", ha="right")
-    return fig
 
 
 @diagram("ch03_one_query", alt="""Attention for one query, the token 'looks', with the chapter's numbers. Each of the
     six token embeddings is dotted with the embedding of 'looks' to give a score (from 0.34 for 'at' to 1.22 for 'looks'
     itself). A softmax over the six scores turns them into weights that sum to 1 (0.12, 0.20, 0.25, 0.10, 0.11, 0.22).
     The weighted sum of the embeddings, which play the role of the values here, is the context vector of 'looks', [0.41,
-    0.55, 0.52].""")
-def one_query():
-    fig, ax = canvas(9.6, 4.85)
+    0.55, 0.52].""", size=(9.6, 4.85))
+def one_query(ax):
     pitch, h, top = 0.58, 0.42, 3.7
     ys = [top - i * pitch for i in range(6)]
     bottom, upper = ys[-1], ys[0] + h
@@ -134,7 +131,6 @@ def one_query():
     accent(ax, 8.42, out[1] - 0.4, "context vector of 'looks':\nweighted sum of all six", va="top", ha="center")
     text(ax, 0.2, 0.3, "score = dot product: large when two vectors point the same way; the softmax makes the "
          "scores positive and sum to 1", ha="left", color=MUTED)
-    return fig
 
 
 @diagram("ch03_scores_matrix", alt="""All queries at once with matrix products. inputs (6 x 3) times inputs.T (3 x 6)
@@ -142,9 +138,8 @@ def one_query():
     (dim=-1) gives attn_weights (6 x 6), and attn_weights times inputs (6 x 3) gives all six context vectors (6 x 3).
     The row of the token 'looks' is highlighted in every matrix and carries the numbers of the one-query computation:
     scores 0.45, 0.98, 1.22, 0.34, 0.43, 1.07, weights 0.12, 0.20, 0.25, 0.10, 0.11, 0.22, context vector 0.41, 0.55,
-    0.52.""")
-def scores_matrix():
-    fig, ax = canvas(10.9, 7.1)
+    0.52.""", size=(10.9, 7.1))
+def scores_matrix(ax):
     c, top_a, top_b = 0.42, 6.45, 2.95  # c: wide enough for a two-decimal number at 10 pt
     matrices = [  # (x, top, rows, columns, name, the numbers of the row of 'looks', row and column labels)
         (0.75, top_a, 6, 3, "inputs (6, 3)", INPUTS[LOOKS], TOKENS, ()),
@@ -168,16 +163,14 @@ def scores_matrix():
     note(ax, 6.43, top_a - 6 * c - 0.55, "softmax along each row (dim=-1)")
     accent(ax, 0.2, 2.0, "Yellow: the row of 'looks', the\none-query computation from above.\nEvery other row does "
            "the same\nfor another query, in the same\nthree products.")
-    return fig
 
 
 @diagram("ch03_qkv_projections", alt="""The three trainable projections. The embedding of 'looks', [0.15, 0.62, 0.90]
     with d_in = 3, is multiplied by three learned weight matrices W_query, W_key and W_value, each 3 x 2, giving three
     different 2-dimensional vectors: the query [0.2670, 1.2843] (what 'looks' is looking for), the key [0.4183, 1.0842]
     (what it offers to be matched by other queries) and the value [0.3142, 1.0232] (what it hands over when attended
-    to). Every token gets all three.""")
-def qkv_projections():
-    fig, ax = canvas(9.3, 4.0)
+    to). Every token gets all three.""", size=(9.3, 4.0))
+def qkv_projections(ax):
     x = box(ax, 0.2, 1.85, 1.7, 0.5, vector(INPUTS[LOOKS]), kind="tensor", family=MONO)
     text(ax, 1.05, 2.5, "embedding of 'looks'\nx (d_in = 3)", va="bottom")
     rows = [("W_query", "query", "what 'looks' is looking for"),
@@ -194,15 +187,14 @@ def qkv_projections():
     note(ax, 5.12, 3.7, "x @ W  (d_out = 2)", ha="center")
     accent(ax, 0.2, 0.3, "Every token gets all three (queries, keys, values: each (6, 2)).\nScores compare queries "
            "with keys; the context vector sums values.")
-    return fig
 
 
 @diagram("ch03_scaling", alt="""Why the scores are divided by sqrt(d_k), from the chapter's table. For random
     unit-variance queries and keys, the standard deviation of q dot k grows with the head size: 1.42, 4.01, 8.02 and
     22.57 for d_k = 2, 16, 64 and 512. Bars show the largest of 6 softmax weights, averaged: without scaling it climbs
     from 0.51 to 0.96, close to one-hot; with the scores divided by sqrt(d_k) it stays near 0.42 for every d_k, between
-    an even split (1/6) and one-hot (1.0).""")
-def scaling():
+    an even split (1/6) and one-hot (1.0).""", size=(9.4, 3.9))
+def scaling(ax):
     generator = torch.Generator().manual_seed(0)  # the chapter's table, computed the way the chapter does
     table = []
     for d_k in (2, 16, 64, 512):
@@ -211,7 +203,6 @@ def scaling():
         rows = dots.view(-1, 6)  # 2,000 queries, each scored against 6 keys
         largest = [torch.softmax(r, dim=-1).max(dim=-1).values.mean() for r in (rows, rows / d_k**0.5)]
         table.append((d_k, dots.std(), *largest))
-    fig, ax = canvas(9.4, 3.9)
     x0, y0, height = 0.95, 0.95, 2.5  # plot area: weight 0 at y0, weight 1 at y0 + height
     right = x0 + 1.25 * len(table) + 0.1
     for level, label in ((1.0, "one-hot"), (1 / 6, "even: 1/6")):
@@ -235,16 +226,14 @@ def scaling():
     note(ax, lx, 2.3, "q·k adds up d_k products, so its\nspread grows like √d_k. Unscaled,\nthe softmax of large "
          "scores is\nnearly one-hot and its gradients\nvanish.", va="top")
     accent(ax, lx, 0.75, "Divided by √d_k, the scores have\nstd 1.00 at every size.")
-    return fig
 
 
 @diagram("ch03_causal_mask", alt="""The causal mask on the chapter's six tokens, rows are queries and columns are keys.
     Left, the scores with every entry above the diagonal (a key later than its query) set to minus infinity. A softmax
     over each row of the scores divided by sqrt(2) turns them into the causal weights on the right: the masked entries
     become 0, 'Every' puts weight 1.00 on itself, 'token' splits 0.54 and 0.46 over the first two tokens, and so on;
-    every row still sums to 1.""")
-def causal_mask():
-    fig, ax = canvas(9.4, 4.5)
+    every row still sums to 1.""", size=(9.4, 4.5))
+def causal_mask(ax):
     size, top = 0.48, 3.6
     masked, weights, _ = causal_attention_weights()
     cells, kinds = lower_triangle(masked, future="-inf")
@@ -262,16 +251,14 @@ def causal_mask():
     text(ax, 0.2, 0.32, "Grey: a key after its query. Its score is -inf, exp(-inf) = 0, so the softmax spreads "
          "each row over the\nvisible keys only: query i attends to keys j ≤ i. (Numbers rounded to 2 decimals.)",
          ha="left", color=MUTED)
-    return fig
 
 
 @diagram("ch03_dropout", alt="""Dropout with p = 0.5 on the causal attention weights, in training mode, with the
     chapter's numbers. Left, the causal weights; right, the same after dropout: about half the entries are set to 0, and
     each surviving weight is multiplied by 1 / (1 - p) = 2 (the first row's 1.00 becomes 2.00, 0.30 becomes 0.59). The
     row sums are no longer 1 (2.00, 0.00, 1.27, 1.01, 0.40, 1.66), only 1 on average. In eval mode dropout passes the
-    weights through unchanged.""")
-def dropout():
-    fig, ax = canvas(9.4, 4.5)
+    weights through unchanged.""", size=(9.4, 4.5))
+def dropout(ax):
     size, top = 0.48, 3.6
     _, weights, dropped = causal_attention_weights()
     cells, kinds = lower_triangle(weights, future="0", fill=lambda i, j: "tensor")
@@ -288,7 +275,6 @@ def dropout():
     text(ax, 0.2, 0.32, "Yellow: kept and scaled by 1 / (1 - p) = 2, so each weight keeps its expected value. "
          "White: dropped to 0.\nRows no longer sum to 1, only on average. In eval() mode dropout changes nothing.",
          ha="left", color=MUTED)
-    return fig
 
 
 HEAD_KINDS = ["tensor"] * 2 + ["tensor2"] * 2  # d_out = 4 features: head 0's two, then head 1's two (darker)
@@ -299,9 +285,8 @@ HEAD_KINDS = ["tensor"] * 2 + ["tensor2"] * 2  # d_out = 4 features: head 0's tw
     (nn.Linear(3, 2)) to give queries, keys and values, each (2, 6, 2). queries @ keys.transpose(1, 2) divided by
     sqrt(d_out) gives the scores (2, 6, 6). masked_fill with the mask buffer sets the future to minus infinity, softmax
     over the last dimension and dropout give the weights (2, 6, 6), and weights @ values gives the context vectors (2,
-    6, 2).""")
-def causal_attention_shapes():
-    fig, ax = canvas(9.6, 4.55)
+    6, 2).""", size=(9.6, 4.55))
+def causal_attention_shapes(ax):
     h = 0.4
     x = tensor(ax, 0.15, 3.22, 0.75, h, "x", shape="(2, 6, 3)")
     mono(ax, 1.8, 4.37, "nn.Linear(3, 2)", ha="center")
@@ -327,15 +312,13 @@ def causal_attention_shapes():
     note(ax, 3.3, centres[4][1] + 0.1, "values", va="bottom")
     note(ax, 0.15, 1.55, "green: the only trainable\nweights; the mask moves\nwith the module (.to(device))\n"
          "but is never trained", va="top")
-    return fig
 
 
 @diagram("ch03_multihead_wrapper", alt="""MultiHeadAttentionWrapper with two heads. The input x (2, 6, 3) goes to two
     independent CausalAttention heads, each with its own W_query, W_key and W_value projecting 3 features to 2, and each
     producing (2, 6, 2). torch.cat along the last dimension puts the two outputs side by side, (2, 6, 4), and the output
-    projection out_proj, a 4 to 4 linear layer, mixes them into the final (2, 6, 4).""")
-def multihead_wrapper():
-    fig, ax = canvas(9.5, 3.5)
+    projection out_proj, a 4 to 4 linear layer, mixes them into the final (2, 6, 4).""", size=(9.5, 3.5))
+def multihead_wrapper(ax):
     x = tensor(ax, 0.15, 1.5, 0.7, 0.45, "x", shape="(2, 6, 3)")
     for i, y in enumerate((2.2, 0.45)):
         frame(ax, 1.25, y - 0.15, 3.55, 0.95)
@@ -353,17 +336,16 @@ def multihead_wrapper():
     chain(ax, 8.35, 2.55, [("parameter", "out_proj (4 → 4)\nmixes the heads", 1.6, 0.6),
                            ("tensor", "output", 1.1, 0.45)], gap=0.45, arrow_in=True)
     mono(ax, 8.35, 0.54, "(2, 6, 4)", ha="center", va="top")
-    return fig
 
 
 @diagram("ch03_multihead", alt="""MultiHeadAttention with the chapter's sizes (batch b = 2, T = 6 tokens, d_in = 3,
     d_out = 4, h = 2 heads of hd = 2). Down the left: one big projection each for queries, keys and values turns x (2,
-    6, 3) into (2, 6, 4); .view cuts the last dimension into the heads, (b, T, h, hd) = (2, 6, 2, 2), and .transpose(1,
-    2) puts the heads before the tokens, (b, h, T, hd) = (2, 2, 6, 2). Along the bottom, each head attends on its own,
-    with its own 6 x 6 causal weights. Up the right: transpose and view merge the heads back side by side, which is
-    their concatenation, (2, 6, 4), and the output projection out_proj mixes them into the output (2, 6, 4).""")
-def multihead():
-    fig, ax = canvas(10.2, 5.3)
+    6, 3) into (2, 6, 4); .view cuts the last dimension into the heads, (b, T, h, hd) = (2, 6, 2, 2), and
+    .transpose(1, 2) puts the heads before the tokens, (b, h, T, hd) = (2, 2, 6, 2). Along the bottom, each head
+    attends on its own, with its own 6 x 6 causal weights. Up the right: transpose and view merge the heads back side
+    by side, which is their concatenation, (2, 6, 4), and the output projection out_proj mixes them into the output
+    (2, 6, 4).""", size=(10.2, 5.3))
+def multihead(ax):
     xl, xr, c = 1.75, 6.8, 0.3
     title(ax, 10.1, 5.05, "b = 2, T = 6, d_in = 3, d_out = 4, h = 2, hd = 2", ha="right")
     note(ax, 5.55, 4.35, "split_heads (left), attend (bottom), merge_heads and out_proj (right)", ha="center")
@@ -407,16 +389,14 @@ def multihead():
     for y, shape in ((2.0, "(b, T, d_out) = (2, 6, 4)"), (2.65, "nn.Linear(4, 4):\nmixes the heads"),
                      (3.35, "(b, T, d_out) = (2, 6, 4)")):
         mono(ax, 7.85, y, shape)
-    return fig
 
 
 @diagram("ch03_head_weight_blocks", alt="""How the wrapper's per-head weights become MultiHeadAttention's one big
     weight. Each head of the wrapper has its own W_query weight of shape (2, 3) (nn.Linear stores (out, in)). Stacked on
     top of each other with torch.cat along dim 0 they form the (4, 3) weight of MultiHeadAttention's W_query: rows 0 and
     1 are head 0's block, rows 2 and 3 head 1's, because split_heads hands output features 0 to 1 to head 0 and 2 to 3
-    to head 1. The same holds for W_key and W_value; out_proj is copied unchanged.""")
-def head_weight_blocks():
-    fig, ax = canvas(9.0, 3.45)
+    to head 1. The same holds for W_key and W_value; out_proj is copied unchanged.""", size=(9.0, 3.45))
+def head_weight_blocks(ax):
     c = 0.42
     for i, top in enumerate((2.85, 1.35)):
         grid(ax, 0.3, top, [[""] * 3] * 2, w=c, kind="parameter" if i == 0 else "parameter2")
@@ -436,15 +416,13 @@ def head_weight_blocks():
     text(ax, 0.3, 0.25, "nn.Linear stores its weight as (out, in): row r makes output feature r, and split_heads "
          "gives features 0-1 to head 0\nand 2-3 to head 1. The same for W_key and W_value; out_proj is copied "
          "as it is.", ha="left", color=MUTED)
-    return fig
 
 
 @diagram("ch03_queries_are_last", alt="""Why attend takes the queries to be the last positions. Left, the module's
     causal mask for six tokens: grey above the diagonal is the future. With 2 queries and 6 keys, attend uses the rows
     mask[4:6, :6], the rows of 'the' and 'others'. With a single new query, as in generation with a KV cache, it uses
-    mask[5:6, :6], the last row, in which the query sees every cached key.""")
-def queries_are_last():
-    fig, ax = canvas(9.0, 4.1)
+    mask[5:6, :6], the last row, in which the query sees every cached key.""", size=(9.0, 4.1))
+def queries_are_last(ax):
     size, top, x = 0.4, 3.3, 5.0
     kinds = [["plain" if j <= i else "masked" for j in range(6)] for i in range(6)]
     token_matrix(ax, 0.85, top, [[""] * 6 for _ in range(6)], kinds, size)
@@ -459,7 +437,6 @@ def queries_are_last():
     arrow(ax, (0.85 + 6 * size + 0.1, top - 5 * size), (x - 0.55, 3.4 - size), color=MUTED)
     note(ax, 0.2, 0.25, "Query i sits at key position n_keys - n_queries + i, so the rows of the mask it needs are "
          "the last n_queries rows.")
-    return fig
 
 
 @diagram("ch03_fused_sdpa", alt="""The explicit attention chain against PyTorch's fused kernel. Left, with fused=False:
@@ -468,9 +445,8 @@ def queries_are_last():
     and read back each time. Right, with fused=True: one call to F.scaled_dot_product_attention(queries, keys, values,
     dropout_p=p, is_causal=True) does all of it; on recent NVIDIA GPUs it runs FlashAttention, which goes through the
     keys in tiles with a running softmax and never stores the T x T matrix. Both give the same (b, h, T, hd) context
-    vectors.""")
-def fused_sdpa():
-    fig, ax = canvas(9.5, 5.1)
+    vectors.""", size=(9.5, 5.1))
+def fused_sdpa(ax):
     inputs = tensor(ax, 3.2, 4.5, 3.1, 0.4, "queries, keys, values", shape="(b, h, T, hd)")
     title(ax, 0.2, 4.75, "fused=False: spelled out")
     steps = ["queries @ keysᵀ / √hd", "masked_fill(future, -inf)", "softmax(dim=-1)", "dropout", "weights @ values"]
@@ -491,4 +467,3 @@ def fused_sdpa():
     mono(ax, out[0], 0.14, "(b, h, T, hd)", va="top", ha="center")
     arrow(ax, (1.65, centres[-1][1] - 0.2), (out[0] - 0.8, 0.6))
     arrow(ax, (7.225, 1.6), (out[0] + 0.8, 0.6))
-    return fig

@@ -35,9 +35,8 @@ def curve_axes(ax, x0, y0, x1, y1, x_label, y_label):
     percent (18,431 characters) become the training text and the last 10 percent (2,048 characters) the validation text.
     Each part is tokenized and cut into non-overlapping windows of 256 tokens: the training part gives 9 shuffled
     batches of 2 windows (4,608 input tokens per epoch), the validation part one batch of 2 windows (512 tokens), never
-    trained on.""")
-def train_val_split():
-    fig, ax = canvas(9.4, 3.0)
+    trained on.""", size=(9.4, 3.0))
+def train_val_split(ax):
     x0, width = 0.3, 8.8
     cut = x0 + width * 0.9
     title(ax, x0, 2.75, "The Verdict: 20,479 characters")
@@ -55,16 +54,15 @@ def train_val_split():
     accent(ax, x0 + width, 0.2, "validation: 2 windows, 1 batch of 2 (512 tokens), in order, never trained on",
            ha="right")
     note(ax, x0 + width, 0.52, "the tail that does not fill a window (256 inputs + 1 target) is unused", ha="right")
-    return fig
 
 
-@diagram("ch05_loss_all_positions", alt="""How the cross-entropy loss is computed over every position. Two texts, 'the
-    painter stepped back' and 'she laughed at the', give three input tokens each; the target at each position is the
-    token that follows it, so the targets are the inputs shifted by one. For each of the six positions the model's
-    probability of the true next token is read out (all about 1.3 to 1.9 times ten to the minus five for the untrained
-    model), its negative logarithm is taken (about 11 each), and the mean of the six, 11.1097, is the loss.""")
-def loss_all_positions():
-    fig, ax = canvas(9.5, 4.3)
+@diagram("ch05_loss_all_positions", alt="""How the cross-entropy loss is computed over every position. Two texts,
+    'the painter stepped back' and 'she laughed at the', give three input tokens each; the target at each position
+    is the token that follows it, so the targets are the inputs shifted by one. For each of the six positions the
+    model's probability of the true next token is read out (all about 1.3 to 1.9 times ten to the minus five for the
+    untrained model), its negative logarithm is taken (about 11 each), and the mean of the six, 11.1097, is the
+    loss.""", size=(9.5, 4.3))
+def loss_all_positions(ax):
     inputs = ["the", "painter", "stepped", "she", "laughed", "at"]
     targets = ["painter", "stepped", "back", "laughed", "at", "the"]
     probas = [1.3624, 1.2777, 1.5002, 1.5086, 1.8972, 1.5034]  # × 1e-5: the untrained model's, as printed
@@ -90,16 +88,14 @@ def loss_all_positions():
           color=ACCENT)
     accent(ax, 0.1, 4.15, "red arrows: each target is the next input token (the inputs shifted by one)")
     note(ax, 0.1, 0.1, "training does the same over every position of a batch (2 × 256 = 512 predictions)")
-    return fig
 
 
 @diagram("ch05_perplexity", alt="""Perplexity as the effective number of choices. Left: a model that spreads its
     probability evenly over four words has a loss of ln 4, about 1.386, and a perplexity of e to that power, exactly 4:
     it is as unsure as a fair pick among four words. Right: a logarithmic scale of perplexity from 1 (certain of every
     next token, loss 0) through 4 to 50,257 (a uniform guess over GPT-2's vocabulary, loss 10.825) and 66,818, the
-    untrained model of this chapter (loss 11.11).""")
-def perplexity():
-    fig, ax = canvas(10.0, 3.3)
+    untrained model of this chapter (loss 11.11).""", size=(10.0, 3.3))
+def perplexity(ax):
     title(ax, 0.2, 3.0, "a model unsure between 4 words")
     bar_chart(ax, 1.2, 2.65, [0.25] * 4, ["mat", "sofa", "floor", "roof"], row_h=0.3, digits=2)
     text(ax, 0.2, 1.0, f"loss = −log 0.25 = ln 4 ≈ {math.log(4):.3f}", ha="left")
@@ -124,7 +120,6 @@ def perplexity():
         arrow(ax, (at(v), label_y - 0.25 if above else label_y + 0.3), (at(v), y + (0.08 if above else -0.3)),
               color=MUTED, linewidth=0.8)
         text(ax, at(v), label_y, label, color=color)
-    return fig
 
 
 @diagram("ch05_training_loop", alt="""The training loop as a cycle. A batch of inputs and targets (2 windows of 256
@@ -132,9 +127,8 @@ def perplexity():
     cross-entropy over every position turns them into one loss number. loss.backward() fills every weight's gradient,
     optimizer.step() (AdamW) moves the weights against it, optimizer.zero_grad() clears the gradients, and the next
     batch comes. Every eval_freq steps (5 in this chapter) evaluate_model measures the training and validation losses in
-    eval mode without gradients, and after each epoch a greedy sample is printed.""")
-def training_loop():
-    fig, ax = canvas(9.5, 4.5)
+    eval mode without gradients, and after each epoch a greedy sample is printed.""", size=(9.5, 4.5))
+def training_loop(ax):
     top, bottom, h = 3.35, 1.6, 0.6
     forward = [(0.15, 1.75, "data", "batch:\ninputs, targets", "(2, 256) each"), (2.35, 1.1, "operation", "model", ""),
                (3.9, 1.35, "tensor", "logits", "(2, 256, 50257)"),
@@ -164,15 +158,14 @@ def training_loop():
     arrow(ax, (5.575, bottom), (2.9, 0.95), color=MUTED, linewidth=0.9)
     arrow(ax, (6.375, bottom), (6.375, 0.95), color=MUTED, linewidth=0.9)
     accent(ax, 9.35, 4.3, "repeat for every batch of every epoch", ha="right")
-    return fig
 
 
-@diagram("ch05_overfitting_sketch", alt="""A schematic sketch, not this chapter's data: loss against training steps. The
-    training loss keeps falling towards zero. The validation loss falls at first, reaches a lowest point, and then turns
-    up again. Before that point the model learns patterns that carry over to new text; after it, it memorises the
-    training text. The lowest validation loss marks the best moment to stop or the checkpoint to keep.""")
-def overfitting_sketch():
-    fig, ax = canvas(8.5, 3.6)
+@diagram("ch05_overfitting_sketch", alt="""A schematic sketch, not this chapter's data: loss against training
+    steps. The training loss keeps falling towards zero. The validation loss falls at first, reaches a lowest
+    point, and then turns up again. Before that point the model learns patterns that carry over to new text; after
+    it, it memorises the training text. The lowest validation loss marks the best moment to stop or the checkpoint
+    to keep.""", size=(8.5, 3.6))
+def overfitting_sketch(ax):
     x0, y0, x1, y1 = 0.9, 0.55, 7.9, 3.1
     curve_axes(ax, x0, y0, x1, y1, "training steps →", "loss")
     ts = [i / 100 for i in range(101)]
@@ -191,16 +184,14 @@ def overfitting_sketch():
     text(ax, (x0 + bx) / 2 + 0.3, y1 - 0.05, "learning patterns\nthat carry over")
     text(ax, (bx + x1) / 2, y1 - 0.05, "memorising the training text\n(overfitting)")
     note(ax, x1, 3.45, "SKETCH: the typical shape, not this run's numbers", ha="right", style="italic")
-    return fig
 
 
 @diagram("ch05_greedy_vs_sampling", alt="""Greedy decoding against sampling on the chapter's toy distribution for the
     word after 'The cat curled up on the': mat 0.4007, sofa 0.1800, floor 0.2312, windowsill 0.0599, keyboard 0.1039,
     roof 0.0199, moon 0.0030, violin 0.0013. Greedy decoding (argmax) picks mat every time. Sampling with
     torch.multinomial draws each word in proportion to its probability: in 1,000 seeded draws mat came up 400 times,
-    sofa 199, floor 202, windowsill 56, keyboard 116, roof 24, moon 3 and violin 0.""")
-def greedy_vs_sampling():
-    fig, ax = canvas(9.5, 3.4)
+    sofa 199, floor 202, windowsill 56, keyboard 116, roof 24, moon 3 and violin 0.""", size=(9.5, 3.4))
+def greedy_vs_sampling(ax):
     probas = probabilities()
     generator = torch.Generator().manual_seed(123)  # the chapter's 1,000 seeded draws
     draws = torch.multinomial(torch.tensor(probas), num_samples=1000, replacement=True, generator=generator)
@@ -218,7 +209,6 @@ def greedy_vs_sampling():
         box(ax, 6.75, y, 2.55, 0.55, result, kind=kind)
     note(ax, 0.15, 0.2, f"sampling gives varied text, but rare words can come up too (moon {counts[6]} times; "
          "violin could)")
-    return fig
 
 
 @diagram("ch05_sampling_filters", alt="""Temperature, top-k and top-p applied one after the other to the chapter's toy
@@ -227,9 +217,8 @@ def greedy_vs_sampling():
     temperature 1.5 flattens them (mat 0.3161, violin 0.0071). Top-k with k = 5 removes roof, moon and violin and
     renormalises the rest (mat 0.3369). Top-p with p = 0.9 keeps the most probable words until their sum reaches 0.9,
     which removes windowsill as well; the final distribution is mat 0.3723, sofa 0.2184, floor 0.2580, keyboard 0.1514,
-    and zero for the other four words.""")
-def sampling_filters():
-    fig, ax = canvas(9.5, 3.75)
+    and zero for the other four words.""", size=(9.5, 3.75))
+def sampling_filters(ax):
     panels = [("softmax, T = 1", probabilities()), ("÷ temperature 1.5", probabilities(1.5)),
               ("top-k, k = 5", probabilities(1.5, top_k=5)), ("top-p, p = 0.9", probabilities(1.5, 5, 0.9))]
     for i, (heading, values) in enumerate(panels):
@@ -241,16 +230,14 @@ def sampling_filters():
             arrow(ax, (x - 0.35, 3.4), (x - 0.07, 3.4), color=MUTED)
     note(ax, 0.15, 0.25, "the order in next_token_probabilities: temperature, then top-k, then top-p on what top-k "
          "left;\nthe survivors are renormalised to sum to 1")
-    return fig
 
 
 @diagram("ch05_top_p_nucleus", alt="""Top-p (nucleus) sampling with p = 0.9 on the toy distribution. The words are
     sorted by probability: mat 0.4007, floor 0.2312, sofa 0.1800, keyboard 0.1039, windowsill 0.0599, roof 0.0199, moon
     0.0030, violin 0.0013. Their running sums are 0.4007, 0.6319, 0.8119, 0.9158 and so on. A word is kept while the
     words ranked above it have not yet reached 0.9, so mat, floor, sofa and keyboard form the nucleus (their sum 0.9158
-    is the first to pass 0.9) and the other four are dropped.""")
-def top_p_nucleus():
-    fig, ax = canvas(9.0, 3.3)
+    is the first to pass 0.9) and the other four are dropped.""", size=(9.0, 3.3))
+def top_p_nucleus(ax):
     probas = torch.tensor(probabilities())
     kept = torch.isfinite(top_p_filter(TOY_LOGITS, 0.9))  # the chapter's own rule decides the nucleus
     order = probas.argsort(descending=True).tolist()
@@ -270,15 +257,13 @@ def top_p_nucleus():
     brace(ax, x0 + nucleus * w, x0 + 8 * w - 0.06, y + 0.55, "dropped: set to −inf", below=False)
     note(ax, 0.1, 0.45, "a word is kept while the words ranked above it add up to less than p; the kept words are "
          "then renormalised")
-    return fig
 
 
 @diagram("ch05_lr_schedule", alt="""A sketch of the learning-rate schedule used for large pretraining runs: during
     warmup the learning rate rises linearly from almost zero to its peak; then it follows half a cosine wave down to a
     floor, often 10 percent of the peak (min_ratio 0.1), reached at the last step. This chapter's small run keeps the
-    learning rate constant at 4e-4 instead.""")
-def lr_schedule():
-    fig, ax = canvas(8.5, 3.3)
+    learning rate constant at 4e-4 instead.""", size=(8.5, 3.3))
+def lr_schedule(ax):
     x0, y0, x1, y1 = 0.9, 0.55, 8.0, 3.0
     curve_axes(ax, x0, y0, x1, y1, "training step →", "learning\nrate")
     total, warm, floor = 100, 10, 0.1
@@ -302,16 +287,14 @@ def lr_schedule():
     note(ax, px(warm), y0 - 0.12, "warmup_steps", va="top", ha="center")
     note(ax, px(total - 1), y0 - 0.12, "total_steps", va="top", ha="center")
     note(ax, x1, 3.15, "a sketch; this chapter's run uses a constant 4e-4", ha="right", style="italic")
-    return fig
 
 
 @diagram("ch05_data_parallel", alt="""Data parallelism with four processes (ranks). The global batch is split into four
     shares, one per rank. Every rank holds a full copy of the same weights, runs the forward and backward pass on its
     own share and gets its own gradients. An all-reduce averages the four gradients and gives every rank the same
     average, so each rank's optimizer takes the same step and the four copies of the weights stay identical. The average
-    equals the gradient of the whole global batch.""")
-def data_parallel():
-    fig, ax = canvas(9.5, 4.6)
+    equals the gradient of the whole global batch.""", size=(9.5, 4.6))
+def data_parallel(ax):
     data(ax, 1.4, 4.0, 7.9, 0.42, "global batch of windows")
     for r in range(4):
         x = 1.4 + r * 2.0
@@ -328,18 +311,17 @@ def data_parallel():
     for y, words in ((3.41, "its own data"), (2.63, "a full model\ncopy each"), (0.48, "weights stay\nidentical")):
         note(ax, 0.1, y, words)
     accent(ax, 0.1, 1.23, "communicate")
-    return fig
 
 
 @diagram("ch05_checkpoint_contents", alt="""What section 6 writes to the checkpoints folder. The checkpoint file
     ch05_verdict_checkpoint.pth, written by torch.save as a pickle, holds four entries: config (a plain dictionary),
     model_state_dict (every weight by name: 162 million float32 numbers, about 650 MB at full size),
-    optimizer_state_dict (AdamW's two running averages per weight and its step count, about 1.3 GB) and history (steps,
-    tokens seen, losses and samples as lists). In all it is about three times the size of the weights. The safetensors
-    file holds the weights only, about 650 MB. Loading with torch.load and weights_only=True rebuilds only tensors and
-    plain containers and refuses anything else, while weights_only=False would run whatever code the file names.""")
-def checkpoint_contents():
-    fig, ax = canvas(9.5, 4.2)
+    optimizer_state_dict (AdamW's two running averages per weight and its step count, about 1.3 GB) and history
+    (steps, tokens seen, losses and samples as lists). In all it is about three times the size of the weights. The
+    safetensors file holds the weights only, about 650 MB. Loading with torch.load and weights_only=True rebuilds only
+    tensors and plain containers and refuses anything else, while weights_only=False would run whatever code the file
+    names.""", size=(9.5, 4.2))
+def checkpoint_contents(ax):
     box(ax, 0.15, 0.85, 5.3, 3.0, kind="plain")
     title(ax, 0.3, 3.6, "ch05_verdict_checkpoint.pth")
     note(ax, 0.3, 3.33, "torch.save: one pickle, ≈ 3 × the weights (1.95 GB at full size)")
@@ -363,7 +345,6 @@ def checkpoint_contents():
     arrow(ax, (5.45, 1.82), (5.75, 1.82))
     arrow(ax, (7.55, 1.55), (7.55, 1.2))
     accent(ax, 0.15, 0.2, "weights_only=False would run any code the file names: never for files from elsewhere")
-    return fig
 
 
 @diagram("ch05_gpt2_weight_mapping", alt="""How the tensors in OpenAI's GPT-2 small checkpoint map onto the names of our
@@ -377,9 +358,8 @@ def checkpoint_contents():
     h.i.mlp.c_proj (3072, 768) into ff.layers.2 (768, 3072). ln_f becomes final_norm, renamed. GPT-2 has no output head
     of its own: out_head (50257, 768) receives a copy of wte (tied weights). Transposing is needed because GPT-2's
     Conv1D layers store a weight as (in, out) and nn.Linear stores (out, in); the biases are copied as they are,
-    c_attn's split in three like its weight.""")
-def gpt2_weight_mapping():
-    fig, ax = canvas(9.85, 7.9)
+    c_attn's split in three like its weight.""", size=(9.85, 7.9))
+def gpt2_weight_mapping(ax):
     lx, lw, rx, rw, h = 0.45, 3.0, 6.1, 3.55, 0.36  # left and right columns, box height
     mid = (lx + lw + rx) / 2  # where the arrow labels go
     block = "trf_blocks.{i}."
@@ -431,7 +411,6 @@ def gpt2_weight_mapping():
                             "like its weight."),
                      (0.12, "attn.c_proj is square: a missing transpose still fits.")):
         note(ax, 0.18, y, words)
-    return fig
 
 
 @diagram("ch05_static_kv_cache", alt="""One attention layer's cached keys over three decoding steps, after a prompt of
@@ -442,9 +421,8 @@ def gpt2_weight_mapping():
     64), allocated once. At each step the new key is written in place at the slot given by position, a tensor holding 4,
     then 5, then 6; earlier keys stay where they are, and the slots after the position are hidden from attention by the
     future mask (drawn grey and hatched). The tensor and its shape are the same at every step, so the step is compiled
-    once and replayed as a CUDA graph. Values are cached the same way, in every layer.""")
-def static_kv_cache():
-    fig, ax = canvas(9.8, 5.75)
+    once and replayed as a CUDA graph. Values are cached the same way, in every layer.""", size=(9.8, 5.75))
+def static_kv_cache(ax):
     c, prompt, max_len = 0.42, 4, 8  # cell size, prompt length, slots of the static cache
     lx, rx = 1.05, 5.85  # where each panel's tensors start
     line(ax, [(5.0, 0.6), (5.0, 5.6)], color=MUTED, linewidth=0.8, style=":")
@@ -482,7 +460,6 @@ def static_kv_cache():
         box(ax, x, 0.18, 0.24, 0.24, kind=kind, hatch=hatch, rounded=False)
         text(ax, x + 0.32, 0.3, words, ha="left")
     note(ax, 9.7, 0.3, "GPT-2 small: 12 heads of 64", ha="right")
-    return fig
 
 
 @diagram("ch05_hf_name_map", alt="""How load_hf_checkpoint renames a Hugging Face Llama 3 or Qwen3 checkpoint's tensors
@@ -532,13 +509,12 @@ SHAKESPEARE_PIECES = [("ROM", 33676), ("EO", 4720), (":", 25), ("\\n", 198), ("B
     sorted, and compact id i stands for the i-th smallest: gpt2_ids = [11, 25, 198, 644, 1537, 2705, 4720, 33676] maps a
     compact id back to GPT-2's, and compact_ids maps the other way, so the line encodes as 7, 6, 1, 2, 4, 5, 0, 3. The
     model's embedding table and output head then need only K rows, one per id the corpus uses: on all of Tiny
-    Shakespeare K is 11,706 instead of 50,257.""")
-def compact_vocabulary():
+    Shakespeare K is 11,706 instead of 50,257.""", size=(10.0, 5.0))
+def compact_vocabulary(ax):
     from shared.text import CompactVocabulary
 
     pieces, gpt2 = zip(*SHAKESPEARE_PIECES)
     vocab = CompactVocabulary(gpt2, tokenizer=object())  # only the renumbering is drawn: no tokenizer needed
-    fig, ax = canvas(10.0, 5.0)
     x0, w, h = 2.3, 0.92, 0.44
     title(ax, 0.15, 4.7, "A toy corpus: the first 8 tokens of a line of the play", fontsize=11)
     rows = [(3.85, "tokens", "GPT-2's tokenizer", [f"'{p}'" for p in pieces], "data"),
@@ -557,4 +533,3 @@ def compact_vocabulary():
     mono(ax, x0 + 8 * w - 0.05, 1.55, "decode: gpt2_ids[compact_id]", "right", ACCENT)
     note(ax, 0.15, 0.3, "On all of Tiny Shakespeare, K = 11,706 of GPT-2's 50,257 ids: the embedding table and the "
          "output head keep only those rows.")
-    return fig

@@ -13,7 +13,7 @@ from shared.model import GPTConfig, GPTModel
 
 from . import diagram
 from .primitives import (
-    ACCENT, INK, MONO, MUTED, accent, arrow, box, brace, canvas, data, flow, frame, legend, line, mono, node,
+    ACCENT, INK, MONO, MUTED, accent, arrow, box, brace, data, flow, frame, legend, line, mono, node,
     note, operation, parameter, path_arrow, row, side_brace, tensor, text, title,
 )
 
@@ -38,9 +38,8 @@ def classifier(lora=False):
     and test.csv (300). For each split, SpamDataset tokenizes every message and cuts or pads it to 92 tokens (the
     longest training message) with the end-of-text token, id 50256, giving a tensor of token ids and one class id per
     message (0 ham, 1 spam). A DataLoader serves batches of 8: inputs of shape (8, 92) and labels of shape (8,); 130
-    training, 19 validation and 38 test batches.""")
-def data_pipeline():
-    fig, ax = canvas(9.6, 4.3)
+    training, 19 validation and 38 test batches.""", size=(9.6, 4.3))
+def data_pipeline(ax):
     widths, gap = [1.8, 1.5, 1.45, 1.3], 0.4
     xs = [0.15 + sum(widths[:k]) + gap * k for k in range(4)]
     rows = [
@@ -70,16 +69,14 @@ def data_pipeline():
     arrow(ax, (7.4, 1.375), (7.85, 1.375))
     mono(ax, 8.65, 0.7, "inputs (8, 92)\nlabels (8,)", ha="center")
     accent(ax, 9.45, 0.08, "130 training, 19 validation, 38 test batches", ha="right", va="bottom")
-    return fig
 
 
 @diagram("ch06_padding", alt="""Padding one message. "Call now to claim your prize!" is 7 GPT-2 tokens, ids 14134, 783,
     284, 1624, 534, 11596 and 0. To reach a length of 12 it is followed by 5 copies of the end-of-text token
     <|endoftext|>, id 50256, which GPT-2 already knows as the end of a text. The padding goes at the end, so the last
     position, the one the classifier reads, comes after the whole message. In the chapter's datasets every message is
-    padded to 92 tokens, the length of the longest training message.""")
-def padding():
-    fig, ax = canvas(9.4, 2.55)
+    padded to 92 tokens, the length of the longest training message.""", size=(9.4, 2.55))
+def padding(ax):
     title(ax, 0.25, 2.25, 'message: "Call now to claim your prize!"', fontsize=10.5)
     ids = [14134, 783, 284, 1624, 534, 11596, 0] + [50256] * 5
     pieces = ["Call", "now", "to", "claim", "your", "prize", "!"] + ["<eot>"] * 5
@@ -93,7 +90,6 @@ def padding():
     accent(ax, x0 + 12 * w + 0.52, y + h / 2, "last position:\nthe classifier\nreads here")
     note(ax, 0.25, 0.35, "Padded to 12 here; in the chapter's datasets every message is padded to 92 tokens, the "
          "length of the longest training message.")
-    return fig
 
 
 @diagram("ch06_classification_head", alt="""The classifier made from GPT-2. A batch of token ids, shape (batch, 92),
@@ -101,9 +97,8 @@ def padding():
     of shape (batch, 92, 768), one row of 768 numbers per position. GPT-2's output head, which maps 768 numbers to
     50,257 token scores, is thrown away and replaced by a new linear layer from 768 to 2. It gives two scores for every
     position, shape (batch, 92, 2), and only the last position's row is kept: two scores, ham and spam, shape (batch,
-    2). The larger one is the predicted label; a softmax turns them into probabilities.""")
-def classification_head():
-    fig, ax = canvas(9.7, 3.9)
+    2). The larger one is the predicted label; a softmax turns them into probabilities.""", size=(9.7, 3.9))
+def classification_head(ax):
     mid, top = 1.7, 2.85
     data(ax, 0.1, mid - 0.4, 0.95, 0.8, "token\nids", shape="(batch, 92)")
     operation(ax, 1.35, mid - 1.0, 1.55, 2.0)
@@ -134,16 +129,14 @@ def classification_head():
     row(ax, 8.15, last_y - 0.22, ["ham", "spam"], w=0.7, h=0.44, kind="highlight")
     mono(ax, 8.85, last_y - 0.4, "(batch, 2)", ha="center")
     accent(ax, 8.85, last_y + 1.05, "larger score =\npredicted label;\nsoftmax gives\nprobabilities", ha="center")
-    return fig
 
 
 @diagram("ch06_last_token", alt="""Why the classifier reads the last position. The message "Win a free cruise now" is 5
     tokens, padded with 5 end-of-text tokens to 10. Above the tokens sit the model's 10 output positions. With causal
     attention, position 3 can only look at the first 3 tokens, "Win a free", so it has not seen the rest of the message.
     Position 10, the last, looks at all 10 tokens: it is the only position that has seen the whole message, so its
-    scores decide the label.""")
-def last_token():
-    fig, ax = canvas(9.2, 3.5)
+    scores decide the label.""", size=(9.2, 3.5))
+def last_token(ax):
     x0, w, ty, oy, h = 1.05, 0.76, 0.6, 2.2, 0.42
     title(ax, 0.1, ty + h / 2, "tokens")
     title(ax, 0.1, oy + h / 2, "positions")
@@ -159,17 +152,16 @@ def last_token():
     note(ax, x0 + 2.5 * w, oy + h + 0.35, 'position 3 has seen only "Win a free"', ha="center")
     accent(ax, x0 + 10 * w, oy + h + 0.35, "position 10 has seen\nthe whole message", ha="right")
     text(ax, 0.1, 3.3, "causal attention: each position looks only at the tokens up to itself", ha="left")
-    return fig
 
 
-@diagram("ch06_frozen_trainable", alt="""Which parts of the classifier train. The model is drawn as a stack from the
-    token ids up. The token and position embeddings and transformer blocks 1 to 11 are frozen (requires_grad is False):
-    117,350,400 parameters that do not change. Transformer block 12 (trf_blocks[11] in the code), the final LayerNorm
-    and the new 768-to-2 head are trainable: 7,090,946 parameters, 5.7% of the 124,441,346 in the model.""")
-def frozen_trainable():
+@diagram("ch06_frozen_trainable", alt="""Which parts of the classifier train. The model is drawn as a stack from
+    the token ids up. The token and position embeddings and transformer blocks 1 to 11 are frozen (requires_grad
+    is False): 117,350,400 parameters that do not change. Transformer block 12 (trf_blocks[11] in the code), the
+    final LayerNorm and the new 768-to-2 head are trainable: 7,090,946 parameters, 5.7% of the 124,441,346 in the
+    model.""", size=(6.3, 5.0))
+def frozen_trainable(ax):
     model = classifier()
     total, learned = sum(p.numel() for p in model.parameters()), trainable(model)
-    fig, ax = canvas(6.3, 5.0)
     x, w, h = 0.3, 3.1, 0.38
     below = [("data", "token ids  (batch, 92)"), ("masked", "token + position embeddings"),
              ("masked", "transformer block 1"), ("masked", "transformer block 2")]
@@ -185,7 +177,6 @@ def frozen_trainable():
     side_brace(ax, x + w + 0.2, 3.15, 4.15 + h, f"trainable\n{learned:,} parameters\n({learned / total:.1%} of "
                f"{total:,})", color=ACCENT)
     legend(ax, 0.3, 4.7, [("masked", "frozen"), ("parameter", "trained"), ("data", "data")])
-    return fig
 
 
 @diagram("ch06_loss_all_vs_last", alt="""Two losses side by side. Left, chapter 5's pretraining loss: for the inputs
@@ -193,9 +184,8 @@ def frozen_trainable():
     output is 50,257 scores, and the loss is the mean of the 4 cross-entropies. Right, chapter 6's classification loss:
     for "Win a free cruise now", each position's output is 2 scores, but only the last position is used; its two scores
     are compared with the message's label (spam, class 1), one cross-entropy per message. The other positions' scores
-    are ignored. Accuracy asks whether the larger of the last position's two scores is the label.""")
-def loss_all_vs_last():
-    fig, ax = canvas(9.7, 4.3)
+    are ignored. Accuracy asks whether the larger of the last position's two scores is the label.""", size=(9.7, 4.3))
+def loss_all_vs_last(ax):
     line(ax, [(4.62, 0.2), (4.62, 4.05)], color="#cccccc", linewidth=1.0)
     panels = [(0.15, 0.45, 0.98, "Chapter 5: a target at every position", ["Win", "a", "free", "cruise"],
                ["50,257\nscores"] * 4, ["tensor"] * 4),
@@ -218,7 +208,6 @@ def loss_all_vs_last():
     note(ax, last_x + 0.88 - 1.5, 1.06, "target:", ha="right")
     accent(ax, 7.15, 0.45, "loss = cross-entropy of the last 2 scores vs the label", ha="center")
     note(ax, 7.15, 0.15, "accuracy: is the larger of the 2 scores the label?", ha="center")
-    return fig
 
 
 @diagram("ch06_training_loop", alt="""The classifier's training loop: chapter 5's train_model, given the classification
@@ -226,9 +215,8 @@ def loss_all_vs_last():
     gradients, run the model and keep the last position's scores, shape (8, 2), compute the cross-entropy against the
     labels, backpropagate, and let AdamW (learning rate 5e-5, weight decay 0.1) update the trainable weights. Then the
     next batch: 130 batches per epoch, 5 epochs, 650 steps. Every 50 steps the loop measures the loss on 5 batches of
-    the training and validation sets, and after each epoch the accuracy on 5 batches of each.""")
-def training_loop():
-    fig, ax = canvas(9.8, 3.55)
+    the training and validation sets, and after each epoch the accuracy on 5 batches of each.""", size=(9.8, 3.55))
+def training_loop(ax):
     steps = [("data", "batch of 8\nmessages"), ("operation", "zero_grad()"),
              ("operation", "model:\nlast-position\nscores (8, 2)"), ("operation", "cross-entropy\nvs labels (8,)"),
              ("operation", "backward()"), ("operation", "step():\nAdamW, lr 5e-5,\nweight decay 0.1")]
@@ -242,7 +230,6 @@ def training_loop():
               "validation sets")
     mono(ax, 4.9, 3.3, "train_model(..., loss_fn=classifier_loss, on_epoch_end=accuracy hook)", "center", INK,
          weight="bold")
-    return fig
 
 
 @diagram("ch06_feature_cache", alt="""The frozen-feature cache used on a CPU. Once, before training and without
@@ -250,9 +237,8 @@ def training_loop():
     hidden states, shape (messages, 92, 768), are stored: 1,045 training, 149 validation and 300 test messages. Then, at
     every step of every epoch, ClassifierTop runs only block 12, the final LayerNorm and the head on the stored hidden
     states, and the loss at the last position is backpropagated through those three parts alone. A check confirms that
-    the top on the stored states gives the same scores as the whole model on the tokens.""")
-def feature_cache():
-    fig, ax = canvas(9.6, 4.1)
+    the top on the stored states gives the same scores as the whole model on the tokens.""", size=(9.6, 4.1))
+def feature_cache(ax):
     title(ax, 0.15, 3.85, "once, before training (no gradients): frozen_features")
     cached = flow(ax, 0.15, 2.6, [("data", "token ids", 1.3), ("masked", "embeddings +\nblocks 1-11 (frozen)", 1.9),
                                   ("tensor", "hidden states", 1.6),
@@ -268,17 +254,16 @@ def feature_cache():
     accent(ax, 5.25, 1.58, "gradients reach only the top", ha="center")
     path_arrow(ax, [(7.8, 2.6), (7.8, 2.12), (0.4, 2.12), (0.4, 1.35)], color=MUTED, linewidth=1.1)
     note(ax, 0.15, 0.2, "checked: the same scores as the whole model on the tokens (largest difference 0.0)")
-    return fig
 
 
-@diagram("ch06_lora", alt="""A LoRA layer. The input x, with 768 numbers per position, takes two paths. On the first it
-    is multiplied by the original weight W, 768 by 768, which is frozen. On the second it is multiplied by A, 768 by 16,
-    which starts random, then by B, 16 by 768, which starts at zero, and the result is scaled by alpha over r (16 / 16 =
-    1 here). The two results are added: x W + (alpha / r) x A B. W holds 589,824 frozen weights; A and B together hold
-    24,576 trained ones. Because B starts at zero, the layer at first computes exactly what the original did.""")
-def lora():
+@diagram("ch06_lora", alt="""A LoRA layer. The input x, with 768 numbers per position, takes two paths. On the first
+    it is multiplied by the original weight W, 768 by 768, which is frozen. On the second it is multiplied by A, 768
+    by 16, which starts random, then by B, 16 by 768, which starts at zero, and the result is scaled by alpha over r
+    (16 / 16 = 1 here). The two results are added: x W + (alpha / r) x A B. W holds 589,824 frozen weights; A and B
+    together hold 24,576 trained ones. Because B starts at zero, the layer at first computes exactly what the original
+    did.""", size=(9.2, 4.3))
+def lora(ax):
     layer = LoRALinear(nn.Linear(768, 768, device="meta"), rank=16, alpha=16)
-    fig, ax = canvas(9.2, 4.3)
     tensor(ax, 0.15, 1.85, 0.8, 0.7, "x", fontsize=12, shape="(..., 768)")
     box(ax, 2.0, 2.95, 1.7, 0.85, "W  768 \u00d7 768\nfrozen", kind="masked")  # the frozen path
     tensor(ax, 4.55, 3.05, 0.9, 0.65, "x W", fontsize=10.5)
@@ -301,7 +286,6 @@ def lora():
          f"{layer.base.weight.numel():,} weights, frozen\nA and B: {layer.A.numel() + layer.B.numel():,}, trained")
     accent(ax, 7.0, 0.95, "B = 0 at the start:\nthe layer computes\nexactly x W")
     legend(ax, 0.15, 4.0, [("masked", "frozen"), ("parameter", "trained")])
-    return fig
 
 
 @diagram("ch06_lora_where", alt="""Where LoRA goes in the classifier. Each of the 12 transformer blocks has six linear
@@ -309,8 +293,8 @@ def lora():
     projection (768 to 768, 24,576 LoRA weights each) and the feed-forward's two layers (768 to 3,072 and 3,072 to 768,
     61,440 each). That is 221,184 per block and 2,654,208 for 72 layers. With the new 768-to-2 head, trained in full
     (1,538), 2,655,746 parameters train: 2.13% of 124,441,346. Everything else, embeddings, LayerNorms and the original
-    weights, is frozen.""")
-def lora_where():
+    weights, is frozen.""", size=(9.6, 4.0))
+def lora_where(ax):
     def lora_size(d_in, d_out):
         return trainable(LoRALinear(nn.Linear(d_in, d_out, device="meta")))
 
@@ -318,7 +302,6 @@ def lora_where():
     model, plain = classifier(lora=True), classifier()
     learned, head = trainable(model), trainable(model.out_head)
     everything = sum(p.numel() for p in plain.parameters())
-    fig, ax = canvas(9.6, 4.0)
     frame(ax, 0.15, 0.15, 4.3, 3.7)
     title(ax, 2.3, 3.62, "one transformer block (\u00d7 12)", ha="center")
     note(ax, 0.35, 3.28, "attention (768 \u2192 768 each)")
@@ -342,4 +325,3 @@ def lora_where():
     mono(ax, 9.45, 1.0, f"{learned:,}", "right", ACCENT, weight="bold")
     note(ax, 9.45, 0.64, f"{learned / everything:.2%} of {everything:,}", ha="right")
     note(ax, 9.45, 0.3, f"(the last block + norm + head: {trainable(plain):,})", ha="right")
-    return fig

@@ -9,7 +9,7 @@ from shared.rl import group_advantages
 
 from . import diagram
 from .primitives import (
-    ACCENT, INK, MONO, MUTED, accent, arrow, bar, box, brace, canvas, data, flow, frame, legend, line, mono, note,
+    ACCENT, INK, MONO, MUTED, accent, arrow, bar, box, brace, data, flow, frame, legend, line, mono, note,
     operation, parameter, path_arrow, row, table, tensor, text, title,
 )
 
@@ -28,9 +28,8 @@ def cells(ids):
     overlap metrics (exact match, token F1, ROUGE-L) and by an LLM judge (Llama 3 through Ollama, 0 to 100); the model
     itself also answers 24 multiple-choice questions, scored from the probabilities of the answer letters. The same
     evaluation runs for the starting model, the fully finetuned model and a LoRA model, and everything ends in one
-    results table.""")
-def pipeline():
-    fig, ax = canvas(9.6, 3.9)
+    results table.""", size=(9.6, 3.9))
+def pipeline(ax):
     y, h = 2.2, 0.85
     flow(ax, 0.15, y, [("parameter", "pretrained\nGPT-2", 1.5), ("operation", "instruction\nfinetuning", 1.75),
                        ("parameter", "finetuned\nmodel", 1.45), ("operation", "generate\nresponses", 1.6),
@@ -48,7 +47,6 @@ def pipeline():
     note(ax, 7.55, 1.8, "compared with the\nreference answers", ha="right")
     accent(ax, 0.15, 1.05, "every evaluation runs for the\nstarting model, the finetuned\nmodel and a LoRA model,\n"
            "then goes into one table")
-    return fig
 
 
 @diagram("ch07_alpaca_template", alt="""One record laid out in the Alpaca prompt format. A fixed preamble, "Below is an
@@ -57,9 +55,8 @@ def pipeline():
     to the park every day."), "### Response:" and the reference output ("He goes to the park every day."). Brackets mark
     what each function returns: format_input ends after the input; format_prompt adds the response header and is the
     text the model continues at inference; format_example adds the output and is a training text. When a record's input
-    is empty, the whole Input section is left out.""")
-def alpaca_template():
-    fig, ax = canvas(9.6, 4.45)
+    is empty, the whole Input section is left out.""", size=(9.6, 4.45))
+def alpaca_template(ax):
     sections = [  # (the lines of one part of the prompt, its kind), top to bottom, a blank line between parts
         (["Below is an instruction that describes a task. Write a response",
           "that appropriately completes the request."], "data"),
@@ -82,7 +79,6 @@ def alpaca_template():
         line(ax, [(x - 0.08, 4.18), (x, 4.18), (x, end), (6.32, end)], color=color, linewidth=1.1)
         text(ax, 6.4, end, label, ha="left", color=color)
     note(ax, 0.2, y - 0.25, "When a record's input is empty, the whole ### Input: section is left out.")
-    return fig
 
 
 @diagram("ch07_template_tokens", alt="""What each prompt format costs in tokens, for the record "Edit the following
@@ -90,9 +86,8 @@ def alpaca_template():
     an 18-token preamble, three 6-token section headers, 7 tokens of instruction, 8 of input and 8 of response. In the
     chat format it is 38 tokens: a 6-token user marker, the same 7 instruction and 8 input tokens with a 1-token line
     break between them, an 8-token assistant marker and the 8-token response. Over the whole dataset the averages are
-    56.4 and 38.9 tokens per example.""")
-def template_tokens():
-    fig, ax = canvas(9.6, 3.0)
+    56.4 and 38.9 tokens per example.""", size=(9.6, 3.0))
+def template_tokens(ax):
     scale, template, content, answer = 0.118, "masked", "plain", "highlight"
     rows = [("Alpaca", 1.85, [(18, template, "preamble 18"), (6, template, "6"), (7, content, "7"),
                               (6, template, "6"), (8, content, "8"), (6, template, "6"), (8, answer, "8")]),
@@ -109,16 +104,14 @@ def template_tokens():
                            ("highlight", "response")])
     note(ax, 0.15, 0.25, "Over all 1,100 records: 56.4 tokens per example in the Alpaca format, 38.9 in the chat "
          "format.")
-    return fig
 
 
 @diagram("ch07_data_split", alt="""Splitting the instruction data. The 1,100 records are shuffled with seed 123 and cut
     in order: the first 85% (935 records) for training, the next 5% (55) for validation and the last 10% (110) for test.
     The training set is used for finetuning, the validation set for the loss curves during training, and the test set
-    for the responses that are evaluated at the end.""")
-def data_split():
+    for the responses that are evaluated at the end.""", size=(9.4, 2.6))
+def data_split(ax):
     parts = [len(part) for part in split_dataset(range(1100), seed=123)]  # the chapter's own split
-    fig, ax = canvas(9.4, 2.6)
     y, h = 1.35, 0.6
     flow(ax, 0.15, y, [("data", "1,100\nrecords", 1.3), ("operation", "shuffle\nseed 123", 1.2)], h=h, gap=0.35)
     arrow(ax, (3.0, y + h / 2), (3.35, y + h / 2))
@@ -134,7 +127,6 @@ def data_split():
     line(ax, [(centres[2], y), (centres[2] + 0.2, 0.85)], color=MUTED, linewidth=0.9)
     accent(ax, 9.3, 0.6, "test: the responses\nthat are evaluated", ha="right")
     note(ax, 0.15, 0.12, "split_dataset returns (train, validation, test), the order of its fractions")
-    return fig
 
 
 @diagram("ch07_collate_steps", alt="""The collate function in four steps, on three tiny examples with token ids 0 1 2 3
@@ -143,13 +135,12 @@ def data_split():
     dropping the first, so each target is the token after its input. Step 4 replaces every target after the first
     end-of-text token with -100: the first 50256 of each row stays as a target, so the model learns to stop, and the
     padding targets become -100, which the loss ignores. The targets end as 1 2 3 4 50256, 6 50256 -100 -100 -100, and 8
-    9 50256 -100 -100.""")
-def collate_steps():
+    9 50256 -100 -100.""", size=(9.6, 4.75))
+def collate_steps(ax):
     examples = [[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]]
     inputs, targets = instruction_collate(examples)  # the chapter's collate computes steps 3 and 4
     width = inputs.shape[1] + 1
     padded = [ex + [EOT_ID] * (width - len(ex)) for ex in examples]
-    fig, ax = canvas(9.6, 4.75)
     title(ax, 0.2, 4.5, "1. append one <|endoftext|> to each example")
     table(ax, 0.3, 3.85, [cells(ex + [EOT_ID]) for ex in examples])
     title(ax, 5.0, 4.5, "2. pad with 50256 to the longest in the batch")
@@ -166,18 +157,17 @@ def collate_steps():
     accent(ax, 0.2, 0.3, "the first 50256 of each row stays a target (the model learns to stop);\n"
            "-100 marks a target the loss ignores")
     legend(ax, 6.3, 0.3, [("highlight", "end of text"), ("masked", "padding, -100")])
-    return fig
 
 
-@diagram("ch07_ignore_index", alt="""How the loss treats the -100 targets. The targets of the three-example batch form a
-    3 by 5 grid: 1 2 3 4 50256, 6 50256 -100 -100 -100, and 8 9 50256 -100 -100. Every target that is not -100 gives one
-    cross-entropy term: 5 in the first row, 2 in the second, 3 in the third, 10 in all. The five -100 positions give
-    nothing. The loss is the sum of the 10 terms divided by 10, not by 15, because -100 is the default ignore_index of
-    PyTorch's cross-entropy: those positions count neither in the sum nor in the number it is divided by.""")
-def ignore_index():
+@diagram("ch07_ignore_index", alt="""How the loss treats the -100 targets. The targets of the three-example batch form
+    a 3 by 5 grid: 1 2 3 4 50256, 6 50256 -100 -100 -100, and 8 9 50256 -100 -100. Every target that is not -100 gives
+    one cross-entropy term: 5 in the first row, 2 in the second, 3 in the third, 10 in all. The five -100 positions
+    give nothing. The loss is the sum of the 10 terms divided by 10, not by 15, because -100 is the default
+    ignore_index of PyTorch's cross-entropy: those positions count neither in the sum nor in the number it is divided
+    by.""", size=(9.4, 2.7))
+def ignore_index(ax):
     _, targets = instruction_collate([[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]])
     rows = [cells(r) for r in targets.tolist()]
-    fig, ax = canvas(9.4, 2.7)
     title(ax, 0.2, 2.4, "targets")
     table(ax, 0.2, 1.8, rows)
     arrow(ax, (3.05, 1.4), (3.45, 1.4))
@@ -190,16 +180,14 @@ def ignore_index():
            ha="center")
     note(ax, 0.2, 0.4, "-100 is the default ignore_index of F.cross_entropy: a -100 target adds nothing to the sum and "
          "is not counted\nin the number it is divided by. So chapter 5's batch_loss handles these batches unchanged.")
-    return fig
 
 
 @diagram("ch07_mask_instruction", alt="""Masking the instruction, on the first training example: 76 tokens, the first 40
     of them the prompt (preamble, instruction and response header) and the last 36 the response. By default all 76
     targets count: the 75 next tokens and the end-of-text token. With mask_instruction=True the first 39 targets, which
     would predict prompt tokens, become -100, and 37 remain: the 36 response tokens and the end-of-text token. The
-    target at the prompt's last position, which predicts the first response token, is kept.""")
-def mask_instruction():
-    fig, ax = canvas(9.2, 3.2)
+    target at the prompt's last position, which predicts the first response token, is kept.""", size=(9.2, 3.2))
+def mask_instruction(ax):
     scale, x0, h = 0.088, 1.6, 0.42
     n_prompt, n_response = 40, 36
     n = n_prompt + n_response
@@ -226,7 +214,6 @@ def mask_instruction():
     line(ax, [(bx, y_mask), (bx, y_in + h)], color=ACCENT, linewidth=1.0, style="--")
     note(ax, bx - 0.05, 0.3, "the target at the prompt's last position predicts the first response token: kept",
          ha="center")
-    return fig
 
 
 @diagram("ch07_generate_response", alt="""How a response is generated. A record is laid out with format_prompt, which
@@ -234,9 +221,8 @@ def mask_instruction():
     to the input, until it produces the end-of-text token (50256) or 64 new tokens. Only the new tokens are decoded, and
     clean_response cuts the text at the first stop marker (end of text, or a new "### Instruction:", "### Input:" or
     "### Response:" header the model invented) and strips spaces. For example "Paris is the capital." followed by an
-    invented "### Instruction:" section becomes "Paris is the capital.".""")
-def generate_response():
-    fig, ax = canvas(9.6, 3.4)
+    invented "### Instruction:" section becomes "Paris is the capital.".""", size=(9.6, 3.4))
+def generate_response(ax):
     y, h = 1.7, 0.85
     flow(ax, 0.15, y, [("data", "record", 1.1), ("operation", "format_prompt", 1.45),
                        ("data", "prompt, ending in\n### Response:", 1.65),
@@ -254,17 +240,16 @@ def generate_response():
     arrow(ax, (7.2, 0.71), (7.6, 0.71))
     box(ax, 7.6, 0.5, 1.85, 0.42, "Paris is the capital.", kind="highlight", family=MONO)
     note(ax, 4.2, 0.32, "stop marker: everything from here is dropped", va="top")
-    return fig
 
 
-@diagram("ch07_overlap_metrics", alt="""Three overlap metrics on one pair from the chapter. The response "The capital of
-    France is Paris." and the reference "Paris is the capital of France." are normalised (lower case, punctuation and
-    the articles a, an, the removed) to "capital of france is paris" and "paris is capital of france". Exact match is 0,
-    because the two texts differ. Token F1 treats them as bags of words: all 5 words are shared, so precision, recall
-    and F1 are all 1. ROUGE-L uses the longest common subsequence, the longest run of words in the same order though not
-    necessarily adjacent: "capital of france", 3 words, so precision and recall are 3/5 and ROUGE-L is 0.6.""")
-def overlap_metrics():
-    fig, ax = canvas(9.6, 3.6)
+@diagram("ch07_overlap_metrics", alt="""Three overlap metrics on one pair from the chapter. The response "The capital
+    of France is Paris." and the reference "Paris is the capital of France." are normalised (lower case, punctuation
+    and the articles a, an, the removed) to "capital of france is paris" and "paris is capital of france". Exact
+    match is 0, because the two texts differ. Token F1 treats them as bags of words: all 5 words are shared, so
+    precision, recall and F1 are all 1. ROUGE-L uses the longest common subsequence, the longest run of words in the
+    same order though not necessarily adjacent: "capital of france", 3 words, so precision and recall are 3/5 and
+    ROUGE-L is 0.6.""", size=(9.6, 3.6))
+def overlap_metrics(ax):
     text(ax, 0.15, 3.35, 'response "The capital of France is Paris."   reference "Paris is the capital of France."',
          ha="left")
     note(ax, 0.15, 3.05, "after normalising (lower case, no punctuation, no a / an / the):")
@@ -290,7 +275,6 @@ def overlap_metrics():
         mono(ax, 7.95, yy, value, color=ACCENT)
         note(ax, 6.55, yy - 0.25, why)
     note(ax, 0.15, 0.25, "All three compare words only: a correct answer in other words scores low.")
-    return fig
 
 
 @diagram("ch07_multiple_choice", alt="""Multiple choice scored the way MMLU is scored. The prompt is a header line,
@@ -299,9 +283,8 @@ def overlap_metrics():
     probabilities for the next token over all 50,257 tokens; only four are read, those of " A", " B", " C" and " D"
     (token ids 317, 347, 327 and 360). Renormalised over the four letters (example numbers in the picture: A 0.10, B
     0.70, C 0.12, D 0.08), the highest one is the model's choice, here B, the correct answer. Their total before
-    renormalising is the letter mass.""")
-def multiple_choice():
-    fig, ax = canvas(9.85, 4.0)
+    renormalising is the letter mass.""", size=(9.85, 4.0))
+def multiple_choice(ax):
     data(ax, 0.15, 0.3, 4.5, 3.45)
     lines = [("The following are multiple choice questions", INK, "normal"),
              ("(with answers) about general knowledge and English.", INK, "normal"),
@@ -331,7 +314,6 @@ def multiple_choice():
         mono(ax, x + bw / 2, base - 0.38, str(token), ha="center")
     note(ax, bx + 0.78, 3.5, "the 4 letters,\nrenormalised\n(example numbers)", ha="center")
     accent(ax, bx + 0.78, 0.25, "choice: B (correct)", ha="center")
-    return fig
 
 
 @diagram("ch07_judge_loop", alt="""Scoring with an LLM judge. First check_judge asks the Ollama server for its models
@@ -340,9 +322,8 @@ def multiple_choice():
     formatted instruction), the reference answer and the model's answer; it is sent with POST /api/chat to Llama 3
     (model "llama3", temperature 0, seed 123); parse_score reads a number from 0 to 100 from the reply, for example 72
     from "Score: 72.". The mean over the records is the judge score of that model. A reply without one clear score in
-    range raises JudgeResponseError, and that model's judge score is left out.""")
-def judge_loop():
-    fig, ax = canvas(9.6, 3.35)
+    range raises JudgeResponseError, and that model's judge score is left out.""", size=(9.6, 3.35))
+def judge_loop(ax):
     operation(ax, 0.15, 2.35, 2.0, 0.75, "check_judge:\nGET /api/tags")
     note(ax, 2.35, 2.88, "no server, or no llama3 model:")
     accent(ax, 2.35, 2.6, 'the judge is skipped, its scores read "not run"')
@@ -355,21 +336,20 @@ def judge_loop():
     path_arrow(ax, [(centres[-1][0], 1.0), (centres[-1][0], 0.6), (0.975, 0.6), (0.975, 1.0)], color=ACCENT)
     accent(ax, 4.9, 0.4, "next record: 110 in all, then the mean score (0-100)", ha="center")
     note(ax, 9.45, 2.05, "no clear score in 0-100:\nJudgeResponseError,\nthe score is left out", ha="right")
-    return fig
 
 
-@diagram("ch07_lora", alt="""Full finetuning against LoRA in chapter 7, for GPT-2 124M as in the stored CPU run. In full
-    finetuning every part trains: the token and position embeddings, the 12 transformer blocks, the final LayerNorm and
-    the 768-to-50,257 output head, 163,037,184 parameters, with learning rate 5e-5. With LoRA (rank 16, alpha 16) all of
-    these are frozen; only the A and B matrices added beside the six linear layers of every block train, 72 layers and
-    2,654,208 parameters (1.63%), with learning rate 2e-4. The output head is excluded from LoRA and stays frozen.""")
-def lora():
+@diagram("ch07_lora", alt="""Full finetuning against LoRA in chapter 7, for GPT-2 124M as in the stored CPU run. In
+    full finetuning every part trains: the token and position embeddings, the 12 transformer blocks, the final
+    LayerNorm and the 768-to-50,257 output head, 163,037,184 parameters, with learning rate 5e-5. With LoRA (rank 16,
+    alpha 16) all of these are frozen; only the A and B matrices added beside the six linear layers of every block
+    train, 72 layers and 2,654,208 parameters (1.63%), with learning rate 2e-4. The output head is excluded from LoRA
+    and stays frozen.""", size=(9.4, 4.75))
+def lora(ax):
     with torch.device("meta"):  # GPT-2 124M as the chapter builds it: shapes only, no memory, no weights
         model = GPTModel(GPTConfig(qkv_bias=True))
         everything = sum(p.numel() for p in model.parameters())
         layers = apply_lora(model, rank=16, alpha=16, exclude=("out_head",))
     lora_size = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    fig, ax = canvas(9.4, 4.75)
     parts = ["token + position embeddings", "transformer blocks 1-12", "final LayerNorm",
              "output head 768 \u2192 50,257"]
     for x, heading, kind, w, count in [
@@ -389,7 +369,6 @@ def lora():
     legend(ax, 0.3, 4.4, [("masked", "frozen"), ("parameter", "trained")])
     note(ax, 0.3, 0.25, "Counts for GPT-2 124M, as in the stored CPU run; GPT-2 medium (on a GPU) has more of "
          "everything.")
-    return fig
 
 
 @diagram("ch07_dpo_vs_rlhf", alt="""Two ways to tune a finetuned (SFT) model on preferences, from the same data:
@@ -400,9 +379,8 @@ def lora():
     SFT model is the reference; for each pair, the log-probabilities of both answers under the model being tuned and
     under the reference give an implicit reward beta times log(pi over pi_ref) for each answer, and one loss, minus log
     sigmoid of the chosen reward minus the rejected reward, raises the chosen answer relative to the rejected one. It is
-    ordinary supervised training with a new loss.""")
-def dpo_vs_rlhf():
-    fig, ax = canvas(9.6, 4.9)
+    ordinary supervised training with a new loss.""", size=(9.6, 4.9))
+def dpo_vs_rlhf(ax):
     h = 0.75
     # the shared start of both methods: the finetuned model and the preference pairs
     frame(ax, 0.1, 1.45, 1.6, 2.1)
@@ -435,7 +413,6 @@ def dpo_vs_rlhf():
     accent(ax, 4.45, 0.85, "implicit reward of an answer:\nr = \u03b2 \u00b7 log(\u03c0 / \u03c0_ref)")
     note(ax, 7.0, 1.4, "gradient: chosen up,\nrejected down", va="top", ha="center")
     legend(ax, 6.75, 0.25, [("parameter", "trained"), ("masked", "frozen")])
-    return fig
 
 
 @diagram("ch07_rl_pipeline", alt="""Where reinforcement learning with a checker sits, beside the two preference methods.
@@ -445,9 +422,8 @@ def dpo_vs_rlhf():
     above their group's average, with a penalty for drifting from a frozen copy of the SFT model. No reward model and no
     human labels: the checker is the judge. Middle, RLHF: people compare pairs of answers, a reward model is trained on
     the comparisons, and PPO optimises the model against that learned score. Bottom, DPO: the same comparisons, one
-    supervised loss, no sampling and no reward model.""")
-def rl_pipeline():
-    fig, ax = canvas(10.3, 4.6)
+    supervised loss, no sampling and no reward model.""", size=(10.3, 4.6))
+def rl_pipeline(ax):
     h = 0.7
     parameter(ax, 0.1, 2.0, 1.2, h, "pretrained\nmodel")
     operation(ax, 1.6, 2.0, 1.25, h, "supervised\nfinetuning")
@@ -473,7 +449,6 @@ def rl_pipeline():
         path_arrow(ax, [(4.2, 2.35), (4.38, 2.35), (4.38, y + h / 2), (4.55, y + h / 2)])
     text(ax, 0.1, 0.75, "every row keeps the tuned model\nclose to a frozen copy of the\nSFT model (a KL penalty\n"
          "or DPO's reference)", ha="left", color=MUTED)
-    return fig
 
 
 @diagram("ch07_grpo_step", alt="""One GRPO step for one prompt, "047+385=". The model samples a group of G answers at a
@@ -483,12 +458,11 @@ def rl_pipeline():
     group whose rewards are all equal gets advantage 0 and teaches nothing. The loss weights each answer token's
     probability ratio pi over pi_old by its answer's advantage, clips the ratio to 1 plus or minus epsilon, adds beta
     times a KL estimate to a frozen reference, and is computed on the answer tokens only, not the prompt. One optimizer
-    step then makes the right answers more likely and the wrong one less likely.""")
-def grpo_step():
+    step then makes the right answers more likely and the wrong one less likely.""", size=(9.6, 4.3))
+def grpo_step(ax):
     answers = ["7+5+0=12,...>0432.", "7+5+0=12,...>0432.", "7+5+0=12,...>0422.", "7+5+0=12,...>0432."]
     rewards = [1, 1, 0, 1]  # the checker's verdicts: 047 + 385 = 432
     advantages = group_advantages(torch.tensor([rewards]))[0]  # the notebook's own normalisation
-    fig, ax = canvas(9.6, 4.3)
     data(ax, 0.1, 1.95, 1.25, 0.6, "prompt\n047+385=", family=MONO)
     for x, heading in ((2.85, "1. sample G answers\n(temperature > 0)"), (4.7, "2. checker:\nreward"),
                        (5.8, "3. advantage\n(r \u2212 mean) / std")):
@@ -511,7 +485,6 @@ def grpo_step():
     mean, std = torch.tensor(rewards, dtype=torch.float).mean(), torch.tensor(rewards, dtype=torch.float).std(0, False)
     note(ax, 0.1, 0.65, f"mean {mean:.2f}, std {std:.2f}: right answers up, the wrong one down.\n"
          "A group whose rewards are all equal has advantage 0: it teaches nothing.")
-    return fig
 
 
 @diagram("ch07_dpo_batch", alt="""One preference pair as preference_collate lays it out for DPO. Both rows start with
@@ -520,14 +493,13 @@ def grpo_step():
     the longest sequence of the batch, here 12. Under each row its response mask is 1 exactly on the answer tokens and
     their end-of-text token, and 0 on the prompt and on the padding. The sequence's log-probability is the sum, over the
     positions where the mask is 1, of the log-probability the model gave that token from the position before it; DPO
-    compares these sums for the chosen and the rejected answer.""")
-def dpo_batch():
+    compares these sums for the chosen and the rejected answer.""", size=(10.0, 4.2))
+def dpo_batch(ax):
     from shared.preference import _padded_with_mask
 
     prompt = ["Say", " hi", " to", " me", "."]  # the instruction; the real prompt wraps it in the Alpaca template
     answers = {"chosen": [" Hi", "!", " How", " are", " you", "?"], "rejected": [" Go", " away", "."]}
     width = max(len(prompt) + len(a) + 1 for a in answers.values())
-    fig, ax = canvas(10.0, 4.2)
     x0, w, h = 1.75, 0.66, 0.42
     title(ax, 0.15, 3.95, "One DPO pair: prompt + chosen answer and prompt + rejected answer, padded to one width",
           fontsize=11)
@@ -551,4 +523,3 @@ def dpo_batch():
          "position t - 1 score token t", ha="left", color=ACCENT)
     note(ax, 0.15, 0.3,
          "<eot> and <pad> are the same id, 50256: only the first after the answer counts; the mask tells them apart")
-    return fig

@@ -23,10 +23,9 @@ TARGET_IN = ["<s>", "le", "chat", "s'est", "assis"]
     the"); the model, a transformer with learned weights, turns it into one probability for every token of its
     vocabulary: here mat 0.40, floor 0.23, sofa 0.18, keyboard 0.10, windowsill 0.06, and small probabilities for all
     the other tokens (toy numbers, the ones chapter 5 uses). One token is chosen, "mat", appended to the text, and the
-    longer text goes back in to predict the token after it.""")
-def what_an_llm_does():
+    longer text goes back in to predict the token after it.""", size=(9.4, 3.9))
+def what_an_llm_does(ax):
     words = sorted(zip(probabilities(), TOY_VOCAB), reverse=True)[:5]  # chapter 5's toy distribution, largest first
-    fig, ax = canvas(9.4, 3.9)
     title(ax, 0.2, 3.55, "1. text in")
     data(ax, 0.2, 2.55, 2.3, 0.7, "The cat curled\nup on the", fontsize=11)
     title(ax, 3.0, 3.55, "2. the model")
@@ -47,7 +46,6 @@ def what_an_llm_does():
     arrow(ax, (8.42, 3.05), (8.6, 0.75), color=ACCENT)
     path_arrow(ax, [(6.0, 0.5), (0.12, 0.5), (0.12, 2.9), (0.2, 2.9)], color=MUTED)  # feed it back in
     note(ax, 0.3, 0.68, "5. append it and feed the longer text back in: repeat")
-    return fig
 
 
 @diagram("intro_course_map", alt="""The map of the course: three stages from left to right, each a column of notebooks,
@@ -105,15 +103,15 @@ def course_map():
     return fig
 
 
-@diagram("intro_three_architectures", alt="""Three kinds of transformer side by side. Encoder-only, like BERT: the input
-    "the [MASK] sat down" goes through encoder blocks in which every token sees every other token, and the model fills
-    in the hidden word, "cat"; such models read and understand (classification, search). Decoder-only, like GPT: the
-    input "the cat sat" goes through decoder blocks in which each token sees only itself and earlier tokens, and the
-    model predicts the next token, "down"; such models generate text. Encoder-decoder, like the original transformer and
-    T5: an encoder reads the source sentence "the cat sat down"; a decoder writes the translation "le chat" one token at
-    a time and looks back at the encoder's output through cross-attention, predicting the next token "s'est".""")
-def three_architectures():
-    fig, ax = canvas(9.5, 4.4)
+@diagram("intro_three_architectures", alt="""Three kinds of transformer side by side. Encoder-only, like BERT: the
+    input "the [MASK] sat down" goes through encoder blocks in which every token sees every other token, and the model
+    fills in the hidden word, "cat"; such models read and understand (classification, search). Decoder-only, like GPT:
+    the input "the cat sat" goes through decoder blocks in which each token sees only itself and earlier tokens, and
+    the model predicts the next token, "down"; such models generate text. Encoder-decoder, like the original
+    transformer and T5: an encoder reads the source sentence "the cat sat down"; a decoder writes the translation "le
+    chat" one token at a time and looks back at the encoder's output through cross-attention, predicting the next token
+    "s'est".""", size=(9.5, 4.4))
+def three_architectures(ax):
     columns = [  # (centre, name, example, inputs and their cell width, output, what the output is, blocks, verdict)
         (1.45, "encoder-only", "e.g. BERT", ["the", "[MASK]", "sat", "down"], 0.58, "cat", "fills in [MASK]",
          (2.3, "encoder blocks", "every token sees every token"), "reads and understands"),
@@ -145,7 +143,6 @@ def three_architectures():
     box(ax, 8.15, 3.2, 1.2, 0.42, "s'est", kind="highlight")
     arrow(ax, (8.75, 2.5), (8.75, 3.2))
     accent(ax, 7.75, 0.22, "turns one text into another", ha="center")
-    return fig
 
 
 @diagram("intro_attention_masks", alt="""Three attention masks as grids; a row is a token that looks, a column a token
@@ -153,9 +150,8 @@ def three_architectures():
     every token. Decoder self-attention over the decoder's input "<s> le chat s'est assis": only the cells on and below
     the diagonal are allowed (15 of 25), so each token sees itself and earlier tokens; the cells above the diagonal, the
     future, are masked. Cross-attention: five decoder rows by four encoder columns, all 20 cells allowed, every target
-    position may look at the whole source.""")
-def attention_masks():
-    fig, ax = canvas(9.5, 3.9)
+    position may look at the whole source.""", size=(9.5, 3.9))
+def attention_masks(ax):
     size = 0.42
 
     def labelled(x, rows, columns, allowed, heading, count):
@@ -172,7 +168,6 @@ def attention_masks():
     labelled(7.45, TARGET_IN, SOURCE, lambda i, j: True, "cross-attention", "all pairs")
     accent(ax, 4.75, 0.15, "row = the token that looks (query);  column = a token it may look at (key);  0 = masked",
            ha="center")
-    return fig
 
 
 @diagram("intro_gpt3_mixture", alt="""GPT-3's training data (Brown et al., 2020, Table 2.2) as pairs of bars: for each
@@ -180,9 +175,8 @@ def attention_masks():
     Common Crawl (filtered), 410 billion tokens: 82 percent of the tokens, weight 60 percent. WebText2, 19 billion: 4
     percent of the tokens, weight 22 percent. Books1, 12 billion: 2 percent, weight 8 percent. Books2, 55 billion: 11
     percent, weight 8 percent. Wikipedia, 3 billion: 0.6 percent, weight 3 percent. Smaller, higher-quality sources are
-    read several times over; most of Common Crawl is never read at all.""")
-def gpt3_mixture():
-    fig, ax = canvas(9.4, 4.2)
+    read several times over; most of Common Crawl is never read at all.""", size=(9.4, 4.2))
+def gpt3_mixture(ax):
     total = sum(tokens for _, tokens, _ in GPT3_MIX)
     x0, scale, top, block = 3.05, 6.8, 3.55, 0.64
     title(ax, 0.1, 4.0, "GPT-3's training mixture (Brown et al., 2020, Table 2.2)")
@@ -201,7 +195,6 @@ def gpt3_mixture():
         text(ax, x0 + weight * scale + 0.06, y + 0.18, f"{weight:.0%}", ha="left")
     line(ax, [(x0, top - len(GPT3_MIX) * block), (x0, top)], color=MUTED, linewidth=0.9)
     note(ax, 9.3, 0.12, "weights as published; they sum to 101% by rounding", ha="right")
-    return fig
 
 
 @diagram("intro_pretrain_finetune", alt="""Pretraining, then finetuning. Hundreds of billions of tokens of unlabeled
@@ -209,9 +202,8 @@ def gpt3_mixture():
     and its result is a base model that continues text. Finetuning starts from the base model's weights and trains
     briefly on a small labelled dataset. Upper branch: about 1,500 text messages labelled spam or not spam give a
     classifier (chapter 6). Lower branch: 1,100 pairs of an instruction and a good response give an assistant that
-    follows instructions (chapter 7).""")
-def pretrain_finetune():
-    fig, ax = canvas(9.5, 4.4)
+    follows instructions (chapter 7).""", size=(9.5, 4.4))
+def pretrain_finetune(ax):
     title(ax, 2.8, 4.2, "stage 2: pretraining (chapter 5)", ha="center")
     title(ax, 7.7, 4.2, "stage 3: finetuning (chapters 6 and 7)", ha="center")
     flow(ax, 0.1, 1.72, [("data", "unlabeled text\nweb, books,\nWikipedia", 1.75)], h=0.95)
@@ -233,7 +225,6 @@ def pretrain_finetune():
         arrow(ax, (6.8, data_y + (0 if data_y > y else 0.5)), (6.8, y + (0.28 if data_y > y else -0.28)))
         flow(ax, 5.95, y - 0.28, [("operation", step, 1.7), ("parameter", result, 1.45)], h=0.56, gap=0.3)
     accent(ax, 0.1, 0.65, "finetuning starts from the base model's weights\nand needs minutes to hours, not weeks")
-    return fig
 
 
 # Training compute, 6 x parameters x tokens (see the notebook's section 7 for the sources), and where each label goes.
@@ -257,9 +248,8 @@ def scientific(x):
     parameters, 46,080 tokens) needs about 4.49 times ten to the 13 and took about 11 minutes on a 2-core CPU. GPT-3
     Small (125 million parameters, 300 billion tokens) needs 2.25 times ten to the 20, GPT-3 175B 3.15 times ten to the
     23, about seven billion times this course's run, and Chinchilla (70 billion parameters, 1.4 trillion tokens) 5.88
-    times ten to the 23.""")
-def compute_ladder():
-    fig, ax = canvas(9.4, 3.2)
+    times ten to the 23.""", size=(9.4, 3.2))
+def compute_ladder(ax):
     lo, hi, x0, x1, y = 12, 24, 0.6, 9.0, 1.6
 
     def xpos(flops):
@@ -282,4 +272,3 @@ def compute_ladder():
     accent(ax, (xpos(ours) + xpos(gpt3)) / 2, 2.2, f"GPT-3 175B: about {gpt3 / ours / 1e9:.0f} billion times more",
            ha="center")
     note(ax, 0.1, 0.2, "training FLOPs ≈ 6 × parameters × tokens (logarithmic scale)")
-    return fig
