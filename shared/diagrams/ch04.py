@@ -4,13 +4,14 @@ import math
 
 import torch
 
-from shared.blocks import RMSNorm, SwiGLUFeedForward
+from shared.blocks import RMSNorm, RotaryEmbedding, SwiGLUFeedForward
 from shared.model import GELU, FeedForward, GPTConfig, LayerNorm
 
 from . import diagram
 from .primitives import (
-    ACCENT, FONT, INK, KINDS, MUTED, accent, arrow, box, brace, chain, data, flow, frame, grid, legend, line,
-    mono, node, note, operation, parameter, plot_area, row, side_brace, stack, tensor, text, title,
+    ACCENT, FONT, INK, KINDS, MUTED, accent, angle_arc, arrow, box, brace, chain, data, dial, flow, frame, grid,
+    legend, line, mono, node, note, operation, parameter, plot_area, polar_arrow, row, side_brace, stack, tensor,
+    text, title,
 )
 
 GPT2 = GPTConfig()  # GPT-2 small (124M), the chapter's defaults
@@ -413,14 +414,6 @@ def swiglu_vs_gelu(ax):
     line(ax, [(4.35, 0.15), (4.35, 5.3)], color=MUTED, linewidth=0.8, style=":")
 
 
-def turned(ax, origin, angle, length, label="", color=MUTED, dashed=False, linewidth=1.6):
-    """An arrow from `origin` at `angle` radians: one feature pair of q or k, as a 2-D vector."""
-    end = (origin[0] + length * math.cos(angle), origin[1] + length * math.sin(angle))
-    arrow(ax, origin, end, color=color, linewidth=linewidth, linestyle="--" if dashed else "-")
-    text(ax, origin[0] + (length + 0.2) * math.cos(angle), origin[1] + (length + 0.2) * math.sin(angle), label,
-         color=color)
-
-
 @diagram("ch04_rope_rotation", alt="""How rotary position embeddings work. Left: one feature pair of a query and a key,
     drawn as 2-D arrows. The query at position m is turned by m times an angle theta, the key at position n by n times
     theta. With the query at 3 and the key at 1, or the query at 6 and the key at 4, both are turned by different
@@ -429,8 +422,6 @@ def turned(ax, origin, angle, length, label="", color=MUTED, dashed=False, linew
     the first pair turns 1 radian per position, pair 9 turns 0.1 radian, and the last pair only about 0.00013 radian, so
     its hand barely moves: fast pairs tell near positions apart, slow pairs far ones.""", size=(9.4, 4.4))
 def rope_rotation(ax):
-    from matplotlib import patches
-
     theta, q0, k0 = math.radians(20), math.radians(10), math.radians(-30)
     title(ax, 2.75, 4.05, "one feature pair of q and k, turned by position × θ", ha="center")
     for ox, m, n in ((1.35, 3, 1), (4.15, 6, 4)):
@@ -439,30 +430,26 @@ def rope_rotation(ax):
         line(ax, [(ox - 1.2, 1.45), (ox + 1.2, 1.45)], color="#dddddd", linewidth=0.8)
         line(ax, [(ox, 0.45), (ox, 3.3)], color="#dddddd", linewidth=0.8)
         for angle in (q0, k0):
-            turned(ax, origin, angle, 1.05, dashed=True, linewidth=1.0)
-        turned(ax, origin, qa, 1.5, f"q turned by {m}θ", color=TENSOR_EDGE)
-        turned(ax, origin, ka, 1.5, f"k turned by {n}θ", color=OPERATION_EDGE)
-        ax.add_patch(patches.Arc(origin, 1.1, 1.1, theta1=math.degrees(ka), theta2=math.degrees(qa), color=ACCENT,
-                                 linewidth=1.6))
-        text(ax, ox + 0.72 * math.cos((qa + ka) / 2), 1.45 + 0.72 * math.sin((qa + ka) / 2), "α", fontsize=11,
-             color=ACCENT)
+            polar_arrow(ax, origin, angle, 1.05, dashed=True, linewidth=1.0)
+        polar_arrow(ax, origin, qa, 1.5, f"q turned by {m}θ", color=TENSOR_EDGE)
+        polar_arrow(ax, origin, ka, 1.5, f"k turned by {n}θ", color=OPERATION_EDGE)
+        angle_arc(ax, origin, 0.55, ka, qa, "α")
     accent(ax, 2.75, 0.3, "the same angle α between q and k, so the same score:\nit depends only on the distance "
            "m - n = 2", ha="center")
     note(ax, 2.75, 0.9, "dashed: q and k before turning", ha="center")
-    x0, dx, r, head_dim = 6.75, 0.42, 0.16, 64  # dials: each feature pair turns at its own speed
+    x0, dx, head_dim = 6.75, 0.42, 64  # dials: each feature pair turns at its own speed
+    rope = RotaryEmbedding(head_dim, context_length=6)  # the model's own table of angles
     line(ax, [(5.95, 0.2), (5.95, 4.2)], color=MUTED, linewidth=0.8, style=":")
     title(ax, 7.75, 4.05, "each pair turns at its own speed", ha="center")
     note(ax, x0 + 2.5 * dx, 3.83, "position", ha="center")
     for p in range(6):
         note(ax, x0 + p * dx, 3.6, str(p), ha="center")
     for k, i in enumerate((0, 8, 31)):
-        speed, y = 10000 ** (-2 * i / head_dim), 3.05 - k * 1.05
+        y, speed = 3.05 - k * 1.05, math.atan2(rope.sin[1, i], rope.cos[1, i])
         for p in range(6):
-            ax.add_patch(patches.Circle((x0 + p * dx, y), r, facecolor="white", edgecolor=MUTED, linewidth=1.0))
-            line(ax, [(x0 + p * dx, y), (x0 + p * dx + 0.85 * r * math.cos(p * speed),
-                                         y + 0.85 * r * math.sin(p * speed))], linewidth=1.6)
+            dial(ax, x0 + p * dx, y, 0.16, rope.cos[p, i], rope.sin[p, i])
         rate = f"{speed:.2g} rad per position" if speed > 0.01 else f"{speed:.5f} rad"
-        text(ax, x0 - r, y - 0.35, f"pair i = {i}: {rate}", ha="left")
+        text(ax, x0 - 0.16, y - 0.35, f"pair i = {i}: {rate}", ha="left")
     note(ax, 7.75, 0.22, f"head_dim {head_dim}: θ_i = 10000^(-2i/{head_dim})", ha="center")
 
 

@@ -8,8 +8,8 @@ from shared.generation import next_token_probabilities, top_p_filter
 
 from . import diagram
 from .primitives import (
-    ACCENT, INK, KINDS, MONO, MUTED, accent, arrow, bar_chart, box, brace, canvas, chain, data, frame, line, mono,
-    name_box, note, operation, parameter, row, text, title,
+    ACCENT, INK, KINDS, MONO, MUTED, accent, arrow, bar_chart, box, brace, canvas, chain, data, dot, frame, line,
+    mono, name_box, note, operation, parameter, row, sketch_axes, text, title,
 )
 
 # The chapter's toy next-token distribution (section 5), in the order the notebook prints it.
@@ -21,14 +21,6 @@ PARAMETER_EDGE = KINDS["parameter"][1]
 def probabilities(temperature=1.0, top_k=None, top_p=None):
     """The toy distribution after the chapter's filters, as next_token_probabilities computes it."""
     return next_token_probabilities(TOY_LOGITS, temperature, top_k, top_p).tolist()
-
-
-def curve_axes(ax, x0, y0, x1, y1, x_label, y_label):
-    """The two arrows and labels of a schematic plot (a sketch, not data: no ticks)."""
-    arrow(ax, (x0, y0), (x1, y0))
-    arrow(ax, (x0, y0), (x0, y1))
-    text(ax, (x0 + x1) / 2, y0 - 0.33, x_label)
-    text(ax, x0 - 0.45, (y0 + y1) / 2, y_label)
 
 
 @diagram("ch05_train_val_split", alt="""The 20,479 characters of The Verdict as one long bar, cut once: the first 90
@@ -115,7 +107,7 @@ def perplexity(ax):
              (50_257, f"uniform guess over\nthe vocabulary\n(loss {math.log(50_257):.3f})", 0.75, INK),
              (66_818, f"untrained model\n(loss {math.log(66_818):.2f})", 2.45, INK)]
     for v, label, label_y, color in marks:
-        ax.plot([at(v)], [y], marker="o", color=color, markersize=5)
+        dot(ax, at(v), y, color, size=5)
         above = label_y > y
         arrow(ax, (at(v), label_y - 0.25 if above else label_y + 0.3), (at(v), y + (0.08 if above else -0.3)),
               color=MUTED, linewidth=0.8)
@@ -167,20 +159,20 @@ def training_loop(ax):
     to keep.""", size=(8.5, 3.6))
 def overfitting_sketch(ax):
     x0, y0, x1, y1 = 0.9, 0.55, 7.9, 3.1
-    curve_axes(ax, x0, y0, x1, y1, "training steps →", "loss")
+    sketch_axes(ax, x0, y0, x1, y1, "training steps →", "loss")
     ts = [i / 100 for i in range(101)]
     train = [0.1 + 2.3 * math.exp(-3.2 * t) for t in ts]
     val = [0.95 + 1.45 * math.exp(-5.0 * t) + 0.9 * max(0.0, t - 0.35) ** 1.5 for t in ts]
     xs = [x0 + 0.05 + t * (x1 - x0 - 0.4) for t in ts]
-    ax.plot(xs, [y0 + 0.05 + v * 0.95 for v in train], color=KINDS["tensor"][1], linewidth=2)
-    ax.plot(xs, [y0 + 0.05 + v * 0.95 for v in val], color=ACCENT, linewidth=2, linestyle="-.")
+    line(ax, [(x, y0 + 0.05 + v * 0.95) for x, v in zip(xs, train)], color=KINDS["tensor"][1], linewidth=2)
+    line(ax, [(x, y0 + 0.05 + v * 0.95) for x, v in zip(xs, val)], color=ACCENT, linewidth=2, style="-.")
     best = min(range(101), key=lambda i: val[i])
     bx, by = xs[best], y0 + 0.05 + val[best] * 0.95
-    ax.plot([bx], [by], marker="o", color=ACCENT, markersize=6)
+    dot(ax, bx, by, ACCENT)
     line(ax, [(bx, y0), (bx, y1 - 0.2)], color=MUTED, linewidth=0.9, style=":")
     text(ax, xs[-1], y0 + 0.25 + train[-1] * 0.95, "training loss", ha="right", color=KINDS["tensor"][1])
     accent(ax, xs[-1], y0 - 0.2 + val[-1] * 0.95, "validation loss", ha="right")
-    accent(ax, bx + 0.1, by + 0.35, "lowest validation loss:\nstop here, or keep this checkpoint")
+    accent(ax, bx + 0.1, by + 0.5, "lowest validation loss:\nstop here, or keep this checkpoint")
     text(ax, (x0 + bx) / 2 + 0.3, y1 - 0.05, "learning patterns\nthat carry over")
     text(ax, (bx + x1) / 2, y1 - 0.05, "memorising the training text\n(overfitting)")
     note(ax, x1, 3.45, "SKETCH: the typical shape, not this run's numbers", ha="right", style="italic")
@@ -265,7 +257,7 @@ def top_p_nucleus(ax):
     learning rate constant at 4e-4 instead.""", size=(8.5, 3.3))
 def lr_schedule(ax):
     x0, y0, x1, y1 = 0.9, 0.55, 8.0, 3.0
-    curve_axes(ax, x0, y0, x1, y1, "training step →", "learning\nrate")
+    sketch_axes(ax, x0, y0, x1, y1, "training step →", "learning\nrate")
     total, warm, floor = 100, 10, 0.1
 
     def lr(s):
@@ -275,8 +267,7 @@ def lr_schedule(ax):
     def px(s):
         return x0 + 0.1 + s / (total - 1) * (x1 - x0 - 0.4)
 
-    ax.plot([px(s) for s in range(total)], [y0 + 2 * lr(s) for s in range(total)], color=KINDS["tensor"][1],
-            linewidth=2)
+    line(ax, [(px(s), y0 + 2 * lr(s)) for s in range(total)], color=KINDS["tensor"][1], linewidth=2)
     for level in (1, floor):
         line(ax, [(x0, y0 + 2 * level), (x1 - 0.3, y0 + 2 * level)], color=MUTED, linewidth=0.8, style=":")
     line(ax, [(px(warm), y0), (px(warm), y0 + 2)], color=MUTED, linewidth=0.8, style=":")

@@ -5,8 +5,8 @@ import math
 from . import diagram
 from .ch05 import TOY_VOCAB, probabilities  # chapter 5's toy next-word distribution, so the two chapters agree
 from .primitives import (
-    ACCENT, KINDS, MUTED, accent, arrow, bar, bar_chart, box, canvas, data, flow, frame, grid, line, mono, note,
-    operation, parameter, path_arrow, row, stack, text, title,
+    ACCENT, KINDS, MUTED, accent, arrow, bar, bar_chart, box, canvas, data, dot, flow, frame, grid, line, mono,
+    note, operation, parameter, path_arrow, row, stack, text, title,
 )
 
 # GPT-3's training mixture (Brown et al., 2020, Table 2.2): tokens in each dataset (billions) and its weight in the
@@ -262,8 +262,7 @@ def compute_ladder(ax):
     flops = {name: 6 * n * d for name, n, d, *_ in COMPUTE}
     for name, n, d, ha, above, detail in COMPUTE:
         x, end = xpos(flops[name]), 2.45 if above else 0.95
-        fill, edge, _ = KINDS["highlight" if name.startswith("this course") else "tensor"]
-        ax.plot([x], [y], marker="o", markersize=11, markerfacecolor=fill, markeredgecolor=edge, zorder=3)
+        dot(ax, x, y, kind="highlight" if name.startswith("this course") else "tensor", size=11)
         line(ax, [(x, y + (0.09 if above else -0.09)), (x, end)], color=MUTED, linewidth=0.8)
         text(ax, x + (0.05 if ha == "left" else -0.05), end + (0.03 if above else -0.03),
              f"{name}: {scientific(flops[name])}\n{detail}", ha=ha, va="bottom" if above else "top")

@@ -17,6 +17,7 @@ so the figures stay sharp on high-density screens. Chapter modules compose these
 from __future__ import annotations
 
 import io
+import math
 
 import matplotlib
 from matplotlib import patches
@@ -159,6 +160,18 @@ def bar(ax, x, y, length, height, kind="tensor", vertical=False):
                                    linewidth=1.0))
 
 
+def dot(ax, x, y, color=INK, kind=None, size=6):
+    """A round marker at (x, y), solid `color` or in the colours of `kind`: a point on a scale or a curve."""
+    fill, edge, _ = KINDS[kind] if kind else (color, color, None)
+    ax.plot([x], [y], marker="o", markersize=size, markerfacecolor=fill, markeredgecolor=edge, zorder=3)
+
+
+def dial(ax, x, y, r, cos, sin):
+    """A round dial at (x, y) whose hand points along (cos, sin): an angle at a glance."""
+    ax.add_patch(patches.Circle((x, y), r, facecolor="white", edgecolor=MUTED, linewidth=1.0))
+    line(ax, [(x, y), (x + 0.85 * r * cos, y + 0.85 * r * sin)], linewidth=1.6)
+
+
 def bar_chart(ax, x, top, values, labels=(), scale=3.0, row_h=0.28, kind="tensor", digits=4, kinds=None):
     """Horizontal bars from x, one row per value from `top` down, each labelled before and valued after.
 
@@ -224,6 +237,31 @@ def path_arrow(ax, points, color=INK, linewidth=1.3, label=None, label_at=None, 
     arrow(ax, points[-2], points[-1], color=color, linewidth=linewidth)
     if label:
         note(ax, *label_at, label, ha=ha)
+
+
+def polar_arrow(ax, origin, angle, length, label="", color=MUTED, dashed=False, linewidth=1.6):
+    """An arrow from `origin` at `angle` radians (a 2-D vector), its label just beyond its tip."""
+    direction = (math.cos(angle), math.sin(angle))
+    arrow(ax, origin, (origin[0] + length * direction[0], origin[1] + length * direction[1]), color=color,
+          linewidth=linewidth, linestyle="--" if dashed else "-")
+    text(ax, origin[0] + (length + 0.2) * direction[0], origin[1] + (length + 0.2) * direction[1], label, color=color)
+
+
+def angle_arc(ax, centre, radius, start, end, label="", color=ACCENT):
+    """The arc from direction `start` to `end` (radians) around `centre`, its label just outside its middle."""
+    ax.add_patch(patches.Arc(centre, 2 * radius, 2 * radius, theta1=math.degrees(start), theta2=math.degrees(end),
+                             color=color, linewidth=1.6))
+    middle = (start + end) / 2
+    text(ax, centre[0] + (radius + 0.17) * math.cos(middle), centre[1] + (radius + 0.17) * math.sin(middle), label,
+         fontsize=11, color=color)
+
+
+def sketch_axes(ax, x0, y0, x1, y1, x_label, y_label):
+    """The two arrows and labels of a schematic plot (a sketch of a shape, not data: no ticks)."""
+    arrow(ax, (x0, y0), (x1, y0))
+    arrow(ax, (x0, y0), (x0, y1))
+    text(ax, (x0 + x1) / 2, y0 - 0.33, x_label)
+    text(ax, x0 - 0.45, (y0 + y1) / 2, y_label)
 
 
 def brace(ax, x0, x1, y, label="", below=True, color=MUTED, fontsize=10):
