@@ -19,9 +19,9 @@ import functools
 import importlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Callable
 
 DPI = 200  # pixels per inch in the PNGs
 DISPLAY_DPI = 100  # CSS pixels per inch on screen: show_diagram gives each picture this size, sharp on 2x screens

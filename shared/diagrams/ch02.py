@@ -7,6 +7,7 @@ section 7 and the curation counts of section 9. The BPE pictures run the course'
 """
 
 from collections import Counter
+from itertools import pairwise
 
 from shared.bpe import merge_ids, most_frequent_pair, pre_tokenize
 
@@ -447,8 +448,8 @@ MINHASH_WINNERS = [("his oven before", "with the baker"), ("baker lighting his",
 def minhash(ax):
     top, h, shared = 3.95, 0.36, set(SHINGLES_BOTH)
     widths = [1.0, 2.35, 2.35, 0.8]
-    headings = ["hash\nfunction", "doc 5: the shingle with\nthe smallest hash", "doc 6: the shingle with\nthe smallest "
-                "hash", "same?"]
+    headings = ["hash\nfunction", "doc 5: the shingle with\nthe smallest hash",
+                "doc 6: the shingle with\nthe smallest hash", "same?"]
     for k, heading in enumerate(headings):
         title(ax, 0.2 + sum(widths[:k]) + widths[k] / 2, top + 0.08, heading, va="bottom", ha="center")
     for i, (a, b) in enumerate(MINHASH_WINNERS):
@@ -523,7 +524,7 @@ def bpe_pipeline(ax):
     repeats.""", size=(9.5, 4.3))
 def bpe_merge_step(ax):
     pieces = [list(piece.encode("utf-8")) for piece in pre_tokenize("hug pug hug pun bun hugs")]
-    counts = Counter(pair for ids in pieces for pair in zip(ids, ids[1:]))
+    counts = Counter(pair for ids in pieces for pair in pairwise(ids))
     chosen = most_frequent_pair(counts)  # the course's tie rule picks the pair to merge
 
     def spelled(ids):

@@ -116,7 +116,7 @@ def gelu_relu(ax):
     lowest = ys.argmin()
     plot.plot(xs[lowest], ys[lowest], "o", color=ACCENT, markersize=5)
     plot.annotate(f"minimum ≈ {ys[lowest]:.2f}\nat x ≈ {xs[lowest]:.2f}", (xs[lowest], ys[lowest]), xytext=(-2.95, 0.9),
-                  fontsize=10, color=ACCENT, arrowprops=dict(arrowstyle="-", color=ACCENT, linewidth=0.8))
+                  fontsize=10, color=ACCENT, arrowprops={"arrowstyle": "-", "color": ACCENT, "linewidth": 0.8})
     plot.axhline(0, color=MUTED, linewidth=0.6)
     plot.axvline(0, color=MUTED, linewidth=0.6)
     plot.set(xlim=(-3, 3), ylim=(-0.6, 3.05))
@@ -241,7 +241,7 @@ def transformer_block(ax):
     is at the start of the side branch, the shortcut path from input to output contains only additions, and a single
     final norm comes before the output head.""", size=(9.2, 7.0))
 def pre_post_norm(ax):
-    on_path = dict(color=ACCENT, linewidth=2.4)  # the shortcut path from input to output
+    on_path = {"color": ACCENT, "linewidth": 2.4}  # the shortcut path from input to output
     for cx, pre, heading, formula, verdict in (
             (2.4, False, "post-norm (the 2017 transformer)", "x = norm(x + sublayer(x))",
              "the shortcut path runs through every norm:\ndeep stacks need a careful warm-up"),
