@@ -7,7 +7,7 @@ for the picture.
 
 import torch
 
-from shared.attention import CausalAttention
+from shared.attention import CausalAttention, attention_weights
 
 from . import diagram
 from .primitives import (
@@ -39,20 +39,20 @@ def section_3_projections():
 
 
 def causal_attention_weights():
-    """Section 4's causal weights and, after them, the same weights through dropout (p = 0.5, training mode).
+    """Section 4's masked scores and causal weights and, after them, the same weights through dropout (p = 0.5).
 
     CausalAttention built after torch.manual_seed(789) has the notebook's sa_v2 weights (three nn.Linear(3, 2)
-    made in the same order); its own mask and dropout module do the rest, as in the chapter.
+    made in the same order); the course's attention_weights, its mask and its dropout module do the rest.
     """
     torch.manual_seed(789)
     attention = CausalAttention(3, 2, context_length=6, dropout=0.5)
     with torch.no_grad():
-        scores = attention.W_query(INPUTS) @ attention.W_key(INPUTS).T
-        masked = scores.masked_fill(attention.mask, float("-inf"))
-        weights = torch.softmax(masked / 2**0.5, dim=-1)
+        queries, keys = attention.W_query(INPUTS), attention.W_key(INPUTS)
+        weights = attention_weights(queries, keys, attention.mask)
         torch.manual_seed(123)
         attention.dropout(torch.ones(6, 6))  # the chapter's first call, on a matrix of ones
-        return masked, weights, attention.dropout(weights)
+        masked_scores = (queries @ keys.T).masked_fill(attention.mask, float("-inf"))
+        return masked_scores, weights, attention.dropout(weights)
 
 
 def token_matrix(ax, x, top, cells, kinds, size, rows=True):

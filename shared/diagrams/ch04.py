@@ -4,8 +4,8 @@ import math
 
 import torch
 
-from shared.blocks import RMSNorm, RotaryEmbedding, SwiGLUFeedForward
-from shared.model import GELU, FeedForward, GPTConfig, LayerNorm
+from shared.blocks import LayerNorm, RMSNorm, RotaryEmbedding, SwiGLUFeedForward
+from shared.model import GELU, FeedForward, GPTConfig
 
 from . import diagram
 from .primitives import (
