@@ -58,11 +58,11 @@ def gpt_architecture(ax):
                                   ("tensor", "logits")], gap=0.3, arrow_in=True)[-1]
     mono(ax, shape_x, logits[1] + 0.1, f"(batch, tokens, {VOCAB:,})")
     accent(ax, shape_x, logits[1] - 0.17, "a score for every vocabulary entry, at every position")
-    frame(ax, 7.1, 3.75, 1.8, 2.65, style="-")
-    title(ax, 8.0, 6.13, "GPT-2 small (124M)", ha="center")
+    frame(ax, 7.02, 3.75, 1.88, 2.65, style="-")  # wide enough for the longest name beside its value
+    title(ax, 7.96, 6.13, "GPT-2 small (124M)", ha="center")
     settings = ["vocab_size", "context_length", "emb_dim", "n_layers", "n_heads", "drop_rate"]
     for i, name in enumerate(settings):
-        mono(ax, 7.2, 5.75 - i * 0.34, name, color=INK)
+        mono(ax, 7.1, 5.75 - i * 0.34, name, color=INK)
         mono(ax, 8.8, 5.75 - i * 0.34, f"{getattr(GPT2, name):,}", ha="right", color=INK)
 
 
@@ -294,7 +294,7 @@ def greedy_generation(ax):
     title(ax, gx + 3.5 * cell, 3.95, "logits", ha="center")
     mono(ax, gx + 7 * cell + 0.12, gy - 0.5 * cell, "one row per position")
     mono(ax, gx + 7 * cell + 0.12, gy - 2 * cell, f"(1, 4, {VOCAB:,})", color=INK)
-    mono(ax, gx + 7 * cell + 0.12, gy - 3.5 * cell, "← last row: the next token", color=ACCENT)
+    mono(ax, gx + 7 * cell + 0.12, gy - 3.5 * cell, "← last row: next token", color=ACCENT)
     arrow(ax, (5.35, 3.32), (gx - 0.05, 3.32))
     operation(ax, gx, 1.35, 7 * cell, 0.5, "argmax")
     arrow(ax, (gx + 3.5 * cell, gy - 4 * cell - 0.02), (gx + 3.5 * cell, 1.9),
