@@ -8,8 +8,10 @@ into `png/`, which ships with the package; a notebook shows one with
 
 The PNG is stored in the notebook as that cell's output, so the picture reads on GitHub, in
 JupyterLab and on Colab before anything runs, and running the cell on Colab finds the PNG in
-the installed package. Every diagram carries alt text: it is the image's `alt` and also the
-text a text-only viewer shows in its place.
+the installed package. Every diagram has alt text: it is the image's `alt` and also the text a
+text-only viewer shows in its place. The alt texts are prose, not drawing code, so they live in
+`png/alt.json` ({name: alt text}, sorted by name), which is edited by hand; `python -m shared.diagrams
+--check` fails when a diagram has none, or when the file describes a diagram that does not exist.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ CHAPTER_MODULES = ("intro", "ch02", "ch03", "ch04", "ch05", "ch06", "ch07")
 @dataclass(frozen=True)
 class Diagram:
     name: str
-    alt: str
     draw: Callable  # () -> matplotlib Figure
 
     def render(self) -> bytes:
@@ -49,20 +50,17 @@ class Diagram:
 REGISTRY: dict[str, Diagram] = {}
 
 
-def diagram(name: str, alt: str, size: tuple[float, float] | None = None):
-    """Register a drawing function under `name`, with the alt text that describes it in words.
+def diagram(name: str, size: tuple[float, float] | None = None):
+    """Register a drawing function under `name` (its alt text is the entry `name` of png/alt.json).
 
     With `size` (width, height in inches) the function draws on a blank canvas of that size: `draw(ax)`.
     Without it, the function makes its own canvas (its size depends on what it shows) and returns the figure.
     """
-    if not alt.strip():
-        raise ValueError(f"diagram {name!r} needs alt text")
-
     def register(draw):
         if name in REGISTRY:
             raise ValueError(f"two diagrams are called {name!r}")
         make = draw if size is None else functools.partial(_on_canvas, draw, size)
-        REGISTRY[name] = Diagram(name, " ".join(alt.split()), make)
+        REGISTRY[name] = Diagram(name, make)
         return draw
 
     return register
@@ -111,7 +109,7 @@ class DiagramImage:
         return data, {"image/png": {"alt": self.alt, "width": width, "height": height}}
 
 
-ALT_INDEX = "alt.json"  # {name: alt text}, written beside the PNGs by `python -m shared.diagrams`
+ALT_INDEX = "alt.json"  # {name: alt text} beside the PNGs, edited by hand: the one place the alt texts live
 
 
 @functools.cache

@@ -23,12 +23,7 @@ SPACE = "\u2423"  # the visible-space sign: GPT-2 tokens carry their leading spa
 # ---- Section 1: the whole pipeline ----
 
 
-@diagram("ch02_text_to_vectors", alt="""The chapter's pipeline on the first words of The Verdict. The text "I HAD always
-    thought" is split by GPT-2's tokenizer into five tokens: "I", " H", "AD", " always" and " thought" (a leading space
-    belongs to the token, and the rare word HAD is spelled from two pieces). Each token has an integer id in the
-    vocabulary: 40, 367, 2885, 1464 and 1807. An embedding layer then turns each id into a vector of 256 learned
-    numbers, plus a vector for its position; those vectors are what the model computes with. Notes beside each step name
-    the sections that build it.""", size=(9.5, 4.9))
+@diagram("ch02_text_to_vectors", size=(9.5, 4.9))
 def text_to_vectors(ax):
     tokens = ["I", f"{SPACE}H", "AD", f"{SPACE}always", f"{SPACE}thought"]
     x0, step, w = 1.45, 1.12, 0.98
@@ -55,12 +50,7 @@ def text_to_vectors(ax):
 # ---- Section 4: a vocabulary, encode and decode, special tokens ----
 
 
-@diagram("ch02_vocabulary", alt="""Building the word-level vocabulary. On the left, the 4,690 regex tokens of The
-    Verdict in story order: I, HAD, always, thought, Jack, Gisburn, rather, a, cheap, genius, a double dash, though, and
-    so on, with repeats. Keeping each distinct token once and sorting gives 1,130 tokens, numbered from 0: punctuation
-    first ("!" is 0, the double quote 1, the apostrophe 2, "--" 6), then capitalised words ("HAD" is 44, "I" is 53),
-    then lower-case words ("a" is 115, up to "yourself" at 1129). The two special tokens come last: <|endoftext|> is
-    1130 and <|unk|> is 1131, for 1,132 entries in all.""", size=(9.5, 4.9))
+@diagram("ch02_vocabulary", size=(9.5, 4.9))
 def vocabulary(ax):
     story = ["I", "HAD", "always", "thought", "Jack", "Gisburn", "rather", "a", "cheap", "genius", "--", "though", "a"]
     marked = {"I", "HAD", "a", "--"}
@@ -90,13 +80,7 @@ def vocabulary(ax):
     accent(ax, 3.15, 1.85, "a token that appears\nmany times (a, --)\nstill gets one id", ha="center")
 
 
-@diagram("ch02_encode_decode", alt="""Encoding and decoding with the word-level tokenizer, on the start of a sentence
-    from the story: "It's the last he painted, you know," with its quotation marks. Encoding splits the text into 13
-    tokens (the quote, It, the apostrophe, s, the, last, he, painted, a comma, you, know, a comma, the quote) and looks
-    each one up in the vocabulary, giving the ids 1, 56, 2, 850, 988, 602, 533, 746, 5, 1126, 596, 5 and 1. Decoding
-    looks each id up the other way and joins the tokens with spaces, removing the space before punctuation. The spaces
-    the tokenizer dropped have to be guessed, so the text comes back as " It' s the last he painted, you know," with a
-    space that was not there before the s.""", size=(9.5, 4.7))
+@diagram("ch02_encode_decode", size=(9.5, 4.7))
 def encode_decode(ax):
     tokens = ['"', "It", "'", "s", "the", "last", "he", "painted", ",", "you", "know", ",", '"']
     ids = [1, 56, 2, 850, 988, 602, 533, 746, 5, 1126, 596, 5, 1]
@@ -123,11 +107,7 @@ def encode_decode(ax):
          "the first quote", ha="left", color=ACCENT)
 
 
-@diagram("ch02_special_tokens", alt="""The two special tokens of the word-level vocabulary at work. Two unrelated
-    documents, "Hello, do you like tea?" and "In the sunlit terraces of the palace.", are joined into one stream with
-    the token <|endoftext|> between them, which gets id 1130 and marks where one document ends and the next begins. The
-    words "Hello" and "palace" do not occur in The Verdict, so both become <|unk|> with id 1131: after encoding they are
-    the same id, and decoding cannot tell them apart.""", size=(9.5, 3.4))
+@diagram("ch02_special_tokens", size=(9.5, 3.4))
 def special_tokens(ax):
     tokens = ["Hello", ",", "do", "you", "like", "tea", "?", "<|endoftext|>", "In", "the", "sunlit", "terraces", "of",
               "the", "palace", "."]
@@ -155,13 +135,7 @@ BPE_MERGES = [(("o", "w"), 7), (("l", "ow"), 7), (("t", "_"), 6), (("s", "t_"), 
               (("low", "_"), 4), (("w", "est_"), 3), (("n", "e"), 3)]
 
 
-@diagram("ch02_bpe_merges", alt="""Byte-pair encoding learning its merges on the chapter's toy corpus (low 4 times,
-    lower 2, newest 3, widest 2, lowest 1; an underscore marks the end of a word). Each row is one merge: the most
-    frequent adjacent pair becomes a new symbol. The eight merges are o+w (seen 7 times), l+ow (7), t+_ (6), s+t_ (6),
-    e+st_ (6), low+_ (4), w+est_ (3) and n+e (3). Two words are followed through them. newest_ starts as seven
-    characters n e w e s t _ and ends as two symbols, ne and west_. lowest_ starts as l o w e s t _ and ends as low and
-    est_. A merge that does not touch a word leaves it unchanged; each new symbol is highlighted in the row that creates
-    it.""", size=(9.5, 5.7))
+@diagram("ch02_bpe_merges", size=(9.5, 5.7))
 def bpe_merges(ax):
     unit, h, step = 0.34, 0.33, 0.44
     mono(ax, 0.15, 5.45, "toy corpus:  low \u00d74   lower \u00d72   newest \u00d73   widest \u00d72   lowest \u00d71"
@@ -191,13 +165,7 @@ def bpe_merges(ax):
            "   (frequent words become one symbol)")
 
 
-@diagram("ch02_gpt2_vocabulary", alt="""How GPT-2's 50,257 token ids are laid out, not to scale. Ids 0 to 255 are the
-    256 single bytes (id 0 is the byte "!"), so any text can be spelled. Ids 256 to 50,255 are the 50,000 merges learned
-    from web text, in the order they were learned: 256 is " t" (a space then t), the first merge, and 50,255 is "
-    gazed", the last. Id 50,256 is <|endoftext|>. Below, the word " someunknownPlace" shows the difference this makes:
-    the word-level vocabulary of section 4 has no entry for it and maps it to <|unk|>, id 1131, losing it, while GPT-2
-    spells it from three known pieces, " some" (617), "unknown" (34680) and "Place" (27271), which decode back to the
-    exact text.""", size=(9.5, 4.0))
+@diagram("ch02_gpt2_vocabulary", size=(9.5, 4.0))
 def gpt2_vocabulary(ax):
     y, h = 2.75, 0.5
     segments = [(0.3, 2.1, "256 single bytes", "normal"), (2.1, 7.6, "50,000 merges, in the order they were learned",
@@ -229,11 +197,7 @@ def gpt2_vocabulary(ax):
 # ---- Section 6: sliding windows and batches ----
 
 
-@diagram("ch02_sliding_window", alt="""The sliding window over the first token ids of The Verdict (40, 367, 2885, 1464,
-    1807, 3619, 402, 271, 10899 and on), with max_length 4 and stride 4. A window of 4 ids is the input; its target is
-    the same window moved one position to the right, so each input position is paired with the id that follows it. The
-    next window starts a stride of 4 further on, so windows do not overlap, and the last target of one window is the
-    first input of the next.""", size=(9.3, 3.6))
+@diagram("ch02_sliding_window", size=(9.3, 3.6))
 def sliding_window(ax):
     ids = [40, 367, 2885, 1464, 1807, 3619, 402, 271, 10899]
     w, h, x0 = 0.72, 0.44, 1.0
@@ -261,11 +225,7 @@ BATCH_INPUTS = [[40, 367, 2885, 1464], [1807, 3619, 402, 271], [10899, 2138, 257
 NEXT_ID = 287  # the first id of the ninth window, which is the last target of the eighth
 
 
-@diagram("ch02_batch", alt="""The first batch of the data loader with batch_size 8, max_length 4 and stride 4, as two
-    matrices of shape (8, 4). Each row of the inputs matrix is one window of token ids from The Verdict, starting with
-    40, 367, 2885, 1464; each column is a position in the window. The targets matrix holds the same ids shifted one
-    position to the left, so its first row is 367, 2885, 1464, 1807. Because the stride equals the window length, the
-    last target of a row, such as 1807, is the first input of the next row.""", size=(9.5, 4.2))
+@diagram("ch02_batch", size=(9.5, 4.2))
 def batch(ax):
     following = [r[0] for r in BATCH_INPUTS[1:]] + [NEXT_ID]  # each window's last target starts the next window
     targets = [r[1:] + [after] for r, after in zip(BATCH_INPUTS, following)]
@@ -294,11 +254,7 @@ WEIGHT = [[0.3374, -0.1778, -0.1690], [0.9178, 1.5810, 1.3010], [1.2753, -0.2010
           [-0.4015, 0.9666, -1.1481], [-1.1589, 0.3255, -0.6315], [-2.8400, -0.7849, -1.4096]]
 
 
-@diagram("ch02_embedding_lookup", alt="""An embedding layer as a lookup table, with the chapter's tiny example: a weight
-    matrix of 6 rows (one per token id, 0 to 5) and 3 columns, its values set by torch.manual_seed(123). Looking up the
-    ids 2, 3, 5 and 1 copies rows 2, 3, 5 and 1 of the matrix, in that order, into a 4 by 3 output; the first output row
-    is row 2, 1.2753, -0.2010, -0.1606. Below, the same row is what multiplying the one-hot vector for id 2 (0, 0, 1, 0,
-    0, 0) by the weight matrix gives: the layer skips the multiplication by zeros.""", size=(9.5, 4.2))
+@diagram("ch02_embedding_lookup", size=(9.5, 4.2))
 def embedding_lookup(ax):
     fmt = [[f"{v:.4f}" for v in line] for line in WEIGHT]
     w, h, top = 0.78, 0.34, 3.65
@@ -332,12 +288,7 @@ def embedding_lookup(ax):
     accent(ax, 4.05 + 3 * w + 0.2, y + 0.18, "row 2; the lookup skips\nmultiplying by the zeros")
 
 
-@diagram("ch02_token_plus_position", alt="""Token embeddings plus position embeddings, with the shapes of section 8. A
-    batch of token ids of shape (8, 4), 8 windows of 4 tokens, goes through the token embedding layer, a 50,257 by 256
-    table, and becomes token embeddings of shape (8, 4, 256). The positions 0, 1, 2, 3 go through the position embedding
-    layer, a 4 by 256 table, and become position embeddings of shape (4, 256). The two are added; the same 4 position
-    vectors are added to every one of the 8 windows (broadcasting), giving input embeddings of shape (8, 4, 256): one
-    vector per token that carries both what the token is and where it sits.""", size=(9.5, 4.4))
+@diagram("ch02_token_plus_position", size=(9.5, 4.4))
 def token_plus_position(ax):
     sw, sh = 1.3, 0.72
     paths = [(2.85, "token ids", "(8, 4)", "token\nembedding", "50257 \u00d7 256"),
@@ -366,12 +317,7 @@ def token_plus_position(ax):
 # ---- Section 9: data curation ----
 
 
-@diagram("ch02_curation", alt="""The curation steps of section 9 on its 14-document corpus, as a funnel of counts.
-    Quality filters drop 4 documents (spam, a navigation menu, gibberish and a two-letter document), leaving 10. Exact
-    deduplication, by hashing the lower-cased text without punctuation, drops 2 copies of the same sentence about the
-    old painter, leaving 8. Near-duplicate removal with MinHash drops 1 document that differs from another by one word
-    ("the oven" for "his oven"), leaving 7. Redaction keeps all 7 and replaces 4 pieces of personal data with
-    placeholders: two e-mail addresses, a phone number and an IP address.""", size=(9.5, 4.7))
+@diagram("ch02_curation", size=(9.5, 4.7))
 def curation(ax):
     counts = ["14 documents", "10", "8", "7", "7 curated"]
     steps = [
@@ -402,12 +348,7 @@ SHINGLES_5 = ["baker lighting his", "lighting his oven", "his oven before"]
 SHINGLES_6 = ["baker lighting the", "lighting the oven", "the oven before"]
 
 
-@diagram("ch02_shingles", alt="""Two near-duplicate documents from the curation corpus compared as sets of shingles,
-    overlapping runs of 3 words. Document 5 reads "A quiet morning in the village began with the baker lighting his oven
-    before dawn." and document 6 is the same with "the oven" instead of "his oven". Each has 13 shingles. 10 are shared,
-    from "a quiet morning" to "the baker lighting" and "oven before dawn"; 3 occur only in document 5 (the ones
-    containing "his") and 3 only in document 6 (the ones with "the oven"). The Jaccard similarity is the shared count
-    over the count of all distinct shingles: 10 / 16 = 0.62.""", size=(9.5, 3.9))
+@diagram("ch02_shingles", size=(9.5, 3.9))
 def shingles(ax):
     sentence = "A quiet morning in the village began with the baker lighting {} oven before dawn."
     for y, name, word in [(3.6, "doc 5", "his"), (3.22, "doc 6", "the")]:
@@ -437,14 +378,7 @@ MINHASH_WINNERS = [("his oven before", "with the baker"), ("baker lighting his",
                    ("with the baker", "with the baker"), ("baker lighting his", "baker lighting the")]
 
 
-@diagram("ch02_minhash", alt="""A MinHash signature, with the two near-duplicate documents of the chapter. For each
-    of 128 hash functions (blake2b keyed by a seed), a document's signature keeps the smallest hash over its
-    shingles. The table shows the first eight hash functions and which shingle gives the smallest hash in each
-    document: for seeds 2 to 6 it is the same shared shingle in both, such as "quiet morning in", so the entries
-    match; for seeds 0, 1 and 7 the smallest hash belongs to a shingle only one document has, so they differ. Entries
-    match exactly when the smallest hash over both documents falls on a shared shingle, which happens with
-    probability equal to the Jaccard similarity. Over all 128 hash functions 86 entries match: the estimate 0.67 is
-    close to the exact 0.62.""", size=(9.5, 4.6))
+@diagram("ch02_minhash", size=(9.5, 4.6))
 def minhash(ax):
     top, h, shared = 3.95, 0.36, set(SHINGLES_BOTH)
     widths = [1.0, 2.35, 2.35, 0.8]
@@ -476,12 +410,7 @@ PIPELINE_PRETOKENS = [
 ]
 
 
-@diagram("ch02_bpe_pipeline", alt="""The path from text to token ids in a byte-level BPE tokenizer, on the text "Café
-    won't" with GPT-2's real ids. The text becomes 11 UTF-8 bytes: 67 97 102 195 169 32 119 111 110 39 116, where the
-    letter é takes two bytes, 195 and 169. The pre-tokenizer, a regular expression, cuts the text into three pre-tokens:
-    "Café", " won" (with its leading space) and "'t". Merges are applied inside each pre-token, lowest rank first, never
-    across a boundary: "Café" ends as three tokens C, af and é, " won" and "'t" as one token each. Each token is an id:
-    34, 1878, 2634, 1839 and 470.""", size=(9.5, 4.6))
+@diagram("ch02_bpe_pipeline", size=(9.5, 4.6))
 def bpe_pipeline(ax):
     label_x, start, unit, h, gap = 0.15, 2.0, 0.45, 0.42, 0.3
     ys = {"text": 3.85, "bytes": 2.85, "merges": 1.7, "ids": 0.6}
@@ -515,13 +444,7 @@ def bpe_pipeline(ax):
     accent(ax, start + total + 0.15, ys["merges"] + h / 2, "no merge crosses\na pre-token boundary")
 
 
-@diagram("ch02_bpe_merge_step", alt="""One step of BPE training on the corpus "hug pug hug pun bun hugs". Left: the
-    six pre-tokens, each spelled as single bytes (a leading space is a byte of its own). Middle: the counts of
-    adjacent pairs, most frequent first: u g 4 times, h u 3 times, then space h, space p, p u and u n twice each, and
-    three more pairs once. The most frequent pair, u g, becomes new token 256. Right: the same pre-tokens after the
-    merge, with every u g replaced by the one token ug (highlighted): hug is now h ug, space pug is space p ug, and
-    hugs is space h ug s; pun and bun have no u g and are unchanged. The pair counts are then updated and the step
-    repeats.""", size=(9.5, 4.3))
+@diagram("ch02_bpe_merge_step", size=(9.5, 4.3))
 def bpe_merge_step(ax):
     pieces = [list(piece.encode("utf-8")) for piece in pre_tokenize("hug pug hug pun bun hugs")]
     counts = Counter(pair for ids in pieces for pair in pairwise(ids))

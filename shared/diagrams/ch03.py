@@ -71,11 +71,7 @@ def vector(values, digits=2):
     return "[" + ", ".join(f"{v:.{digits}f}" for v in values) + "]"
 
 
-@diagram("ch03_rnn_vs_attention", alt="""Two ways to read the sentence 'Every token looks at the others'. Left, an RNN
-    encoder: each token updates a hidden state h1 to h6 in turn, and the final state h6 is all the decoder gets, so the
-    first token reaches it only through five more updates. Right, attention: the context vector for the last token is
-    computed from all six tokens at once, each through a single weighted connection, so every token is one step away
-    whatever its distance.""", size=(9.4, 3.9))
+@diagram("ch03_rnn_vs_attention", size=(9.4, 3.9))
 def rnn_vs_attention(ax):
     title(ax, 0.25, 3.6, "RNN encoder: one state, updated token by token")
     title(ax, 4.95, 3.6, "attention: every token one step away")
@@ -98,11 +94,7 @@ def rnn_vs_attention(ax):
     accent(ax, 9.2, 1.55, "one weighted\nstep from\nevery token", ha="right")
 
 
-@diagram("ch03_one_query", alt="""Attention for one query, the token 'looks', with the chapter's numbers. Each of the
-    six token embeddings is dotted with the embedding of 'looks' to give a score (from 0.34 for 'at' to 1.22 for 'looks'
-    itself). A softmax over the six scores turns them into weights that sum to 1 (0.12, 0.20, 0.25, 0.10, 0.11, 0.22).
-    The weighted sum of the embeddings, which play the role of the values here, is the context vector of 'looks', [0.41,
-    0.55, 0.52].""", size=(9.6, 4.85))
+@diagram("ch03_one_query", size=(9.6, 4.85))
 def one_query(ax):
     pitch, h, top = 0.58, 0.42, 3.7
     ys = [top - i * pitch for i in range(6)]
@@ -133,12 +125,7 @@ def one_query(ax):
          "scores positive and sum to 1", ha="left", color=MUTED)
 
 
-@diagram("ch03_scores_matrix", alt="""All queries at once with matrix products. inputs (6 x 3) times inputs.T (3 x 6)
-    gives the 6 x 6 attn_scores matrix: row i holds query i's scores against every key. A softmax along each row
-    (dim=-1) gives attn_weights (6 x 6), and attn_weights times inputs (6 x 3) gives all six context vectors (6 x 3).
-    The row of the token 'looks' is highlighted in every matrix and carries the numbers of the one-query computation:
-    scores 0.45, 0.98, 1.22, 0.34, 0.43, 1.07, weights 0.12, 0.20, 0.25, 0.10, 0.11, 0.22, context vector 0.41, 0.55,
-    0.52.""", size=(10.9, 7.1))
+@diagram("ch03_scores_matrix", size=(10.9, 7.1))
 def scores_matrix(ax):
     c, top_a, top_b = 0.42, 6.45, 2.95  # c: wide enough for a two-decimal number at 10 pt
     matrices = [  # (x, top, rows, columns, name, the numbers of the row of 'looks', row and column labels)
@@ -165,11 +152,7 @@ def scores_matrix(ax):
            "the same\nfor another query, in the same\nthree products.")
 
 
-@diagram("ch03_qkv_projections", alt="""The three trainable projections. The embedding of 'looks', [0.15, 0.62, 0.90]
-    with d_in = 3, is multiplied by three learned weight matrices W_query, W_key and W_value, each 3 x 2, giving three
-    different 2-dimensional vectors: the query [0.2670, 1.2843] (what 'looks' is looking for), the key [0.4183, 1.0842]
-    (what it offers to be matched by other queries) and the value [0.3142, 1.0232] (what it hands over when attended
-    to). Every token gets all three.""", size=(9.3, 4.0))
+@diagram("ch03_qkv_projections", size=(9.3, 4.0))
 def qkv_projections(ax):
     x = box(ax, 0.2, 1.85, 1.7, 0.5, vector(INPUTS[LOOKS]), kind="tensor", family=MONO)
     text(ax, 1.05, 2.5, "embedding of 'looks'\nx (d_in = 3)", va="bottom")
@@ -189,11 +172,7 @@ def qkv_projections(ax):
            "with keys; the context vector sums values.")
 
 
-@diagram("ch03_scaling", alt="""Why the scores are divided by sqrt(d_k), from the chapter's table. For random
-    unit-variance queries and keys, the standard deviation of q dot k grows with the head size: 1.42, 4.01, 8.02 and
-    22.57 for d_k = 2, 16, 64 and 512. Bars show the largest of 6 softmax weights, averaged: without scaling it climbs
-    from 0.51 to 0.96, close to one-hot; with the scores divided by sqrt(d_k) it stays near 0.42 for every d_k, between
-    an even split (1/6) and one-hot (1.0).""", size=(9.4, 3.9))
+@diagram("ch03_scaling", size=(9.4, 3.9))
 def scaling(ax):
     generator = torch.Generator().manual_seed(0)  # the chapter's table, computed the way the chapter does
     table = []
@@ -228,11 +207,7 @@ def scaling(ax):
     accent(ax, lx, 0.75, "Divided by √d_k, the scores have\nstd 1.00 at every size.")
 
 
-@diagram("ch03_causal_mask", alt="""The causal mask on the chapter's six tokens, rows are queries and columns are keys.
-    Left, the scores with every entry above the diagonal (a key later than its query) set to minus infinity. A softmax
-    over each row of the scores divided by sqrt(2) turns them into the causal weights on the right: the masked entries
-    become 0, 'Every' puts weight 1.00 on itself, 'token' splits 0.54 and 0.46 over the first two tokens, and so on;
-    every row still sums to 1.""", size=(9.4, 4.5))
+@diagram("ch03_causal_mask", size=(9.4, 4.5))
 def causal_mask(ax):
     size, top = 0.48, 3.6
     masked, weights, _ = causal_attention_weights()
@@ -253,11 +228,7 @@ def causal_mask(ax):
          ha="left", color=MUTED)
 
 
-@diagram("ch03_dropout", alt="""Dropout with p = 0.5 on the causal attention weights, in training mode, with the
-    chapter's numbers. Left, the causal weights; right, the same after dropout: about half the entries are set to 0, and
-    each surviving weight is multiplied by 1 / (1 - p) = 2 (the first row's 1.00 becomes 2.00, 0.30 becomes 0.59). The
-    row sums are no longer 1 (2.00, 0.00, 1.27, 1.01, 0.40, 1.66), only 1 on average. In eval mode dropout passes the
-    weights through unchanged.""", size=(9.4, 4.5))
+@diagram("ch03_dropout", size=(9.4, 4.5))
 def dropout(ax):
     size, top = 0.48, 3.6
     _, weights, dropped = causal_attention_weights()
@@ -280,12 +251,7 @@ def dropout(ax):
 HEAD_KINDS = ["tensor"] * 2 + ["tensor2"] * 2  # d_out = 4 features: head 0's two, then head 1's two (darker)
 
 
-@diagram("ch03_causal_attention_shapes", alt="""The forward pass of CausalAttention on the batch of two copies of the
-    sentence, with shapes. The input x (2, 6, 3) goes through three learned projections W_query, W_key and W_value
-    (nn.Linear(3, 2)) to give queries, keys and values, each (2, 6, 2). queries @ keys.transpose(1, 2) divided by
-    sqrt(d_out) gives the scores (2, 6, 6). masked_fill with the mask buffer sets the future to minus infinity, softmax
-    over the last dimension and dropout give the weights (2, 6, 6), and weights @ values gives the context vectors (2,
-    6, 2).""", size=(9.6, 4.55))
+@diagram("ch03_causal_attention_shapes", size=(9.6, 4.55))
 def causal_attention_shapes(ax):
     h = 0.4
     x = tensor(ax, 0.15, 3.22, 0.75, h, "x", shape="(2, 6, 3)")
@@ -314,10 +280,7 @@ def causal_attention_shapes(ax):
          "but is never trained", va="top")
 
 
-@diagram("ch03_multihead_wrapper", alt="""MultiHeadAttentionWrapper with two heads. The input x (2, 6, 3) goes to two
-    independent CausalAttention heads, each with its own W_query, W_key and W_value projecting 3 features to 2, and each
-    producing (2, 6, 2). torch.cat along the last dimension puts the two outputs side by side, (2, 6, 4), and the output
-    projection out_proj, a 4 to 4 linear layer, mixes them into the final (2, 6, 4).""", size=(9.5, 3.5))
+@diagram("ch03_multihead_wrapper", size=(9.5, 3.5))
 def multihead_wrapper(ax):
     x = tensor(ax, 0.15, 1.5, 0.7, 0.45, "x", shape="(2, 6, 3)")
     for i, y in enumerate((2.2, 0.45)):
@@ -338,13 +301,7 @@ def multihead_wrapper(ax):
     mono(ax, 8.35, 0.54, "(2, 6, 4)", ha="center", va="top")
 
 
-@diagram("ch03_multihead", alt="""MultiHeadAttention with the chapter's sizes (batch b = 2, T = 6 tokens, d_in = 3,
-    d_out = 4, h = 2 heads of hd = 2). Down the left: one big projection each for queries, keys and values turns x (2,
-    6, 3) into (2, 6, 4); .view cuts the last dimension into the heads, (b, T, h, hd) = (2, 6, 2, 2), and
-    .transpose(1, 2) puts the heads before the tokens, (b, h, T, hd) = (2, 2, 6, 2). Along the bottom, each head
-    attends on its own, with its own 6 x 6 causal weights. Up the right: transpose and view merge the heads back side
-    by side, which is their concatenation, (2, 6, 4), and the output projection out_proj mixes them into the output
-    (2, 6, 4).""", size=(10.2, 5.3))
+@diagram("ch03_multihead", size=(10.2, 5.3))
 def multihead(ax):
     xl, xr, c = 1.75, 6.8, 0.3
     title(ax, 10.1, 5.05, "b = 2, T = 6, d_in = 3, d_out = 4, h = 2, hd = 2", ha="right")
@@ -391,11 +348,7 @@ def multihead(ax):
         mono(ax, 7.85, y, shape)
 
 
-@diagram("ch03_head_weight_blocks", alt="""How the wrapper's per-head weights become MultiHeadAttention's one big
-    weight. Each head of the wrapper has its own W_query weight of shape (2, 3) (nn.Linear stores (out, in)). Stacked on
-    top of each other with torch.cat along dim 0 they form the (4, 3) weight of MultiHeadAttention's W_query: rows 0 and
-    1 are head 0's block, rows 2 and 3 head 1's, because split_heads hands output features 0 to 1 to head 0 and 2 to 3
-    to head 1. The same holds for W_key and W_value; out_proj is copied unchanged.""", size=(9.0, 3.45))
+@diagram("ch03_head_weight_blocks", size=(9.0, 3.45))
 def head_weight_blocks(ax):
     c = 0.42
     for i, top in enumerate((2.85, 1.35)):
@@ -418,10 +371,7 @@ def head_weight_blocks(ax):
          "as it is.", ha="left", color=MUTED)
 
 
-@diagram("ch03_queries_are_last", alt="""Why attend takes the queries to be the last positions. Left, the module's
-    causal mask for six tokens: grey above the diagonal is the future. With 2 queries and 6 keys, attend uses the rows
-    mask[4:6, :6], the rows of 'the' and 'others'. With a single new query, as in generation with a KV cache, it uses
-    mask[5:6, :6], the last row, in which the query sees every cached key.""", size=(9.0, 4.1))
+@diagram("ch03_queries_are_last", size=(9.0, 4.1))
 def queries_are_last(ax):
     size, top, x = 0.4, 3.3, 5.0
     kinds = [["plain" if j <= i else "masked" for j in range(6)] for i in range(6)]
@@ -439,13 +389,7 @@ def queries_are_last(ax):
          "the last n_queries rows.")
 
 
-@diagram("ch03_fused_sdpa", alt="""The explicit attention chain against PyTorch's fused kernel. Left, with fused=False:
-    queries times keys transposed divided by sqrt(head_dim), masked_fill with minus infinity, softmax, dropout and the
-    product with the values are five separate operations, and between them a (b, h, T, T) tensor is written to memory
-    and read back each time. Right, with fused=True: one call to F.scaled_dot_product_attention(queries, keys, values,
-    dropout_p=p, is_causal=True) does all of it; on recent NVIDIA GPUs it runs FlashAttention, which goes through the
-    keys in tiles with a running softmax and never stores the T x T matrix. Both give the same (b, h, T, hd) context
-    vectors.""", size=(9.5, 5.1))
+@diagram("ch03_fused_sdpa", size=(9.5, 5.1))
 def fused_sdpa(ax):
     inputs = tensor(ax, 3.2, 4.5, 3.1, 0.4, "queries, keys, values", shape="(b, h, T, hd)")
     title(ax, 0.2, 4.75, "fused=False: spelled out")

@@ -23,13 +23,7 @@ def parameter_count(module):
     return sum(p.numel() for p in module.parameters())
 
 
-@diagram("ch04_gpt_architecture", alt="""The whole GPT model from top to bottom, with GPT-2 small's sizes. Token ids of
-    shape (batch, tokens) look up rows of a learned token embedding table of 50,257 by 768; the positions 0, 1, 2, ...
-    look up rows of a learned position embedding table of 1,024 by 768; the two are added into a tensor of shape (batch,
-    tokens, 768). Dropout follows, then a stack of 12 transformer blocks that each keep the shape (batch, tokens, 768),
-    then a final layer norm, then a linear output head from 768 to 50,257 features, giving logits of shape (batch,
-    tokens, 50,257): one score per vocabulary entry for every position. A side panel lists GPT-2 small's settings:
-    vocabulary 50,257, context 1,024, embedding width 768, 12 layers, 12 heads, dropout 0.1.""", size=(9.0, 8.3))
+@diagram("ch04_gpt_architecture", size=(9.0, 8.3))
 def gpt_architecture(ax):
     cx, shape_x = 3.2, 5.05  # the main column, and where the shapes are written
     note(ax, 0.15, 7.95, '"Every effort moves you"', style="italic")
@@ -66,12 +60,7 @@ def gpt_architecture(ax):
         mono(ax, 8.8, 5.75 - i * 0.34, f"{getattr(GPT2, name):,}", ha="right", color=INK)
 
 
-@diagram("ch04_layer_norm", alt="""Layer normalisation on the chapter's example: two vectors of six features each, drawn
-    as two rows of numbers. For each row on its own, its mean and variance are computed (0.13 and 0.019 for the first
-    row, 0.22 and 0.033 for the second); subtracting the row's mean and dividing by the square root of its variance plus
-    a small eps gives rows with mean 0 and variance 1. Then two learned vectors with one number per feature (a column),
-    scale starting at 1 and shift starting at 0, multiply and add. In GPT-2 every row is one token's vector of 768
-    features.""", size=(9.3, 5.1))
+@diagram("ch04_layer_norm", size=(9.3, 5.1))
 def layer_norm(ax):
     before = torch.tensor([[0.2260, 0.3470, 0.0000, 0.2216, 0.0000, 0.0000],
                            [0.2133, 0.2394, 0.0000, 0.5198, 0.3297, 0.0000]])  # the notebook's layer outputs
@@ -102,11 +91,7 @@ def layer_norm(ax):
          "undo the normalisation where it helps")
 
 
-@diagram("ch04_gelu_relu", alt="""GELU and ReLU drawn on the same axes for inputs from -3 to 3. ReLU is zero for every
-    negative input, bends sharply at 0 and is the identity after it. GELU, x times the normal CDF of x, follows ReLU for
-    large positive and large negative inputs but is smooth everywhere: near zero it curves gently and for small negative
-    inputs it gives small negative outputs, with a minimum of about -0.17 at x of about -0.75. Notes beside the plot say
-    that ReLU's gradient is 0 for all negative inputs while GELU's is not.""", size=(8.8, 3.7))
+@diagram("ch04_gelu_relu", size=(8.8, 3.7))
 def gelu_relu(ax):
     plot = plot_area(ax.figure, 0.55, 0.5, 4.3, 2.95)
     xs = torch.linspace(-3, 3, 241)
@@ -131,11 +116,7 @@ def gelu_relu(ax):
     note(ax, 5.25, 0.5, "Φ is the standard normal CDF; GPT-2 uses\na tanh approximation of it")
 
 
-@diagram("ch04_feed_forward", alt="""GPT-2's feed-forward block for one token, left to right, with each vector drawn as
-    a bar whose height is its width in features. A 768-feature vector goes through a linear layer that expands it to
-    3,072 features (four times as many), then GELU, which keeps the 3,072 features, then a second linear layer that
-    contracts them back to 768. Every position goes through the block on its own with the same weights, so (batch,
-    tokens, 768) becomes (batch, tokens, 768) again; the block has 4,722,432 parameters.""", size=(9.0, 4.5))
+@diagram("ch04_feed_forward", size=(9.0, 4.5))
 def feed_forward(ax):
     cy, inches_per_feature, x, gap = 1.95, 2.5 / 3072, 0.45, 0.4
     hidden = 4 * EMB
@@ -163,12 +144,7 @@ def feed_forward(ax):
     mono(ax, 0.3, 0.25, f"parameters: {EMB}·{hidden:,} + {hidden:,} + {hidden:,}·{EMB} + {EMB} = {count:,}")
 
 
-@diagram("ch04_shortcuts", alt="""Two stacks of three layers side by side, input at the bottom and the loss at the top.
-    Without shortcuts (left) the gradient travels down through every layer and is multiplied by one factor per layer,
-    drawn as an arrow that gets thinner and thinner, so the first layer receives almost nothing. With shortcuts (right)
-    each layer's input is also carried around the layer and added to its output, x + layer(x); the gradient flows down
-    that bypass unchanged, drawn as an arrow of constant width, so early layers get a gradient of the same order as late
-    ones.""", size=(9.2, 5.6))
+@diagram("ch04_shortcuts", size=(9.2, 5.6))
 def shortcuts(ax):
     for cx, heading, bypass in ((2.85, "without shortcuts", False), (6.95, "with shortcuts: x + layer(x)", True)):
         title(ax, cx, 5.35, heading, ha="center", fontsize=11)
@@ -199,12 +175,7 @@ def shortcuts(ax):
     accent(ax, 7.75, 0.45, "early layers get\ngradients of the\nsame order as\nlate ones")
 
 
-@diagram("ch04_transformer_block", alt="""One GPT-2 transformer block from top to bottom. The input x of shape (batch,
-    tokens, 768) goes two ways: along a shortcut on the left, and through LayerNorm, masked multi-head attention with 12
-    heads of 64 dimensions, and dropout; the two are added. The sum again goes two ways: along a second shortcut, and
-    through a second LayerNorm, the feed-forward block (768 to 3,072, GELU, 3,072 to 768) and dropout; the two are added
-    to give the output, which has the same shape as the input. The first half is where tokens exchange information; in
-    the second half each token is processed on its own.""", size=(8.0, 8.7))
+@diagram("ch04_transformer_block", size=(8.0, 8.7))
 def transformer_block(ax):
     cx, shortcut_x, w = 3.2, 1.05, 2.9
     tensor(ax, cx - 1.0, 8.1, 2.0, 0.45, "x (input)")
@@ -234,12 +205,7 @@ def transformer_block(ax):
     mono(ax, cx + 1.2, 0.37, f"(batch, tokens, {EMB}): the same shape,\nso {LAYERS} blocks can be stacked")
 
 
-@diagram("ch04_pre_post_norm", alt="""Post-norm and pre-norm blocks side by side, each with an attention and a
-    feed-forward sub-layer (dropout left out). Post-norm, the 2017 transformer's layout, computes x = norm(x +
-    sublayer(x)): the layer norm sits after each addition, right on the shortcut path, so everything from the output
-    back to the input passes through every norm. Pre-norm, GPT-2's layout, computes x = x + sublayer(norm(x)): the norm
-    is at the start of the side branch, the shortcut path from input to output contains only additions, and a single
-    final norm comes before the output head.""", size=(9.2, 7.0))
+@diagram("ch04_pre_post_norm", size=(9.2, 7.0))
 def pre_post_norm(ax):
     on_path = {"color": ACCENT, "linewidth": 2.4}  # the shortcut path from input to output
     for cx, pre, heading, formula, verdict in (
@@ -276,11 +242,7 @@ def pre_post_norm(ax):
     line(ax, [(4.7, 0.2), (4.7, 6.6)], color=MUTED, linewidth=0.8, style=":")
 
 
-@diagram("ch04_greedy_generation", alt="""One step of greedy generation, with the chapter's prompt "Hello, I am" (ids
-    15496, 11, 314, 716). The ids so far, at most the last 1,024 of them, go through the GPT model, which returns logits
-    of shape (1, 4, 50,257): one row of scores per position. Only the last row is used, because it scores the next
-    token; argmax picks the highest-scoring id, 27018 for the chapter's untrained model; that id is appended to the
-    sequence, and the longer sequence is fed back in for the next step.""", size=(9.7, 4.3))
+@diagram("ch04_greedy_generation", size=(9.7, 4.3))
 def greedy_generation(ax):
     prompt, chosen, w = [15496, 11, 314, 716], 27018, 0.72
     title(ax, 0.3, 3.95, 'ids so far ("Hello, I am")')
@@ -309,13 +271,7 @@ def greedy_generation(ax):
     note(ax, 0.1, 2.2, "repeat", ha="center", rotation=90)
 
 
-@diagram("ch04_kv_cache", alt="""What one attention layer computes and stores over three generation steps with a KV
-    cache. Step 1 feeds the whole prompt, three tokens: the layer computes a query, key and value for each of them, the
-    queries attend with the causal mask, and the three keys and three values are stored in the cache. Step 2 feeds only
-    the new token 4: the layer computes its query, key and value, appends key 4 and value 4 to the cache, and query 4
-    attends to keys and values 1 to 4. Step 3 does the same for token 5, attending to 1 to 5. Cells read from the cache
-    are blue, cells computed in that step are yellow. Each of the 12 layers keeps its own cache, of shape (batch, heads,
-    positions, head_dim).""", size=(9.4, 6.3))
+@diagram("ch04_kv_cache", size=(9.4, 6.3))
 def kv_cache(ax):
     c, tokens_x, computed_x, cache_x = 0.42, 1.55, 3.75, 6.45  # cell size, then the three columns
     for x, heading in ((tokens_x + 0.6, "fed to the model"), (computed_x + 0.6, "computed this step"),
@@ -350,12 +306,7 @@ def kv_cache(ax):
          "head_dim)")
 
 
-@diagram("ch04_rmsnorm_vs_layernorm", alt="""LayerNorm and RMSNorm side by side on the same small vector (1, 2, 3, 6).
-    LayerNorm, GPT-2's choice, subtracts the mean (3), divides by the square root of the variance (3.5) plus eps, then
-    multiplies by a learned scale and adds a learned shift, two vectors of emb_dim numbers; the result (-1.07, -0.53, 0,
-    1.60) has mean 0 and variance 1. RMSNorm, the choice of Llama and most later models, skips the mean: it divides by
-    the root-mean-square, the square root of mean(x squared) plus eps (3.54 here), and multiplies by a learned scale
-    only; the result (0.28, 0.57, 0.85, 1.70) has root-mean-square 1 but mean 0.85, not 0.""", size=(9.2, 4.9))
+@diagram("ch04_rmsnorm_vs_layernorm", size=(9.2, 4.9))
 def rmsnorm_vs_layernorm(ax):
     xs, cw = torch.tensor([1.0, 2.0, 3.0, 6.0]), 0.62
     variance, rms = xs.var(unbiased=False), xs.pow(2).mean().sqrt()
@@ -381,12 +332,7 @@ def rmsnorm_vs_layernorm(ax):
     line(ax, [(4.6, 0.85), (4.6, 4.75)], color=MUTED, linewidth=0.8, style=":")
 
 
-@diagram("ch04_swiglu_vs_gelu", alt="""GPT-2's feed-forward block beside the SwiGLU block of Llama-style models, for
-    emb_dim 768. GPT-2: a linear layer from 768 to 3,072 features, GELU, and a linear layer back to 768, two weight
-    matrices plus biases, 4,722,432 parameters. SwiGLU: the input goes through two linear layers from 768 to 2,048
-    features, called gate and up; the gate passes through SiLU, x times sigmoid(x), and multiplies the up projection
-    element by element; a third linear layer, down, maps the 2,048 features back to 768. Three matrices without biases,
-    4,718,592 parameters: the narrower hidden width of 2,048 keeps the count about the same.""", size=(9.2, 5.4))
+@diagram("ch04_swiglu_vs_gelu", size=(9.2, 5.4))
 def swiglu_vs_gelu(ax):
     hidden = SwiGLUFeedForward(GPT2).up.out_features
     title(ax, 2.1, 5.15, "feed-forward (GPT-2)", ha="center", fontsize=11)
@@ -414,13 +360,7 @@ def swiglu_vs_gelu(ax):
     line(ax, [(4.35, 0.15), (4.35, 5.3)], color=MUTED, linewidth=0.8, style=":")
 
 
-@diagram("ch04_rope_rotation", alt="""How rotary position embeddings work. Left: one feature pair of a query and a key,
-    drawn as 2-D arrows. The query at position m is turned by m times an angle theta, the key at position n by n times
-    theta. With the query at 3 and the key at 1, or the query at 6 and the key at 4, both are turned by different
-    amounts, but the angle between them, and so their dot product, is the same: it depends only on the distance m - n.
-    Right: each feature pair turns at its own speed, drawn as dials for positions 0 to 5. With a head dimension of 64,
-    the first pair turns 1 radian per position, pair 9 turns 0.1 radian, and the last pair only about 0.00013 radian, so
-    its hand barely moves: fast pairs tell near positions apart, slow pairs far ones.""", size=(9.4, 4.4))
+@diagram("ch04_rope_rotation", size=(9.4, 4.4))
 def rope_rotation(ax):
     theta, q0, k0 = math.radians(20), math.radians(10), math.radians(-30)
     title(ax, 2.75, 4.05, "one feature pair of q and k, turned by position × θ", ha="center")
@@ -453,14 +393,7 @@ def rope_rotation(ax):
     note(ax, 7.75, 0.22, f"head_dim {head_dim}: θ_i = 10000^(-2i/{head_dim})", ha="center")
 
 
-@diagram("ch04_position_methods", alt="""Three ways to tell a transformer where each token is. Left, GPT-2's learned
-    absolute positions: row p of a learned position table of 1,024 by 768 is added to the token embedding; it costs
-    786,432 parameters and has no row past position 1,023. Middle, the original 2017 transformer's sinusoids: a fixed
-    vector of sines and cosines of p times a frequency, one frequency per pair of dimensions, is added to the token
-    embedding; nothing is learned and every position has a vector. Right, rotary position embeddings (RoPE): nothing
-    is added to the input; inside every attention layer the query and key are rotated, each feature pair by p times
-    its frequency, so the attention score depends on the distance m - n; values are not rotated and nothing is
-    learned.""", size=(9.5, 4.75))
+@diagram("ch04_position_methods", size=(9.5, 4.75))
 def position_methods(ax):
     methods = [
         (1.6, "added: a learned table", "GPT-2", ("parameter", "row p of", f"{CONTEXT:,} × {EMB}"),
@@ -507,12 +440,7 @@ def position_methods(ax):
 MOE_LOGITS = [1.2, -0.3, 2.0, 0.4]  # an example router output for one token, 4 experts
 
 
-@diagram("ch04_moe_routing", alt="""A mixture-of-experts feed-forward layer routing one token. The token's hidden vector
-    goes through the router, a linear layer from emb_dim to 4 scores, one per expert; a softmax turns the scores 1.2,
-    -0.3, 2.0 and 0.4 into probabilities 0.26, 0.06, 0.57 and 0.12. The two largest pick experts 2 and 0, and their
-    probabilities, renormalised over the chosen two, become the weights 0.69 and 0.31. Only experts 0 and 2 run on this
-    token (each a SwiGLU feed-forward block); experts 1 and 3 stay idle. Their outputs, multiplied by their weights, are
-    added into the layer's output, of the same width as the input.""", size=(10.0, 4.9))
+@diagram("ch04_moe_routing", size=(10.0, 4.9))
 def moe_routing(ax):
     probabilities = torch.softmax(torch.tensor(MOE_LOGITS), dim=-1)  # as MoEFeedForward.route computes them
     top, chosen = probabilities.topk(2)
@@ -542,13 +470,7 @@ def moe_routing(ax):
            f"{top[0]:.2f} and {top[1]:.2f}, renormalised to sum to 1, weight their outputs")
 
 
-@diagram("ch04_qk_norm", alt="""QK-norm compared with the plain attention path, for one head. Plain path: the head's
-    query and key vectors go through RoPE and then into the scaled dot product q·k/√head_dim, so a score grows with the
-    lengths of q and k and can become large, which makes the softmax saturate. With QK-norm (Qwen3, OLMo 2, Gemma 3):
-    the query and the key each first pass through an RMSNorm over the head's own head_dim features, with a learned
-    scale, then RoPE, which keeps their lengths, then the same dot product. Each normalised vector has length √head_dim
-    times its scale, so a score stays within ±√head_dim for unit scales, whatever the size of the activations that
-    produced q and k.""", size=(10.0, 4.7))
+@diagram("ch04_qk_norm", size=(10.0, 4.7))
 def qk_norm(ax):
     paths = [(3.05, "plain (GPT-2, Llama 3)", [], "grows with |q| and |k|:\nlarge activations give\nhuge scores, "
               "a saturated\nsoftmax", MUTED),
@@ -566,13 +488,7 @@ def qk_norm(ax):
     note(ax, 2.925, 0.15, "one norm for queries, one for keys, shared by all heads", ha="center")
 
 
-@diagram("ch04_left_padding", alt="""Batched generation with left padding, as left_pad and the model's pad_lengths
-    handle it. Three prompts of 4, 2 and 3 tokens become one batch of width 4, padded on the left: pad_lengths is 0, 2
-    and 1. Each row numbers its positions from its first real token (0, 1, 2, ...), so a prompt gets the same
-    positions it would get alone; padding slots get position 0 and their outputs are never used. Generated tokens are
-    appended on the right of every row, continuing its positions. The attention mask of the row with two padding slots
-    is causal and also hides those slots from every other query; a padding query sees only itself, so no softmax row
-    is empty.""", size=(10.0, 4.9))
+@diagram("ch04_left_padding", size=(10.0, 4.9))
 def left_padding(ax):
     from shared.generation import left_pad
     from shared.model import left_padding_view
@@ -611,12 +527,7 @@ def left_padding(ax):
 GROUP_COLOURS = ["#9cc3e6", "#f6c28b", "#a9d8a1", "#e9a3a8", "#c9b3e0", "#d8c0a8", "#f0b8dc", "#c8c8c8"]
 
 
-@diagram("ch04_gqa", alt="""Grouped-query attention. Three layouts of 8 query heads: multi-head attention (GPT-2) gives
-    every query head its own key/value head, 8 in all; grouped-query attention (Llama 3, Qwen3) lets groups of 4
-    consecutive query heads share one key/value head, 2 in all; multi-query attention shares a single key/value head
-    among all 8. A plot beside them shows the KV cache of one sequence in Llama 3 8B's shape (32 layers, head_dim 128,
-    bfloat16), growing linearly with the tokens in the cache: about 69 GB at 128k tokens with 32 key/value heads, about
-    17 GB with Llama 3's 8, and about 2 GB with 1.""", size=(10.0, 6.6))
+@diagram("ch04_gqa", size=(10.0, 6.6))
 def gqa(ax):
     size = 0.27
     for p, (heading, n_kv) in enumerate([("multi-head (GPT-2)", 8), ("grouped-query (Llama 3, Qwen3)", 2),

@@ -23,11 +23,7 @@ def probabilities(temperature=1.0, top_k=None, top_p=None):
     return next_token_probabilities(TOY_LOGITS, temperature, top_k, top_p).tolist()
 
 
-@diagram("ch05_train_val_split", alt="""The 20,479 characters of The Verdict as one long bar, cut once: the first 90
-    percent (18,431 characters) become the training text and the last 10 percent (2,048 characters) the validation text.
-    Each part is tokenized and cut into non-overlapping windows of 256 tokens: the training part gives 9 shuffled
-    batches of 2 windows (4,608 input tokens per epoch), the validation part one batch of 2 windows (512 tokens), never
-    trained on.""", size=(9.4, 3.0))
+@diagram("ch05_train_val_split", size=(9.4, 3.0))
 def train_val_split(ax):
     x0, width = 0.3, 8.8
     cut = x0 + width * 0.9
@@ -48,12 +44,7 @@ def train_val_split(ax):
     note(ax, x0 + width, 0.52, "the tail that does not fill a window (256 inputs + 1 target) is unused", ha="right")
 
 
-@diagram("ch05_loss_all_positions", alt="""How the cross-entropy loss is computed over every position. Two texts,
-    'the painter stepped back' and 'she laughed at the', give three input tokens each; the target at each position
-    is the token that follows it, so the targets are the inputs shifted by one. For each of the six positions the
-    model's probability of the true next token is read out (all about 1.3 to 1.9 times ten to the minus five for the
-    untrained model), its negative logarithm is taken (about 11 each), and the mean of the six, 11.1097, is the
-    loss.""", size=(9.5, 4.3))
+@diagram("ch05_loss_all_positions", size=(9.5, 4.3))
 def loss_all_positions(ax):
     inputs = ["the", "painter", "stepped", "she", "laughed", "at"]
     targets = ["painter", "stepped", "back", "laughed", "at", "the"]
@@ -82,11 +73,7 @@ def loss_all_positions(ax):
     note(ax, 0.1, 0.1, "training does the same over every position of a batch (2 × 256 = 512 predictions)")
 
 
-@diagram("ch05_perplexity", alt="""Perplexity as the effective number of choices. Left: a model that spreads its
-    probability evenly over four words has a loss of ln 4, about 1.386, and a perplexity of e to that power, exactly 4:
-    it is as unsure as a fair pick among four words. Right: a logarithmic scale of perplexity from 1 (certain of every
-    next token, loss 0) through 4 to 50,257 (a uniform guess over GPT-2's vocabulary, loss 10.825) and 66,818, the
-    untrained model of this chapter (loss 11.11).""", size=(10.0, 3.3))
+@diagram("ch05_perplexity", size=(10.0, 3.3))
 def perplexity(ax):
     title(ax, 0.2, 3.0, "a model unsure between 4 words")
     bar_chart(ax, 1.2, 2.65, [0.25] * 4, ["mat", "sofa", "floor", "roof"], row_h=0.3, digits=2)
@@ -114,12 +101,7 @@ def perplexity(ax):
         text(ax, at(v), label_y, label, color=color)
 
 
-@diagram("ch05_training_loop", alt="""The training loop as a cycle. A batch of inputs and targets (2 windows of 256
-    tokens) goes through the model, whose weights are its parameters, giving logits of shape 2 by 256 by 50,257;
-    cross-entropy over every position turns them into one loss number. loss.backward() fills every weight's gradient,
-    optimizer.step() (AdamW) moves the weights against it, optimizer.zero_grad() clears the gradients, and the next
-    batch comes. Every eval_freq steps (5 in this chapter) evaluate_model measures the training and validation losses in
-    eval mode without gradients, and after each epoch a greedy sample is printed.""", size=(9.5, 4.5))
+@diagram("ch05_training_loop", size=(9.5, 4.5))
 def training_loop(ax):
     top, bottom, h = 3.35, 1.6, 0.6
     forward = [(0.15, 1.75, "data", "batch:\ninputs, targets", "(2, 256) each"), (2.35, 1.1, "operation", "model", ""),
@@ -152,11 +134,7 @@ def training_loop(ax):
     accent(ax, 9.35, 4.3, "repeat for every batch of every epoch", ha="right")
 
 
-@diagram("ch05_overfitting_sketch", alt="""A schematic sketch, not this chapter's data: loss against training
-    steps. The training loss keeps falling towards zero. The validation loss falls at first, reaches a lowest
-    point, and then turns up again. Before that point the model learns patterns that carry over to new text; after
-    it, it memorises the training text. The lowest validation loss marks the best moment to stop or the checkpoint
-    to keep.""", size=(8.5, 3.6))
+@diagram("ch05_overfitting_sketch", size=(8.5, 3.6))
 def overfitting_sketch(ax):
     x0, y0, x1, y1 = 0.9, 0.55, 7.9, 3.1
     sketch_axes(ax, x0, y0, x1, y1, "training steps →", "loss")
@@ -178,11 +156,7 @@ def overfitting_sketch(ax):
     note(ax, x1, 3.45, "SKETCH: the typical shape, not this run's numbers", ha="right", style="italic")
 
 
-@diagram("ch05_greedy_vs_sampling", alt="""Greedy decoding against sampling on the chapter's toy distribution for the
-    word after 'The cat curled up on the': mat 0.4007, sofa 0.1800, floor 0.2312, windowsill 0.0599, keyboard 0.1039,
-    roof 0.0199, moon 0.0030, violin 0.0013. Greedy decoding (argmax) picks mat every time. Sampling with
-    torch.multinomial draws each word in proportion to its probability: in 1,000 seeded draws mat came up 400 times,
-    sofa 199, floor 202, windowsill 56, keyboard 116, roof 24, moon 3 and violin 0.""", size=(9.5, 3.4))
+@diagram("ch05_greedy_vs_sampling", size=(9.5, 3.4))
 def greedy_vs_sampling(ax):
     probas = probabilities()
     generator = torch.Generator().manual_seed(123)  # the chapter's 1,000 seeded draws
@@ -203,13 +177,7 @@ def greedy_vs_sampling(ax):
          "violin could)")
 
 
-@diagram("ch05_sampling_filters", alt="""Temperature, top-k and top-p applied one after the other to the chapter's toy
-    distribution, as next_token_probabilities does. At temperature 1 the probabilities are mat 0.4007, floor 0.2312,
-    sofa 0.1800, keyboard 0.1039, windowsill 0.0599, roof 0.0199, moon 0.0030, violin 0.0013. Dividing the logits by
-    temperature 1.5 flattens them (mat 0.3161, violin 0.0071). Top-k with k = 5 removes roof, moon and violin and
-    renormalises the rest (mat 0.3369). Top-p with p = 0.9 keeps the most probable words until their sum reaches 0.9,
-    which removes windowsill as well; the final distribution is mat 0.3723, sofa 0.2184, floor 0.2580, keyboard 0.1514,
-    and zero for the other four words.""", size=(9.5, 3.75))
+@diagram("ch05_sampling_filters", size=(9.5, 3.75))
 def sampling_filters(ax):
     panels = [("softmax, T = 1", probabilities()), ("÷ temperature 1.5", probabilities(1.5)),
               ("top-k, k = 5", probabilities(1.5, top_k=5)), ("top-p, p = 0.9", probabilities(1.5, 5, 0.9))]
@@ -224,11 +192,7 @@ def sampling_filters(ax):
          "left;\nthe survivors are renormalised to sum to 1")
 
 
-@diagram("ch05_top_p_nucleus", alt="""Top-p (nucleus) sampling with p = 0.9 on the toy distribution. The words are
-    sorted by probability: mat 0.4007, floor 0.2312, sofa 0.1800, keyboard 0.1039, windowsill 0.0599, roof 0.0199, moon
-    0.0030, violin 0.0013. Their running sums are 0.4007, 0.6319, 0.8119, 0.9158 and so on. A word is kept while the
-    words ranked above it have not yet reached 0.9, so mat, floor, sofa and keyboard form the nucleus (their sum 0.9158
-    is the first to pass 0.9) and the other four are dropped.""", size=(9.0, 3.3))
+@diagram("ch05_top_p_nucleus", size=(9.0, 3.3))
 def top_p_nucleus(ax):
     probas = torch.tensor(probabilities())
     kept = torch.isfinite(top_p_filter(TOY_LOGITS, 0.9))  # the chapter's own rule decides the nucleus
@@ -251,10 +215,7 @@ def top_p_nucleus(ax):
          "then renormalised")
 
 
-@diagram("ch05_lr_schedule", alt="""A sketch of the learning-rate schedule used for large pretraining runs: during
-    warmup the learning rate rises linearly from almost zero to its peak; then it follows half a cosine wave down to a
-    floor, often 10 percent of the peak (min_ratio 0.1), reached at the last step. This chapter's small run keeps the
-    learning rate constant at 4e-4 instead.""", size=(8.5, 3.3))
+@diagram("ch05_lr_schedule", size=(8.5, 3.3))
 def lr_schedule(ax):
     x0, y0, x1, y1 = 0.9, 0.55, 8.0, 3.0
     sketch_axes(ax, x0, y0, x1, y1, "training step →", "learning\nrate")
@@ -280,11 +241,7 @@ def lr_schedule(ax):
     note(ax, x1, 3.15, "a sketch; this chapter's run uses a constant 4e-4", ha="right", style="italic")
 
 
-@diagram("ch05_data_parallel", alt="""Data parallelism with four processes (ranks). The global batch is split into four
-    shares, one per rank. Every rank holds a full copy of the same weights, runs the forward and backward pass on its
-    own share and gets its own gradients. An all-reduce averages the four gradients and gives every rank the same
-    average, so each rank's optimizer takes the same step and the four copies of the weights stay identical. The average
-    equals the gradient of the whole global batch.""", size=(9.5, 4.6))
+@diagram("ch05_data_parallel", size=(9.5, 4.6))
 def data_parallel(ax):
     data(ax, 1.4, 4.0, 7.9, 0.42, "global batch of windows")
     for r in range(4):
@@ -304,14 +261,7 @@ def data_parallel(ax):
     accent(ax, 0.1, 1.23, "communicate")
 
 
-@diagram("ch05_checkpoint_contents", alt="""What section 6 writes to the checkpoints folder. The checkpoint file
-    ch05_verdict_checkpoint.pth, written by torch.save as a pickle, holds four entries: config (a plain dictionary),
-    model_state_dict (every weight by name: 162 million float32 numbers, about 650 MB at full size),
-    optimizer_state_dict (AdamW's two running averages per weight and its step count, about 1.3 GB) and history
-    (steps, tokens seen, losses and samples as lists). In all it is about three times the size of the weights. The
-    safetensors file holds the weights only, about 650 MB. Loading with torch.load and weights_only=True rebuilds only
-    tensors and plain containers and refuses anything else, while weights_only=False would run whatever code the file
-    names.""", size=(9.5, 4.2))
+@diagram("ch05_checkpoint_contents", size=(9.5, 4.2))
 def checkpoint_contents(ax):
     box(ax, 0.15, 0.85, 5.3, 3.0, kind="plain")
     title(ax, 0.3, 3.6, "ch05_verdict_checkpoint.pth")
@@ -338,18 +288,7 @@ def checkpoint_contents(ax):
     accent(ax, 0.15, 0.2, "weights_only=False would run any code the file names: never for files from elsewhere")
 
 
-@diagram("ch05_gpt2_weight_mapping", alt="""How the tensors in OpenAI's GPT-2 small checkpoint map onto the names of our
-    GPTModel, one row per tensor, GPT-2's name on the left and ours on the right, with shapes. wte (50257, 768) becomes
-    tok_emb and wpe (1024, 768) becomes pos_emb: only renamed. Inside one transformer block, the same for every i from 0
-    to 11: h.i.ln_1 becomes trf_blocks.i.norm1, renamed, its weight and bias becoming scale and shift. h.i.attn.c_attn,
-    one (768, 2304) matrix, is split in three along its columns (0 to 767, 768 to 1535, 1536 to 2303) and each third is
-    transposed into att.W_query, att.W_key and att.W_value, each (768, 768); this split is highlighted as the step
-    easiest to get wrong. h.i.attn.c_proj is transposed into att.out_proj; it is square, so a forgotten transpose would
-    still fit. h.i.ln_2 becomes norm2, renamed. h.i.mlp.c_fc (768, 3072) is transposed into ff.layers.0 (3072, 768) and
-    h.i.mlp.c_proj (3072, 768) into ff.layers.2 (768, 3072). ln_f becomes final_norm, renamed. GPT-2 has no output head
-    of its own: out_head (50257, 768) receives a copy of wte (tied weights). Transposing is needed because GPT-2's
-    Conv1D layers store a weight as (in, out) and nn.Linear stores (out, in); the biases are copied as they are,
-    c_attn's split in three like its weight.""", size=(9.85, 7.9))
+@diagram("ch05_gpt2_weight_mapping", size=(9.85, 7.9))
 def gpt2_weight_mapping(ax):
     lx, lw, rx, rw, h = 0.45, 3.0, 6.1, 3.55, 0.36  # left and right columns, box height
     mid = (lx + lw + rx) / 2  # where the arrow labels go
@@ -404,15 +343,7 @@ def gpt2_weight_mapping(ax):
         note(ax, 0.18, y, words)
 
 
-@diagram("ch05_static_kv_cache", alt="""One attention layer's cached keys over three decoding steps, after a prompt of
-    four tokens, in two panels. Left, chapter 4's KVCache: every step glues the new key onto the old ones with
-    torch.cat, which allocates a new, longer tensor and copies all earlier keys into it: 5 positions at step 1, 6 at
-    step 2, 7 at step 3, shapes (1, 12, 5, 64), (1, 12, 6, 64) and (1, 12, 7, 64). So the shape changes every step.
-    Right, the StaticKVCache: one tensor of 8 slots (max_len, which is the context length by default), shape (1, 12, 8,
-    64), allocated once. At each step the new key is written in place at the slot given by position, a tensor holding 4,
-    then 5, then 6; earlier keys stay where they are, and the slots after the position are hidden from attention by the
-    future mask (drawn grey and hatched). The tensor and its shape are the same at every step, so the step is compiled
-    once and replayed as a CUDA graph. Values are cached the same way, in every layer.""", size=(9.8, 5.75))
+@diagram("ch05_static_kv_cache", size=(9.8, 5.75))
 def static_kv_cache(ax):
     c, prompt, max_len = 0.42, 4, 8  # cell size, prompt length, slots of the static cache
     lx, rx = 1.05, 5.85  # where each panel's tensors start
@@ -453,14 +384,7 @@ def static_kv_cache(ax):
     note(ax, 9.7, 0.3, "GPT-2 small: 12 heads of 64", ha="right")
 
 
-@diagram("ch05_hf_name_map", alt="""How load_hf_checkpoint renames a Hugging Face Llama 3 or Qwen3 checkpoint's tensors
-    to our GPTModel's parameter names, one row per tensor, the Hub's name on the left and ours on the right.
-    model.embed_tokens becomes tok_emb, model.norm becomes final_norm and lm_head becomes out_head (a tied head loads
-    nothing of its own). In every block i, model.layers.{i}. becomes trf_blocks.{i}.: self_attn.q_proj, k_proj, v_proj
-    and o_proj become att.W_query, W_key, W_value and out_proj; self_attn.q_norm and k_norm (Qwen3's QK-norm) become
-    att.q_norm and att.k_norm; mlp.gate_proj, up_proj and down_proj become ff.gate, ff.up and ff.down; input_layernorm
-    and post_attention_layernorm become norm1 and norm2. Norm weights become scales. Tensors are only renamed, never
-    transposed.""")
+@diagram("ch05_hf_name_map")
 def hf_name_map():
     from shared.open_weights import BLOCK_NAMES, TOP_NAMES  # the loader's own table, so the picture cannot drift
 
@@ -494,13 +418,7 @@ SHAKESPEARE_PIECES = [("ROM", 33676), ("EO", 4720), (":", 25), ("\\n", 198), ("B
                       (",", 11), (" what", 644)]  # "\\n": the newline token, written visibly
 
 
-@diagram("ch05_compact_vocabulary", alt="""The compact vocabulary of the Tiny Shakespeare companion, on a toy corpus
-    made of the first eight tokens of "ROMEO: But soft, what": ROM, EO, colon, newline, But, soft, comma, what. GPT-2's
-    tokenizer gives them ids between 0 and 50,256 (33676, 4720, 25, 198, 1537, 2705, 11, 644). The ids that occur are
-    sorted, and compact id i stands for the i-th smallest: gpt2_ids = [11, 25, 198, 644, 1537, 2705, 4720, 33676] maps a
-    compact id back to GPT-2's, and compact_ids maps the other way, so the line encodes as 7, 6, 1, 2, 4, 5, 0, 3. The
-    model's embedding table and output head then need only K rows, one per id the corpus uses: on all of Tiny
-    Shakespeare K is 11,706 instead of 50,257.""", size=(10.0, 5.0))
+@diagram("ch05_compact_vocabulary", size=(10.0, 5.0))
 def compact_vocabulary(ax):
     from shared.text import CompactVocabulary
 

@@ -32,13 +32,7 @@ def classifier(lora=False):
     return model
 
 
-@diagram("ch06_data_pipeline", alt="""From the SMS Spam Collection to batches. The file holds 5,574 messages, 4,827 ham
-    and 747 spam. balance_classes keeps all 747 spam messages and 747 randomly chosen ham messages, 1,494 in all.
-    split_rows shuffles them with seed 123 and cuts them 70/10/20 into train.csv (1,045 messages), validation.csv (149)
-    and test.csv (300). For each split, SpamDataset tokenizes every message and cuts or pads it to 92 tokens (the
-    longest training message) with the end-of-text token, id 50256, giving a tensor of token ids and one class id per
-    message (0 ham, 1 spam). A DataLoader serves batches of 8: inputs of shape (8, 92) and labels of shape (8,); 130
-    training, 19 validation and 38 test batches.""", size=(9.6, 4.3))
+@diagram("ch06_data_pipeline", size=(9.6, 4.3))
 def data_pipeline(ax):
     widths, gap = [1.8, 1.5, 1.45, 1.3], 0.4
     xs = [0.15 + sum(widths[:k]) + gap * k for k in range(4)]
@@ -71,11 +65,7 @@ def data_pipeline(ax):
     accent(ax, 9.45, 0.08, "130 training, 19 validation, 38 test batches", ha="right", va="bottom")
 
 
-@diagram("ch06_padding", alt="""Padding one message. "Call now to claim your prize!" is 7 GPT-2 tokens, ids 14134, 783,
-    284, 1624, 534, 11596 and 0. To reach a length of 12 it is followed by 5 copies of the end-of-text token
-    <|endoftext|>, id 50256, which GPT-2 already knows as the end of a text. The padding goes at the end, so the last
-    position, the one the classifier reads, comes after the whole message. In the chapter's datasets every message is
-    padded to 92 tokens, the length of the longest training message.""", size=(9.4, 2.55))
+@diagram("ch06_padding", size=(9.4, 2.55))
 def padding(ax):
     title(ax, 0.25, 2.25, 'message: "Call now to claim your prize!"', fontsize=10.5)
     ids = [14134, 783, 284, 1624, 534, 11596, 0] + [50256] * 5
@@ -92,12 +82,7 @@ def padding(ax):
          "length of the longest training message.")
 
 
-@diagram("ch06_classification_head", alt="""The classifier made from GPT-2. A batch of token ids, shape (batch, 92),
-    goes through GPT-2's body: the embeddings, the 12 transformer blocks and the final LayerNorm, giving hidden states
-    of shape (batch, 92, 768), one row of 768 numbers per position. GPT-2's output head, which maps 768 numbers to
-    50,257 token scores, is thrown away and replaced by a new linear layer from 768 to 2. It gives two scores for every
-    position, shape (batch, 92, 2), and only the last position's row is kept: two scores, ham and spam, shape (batch,
-    2). The larger one is the predicted label; a softmax turns them into probabilities.""", size=(9.7, 3.9))
+@diagram("ch06_classification_head", size=(9.7, 3.9))
 def classification_head(ax):
     mid, top = 1.7, 2.85
     data(ax, 0.1, mid - 0.4, 0.95, 0.8, "token\nids", shape="(batch, 92)")
@@ -131,11 +116,7 @@ def classification_head(ax):
     accent(ax, 8.85, last_y + 1.05, "larger score =\npredicted label;\nsoftmax gives\nprobabilities", ha="center")
 
 
-@diagram("ch06_last_token", alt="""Why the classifier reads the last position. The message "Win a free cruise now" is 5
-    tokens, padded with 5 end-of-text tokens to 10. Above the tokens sit the model's 10 output positions. With causal
-    attention, position 3 can only look at the first 3 tokens, "Win a free", so it has not seen the rest of the message.
-    Position 10, the last, looks at all 10 tokens: it is the only position that has seen the whole message, so its
-    scores decide the label.""", size=(9.2, 3.5))
+@diagram("ch06_last_token", size=(9.2, 3.5))
 def last_token(ax):
     x0, w, ty, oy, h = 1.05, 0.76, 0.6, 2.2, 0.42
     title(ax, 0.1, ty + h / 2, "tokens")
@@ -154,11 +135,7 @@ def last_token(ax):
     text(ax, 0.1, 3.3, "causal attention: each position looks only at the tokens up to itself", ha="left")
 
 
-@diagram("ch06_frozen_trainable", alt="""Which parts of the classifier train. The model is drawn as a stack from
-    the token ids up. The token and position embeddings and transformer blocks 1 to 11 are frozen (requires_grad
-    is False): 117,350,400 parameters that do not change. Transformer block 12 (trf_blocks[11] in the code), the
-    final LayerNorm and the new 768-to-2 head are trainable: 7,090,946 parameters, 5.7% of the 124,441,346 in the
-    model.""", size=(6.3, 5.0))
+@diagram("ch06_frozen_trainable", size=(6.3, 5.0))
 def frozen_trainable(ax):
     model = classifier()
     total, learned = sum(p.numel() for p in model.parameters()), trainable(model)
@@ -179,12 +156,7 @@ def frozen_trainable(ax):
     legend(ax, 0.3, 4.7, [("masked", "frozen"), ("parameter", "trained"), ("data", "data")])
 
 
-@diagram("ch06_loss_all_vs_last", alt="""Two losses side by side. Left, chapter 5's pretraining loss: for the inputs
-    "Win a free cruise", every position has a target, the next token ("a", "free", "cruise", "now"), each position's
-    output is 50,257 scores, and the loss is the mean of the 4 cross-entropies. Right, chapter 6's classification loss:
-    for "Win a free cruise now", each position's output is 2 scores, but only the last position is used; its two scores
-    are compared with the message's label (spam, class 1), one cross-entropy per message. The other positions' scores
-    are ignored. Accuracy asks whether the larger of the last position's two scores is the label.""", size=(9.7, 4.3))
+@diagram("ch06_loss_all_vs_last", size=(9.7, 4.3))
 def loss_all_vs_last(ax):
     line(ax, [(4.62, 0.2), (4.62, 4.05)], color="#cccccc", linewidth=1.0)
     panels = [(0.15, 0.45, 0.98, "Chapter 5: a target at every position", ["Win", "a", "free", "cruise"],
@@ -210,12 +182,7 @@ def loss_all_vs_last(ax):
     note(ax, 7.15, 0.15, "accuracy: is the larger of the 2 scores the label?", ha="center")
 
 
-@diagram("ch06_training_loop", alt="""The classifier's training loop: chapter 5's train_model, given the classification
-    loss and an accuracy hook. For each batch of 8 messages (inputs of shape (8, 92), labels of shape (8,)): zero the
-    gradients, run the model and keep the last position's scores, shape (8, 2), compute the cross-entropy against the
-    labels, backpropagate, and let AdamW (learning rate 5e-5, weight decay 0.1) update the trainable weights. Then the
-    next batch: 130 batches per epoch, 5 epochs, 650 steps. Every 50 steps the loop measures the loss on 5 batches of
-    the training and validation sets, and after each epoch the accuracy on 5 batches of each.""", size=(9.8, 3.55))
+@diagram("ch06_training_loop", size=(9.8, 3.55))
 def training_loop(ax):
     steps = [("data", "batch of 8\nmessages"), ("operation", "zero_grad()"),
              ("operation", "model:\nlast-position\nscores (8, 2)"), ("operation", "cross-entropy\nvs labels (8,)"),
@@ -232,12 +199,7 @@ def training_loop(ax):
          weight="bold")
 
 
-@diagram("ch06_feature_cache", alt="""The frozen-feature cache used on a CPU. Once, before training and without
-    gradients, every message's token ids go through the embeddings and the frozen blocks 1 to 11, and the resulting
-    hidden states, shape (messages, 92, 768), are stored: 1,045 training, 149 validation and 300 test messages. Then, at
-    every step of every epoch, ClassifierTop runs only block 12, the final LayerNorm and the head on the stored hidden
-    states, and the loss at the last position is backpropagated through those three parts alone. A check confirms that
-    the top on the stored states gives the same scores as the whole model on the tokens.""", size=(9.6, 4.1))
+@diagram("ch06_feature_cache", size=(9.6, 4.1))
 def feature_cache(ax):
     title(ax, 0.15, 3.85, "once, before training (no gradients): frozen_features")
     cached = flow(ax, 0.15, 2.6, [("data", "token ids", 1.3), ("masked", "embeddings +\nblocks 1-11 (frozen)", 1.9),
@@ -256,12 +218,7 @@ def feature_cache(ax):
     note(ax, 0.15, 0.2, "checked: the same scores as the whole model on the tokens (largest difference 0.0)")
 
 
-@diagram("ch06_lora", alt="""A LoRA layer. The input x, with 768 numbers per position, takes two paths. On the first
-    it is multiplied by the original weight W, 768 by 768, which is frozen. On the second it is multiplied by A, 768
-    by 16, which starts random, then by B, 16 by 768, which starts at zero, and the result is scaled by alpha over r
-    (16 / 16 = 1 here). The two results are added: x W + (alpha / r) x A B. W holds 589,824 frozen weights; A and B
-    together hold 24,576 trained ones. Because B starts at zero, the layer at first computes exactly what the original
-    did.""", size=(9.2, 4.3))
+@diagram("ch06_lora", size=(9.2, 4.3))
 def lora(ax):
     layer = LoRALinear(nn.Linear(768, 768, device="meta"), rank=16, alpha=16)
     tensor(ax, 0.15, 1.85, 0.8, 0.7, "x", fontsize=12, shape="(..., 768)")
@@ -288,12 +245,7 @@ def lora(ax):
     legend(ax, 0.15, 4.0, [("masked", "frozen"), ("parameter", "trained")])
 
 
-@diagram("ch06_lora_where", alt="""Where LoRA goes in the classifier. Each of the 12 transformer blocks has six linear
-    layers, and each gets its own pair A, B of rank 16: the query, key and value projections and the attention's output
-    projection (768 to 768, 24,576 LoRA weights each) and the feed-forward's two layers (768 to 3,072 and 3,072 to 768,
-    61,440 each). That is 221,184 per block and 2,654,208 for 72 layers. With the new 768-to-2 head, trained in full
-    (1,538), 2,655,746 parameters train: 2.13% of 124,441,346. Everything else, embeddings, LayerNorms and the original
-    weights, is frozen.""", size=(9.6, 4.0))
+@diagram("ch06_lora_where", size=(9.6, 4.0))
 def lora_where(ax):
     def lora_size(d_in, d_out):
         return trainable(LoRALinear(nn.Linear(d_in, d_out, device="meta")))

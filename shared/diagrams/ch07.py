@@ -22,13 +22,7 @@ def cells(ids):
     return [(i, "data" if k < first else "highlight" if k == first else "masked") for k, i in enumerate(ids)]
 
 
-@diagram("ch07_pipeline", alt="""The chapter in one picture. Pretrained GPT-2 (355M parameters on a GPU, 124M on a CPU)
-    is finetuned on 935 instruction examples for 2 epochs. The finetuned model writes responses to the 110 test
-    instructions, greedily and with at most 64 new tokens, and they are saved as JSON. The responses are scored with
-    overlap metrics (exact match, token F1, ROUGE-L) and by an LLM judge (Llama 3 through Ollama, 0 to 100); the model
-    itself also answers 24 multiple-choice questions, scored from the probabilities of the answer letters. The same
-    evaluation runs for the starting model, the fully finetuned model and a LoRA model, and everything ends in one
-    results table.""", size=(9.6, 3.9))
+@diagram("ch07_pipeline", size=(9.6, 3.9))
 def pipeline(ax):
     y, h = 2.2, 0.85
     flow(ax, 0.15, y, [("parameter", "pretrained\nGPT-2", 1.5), ("operation", "instruction\nfinetuning", 1.75),
@@ -49,13 +43,7 @@ def pipeline(ax):
            "then goes into one table")
 
 
-@diagram("ch07_alpaca_template", alt="""One record laid out in the Alpaca prompt format. A fixed preamble, "Below is an
-    instruction that describes a task. Write a response that appropriately completes the request.", then "###
-    Instruction:" with the instruction ("Edit the following sentence for grammar."), "### Input:" with the input ("He go
-    to the park every day."), "### Response:" and the reference output ("He goes to the park every day."). Brackets mark
-    what each function returns: format_input ends after the input; format_prompt adds the response header and is the
-    text the model continues at inference; format_example adds the output and is a training text. When a record's input
-    is empty, the whole Input section is left out.""", size=(9.6, 4.45))
+@diagram("ch07_alpaca_template", size=(9.6, 4.45))
 def alpaca_template(ax):
     sections = [  # (the lines of one part of the prompt, its kind), top to bottom, a blank line between parts
         (["Below is an instruction that describes a task. Write a response",
@@ -81,12 +69,7 @@ def alpaca_template(ax):
     note(ax, 0.2, y - 0.25, "When a record's input is empty, the whole ### Input: section is left out.")
 
 
-@diagram("ch07_template_tokens", alt="""What each prompt format costs in tokens, for the record "Edit the following
-    sentence for grammar." with the input "He go to the park every day.". In the Alpaca format the example is 59 tokens:
-    an 18-token preamble, three 6-token section headers, 7 tokens of instruction, 8 of input and 8 of response. In the
-    chat format it is 38 tokens: a 6-token user marker, the same 7 instruction and 8 input tokens with a 1-token line
-    break between them, an 8-token assistant marker and the 8-token response. Over the whole dataset the averages are
-    56.4 and 38.9 tokens per example.""", size=(9.6, 3.0))
+@diagram("ch07_template_tokens", size=(9.6, 3.0))
 def template_tokens(ax):
     scale, template, content, answer = 0.118, "masked", "plain", "highlight"
     rows = [("Alpaca", 1.85, [(18, template, "preamble 18"), (6, template, "6"), (7, content, "7"),
@@ -106,10 +89,7 @@ def template_tokens(ax):
          "format.")
 
 
-@diagram("ch07_data_split", alt="""Splitting the instruction data. The 1,100 records are shuffled with seed 123 and cut
-    in order: the first 85% (935 records) for training, the next 5% (55) for validation and the last 10% (110) for test.
-    The training set is used for finetuning, the validation set for the loss curves during training, and the test set
-    for the responses that are evaluated at the end.""", size=(9.4, 2.6))
+@diagram("ch07_data_split", size=(9.4, 2.6))
 def data_split(ax):
     parts = [len(part) for part in split_dataset(range(1100), seed=123)]  # the chapter's own split
     y, h = 1.35, 0.6
@@ -129,13 +109,7 @@ def data_split(ax):
     note(ax, 0.15, 0.12, "split_dataset returns (train, validation, test), the order of its fractions")
 
 
-@diagram("ch07_collate_steps", alt="""The collate function in four steps, on three tiny examples with token ids 0 1 2 3
-    4, 5 6 and 7 8 9. Step 1 appends one end-of-text token (50256) to each example. Step 2 pads every row with more
-    50256 tokens to the longest row, 6 tokens. Step 3 makes the inputs by dropping the last column and the targets by
-    dropping the first, so each target is the token after its input. Step 4 replaces every target after the first
-    end-of-text token with -100: the first 50256 of each row stays as a target, so the model learns to stop, and the
-    padding targets become -100, which the loss ignores. The targets end as 1 2 3 4 50256, 6 50256 -100 -100 -100, and 8
-    9 50256 -100 -100.""", size=(9.6, 4.75))
+@diagram("ch07_collate_steps", size=(9.6, 4.75))
 def collate_steps(ax):
     examples = [[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]]
     inputs, targets = instruction_collate(examples)  # the chapter's collate computes steps 3 and 4
@@ -159,12 +133,7 @@ def collate_steps(ax):
     legend(ax, 6.3, 0.3, [("highlight", "end of text"), ("masked", "padding, -100")])
 
 
-@diagram("ch07_ignore_index", alt="""How the loss treats the -100 targets. The targets of the three-example batch form
-    a 3 by 5 grid: 1 2 3 4 50256, 6 50256 -100 -100 -100, and 8 9 50256 -100 -100. Every target that is not -100 gives
-    one cross-entropy term: 5 in the first row, 2 in the second, 3 in the third, 10 in all. The five -100 positions
-    give nothing. The loss is the sum of the 10 terms divided by 10, not by 15, because -100 is the default
-    ignore_index of PyTorch's cross-entropy: those positions count neither in the sum nor in the number it is divided
-    by.""", size=(9.4, 2.7))
+@diagram("ch07_ignore_index", size=(9.4, 2.7))
 def ignore_index(ax):
     _, targets = instruction_collate([[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]])
     rows = [cells(r) for r in targets.tolist()]
@@ -182,11 +151,7 @@ def ignore_index(ax):
          "is not counted\nin the number it is divided by. So chapter 5's batch_loss handles these batches unchanged.")
 
 
-@diagram("ch07_mask_instruction", alt="""Masking the instruction, on the first training example: 76 tokens, the first 40
-    of them the prompt (preamble, instruction and response header) and the last 36 the response. By default all 76
-    targets count: the 75 next tokens and the end-of-text token. With mask_instruction=True the first 39 targets, which
-    would predict prompt tokens, become -100, and 37 remain: the 36 response tokens and the end-of-text token. The
-    target at the prompt's last position, which predicts the first response token, is kept.""", size=(9.2, 3.2))
+@diagram("ch07_mask_instruction", size=(9.2, 3.2))
 def mask_instruction(ax):
     scale, x0, h = 0.088, 1.6, 0.42
     n_prompt, n_response = 40, 36
@@ -216,12 +181,7 @@ def mask_instruction(ax):
          ha="center")
 
 
-@diagram("ch07_generate_response", alt="""How a response is generated. A record is laid out with format_prompt, which
-    ends with the "### Response:" header. The model continues it greedily, one token at a time, each new token appended
-    to the input, until it produces the end-of-text token (50256) or 64 new tokens. Only the new tokens are decoded, and
-    clean_response cuts the text at the first stop marker (end of text, or a new "### Instruction:", "### Input:" or
-    "### Response:" header the model invented) and strips spaces. For example "Paris is the capital." followed by an
-    invented "### Instruction:" section becomes "Paris is the capital.".""", size=(9.6, 3.4))
+@diagram("ch07_generate_response", size=(9.6, 3.4))
 def generate_response(ax):
     y, h = 1.7, 0.85
     flow(ax, 0.15, y, [("data", "record", 1.1), ("operation", "format_prompt", 1.45),
@@ -242,13 +202,7 @@ def generate_response(ax):
     note(ax, 4.2, 0.32, "stop marker: everything from here is dropped", va="top")
 
 
-@diagram("ch07_overlap_metrics", alt="""Three overlap metrics on one pair from the chapter. The response "The capital
-    of France is Paris." and the reference "Paris is the capital of France." are normalised (lower case, punctuation
-    and the articles a, an, the removed) to "capital of france is paris" and "paris is capital of france". Exact
-    match is 0, because the two texts differ. Token F1 treats them as bags of words: all 5 words are shared, so
-    precision, recall and F1 are all 1. ROUGE-L uses the longest common subsequence, the longest run of words in the
-    same order though not necessarily adjacent: "capital of france", 3 words, so precision and recall are 3/5 and
-    ROUGE-L is 0.6.""", size=(9.6, 3.6))
+@diagram("ch07_overlap_metrics", size=(9.6, 3.6))
 def overlap_metrics(ax):
     text(ax, 0.15, 3.35, 'response "The capital of France is Paris."   reference "Paris is the capital of France."',
          ha="left")
@@ -277,13 +231,7 @@ def overlap_metrics(ax):
     note(ax, 0.15, 0.25, "All three compare words only: a correct answer in other words scores low.")
 
 
-@diagram("ch07_multiple_choice", alt="""Multiple choice scored the way MMLU is scored. The prompt is a header line,
-    three worked examples with their answers, then the question "Which word is the opposite of 'ancient'?" with the
-    options A. old, B. modern, C. broken, D. large, and a final "Answer:". One forward pass gives the model's
-    probabilities for the next token over all 50,257 tokens; only four are read, those of " A", " B", " C" and " D"
-    (token ids 317, 347, 327 and 360). Renormalised over the four letters (example numbers in the picture: A 0.10, B
-    0.70, C 0.12, D 0.08), the highest one is the model's choice, here B, the correct answer. Their total before
-    renormalising is the letter mass.""", size=(9.85, 4.0))
+@diagram("ch07_multiple_choice", size=(9.85, 4.0))
 def multiple_choice(ax):
     data(ax, 0.15, 0.3, 4.5, 3.45)
     lines = [("The following are multiple choice questions", INK, "normal"),
@@ -316,13 +264,7 @@ def multiple_choice(ax):
     accent(ax, bx + 0.78, 0.25, "choice: B (correct)", ha="center")
 
 
-@diagram("ch07_judge_loop", alt="""Scoring with an LLM judge. First check_judge asks the Ollama server for its models
-    (GET /api/tags, 2-second timeout); if no server answers or it lacks the model, the judge is skipped and its scores
-    read "not run". Otherwise, for each of the 110 test records: judge_prompt writes a request with the task (the
-    formatted instruction), the reference answer and the model's answer; it is sent with POST /api/chat to Llama 3
-    (model "llama3", temperature 0, seed 123); parse_score reads a number from 0 to 100 from the reply, for example 72
-    from "Score: 72.". The mean over the records is the judge score of that model. A reply without one clear score in
-    range raises JudgeResponseError, and that model's judge score is left out.""", size=(9.6, 3.35))
+@diagram("ch07_judge_loop", size=(9.6, 3.35))
 def judge_loop(ax):
     operation(ax, 0.15, 2.35, 2.0, 0.75, "check_judge:\nGET /api/tags")
     note(ax, 2.35, 2.88, "no server, or no llama3 model:")
@@ -338,12 +280,7 @@ def judge_loop(ax):
     note(ax, 9.45, 2.05, "no clear score in 0-100:\nJudgeResponseError,\nthe score is left out", ha="right")
 
 
-@diagram("ch07_lora", alt="""Full finetuning against LoRA in chapter 7, for GPT-2 124M as in the stored CPU run. In
-    full finetuning every part trains: the token and position embeddings, the 12 transformer blocks, the final
-    LayerNorm and the 768-to-50,257 output head, 163,037,184 parameters, with learning rate 5e-5. With LoRA (rank 16,
-    alpha 16) all of these are frozen; only the A and B matrices added beside the six linear layers of every block
-    train, 72 layers and 2,654,208 parameters (1.63%), with learning rate 2e-4. The output head is excluded from LoRA
-    and stays frozen.""", size=(9.4, 4.75))
+@diagram("ch07_lora", size=(9.4, 4.75))
 def lora(ax):
     with torch.device("meta"):  # GPT-2 124M as the chapter builds it: shapes only, no memory, no weights
         model = GPTModel(GPTConfig(qkv_bias=True))
@@ -371,15 +308,7 @@ def lora(ax):
          "everything.")
 
 
-@diagram("ch07_dpo_vs_rlhf", alt="""Two ways to tune a finetuned (SFT) model on preferences, from the same data:
-    prompts, each with a chosen and a rejected answer. Top, RLHF with a reward model and PPO: first a separate reward
-    model is trained to score the chosen answer above the rejected one; then a loop of reinforcement learning (PPO)
-    repeatedly lets the model write new answers, scores them with the reward model and updates the model, with a penalty
-    for drifting from a frozen copy of the SFT model. Bottom, DPO: no reward model and no sampling. A frozen copy of the
-    SFT model is the reference; for each pair, the log-probabilities of both answers under the model being tuned and
-    under the reference give an implicit reward beta times log(pi over pi_ref) for each answer, and one loss, minus log
-    sigmoid of the chosen reward minus the rejected reward, raises the chosen answer relative to the rejected one. It is
-    ordinary supervised training with a new loss.""", size=(9.6, 4.9))
+@diagram("ch07_dpo_vs_rlhf", size=(9.6, 4.9))
 def dpo_vs_rlhf(ax):
     h = 0.75
     # the shared start of both methods: the finetuned model and the preference pairs
@@ -415,14 +344,7 @@ def dpo_vs_rlhf(ax):
     legend(ax, 6.75, 0.25, [("parameter", "trained"), ("masked", "frozen")])
 
 
-@diagram("ch07_rl_pipeline", alt="""Where reinforcement learning with a checker sits, beside the two preference methods.
-    All three rows start from a pretrained model that was then finetuned on worked examples (supervised finetuning,
-    SFT). Top, RL with verifiable rewards (this notebook, GRPO): the model writes several answers to each prompt, a
-    program checks each final answer and gives reward 1 or 0, and the model is updated towards the answers that scored
-    above their group's average, with a penalty for drifting from a frozen copy of the SFT model. No reward model and no
-    human labels: the checker is the judge. Middle, RLHF: people compare pairs of answers, a reward model is trained on
-    the comparisons, and PPO optimises the model against that learned score. Bottom, DPO: the same comparisons, one
-    supervised loss, no sampling and no reward model.""", size=(10.3, 4.6))
+@diagram("ch07_rl_pipeline", size=(10.3, 4.6))
 def rl_pipeline(ax):
     h = 0.7
     parameter(ax, 0.1, 2.0, 1.2, h, "pretrained\nmodel")
@@ -451,14 +373,7 @@ def rl_pipeline(ax):
          "or DPO's reference)", ha="left", color=MUTED)
 
 
-@diagram("ch07_grpo_step", alt="""One GRPO step for one prompt, "047+385=". The model samples a group of G answers at a
-    temperature (here 4: three worked answers that end in 0432 and one that ends in 0422). The checker compares each
-    final answer with the true sum and gives rewards 1, 1, 0, 1. The advantages are the rewards minus the group's mean
-    (0.75), divided by the group's standard deviation: about +0.58 for each right answer and -1.73 for the wrong one; a
-    group whose rewards are all equal gets advantage 0 and teaches nothing. The loss weights each answer token's
-    probability ratio pi over pi_old by its answer's advantage, clips the ratio to 1 plus or minus epsilon, adds beta
-    times a KL estimate to a frozen reference, and is computed on the answer tokens only, not the prompt. One optimizer
-    step then makes the right answers more likely and the wrong one less likely.""", size=(9.6, 4.3))
+@diagram("ch07_grpo_step", size=(9.6, 4.3))
 def grpo_step(ax):
     answers = ["7+5+0=12,...>0432.", "7+5+0=12,...>0432.", "7+5+0=12,...>0422.", "7+5+0=12,...>0432."]
     rewards = [1, 1, 0, 1]  # the checker's verdicts: 047 + 385 = 432
@@ -487,13 +402,7 @@ def grpo_step(ax):
          "A group whose rewards are all equal has advantage 0: it teaches nothing.")
 
 
-@diagram("ch07_dpo_batch", alt="""One preference pair as preference_collate lays it out for DPO. Both rows start with
-    the same 5 prompt tokens; the chosen row continues with a 6-token answer and the rejected row with a 3-token answer,
-    and each answer ends with one end-of-text token (50256). Both rows are padded with more 50256 tokens to one width,
-    the longest sequence of the batch, here 12. Under each row its response mask is 1 exactly on the answer tokens and
-    their end-of-text token, and 0 on the prompt and on the padding. The sequence's log-probability is the sum, over the
-    positions where the mask is 1, of the log-probability the model gave that token from the position before it; DPO
-    compares these sums for the chosen and the rejected answer.""", size=(10.0, 4.2))
+@diagram("ch07_dpo_batch", size=(10.0, 4.2))
 def dpo_batch(ax):
     from shared.preference import _padded_with_mask
 

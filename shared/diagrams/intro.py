@@ -19,11 +19,7 @@ SOURCE = ["the", "cat", "sat", "down"]
 TARGET_IN = ["<s>", "le", "chat", "s'est", "assis"]
 
 
-@diagram("intro_what_an_llm_does", alt="""What a language model does, in one loop. Text goes in ("The cat curled up on
-    the"); the model, a transformer with learned weights, turns it into one probability for every token of its
-    vocabulary: here mat 0.40, floor 0.23, sofa 0.18, keyboard 0.10, windowsill 0.06, and small probabilities for all
-    the other tokens (toy numbers, the ones chapter 5 uses). One token is chosen, "mat", appended to the text, and the
-    longer text goes back in to predict the token after it.""", size=(9.4, 3.9))
+@diagram("intro_what_an_llm_does", size=(9.4, 3.9))
 def what_an_llm_does(ax):
     words = sorted(zip(probabilities(), TOY_VOCAB), reverse=True)[:5]  # chapter 5's toy distribution, largest first
     title(ax, 0.2, 3.55, "1. text in")
@@ -48,16 +44,7 @@ def what_an_llm_does(ax):
     note(ax, 0.3, 0.68, "5. append it and feed the longer text back in: repeat")
 
 
-@diagram("intro_course_map", alt="""The map of the course: three stages from left to right, each a column of notebooks,
-    main chapters in bold and their companions (lettered) below them. Stage 1, building blocks (folders ch02_text_data,
-    which also holds this introduction, ch03_attention and ch04_gpt_model): 2, text data, tokens and embeddings; 2b,
-    byte-level BPE from scratch; 3, attention; 4, the GPT model, in three parts: the model, generating fast (a KV cache
-    and batched prompts), and modern architectures. The result is an untrained GPT. Stage 2, pretraining
-    (ch05_pretraining): 5, training on unlabeled text; 5b, loading OpenAI's GPT-2 weights; 5c, training at scale; 5d, a
-    fast path; 5e, pretraining on Tiny Shakespeare; 5f, Llama 3 and Qwen3 from our own blocks. The result is a
-    pretrained base model. Stage 3, finetuning (ch06_classification_ft and ch07_instruction_ft): 6, a spam classifier;
-    7, following instructions, in two parts: finetuning, then evaluating the answers; 7b, preference tuning with DPO;
-    7c, reinforcement learning with a checker (GRPO). The results are task-specific models and an assistant.""")
+@diagram("intro_course_map")
 def course_map():
     stages = [
         (0.1, "Stage 1: building blocks", [
@@ -103,14 +90,7 @@ def course_map():
     return fig
 
 
-@diagram("intro_three_architectures", alt="""Three kinds of transformer side by side. Encoder-only, like BERT: the
-    input "the [MASK] sat down" goes through encoder blocks in which every token sees every other token, and the model
-    fills in the hidden word, "cat"; such models read and understand (classification, search). Decoder-only, like GPT:
-    the input "the cat sat" goes through decoder blocks in which each token sees only itself and earlier tokens, and
-    the model predicts the next token, "down"; such models generate text. Encoder-decoder, like the original
-    transformer and T5: an encoder reads the source sentence "the cat sat down"; a decoder writes the translation "le
-    chat" one token at a time and looks back at the encoder's output through cross-attention, predicting the next token
-    "s'est".""", size=(9.5, 4.4))
+@diagram("intro_three_architectures", size=(9.5, 4.4))
 def three_architectures(ax):
     columns = [  # (centre, name, example, inputs and their cell width, output, what the output is, blocks, verdict)
         (1.45, "encoder-only", "e.g. BERT", ["the", "[MASK]", "sat", "down"], 0.58, "cat", "fills in [MASK]",
@@ -145,12 +125,7 @@ def three_architectures(ax):
     accent(ax, 7.75, 0.22, "turns one text into another", ha="center")
 
 
-@diagram("intro_attention_masks", alt="""Three attention masks as grids; a row is a token that looks, a column a token
-    it may look at. Encoder self-attention over the source "the cat sat down": all 16 cells allowed, every token sees
-    every token. Decoder self-attention over the decoder's input "<s> le chat s'est assis": only the cells on and below
-    the diagonal are allowed (15 of 25), so each token sees itself and earlier tokens; the cells above the diagonal, the
-    future, are masked. Cross-attention: five decoder rows by four encoder columns, all 20 cells allowed, every target
-    position may look at the whole source.""", size=(9.5, 3.9))
+@diagram("intro_attention_masks", size=(9.5, 3.9))
 def attention_masks(ax):
     size = 0.42
 
@@ -170,12 +145,7 @@ def attention_masks(ax):
            ha="center")
 
 
-@diagram("intro_gpt3_mixture", alt="""GPT-3's training data (Brown et al., 2020, Table 2.2) as pairs of bars: for each
-    dataset, its share of all the tokens available and its sampling weight, the share of what the model actually read.
-    Common Crawl (filtered), 410 billion tokens: 82 percent of the tokens, weight 60 percent. WebText2, 19 billion: 4
-    percent of the tokens, weight 22 percent. Books1, 12 billion: 2 percent, weight 8 percent. Books2, 55 billion: 11
-    percent, weight 8 percent. Wikipedia, 3 billion: 0.6 percent, weight 3 percent. Smaller, higher-quality sources are
-    read several times over; most of Common Crawl is never read at all.""", size=(9.4, 4.2))
+@diagram("intro_gpt3_mixture", size=(9.4, 4.2))
 def gpt3_mixture(ax):
     total = sum(tokens for _, tokens, _ in GPT3_MIX)
     x0, scale, top, block = 3.05, 6.8, 3.55, 0.64
@@ -197,12 +167,7 @@ def gpt3_mixture(ax):
     note(ax, 9.3, 0.12, "weights as published; they sum to 101% by rounding", ha="right")
 
 
-@diagram("intro_pretrain_finetune", alt="""Pretraining, then finetuning. Hundreds of billions of tokens of unlabeled
-    text (web pages, books, Wikipedia) train a model to predict the next token; that is pretraining, the expensive step,
-    and its result is a base model that continues text. Finetuning starts from the base model's weights and trains
-    briefly on a small labelled dataset. Upper branch: about 1,500 text messages labelled spam or not spam give a
-    classifier (chapter 6). Lower branch: 1,100 pairs of an instruction and a good response give an assistant that
-    follows instructions (chapter 7).""", size=(9.5, 4.4))
+@diagram("intro_pretrain_finetune", size=(9.5, 4.4))
 def pretrain_finetune(ax):
     title(ax, 2.8, 4.2, "stage 2: pretraining (chapter 5)", ha="center")
     title(ax, 7.7, 4.2, "stage 3: finetuning (chapters 6 and 7)", ha="center")
@@ -243,12 +208,7 @@ def scientific(x):
     return f"{mantissa}×$10^{{{int(exponent)}}}$"
 
 
-@diagram("intro_compute_ladder", alt="""Training compute on a logarithmic scale from ten to the 12 to ten to the 24
-    floating-point operations, estimated as 6 times parameters times tokens. Chapter 5's run in this course (162 million
-    parameters, 46,080 tokens) needs about 4.49 times ten to the 13 and took about 11 minutes on a 2-core CPU. GPT-3
-    Small (125 million parameters, 300 billion tokens) needs 2.25 times ten to the 20, GPT-3 175B 3.15 times ten to the
-    23, about seven billion times this course's run, and Chinchilla (70 billion parameters, 1.4 trillion tokens) 5.88
-    times ten to the 23.""", size=(9.4, 3.2))
+@diagram("intro_compute_ladder", size=(9.4, 3.2))
 def compute_ladder(ax):
     lo, hi, x0, x1, y = 12, 24, 0.6, 9.0, 1.6
 
