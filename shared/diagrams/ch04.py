@@ -10,8 +10,8 @@ from shared.model import GELU, FeedForward, GPTConfig
 from . import diagram
 from .primitives import (
     ACCENT, FONT, INK, KINDS, MUTED, accent, angle_arc, arrow, box, brace, chain, data, dial, flow, frame, grid,
-    legend, line, mono, node, note, operation, parameter, plot_area, polar_arrow, row, side_brace, stack, tensor,
-    text, title,
+    legend, line, mono, node, note, operation, parameter, path_arrow, plot_area, polar_arrow, row, side_brace, stack,
+    tensor, text, title,
 )
 
 GPT2 = GPTConfig()  # GPT-2 small (124M), the chapter's defaults
@@ -159,8 +159,7 @@ def shortcuts(ax):
                 plus = y + 0.83
                 node(ax, cx, plus)
                 arrow(ax, (cx, below), (cx, plus - 0.17))
-                line(ax, [(cx, split), (cx - 1.05, split), (cx - 1.05, plus)])
-                arrow(ax, (cx - 1.05, plus), (cx - 0.17, plus))
+                path_arrow(ax, [(cx, split), (cx - 1.05, split), (cx - 1.05, plus), (cx - 0.17, plus)])
                 below = plus + 0.17
         arrow(ax, (cx, below), (cx, 4.55))
     stops = (4.55, 3.2, 2.0, 0.8, 0.25)
@@ -195,8 +194,7 @@ def transformer_block(ax):
         plus = dropout[1] - 0.64
         node(ax, cx, plus)
         arrow(ax, (cx, dropout[1] - 0.19), (cx, plus + 0.17))
-        line(ax, [(cx, top - 0.25), (shortcut_x, top - 0.25), (shortcut_x, plus)])
-        arrow(ax, (shortcut_x, plus), (cx - 0.17, plus))
+        path_arrow(ax, [(cx, top - 0.25), (shortcut_x, top - 0.25), (shortcut_x, plus), (cx - 0.17, plus)])
         note(ax, shortcut_x - 0.12, (top - 0.25 + plus) / 2, "shortcut", ha="right", rotation=90)
         side_brace(ax, cx + w / 2 + 0.35, plus - 0.2, norm[1] + 0.29, role)
         top = plus - 0.17
@@ -221,8 +219,7 @@ def pre_post_norm(ax):
         for name in ("attention", "feed-forward"):
             split = y - 0.2
             plus = split - (1.45 if pre else 0.9)
-            line(ax, [(cx, y), (cx, split), (cx - 1.45, split), (cx - 1.45, plus)], **on_path)
-            arrow(ax, (cx - 1.45, plus), (cx - 0.17, plus), **on_path)
+            path_arrow(ax, [(cx, y), (cx, split), (cx - 1.45, split), (cx - 1.45, plus), (cx - 0.17, plus)], **on_path)
             branch = [("operation", "norm"), ("operation", name)] if pre else [("operation", name)]
             branch = chain(ax, cx, split, branch, h=0.4, gap=0.125, arrow_in=True)
             arrow(ax, (cx, branch[-1][1] - 0.2), (cx, plus + 0.17))
@@ -350,8 +347,7 @@ def swiglu_vs_gelu(ax):
     arrow(ax, (cx + 0.2, 4.4), (up_x, 3.9))
     node(ax, cx, 2.25, "×")
     for x in (gate_x, up_x):
-        line(ax, [(x, 3.45 if x == up_x else 2.55), (x, 2.25)])
-        arrow(ax, (x, 2.25), (cx + math.copysign(0.17, x - cx), 2.25))
+        path_arrow(ax, [(x, 3.45 if x == up_x else 2.55), (x, 2.25), (cx + math.copysign(0.17, x - cx), 2.25)])
     accent(ax, cx + 0.3, 2.1, "element-wise: the gate\nswitches features on/off", va="top")
     chain(ax, cx, 2.08, [("operation", f"down: {hidden:,} → {EMB}", 2.2, 0.45), ("tensor", f"out ({EMB})", 1.4)],
           h=0.4, gap=0.35, arrow_in=True)

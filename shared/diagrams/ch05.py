@@ -9,7 +9,7 @@ from shared.generation import next_token_probabilities, top_p_filter
 from . import diagram
 from .primitives import (
     ACCENT, INK, KINDS, MONO, MUTED, accent, arrow, bar_chart, box, brace, canvas, chain, data, dot, frame, line,
-    mono, name_box, note, operation, parameter, row, sketch_axes, text, title,
+    mono, name_box, note, operation, parameter, path_arrow, row, sketch_axes, text, title,
 )
 
 # The chapter's toy next-token distribution (section 5), in the order the notebook prints it.
@@ -331,8 +331,7 @@ def gpt2_weight_mapping(ax):
     # GPT-2 has no head of its own: the logits reuse wte, so out_head gets a copy of it
     y_head = 7.15 - 0.5 * 12.3
     name_box(ax, rx, y_head - h / 2, rw, h, "out_head", "(50257, 768)")
-    line(ax, [(lx, 7.15), (0.18, 7.15), (0.18, y_head), (rx - 0.3, y_head)])
-    arrow(ax, (rx - 0.3, y_head), (rx, y_head))
+    path_arrow(ax, [(lx, 7.15), (0.18, 7.15), (0.18, y_head), (rx - 0.3, y_head), (rx, y_head)])
     note(ax, mid, y_head + 0.1, "copy (tied)", va="bottom", ha="center")
     note(ax, lx, y_head + 0.1, "no output head in the file: logits reuse wte", va="bottom", style="italic")
     for y, words in ((0.56, "transpose: GPT-2's Conv1D stores a weight as (in, out) and computes x @ W; nn.Linear "
@@ -370,8 +369,7 @@ def static_kv_cache(ax):
         row(ax, rx + (new + 1) * c, y, [""] * (max_len - new - 1), w=c, h=c, kind="masked", hatch="////")
         target = rx + (new + 0.5) * c
         mono(ax, rx, y - 0.3, f"position = tensor({new})", color=INK)
-        line(ax, [(rx + 1.72, y - 0.3), (target, y - 0.3)], linewidth=1.0)
-        arrow(ax, (target, y - 0.3), (target, y - 0.02), linewidth=1.0)
+        path_arrow(ax, [(rx + 1.72, y - 0.3), (target, y - 0.3), (target, y - 0.02)], linewidth=1.0)
         if step == 1:
             brace(ax, rx + (new + 1) * c + 0.03, rx + max_len * c - 0.03, y - 0.08, "masked: the future")
     accent(ax, 0.15, 1.05, "torch.cat: new tensor every step, shape changes")

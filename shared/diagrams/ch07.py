@@ -245,11 +245,10 @@ def multiple_choice(ax):
              ("D. large", INK, "normal"), ("Answer:", ACCENT, "normal")]
     for i, (words, color, style) in enumerate(lines):
         mono(ax, 0.3, 3.5 - i * 0.265, words, color=color, style=style)
-    operation(ax, 5.0, 1.7, 1.25, 0.8, "model:\none forward\npass")
     arrow(ax, (4.65, 2.1), (5.0, 2.1))
-    tensor(ax, 6.6, 1.7, 1.25, 0.8, "next-token\nprobabilities")
+    flow(ax, 5.0, 1.7, [("operation", "model:\none forward\npass", 1.25),
+                        ("tensor", "next-token\nprobabilities", 1.25)], h=0.8, gap=0.35)
     note(ax, 7.225, 1.5, "50,257 of them", ha="center")
-    arrow(ax, (6.25, 2.1), (6.6, 2.1))
     # the four letters
     probs = [("A", 317, 0.10), ("B", 347, 0.70), ("C", 327, 0.12), ("D", 360, 0.08)]
     bx, base, bw = 8.2, 1.0, 0.36
@@ -319,12 +318,9 @@ def dpo_vs_rlhf(ax):
     # RLHF row
     ry = 3.75
     title(ax, 2.05, 4.7, "RLHF with a reward model and PPO", fontsize=10.5)
-    operation(ax, 2.05, ry, 1.55, h, "train a reward\nmodel on the pairs")
-    parameter(ax, 3.95, ry, 1.25, h, "reward\nmodel")
-    operation(ax, 5.55, ry, 2.25, h, "PPO loop: the model writes\nanswers, they are scored,\nthe model is updated")
-    parameter(ax, 8.15, ry, 1.3, h, "tuned\nmodel")
-    for a, b in [(3.6, 3.95), (5.2, 5.55), (7.8, 8.15)]:
-        arrow(ax, (a, ry + h / 2), (b, ry + h / 2))
+    ppo = "PPO loop: the model writes\nanswers, they are scored,\nthe model is updated"
+    flow(ax, 2.05, ry, [("operation", "train a reward\nmodel on the pairs", 1.55), ("parameter", "reward\nmodel", 1.25),
+                        ("operation", ppo, 2.25), ("parameter", "tuned\nmodel", 1.3)], h=h, gap=0.35)
     path_arrow(ax, [(1.7, 3.1), (1.85, 3.1), (1.85, ry + h / 2), (2.05, ry + h / 2)])
     note(ax, 5.55, ry - 0.45, "+ a penalty for drifting from a frozen SFT copy")
     note(ax, 2.05, ry - 0.22, "two models trained, sampling at every step")
@@ -332,13 +328,11 @@ def dpo_vs_rlhf(ax):
     dy = 1.7
     title(ax, 2.05, 2.85, "DPO: one loss on the pairs, no reward model, no sampling", fontsize=10.5)
     box(ax, 2.05, 0.45, 1.55, 0.7, "frozen reference\n(SFT copy)", kind="masked")
-    tensor(ax, 3.95, dy, 1.9, h, "log-probs of both\nanswers: \u03c0 and \u03c0_ref")
-    operation(ax, 6.2, dy, 1.6, h, "DPO loss\n\u2212log \u03c3(r_c \u2212 r_r)")
-    parameter(ax, 8.15, dy, 1.3, h, "tuned\nmodel")
+    flow(ax, 3.95, dy, [("tensor", "log-probs of both\nanswers: \u03c0 and \u03c0_ref", 1.9),
+                        ("operation", "DPO loss\n\u2212log \u03c3(r_c \u2212 r_r)", 1.6),
+                        ("parameter", "tuned\nmodel", 1.3)], h=h, gap=0.35)
     arrow(ax, (1.7, dy + h / 2), (3.95, dy + h / 2))
     arrow(ax, (3.6, 0.8), (4.3, dy))
-    for a, b in [(5.85, 6.2), (7.8, 8.15)]:
-        arrow(ax, (a, dy + h / 2), (b, dy + h / 2))
     accent(ax, 4.45, 0.85, "implicit reward of an answer:\nr = \u03b2 \u00b7 log(\u03c0 / \u03c0_ref)")
     note(ax, 7.0, 1.4, "gradient: chosen up,\nrejected down", va="top", ha="center")
     legend(ax, 6.75, 0.25, [("parameter", "trained"), ("masked", "frozen")])
@@ -347,11 +341,8 @@ def dpo_vs_rlhf(ax):
 @diagram("ch07_rl_pipeline", size=(10.3, 4.6))
 def rl_pipeline(ax):
     h = 0.7
-    parameter(ax, 0.1, 2.0, 1.2, h, "pretrained\nmodel")
-    operation(ax, 1.6, 2.0, 1.25, h, "supervised\nfinetuning")
-    parameter(ax, 3.15, 2.0, 1.05, h, "SFT\nmodel")
-    arrow(ax, (1.3, 2.35), (1.6, 2.35))
-    arrow(ax, (2.85, 2.35), (3.15, 2.35))
+    flow(ax, 0.1, 2.0, [("parameter", "pretrained\nmodel", 1.2), ("operation", "supervised\nfinetuning", 1.25),
+                        ("parameter", "SFT\nmodel", 1.05)], h=h, gap=0.3)
     note(ax, 2.225, 1.75, "worked examples", ha="center")
     rows = [
         (3.55, "RL with a checker (GRPO, this notebook)", "sample a group of\nanswers per prompt",
@@ -363,11 +354,8 @@ def rl_pipeline(ax):
     ]
     for y, heading, first, second, third in rows:
         title(ax, 4.55, y + h + 0.2, heading, color=ACCENT if "GRPO" in heading else INK)
-        operation(ax, 4.55, y, 1.55, h, first)
-        (data if "program" in second else operation)(ax, 6.4, y, 2.0, h, second)
-        operation(ax, 8.7, y, 1.5, h, third)
-        arrow(ax, (6.1, y + h / 2), (6.4, y + h / 2))
-        arrow(ax, (8.4, y + h / 2), (8.7, y + h / 2))
+        checked = "data" if "program" in second else "operation"  # a program's verdict is data, not a model
+        flow(ax, 4.55, y, [("operation", first, 1.55), (checked, second, 2.0), ("operation", third, 1.5)], h=h, gap=0.3)
         path_arrow(ax, [(4.2, 2.35), (4.38, 2.35), (4.38, y + h / 2), (4.55, y + h / 2)])
     text(ax, 0.1, 0.75, "every row keeps the tuned model\nclose to a frozen copy of the\nSFT model (a KL penalty\n"
          "or DPO's reference)", ha="left", color=MUTED)
