@@ -168,8 +168,8 @@ def bpe_merges(ax):
 @diagram("ch02_gpt2_vocabulary", size=(9.5, 4.0))
 def gpt2_vocabulary(ax):
     y, h = 2.75, 0.5
-    segments = [(0.3, 2.1, "256 single bytes", "normal"), (2.1, 7.6, "50,000 merges, in the order they were learned",
-                                                            "normal"),
+    segments = [(0.3, 2.1, "256 single bytes", "normal"),
+                (2.1, 7.6, "50,000 merges, in the order they were learned", "normal"),
                 (7.6, 9.2, "<|endoftext|>", "bold")]
     for x0, x1, label, weight in segments:
         box(ax, x0, y, x1 - x0, h, label, kind="data", weight=weight)
@@ -207,11 +207,9 @@ def sliding_window(ax):
     brace(ax, x0, x0 + 4 * w - 0.03, 3.08, "window 1: max_length = 4", below=False)
     brace(ax, x0 + 4 * w + 0.03, x0 + 8 * w, 3.08, "window 2: a stride of 4 further on", below=False)
     title(ax, 0.1, 1.62, "input")
-    row(ax, x0, 1.4, ids[0:4], w=w, h=h, kind="tensor")
-    row(ax, x0 + 4 * w, 1.4, ids[4:8], w=w, h=h, kind="tensor")
+    row(ax, x0, 1.4, ids[0:8], w=w, h=h, kind="tensor")  # two windows, side by side
     title(ax, 0.1, 0.52, "target")
-    row(ax, x0 + w, 0.3, ids[1:5], w=w, h=h, kind="highlight")
-    row(ax, x0 + 5 * w, 0.3, ids[5:9], w=w, h=h, kind="highlight")
+    row(ax, x0 + w, 0.3, ids[1:9], w=w, h=h, kind="highlight")
     # a thicker line where window 1 ends and window 2 begins, in both rows
     for y, left in [(1.4, x0 + 4 * w), (0.3, x0 + 5 * w)]:
         line(ax, [(left, y - 0.08), (left, y + h + 0.08)], color=INK, linewidth=2.2)

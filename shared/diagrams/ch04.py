@@ -292,10 +292,9 @@ def kv_cache(ax):
                                                      ("v", y - 0.42, y - c, 0.55, y - 0.54)):
             title(ax, cache_x - 0.2, cache_y + c / 2, name.upper(), ha="center")
             row(ax, cache_x, cache_y, [f"{name}{p}" for p in every], w=c, h=c, kinds=kinds, rounded=False)
-            line(ax, [(right, source_y), (right + bend, source_y), (right + bend, edge), (target, edge)],
-                 color=MUTED, linewidth=1.0)
             into = cache_y + (c + 0.01 if name == "k" else -0.01)
-            arrow(ax, (target, edge), (target, into), color=MUTED, linewidth=1.0)
+            path_arrow(ax, [(right, source_y), (right + bend, source_y), (right + bend, edge), (target, edge),
+                            (target, into)], color=MUTED, linewidth=1.0)
         note(ax, right + 0.45, y + 0.33, "append\nk and v")
         accent(ax, cache_x, y - 0.64, attends, va="top")
     legend(ax, 0.15, 0.14, [("highlight", "computed in this step"), ("tensor", "read from the cache")], size=0.3)

@@ -212,10 +212,9 @@ def overlap_metrics(ax):
     reference = ["paris", "is", "capital", "of", "france"]
     lcs = {"capital", "of", "france"}
     xr = 1.35
-    title(ax, 0.15, 2.5, "response")
-    title(ax, 0.15, 1.3, "reference")
-    row(ax, xr, 2.3, response, w=w, h=h, kinds=["highlight" if t in lcs else "data" for t in response])
-    row(ax, xr, 1.1, reference, w=w, h=h, kinds=["highlight" if t in lcs else "data" for t in reference])
+    for y, name, words in ((2.3, "response", response), (1.1, "reference", reference)):
+        title(ax, 0.15, y + 0.2, name)
+        row(ax, xr, y, words, w=w, h=h, kinds=["highlight" if t in lcs else "data" for t in words])
     for i, word in enumerate(response):
         if word in lcs:
             j = reference.index(word)

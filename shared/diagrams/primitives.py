@@ -16,6 +16,7 @@ so the figures stay sharp on high-density screens. Chapter modules compose these
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 
@@ -120,20 +121,11 @@ def box(ax, x, y, w, h, label="", kind="tensor", fontsize=10, shape=None, color=
     return centre
 
 
-def tensor(ax, x, y, w, h, label="", **kwargs):
-    return box(ax, x, y, w, h, label, kind="tensor", **kwargs)
-
-
-def operation(ax, x, y, w, h, label="", **kwargs):
-    return box(ax, x, y, w, h, label, kind="operation", **kwargs)
-
-
-def parameter(ax, x, y, w, h, label="", **kwargs):
-    return box(ax, x, y, w, h, label, kind="parameter", **kwargs)
-
-
-def data(ax, x, y, w, h, label="", **kwargs):
-    return box(ax, x, y, w, h, label, kind="data", **kwargs)
+# The four kinds the pictures name most often: a box with its kind already chosen.
+tensor = functools.partial(box, kind="tensor")
+operation = functools.partial(box, kind="operation")
+parameter = functools.partial(box, kind="parameter")
+data = functools.partial(box, kind="data")
 
 
 def name_box(ax, x, y, w, h, name, detail, kind="parameter"):
