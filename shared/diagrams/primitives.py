@@ -95,9 +95,9 @@ def mono_width(chars: int, fontsize: float = 10) -> float:
     return chars * MONO_ADVANCE * fontsize / 72
 
 
-def fitted_widths(columns, pad=0.2, minimum=0.0, fontsize=10):
+def fitted_widths(columns, pad=0.2, minimum=0.0):
     """One cell width per column of labels, wide enough for its longest label in the monospaced font."""
-    return [max(mono_width(max(len(str(s)) for s in column), fontsize) + pad, minimum) for column in columns]
+    return [max(mono_width(max(len(str(s)) for s in column)) + pad, minimum) for column in columns]
 
 
 # ---- shapes ----
@@ -181,37 +181,35 @@ def bar_chart(ax, x, top, values, labels=(), scale=3.0, row_h=0.28, kind="tensor
     line(ax, [(x, top - len(values) * row_h), (x, top)], color=MUTED, linewidth=0.9)
 
 
-def frame(ax, x, y, w, h, label="", color=MUTED, style="--", fontsize=10):
+def frame(ax, x, y, w, h, label="", color=MUTED, style="--"):
     """A thin rounded outline that groups the shapes inside it, with an optional bold label at its top left."""
     ax.add_patch(patches.FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0,rounding_size=0.12", facecolor="none",
                                         edgecolor=color, linewidth=1.1, linestyle=style, zorder=0))
     if label:
-        title(ax, x + 0.12, y + h - 0.2, label, fontsize=fontsize)
+        title(ax, x + 0.12, y + h - 0.2, label)
 
 
-def stack(ax, x, y, w, h, label="", kind="operation", depth=3, step=0.06, rows=1, **kwargs):
+def stack(ax, x, y, w, h, kind="operation", depth=3, step=0.06, rows=1):
     """`depth` copies of a box, each a step behind the last: many of the same (blocks, a batch of sheets).
 
-    `rows` > 1 splits the front box into rows (the positions of a sheet). Returns the front box's centre.
+    `rows` > 1 splits the front box into rows (the positions of a sheet).
     """
-    for k in reversed(range(1, depth)):
+    for k in reversed(range(depth)):
         box(ax, x + k * step, y + k * step, w, h, kind=kind, rounded=False, linewidth=1.0)
-    centre = box(ax, x, y, w, h, label, kind=kind, rounded=False, linewidth=1.0, **kwargs)
     for r in range(1, rows):
         line(ax, [(x, y + r * h / rows), (x + w, y + r * h / rows)], color=KINDS[kind][1], linewidth=0.7)
-    return centre
 
 
 # ---- lines and arrows ----
 
-def line(ax, points, color=INK, linewidth=1.3, style="-", zorder=1):
+def line(ax, points, color=INK, linewidth=1.3, style="-"):
     """A polyline without an arrow head."""
     xs, ys = zip(*points)
-    ax.plot(xs, ys, color=color, linewidth=linewidth, linestyle=style, zorder=zorder, solid_capstyle="butt")
+    ax.plot(xs, ys, color=color, linewidth=linewidth, linestyle=style, zorder=1, solid_capstyle="butt")
 
 
-def arrow(ax, start, end, label=None, color=INK, label_side="right", fontsize=10, curve=0.0, style="-|>",
-          linewidth=1.3, linestyle="-"):
+def arrow(ax, start, end, label=None, color=INK, label_side="right", curve=0.0, style="-|>", linewidth=1.3,
+          linestyle="-"):
     """An arrow from `start` to `end` (points in inches), with an optional label beside its middle."""
     ax.add_patch(patches.FancyArrowPatch(start, end, arrowstyle=style, mutation_scale=12, color=color,
                                          linewidth=linewidth, linestyle=linestyle, shrinkA=0, shrinkB=0,
@@ -220,15 +218,15 @@ def arrow(ax, start, end, label=None, color=INK, label_side="right", fontsize=10
         mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
         dx = {"right": 0.08, "left": -0.08, "center": 0}[label_side]
         ha = {"right": "left", "left": "right", "center": "center"}[label_side]
-        note(ax, mx + dx, my, label, ha=ha, fontsize=fontsize)
+        note(ax, mx + dx, my, label, ha=ha)
 
 
-def path_arrow(ax, points, color=INK, linewidth=1.3, label=None, label_at=None, ha="left"):
+def path_arrow(ax, points, color=INK, linewidth=1.3, label=None, label_at=None):
     """An arrow along a polyline (for right-angled connections): plain segments, then an arrowhead on the last."""
     line(ax, points[:-1], color=color, linewidth=linewidth)
     arrow(ax, points[-2], points[-1], color=color, linewidth=linewidth)
     if label:
-        note(ax, *label_at, label, ha=ha)
+        note(ax, *label_at, label)
 
 
 def polar_arrow(ax, origin, angle, length, label="", color=MUTED, dashed=False, linewidth=1.6):
@@ -239,13 +237,13 @@ def polar_arrow(ax, origin, angle, length, label="", color=MUTED, dashed=False, 
     text(ax, origin[0] + (length + 0.2) * direction[0], origin[1] + (length + 0.2) * direction[1], label, color=color)
 
 
-def angle_arc(ax, centre, radius, start, end, label="", color=ACCENT):
+def angle_arc(ax, centre, radius, start, end, label=""):
     """The arc from direction `start` to `end` (radians) around `centre`, its label just outside its middle."""
     ax.add_patch(patches.Arc(centre, 2 * radius, 2 * radius, theta1=math.degrees(start), theta2=math.degrees(end),
-                             color=color, linewidth=1.6))
+                             color=ACCENT, linewidth=1.6))
     middle = (start + end) / 2
     text(ax, centre[0] + (radius + 0.17) * math.cos(middle), centre[1] + (radius + 0.17) * math.sin(middle), label,
-         fontsize=11, color=color)
+         fontsize=11, color=ACCENT)
 
 
 def sketch_axes(ax, x0, y0, x1, y1, x_label, y_label):
@@ -256,21 +254,19 @@ def sketch_axes(ax, x0, y0, x1, y1, x_label, y_label):
     text(ax, x0 - 0.45, (y0 + y1) / 2, y_label)
 
 
-def brace(ax, x0, x1, y, label="", below=True, color=MUTED, fontsize=10):
+def brace(ax, x0, x1, y, label="", below=True, color=MUTED):
     """A square bracket under (or over) the span x0..x1 at height y, with a label: marks a group of cells."""
     tick = -0.08 if below else 0.08
     line(ax, [(x0, y - tick), (x0, y), (x1, y), (x1, y - tick)], color=color, linewidth=1.1)
     if label:
-        text(ax, (x0 + x1) / 2, y + tick, label, va="top" if below else "bottom", fontsize=fontsize, color=color)
+        text(ax, (x0 + x1) / 2, y + tick, label, va="top" if below else "bottom", color=color)
 
 
-def side_brace(ax, x, y0, y1, label="", right=True, color=MUTED, fontsize=10):
-    """A square bracket beside the span y0..y1 at x, opening towards the shapes it groups, label outside."""
-    tick = 0.08 if right else -0.08
-    line(ax, [(x - tick, y0), (x, y0), (x, y1), (x - tick, y1)], color=color, linewidth=1.1)
+def side_brace(ax, x, y0, y1, label="", color=MUTED):
+    """A square bracket right of the span y0..y1 at x, opening towards the shapes it groups, label outside."""
+    line(ax, [(x - 0.08, y0), (x, y0), (x, y1), (x - 0.08, y1)], color=color, linewidth=1.1)
     if label:
-        text(ax, x + tick * 1.5, (y0 + y1) / 2, label, ha="left" if right else "right", fontsize=fontsize,
-             color=color)
+        text(ax, x + 0.12, (y0 + y1) / 2, label, ha="left", color=color)
 
 
 # ---- layouts: positions computed from the data they show ----
