@@ -99,10 +99,9 @@ def encode_decode(ax):
     arrow(ax, (mid, 1.55), (mid, 0.79), "int_to_str, join with spaces, drop the space before , . ? ' \" ...")
     # the two directions, drawn as long arrows in the margin
     side = right + 0.35
-    arrow(ax, (side, 4.17), (side, 1.77), color=INK)
-    title(ax, side + 0.12, 3.0, "encode")
-    arrow(ax, (side, 1.77), (side, 0.57), color=INK)
-    title(ax, side + 0.12, 1.17, "decode")
+    for top, bottom, direction in ((4.17, 1.77, "encode"), (1.77, 0.57, "decode")):
+        arrow(ax, (side, top), (side, bottom), color=INK)
+        title(ax, side + 0.12, (top + bottom) / 2, direction)  # beside the middle of its arrow
     text(ax, x0, 0.13, "the dropped whitespace is guessed back: \"It's\" returns as \"It' s\", and a space follows "
          "the first quote", ha="left", color=ACCENT)
 

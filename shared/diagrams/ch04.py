@@ -81,10 +81,9 @@ def layer_norm(ax):
     brace(ax, x0, right, 4.3, "statistics over a row: features 1..6", below=False)
     arrow(ax, (x0 + 3 * w, 4.25 - 2 * h - 0.05), (x0 + 3 * w, 2.6),
           label="per row: subtract the mean, divide by √(variance + eps)")
-    title(ax, 0.1, 0.97 - h / 2, "× scale")
-    row(ax, x0, 0.95 - h, ["1"] * 6, w=w, h=h, kind="parameter")
-    title(ax, 0.1, 0.93 - 1.5 * h, "+ shift")
-    row(ax, x0, 0.91 - 2 * h, ["0"] * 6, w=w, h=h, kind="parameter")
+    for y, name, start in ((0.95 - h, "× scale", "1"), (0.91 - 2 * h, "+ shift", "0")):  # learned, from 1 and 0
+        title(ax, 0.1, y + h / 2 + 0.02, name)
+        row(ax, x0, y, [start] * 6, w=w, h=h, kind="parameter")
     arrow(ax, (x0 + 3 * w, 2.55 - 2 * h - 0.05), (x0 + 3 * w, 1.0),
           label="per feature (column): multiply by scale, add shift")
     note(ax, right + 0.2, 0.53, "learned, one number per feature,\nstarting at 1 and 0: the network can\n"

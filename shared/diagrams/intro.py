@@ -150,10 +150,10 @@ def gpt3_mixture(ax):
     total = sum(tokens for _, tokens, _ in GPT3_MIX)
     x0, scale, top, block = 3.05, 6.8, 3.55, 0.64
     title(ax, 0.1, 4.0, "GPT-3's training mixture (Brown et al., 2020, Table 2.2)")
-    bar(ax, 5.3, 3.88, 0.3, 0.16, kind="data")
-    text(ax, 5.67, 3.96, "share of the 499 B tokens available", ha="left")
-    bar(ax, 5.3, 3.64, 0.3, 0.16, kind="tensor")
-    text(ax, 5.67, 3.72, "sampling weight: share of what was read", ha="left")
+    for y, kind, words in ((3.88, "data", f"share of the {total} B tokens available"),
+                           (3.64, "tensor", "sampling weight: share of what was read")):
+        bar(ax, 5.3, y, 0.3, 0.16, kind=kind)
+        text(ax, 5.67, y + 0.08, words, ha="left")
     for i, (name, tokens, weight) in enumerate(GPT3_MIX):
         y = top - (i + 1) * block
         share = tokens / total
