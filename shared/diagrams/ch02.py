@@ -410,35 +410,31 @@ PIPELINE_PRETOKENS = [
 @diagram("ch02_bpe_pipeline", size=(9.5, 4.6))
 def bpe_pipeline(ax):
     label_x, start, unit, h, gap = 0.15, 2.0, 0.45, 0.42, 0.3
-    ys = {"text": 3.85, "bytes": 2.85, "merges": 1.7, "ids": 0.6}
-    notes = {
-        "text": ("text", "any Unicode string"),
-        "bytes": ("UTF-8 bytes", "grouped into pre-tokens"),
-        "merges": ("tokens", "merges, lowest rank first"),
-        "ids": ("ids", "one per token"),
-    }
-    for key, (heading, what) in notes.items():
-        title(ax, label_x, ys[key] + h / 2 + 0.1, heading)
-        note(ax, label_x, ys[key] + h / 2 - 0.15, what)
+    stages = [(3.85, "text", "any Unicode string"), (2.85, "UTF-8 bytes", "grouped into pre-tokens"),
+              (1.7, "tokens", "merges, lowest rank first"), (0.6, "ids", "one per token")]
+    for y, heading, what in stages:
+        title(ax, label_x, y + h / 2 + 0.1, heading)
+        note(ax, label_x, y + h / 2 - 0.15, what)
+    text_y, bytes_y, tokens_y, ids_y = (y for y, _, _ in stages)
     total = sum(len(b) for _, b, _ in PIPELINE_PRETOKENS) * unit + gap * (len(PIPELINE_PRETOKENS) - 1)
-    box(ax, start, ys["text"], total, h, "Caf\u00e9 won't", kind="data", fontsize=11, family=MONO)
+    box(ax, start, text_y, total, h, "Caf\u00e9 won't", kind="data", fontsize=11, family=MONO)
     left = start
     for piece, byte_values, tokens in PIPELINE_PRETOKENS:
         width = len(byte_values) * unit
         kinds = ["highlight" if b >= 128 else "data" for b in byte_values]
-        row(ax, left, ys["bytes"], byte_values, w=unit, h=h, kinds=kinds, family=MONO)
-        brace(ax, left + 0.03, left + width - 0.03, ys["bytes"] + h + 0.12, f"pre-token {piece}", below=False)
-        arrow(ax, (left + width / 2, ys["text"] - 0.02), (left + width / 2, ys["bytes"] + h + 0.38), linewidth=1.0)
+        row(ax, left, bytes_y, byte_values, w=unit, h=h, kinds=kinds, family=MONO)
+        brace(ax, left + 0.03, left + width - 0.03, bytes_y + h + 0.12, f"pre-token {piece}", below=False)
+        arrow(ax, (left + width / 2, text_y - 0.02), (left + width / 2, bytes_y + h + 0.38), linewidth=1.0)
         token_w = width / len(tokens)
         for k, (token, token_id) in enumerate(tokens):
             x = left + k * token_w
-            box(ax, x, ys["merges"], token_w, h, token, kind="data", family=MONO)
-            box(ax, x, ys["ids"], token_w, h, str(token_id), kind="data", family=MONO)
-            arrow(ax, (x + token_w / 2, ys["merges"] - 0.02), (x + token_w / 2, ys["ids"] + h + 0.02), linewidth=1.0)
-        arrow(ax, (left + width / 2, ys["bytes"] - 0.02), (left + width / 2, ys["merges"] + h + 0.02), linewidth=1.0)
+            box(ax, x, tokens_y, token_w, h, token, kind="data", family=MONO)
+            box(ax, x, ids_y, token_w, h, str(token_id), kind="data", family=MONO)
+            arrow(ax, (x + token_w / 2, tokens_y - 0.02), (x + token_w / 2, ids_y + h + 0.02), linewidth=1.0)
+        arrow(ax, (left + width / 2, bytes_y - 0.02), (left + width / 2, tokens_y + h + 0.02), linewidth=1.0)
         left += width + gap
-    accent(ax, start + total + 0.15, ys["bytes"] + h / 2, "\u00e9 = 2 bytes")
-    accent(ax, start + total + 0.15, ys["merges"] + h / 2, "no merge crosses\na pre-token boundary")
+    accent(ax, start + total + 0.15, bytes_y + h / 2, "\u00e9 = 2 bytes")
+    accent(ax, start + total + 0.15, tokens_y + h / 2, "no merge crosses\na pre-token boundary")
 
 
 @diagram("ch02_bpe_merge_step", size=(9.5, 4.3))

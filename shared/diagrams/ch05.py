@@ -8,7 +8,7 @@ from shared.generation import next_token_probabilities, top_p_filter
 
 from . import diagram
 from .primitives import (
-    ACCENT, INK, KINDS, MONO, MUTED, accent, arrow, bar_chart, box, brace, canvas, chain, data, dot, frame, line,
+    ACCENT, INK, KINDS, MONO, MUTED, accent, arrow, bar_chart, box, brace, canvas, chain, data, dot, flow, frame, line,
     mono, name_box, note, operation, parameter, path_arrow, row, sketch_axes, text, title,
 )
 
@@ -104,14 +104,11 @@ def perplexity(ax):
 @diagram("ch05_training_loop", size=(9.5, 4.5))
 def training_loop(ax):
     top, bottom, h = 3.35, 1.6, 0.6
-    forward = [(0.15, 1.75, "data", "batch:\ninputs, targets", "(2, 256) each"), (2.35, 1.1, "operation", "model", ""),
-               (3.9, 1.35, "tensor", "logits", "(2, 256, 50257)"),
-               (5.7, 1.75, "operation", "cross-entropy over\nevery position", ""),
-               (7.9, 1.45, "tensor", "loss", "one number")]
-    for k, (x, w, kind, label, shape) in enumerate(forward):
-        box(ax, x, top, w, h, label, kind=kind, shape=shape)
-        if k:
-            arrow(ax, (forward[k - 1][0] + forward[k - 1][1], top + h / 2), (x, top + h / 2))
+    forward = [("data", "batch:\ninputs, targets", 1.75), ("operation", "model", 1.1), ("tensor", "logits", 1.35),
+               ("operation", "cross-entropy over\nevery position", 1.75), ("tensor", "loss", 1.45)]
+    centres = flow(ax, 0.15, top, forward, h=h, gap=0.45)
+    for (cx, _), shape in zip(centres, ["(2, 256) each", "", "(2, 256, 50257)", "", "one number"]):
+        mono(ax, cx, top - 0.06, shape, ha="center", va="top")
     backward = [(7.65, 1.7, "loss.backward()\nfills the gradients"),
                 (5.2, 1.75, "optimizer.step()\nAdamW moves weights"),
                 (2.7, 1.8, "optimizer.zero_grad()\nclears the gradients")]
