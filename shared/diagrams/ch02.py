@@ -167,17 +167,18 @@ def bpe_merges(ax):
 @diagram("ch02_gpt2_vocabulary", size=(9.5, 4.0))
 def gpt2_vocabulary(ax):
     y, h = 2.75, 0.5
-    segments = [(0.3, 2.1, "256 single bytes", "normal"),
-                (2.1, 7.6, "50,000 merges, in the order they were learned", "normal"),
-                (7.6, 9.2, "<|endoftext|>", "bold")]
-    for x0, x1, label, weight in segments:
+    segments = [  # (from, to, what the ids are, weight, examples written under the bar)
+        (0.3, 2.1, "256 single bytes", "normal", "0 \u2192 '!'   32 \u2192 'A'"),
+        (2.1, 7.6, "50,000 merges, in the order they were learned", "normal",
+         f"256 \u2192 '{SPACE}t' (first)  \u2026  50,255 \u2192 '{SPACE}gazed' (last)"),
+        (7.6, 9.2, "<|endoftext|>", "bold", "50,256"),
+    ]
+    for x0, x1, label, weight, examples in segments:
         box(ax, x0, y, x1 - x0, h, label, kind="data", weight=weight)
+        mono(ax, (x0 + x1) / 2, y - 0.22, examples, ha="center")
     for x, label, ha in [(0.3, "0", "left"), (2.1, "255 | 256", "center"), (7.6, "50,255 | 50,256", "center")]:
         mono(ax, x, y + h + 0.15, label, ha=ha)
     note(ax, 9.2, y + h + 0.47, "GPT-2's 50,257 token ids (the bar is not to scale)", ha="right")
-    mono(ax, 1.2, y - 0.22, "0 \u2192 '!'   32 \u2192 'A'", ha="center")
-    mono(ax, 4.85, y - 0.22, f"256 \u2192 '{SPACE}t' (first)  \u2026  50,255 \u2192 '{SPACE}gazed' (last)", ha="center")
-    mono(ax, 8.4, y - 0.22, "50,256", ha="center")
 
     title(ax, 0.3, 1.8, f"one unseen word, '{SPACE}someunknownPlace', two ways:")
     note(ax, 0.3, 1.42, "word-level vocabulary (§4)")

@@ -307,9 +307,7 @@ def multihead(ax):
     title(ax, 10.1, 5.05, "b = 2, T = 6, d_in = 3, d_out = 4, h = 2, hd = 2", ha="right")
     note(ax, 5.55, 4.35, "split_heads (left), attend (bottom), merge_heads and out_proj (right)", ha="center")
     # left, downwards: project, then split the features into heads
-    tensor(ax, xl - 0.45, 4.55, 0.9, 0.4, "x")
-    arrow(ax, (xl, 4.55), (xl, 4.25))
-    parameter(ax, xl - 1.05, 3.85, 2.1, 0.4, "W_query, W_key, W_value")
+    chain(ax, xl, 4.95, [("tensor", "x", 0.9), ("parameter", "W_query, W_key, W_value", 2.1)], h=0.4)
     arrow(ax, (xl, 3.85), (xl, 3.5))
     row(ax, xl - 2 * c, 3.2, [""] * 4, w=c, h=c, kinds=HEAD_KINDS)
     text(ax, xl - 2 * c - 0.08, 3.35, "queries\n(keys, values)", ha="right")
