@@ -13,9 +13,9 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from shared._export import ROOT, notebooks
-from shared.diagrams import DISPLAY_DPI, DPI, all_diagrams, show_diagram, stored_png
-from shared.diagrams.__main__ import PNG_DIR, problems, same_drawing
-from shared.diagrams.style import box, text, to_png
+from shared.diagrams import DISPLAY_DPI, DPI, all_diagrams, alt_index, show_diagram, stored_alt, stored_png
+from shared.diagrams.__main__ import PNG_DIR, alt_problems, problems, same_drawing
+from shared.diagrams.primitives import box, text, to_png
 from tests.test_notebooks import awaiting_rerun_marked
 
 NOTEBOOKS = notebooks()
@@ -67,8 +67,20 @@ def test_all_pngs_fit_the_size_budget():
 
 @pytest.mark.parametrize("name", sorted(all_diagrams()))
 def test_every_diagram_says_in_words_what_it_shows(name):
-    alt = all_diagrams()[name].alt
-    assert len(alt.split()) >= 8, f"{name}: alt text {alt!r} is too short to stand in for the picture"
+    alt = alt_index().get(name, "")
+    assert len(alt.split()) >= 8, f"{name}: alt text {alt!r} (png/alt.json) is too short to stand in for the picture"
+
+
+def test_the_alt_texts_describe_exactly_the_registered_diagrams():
+    assert sorted(alt_index()) == sorted(all_diagrams())
+
+
+def test_the_check_catches_a_missing_an_empty_and_a_stray_alt_text():
+    names = ["a", "b", "c"]
+    assert alt_problems(names, {"a": "one", "b": "two", "c": "three"}) == []
+    assert alt_problems(names, {"a": "one", "b": "  ", "d": "four"}) == [
+        "alt.json: b has no alt text", "alt.json: c has no alt text", "alt.json: d is no diagram's name",
+    ]
 
 
 def test_an_unknown_name_says_which_names_exist():
@@ -80,8 +92,8 @@ def test_show_diagram_gives_the_png_its_alt_text():
     name = next(iter(all_diagrams()))
     data, metadata = show_diagram(name)._repr_mimebundle_()
     assert base64.b64decode(data["image/png"]) == stored_png(name)
-    assert metadata["image/png"]["alt"] == all_diagrams()[name].alt
-    assert all_diagrams()[name].alt in data["text/plain"]
+    assert metadata["image/png"]["alt"] == stored_alt(name)
+    assert stored_alt(name) in data["text/plain"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[relative(p) for p in NOTEBOOKS])
@@ -104,7 +116,7 @@ def test_every_figure_a_notebook_shows_resolves(path):
                 assert base64.b64decode(stored.data["image/png"]) == stored_png(name), (
                     f"{relative(path)}: the stored picture of {name!r} is older than the PNG; re-run the notebook"
                 )
-                assert stored.metadata["image/png"]["alt"] == diagrams[name].alt
+                assert stored.metadata["image/png"]["alt"] == stored_alt(name)
 
 
 @pytest.mark.parametrize(

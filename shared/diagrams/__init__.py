@@ -1,15 +1,17 @@
 """Diagrams drawn for the course (hand-written, not generated from a notebook).
 
 Each diagram is a small Python function in this package (one module per chapter, all in the
-style of `style.py`) that draws onto a blank canvas. `python -m shared.diagrams` draws them all
+style of `primitives.py`) that draws onto a blank canvas. `python -m shared.diagrams` draws them all
 into `png/`, which ships with the package; a notebook shows one with
 
     show_diagram("ch02_sliding_window")
 
 The PNG is stored in the notebook as that cell's output, so the picture reads on GitHub, in
 JupyterLab and on Colab before anything runs, and running the cell on Colab finds the PNG in
-the installed package. Every diagram carries alt text: it is the image's `alt` and also the
-text a text-only viewer shows in its place.
+the installed package. Every diagram has alt text: it is the image's `alt` and also the text a
+text-only viewer shows in its place. The alt texts are prose, not drawing code, so they live in
+`png/alt.json` ({name: alt text}, sorted by name), which is edited by hand; `python -m shared.diagrams
+--check` fails when a diagram has none, or when the file describes a diagram that does not exist.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import functools
 import importlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Callable
 
 DPI = 200  # pixels per inch in the PNGs
 DISPLAY_DPI = 100  # CSS pixels per inch on screen: show_diagram gives each picture this size, sharp on 2x screens
@@ -31,30 +33,45 @@ CHAPTER_MODULES = ("intro", "ch02", "ch03", "ch04", "ch05", "ch06", "ch07")
 @dataclass(frozen=True)
 class Diagram:
     name: str
-    alt: str
     draw: Callable  # () -> matplotlib Figure
 
     def render(self) -> bytes:
-        from .style import to_png
+        from .primitives import to_png
 
         return to_png(self.draw())
+
+    def image(self):
+        """The drawing's pixels, as its PNG holds them but not encoded (quicker to compare with a stored PNG)."""
+        from .primitives import to_image
+
+        return to_image(self.draw())
 
 
 REGISTRY: dict[str, Diagram] = {}
 
 
-def diagram(name: str, alt: str):
-    """Register a drawing function under `name`, with the alt text that describes it in words."""
-    if not alt.strip():
-        raise ValueError(f"diagram {name!r} needs alt text")
+def diagram(name: str, size: tuple[float, float] | None = None):
+    """Register a drawing function under `name` (its alt text is the entry `name` of png/alt.json).
 
+    With `size` (width, height in inches) the function draws on a blank canvas of that size: `draw(ax)`.
+    Without it, the function makes its own canvas (its size depends on what it shows) and returns the figure.
+    """
     def register(draw):
         if name in REGISTRY:
             raise ValueError(f"two diagrams are called {name!r}")
-        REGISTRY[name] = Diagram(name, " ".join(alt.split()), draw)
+        make = draw if size is None else functools.partial(_on_canvas, draw, size)
+        REGISTRY[name] = Diagram(name, make)
         return draw
 
     return register
+
+
+def _on_canvas(draw, size):
+    from .primitives import canvas
+
+    fig, ax = canvas(*size)
+    draw(ax)
+    return fig
 
 
 def all_diagrams() -> dict[str, Diagram]:
@@ -92,7 +109,7 @@ class DiagramImage:
         return data, {"image/png": {"alt": self.alt, "width": width, "height": height}}
 
 
-ALT_INDEX = "alt.json"  # {name: alt text}, written beside the PNGs by `python -m shared.diagrams`
+ALT_INDEX = "alt.json"  # {name: alt text} beside the PNGs, edited by hand: the one place the alt texts live
 
 
 @functools.cache

@@ -2,398 +2,220 @@
 
 Every number here is one the chapter's notebook prints: GPT-2 ids of *The Verdict*, the regex
 vocabulary's ids, the toy BPE merges, the batch of section 6, the 6 x 3 embedding table of
-section 7 and the curation counts of section 9.
+section 7 and the curation counts of section 9. The BPE pictures run the course's own merge
+(shared.bpe); the rest would need the tokenizer's files or the chapter's notebook-only code.
 """
 
-from matplotlib import patches
+from collections import Counter
+from itertools import pairwise
+
+from shared.bpe import merge_ids, most_frequent_pair, pre_tokenize
 
 from . import diagram
-from .style import (
-    ACCENT, INK, KINDS, MONO, MUTED, arrow, box, brace, canvas, data, operation, parameter, row, tensor, text,
+from .primitives import (
+    ACCENT, FONT, INK, MONO, MUTED, accent, arrow, box, brace, data, fitted_widths, grid, legend, line, mono,
+    mono_width, note, operation, parameter, row, side_brace, stack, text, title,
 )
 
 SPACE = "\u2423"  # the visible-space sign: GPT-2 tokens carry their leading space
 
 
-def _mono_width(chars: int, fontsize: float) -> float:
-    """Width in inches of `chars` characters of the monospaced font (an advance of 0.6 em)."""
-    return chars * 0.602 * fontsize / 72
+# ---- Section 1: the whole pipeline ----
 
 
-def _cell_widths(columns, fontsize=10, pad=0.2, minimum=0.0):
-    """One width per column, wide enough for the longest label in it (labels in the monospaced font)."""
-    return [max(_mono_width(max(len(str(s)) for s in column), fontsize) + pad, minimum) for column in columns]
-
-
-def _cells(ax, x, y, labels, widths, h=0.42, kinds=None, kind="data", fontsize=10, family=MONO, bold=()):
-    """A row of cells of the given widths from (x, y); returns the centre x of each cell.
-
-    Cells whose index is in `bold` get a bold label (the special tokens).
-    """
-    centres, left = [], x
-    for i, (label, w) in enumerate(zip(labels, widths)):
-        box(ax, left, y, w, h, str(label), kind=kinds[i] if kinds else kind, fontsize=fontsize, family=family,
-            weight="bold" if i in bold else "normal")
-        centres.append(left + w / 2)
-        left += w
-    return centres
-
-
-def _matrix(ax, x, top, cells, w=0.62, h=0.34, kind="tensor", kinds=None, fontsize=10, family=MONO):
-    """A matrix of square-cornered cells, top-left corner at (x, top); returns the centre of each cell."""
-    centres = []
-    for i, line in enumerate(cells):
-        centres.append([])
-        for j, label in enumerate(line):
-            cell_kind = kinds[i][j] if kinds else kind
-            cell_fill, cell_edge, _ = KINDS[cell_kind]
-            cx, cy = x + j * w, top - (i + 1) * h
-            ax.add_patch(patches.Rectangle((cx, cy), w, h, facecolor=cell_fill, edgecolor=cell_edge, linewidth=1))
-            ax.text(cx + w / 2, cy + h / 2, str(label), ha="center", va="center", fontsize=fontsize, color=INK,
-                    family=family)
-            centres[-1].append((cx + w / 2, cy + h / 2))
-    return centres
-
-
-def _stack(ax, x, y, w, h, depth, step=0.09, kind="tensor", rows=4):
-    """`depth` sheets drawn one behind the other (a batch), the front one split into `rows` rows."""
-    fill, edge, _ = KINDS[kind]
-    for k in reversed(range(depth)):
-        ax.add_patch(patches.Rectangle((x + k * step, y + k * step), w, h, facecolor=fill, edgecolor=edge, linewidth=1))
-    for r in range(1, rows):
-        ax.plot([x, x + w], [y + r * h / rows, y + r * h / rows], color=edge, linewidth=0.7)
-
-
-# ---------------------------------------------------------------------------------------------
-# Section 1: the whole pipeline
-# ---------------------------------------------------------------------------------------------
-
-
-@diagram(
-    "ch02_text_to_vectors",
-    alt="""The chapter's pipeline on the first words of The Verdict. The text "I HAD always thought" is
-    split by GPT-2's tokenizer into five tokens: "I", " H", "AD", " always" and " thought" (a leading
-    space belongs to the token, and the rare word HAD is spelled from two pieces). Each token has an
-    integer id in the vocabulary: 40, 367, 2885, 1464 and 1807. An embedding layer then turns each id into a
-    vector of 256 learned numbers, plus a vector for its position; those vectors are what the model computes
-    with. Notes beside each step name the sections that build it.""",
-)
-def text_to_vectors():
-    fig, ax = canvas(9.5, 4.9)
+@diagram("ch02_text_to_vectors", size=(9.5, 4.9))
+def text_to_vectors(ax):
     tokens = ["I", f"{SPACE}H", "AD", f"{SPACE}always", f"{SPACE}thought"]
-    ids = [40, 367, 2885, 1464, 1807]
     x0, step, w = 1.45, 1.12, 0.98
-    centres = [x0 + i * step + w / 2 for i in range(5)]
     right = x0 + 4 * step + w
-    labels = [(4.42, "text"), (3.27, "tokens"), (2.12, "token ids"), (0.95, "vectors")]
-    for y, name in labels:
-        text(ax, 0.15, y, name, ha="left", fontsize=10, weight="bold")
-    data(ax, x0, 4.2, right - x0, 0.44, '"I HAD always thought"', fontsize=10, family=MONO)
-    for c, token, token_id in zip(centres, tokens, ids):
-        data(ax, c - w / 2, 3.05, w, 0.44, token, fontsize=10, family=MONO)
-        data(ax, c - w / 2, 1.9, w, 0.44, str(token_id), fontsize=10, family=MONO)
-        arrow(ax, (c, 4.2), (c, 3.5), color=MUTED, linewidth=1.0)
-        arrow(ax, (c, 3.05), (c, 2.35), color=MUTED, linewidth=1.0)
-        arrow(ax, (c, 1.9), (c, 1.57), color=MUTED, linewidth=1.0)
-        # one vector per token: a column of numbers, most of them left out
-        tensor(ax, c - 0.21, 0.42, 0.42, 1.12)
-        for k in range(1, 5):
-            ax.plot([c - 0.21, c + 0.21], [0.42 + k * 0.224] * 2, color=KINDS["tensor"][1], linewidth=0.8)
-        text(ax, c, 0.42 + 1.5 * 0.224, "\u22ee", fontsize=10, color=MUTED)
+    for y, name in [(4.42, "text"), (3.27, "tokens"), (2.12, "token ids"), (0.95, "vectors")]:
+        title(ax, 0.15, y, name)
+    data(ax, x0, 4.2, right - x0, 0.44, '"I HAD always thought"', family=MONO)
+    row(ax, x0, 3.05, tokens, w=w, h=0.44, gap=step - w, family=MONO)
+    row(ax, x0, 1.9, [40, 367, 2885, 1464, 1807], w=w, h=0.44, gap=step - w, family=MONO)
+    for c in (x0 + i * step + w / 2 for i in range(5)):
+        for top, bottom in ((4.2, 3.5), (3.05, 2.35), (1.9, 1.57)):
+            arrow(ax, (c, top), (c, bottom), color=MUTED, linewidth=1.0)
+        stack(ax, c - 0.21, 0.42, 0.42, 1.12, kind="tensor", depth=1, rows=5)  # a vector, most numbers left out
+        note(ax, c, 0.76, "\u22ee", ha="center")
     brace(ax, x0, right, 0.3, "one vector of 256 numbers per token (token + position embedding)")
-    notes = [
-        (3.77, f"tokenize: split into pieces\n(regex in §3, BPE in §5;\n{SPACE} marks a space)"),
-        (2.62, "look each piece up in the\nvocabulary (§4, §5)"),
-        (1.55, "cut into windows (§6), then\nembed: look up vectors (§7, §8)"),
-    ]
-    for y, note in notes:
-        text(ax, right + 0.25, y, note, ha="left", fontsize=10, color=MUTED)
-    text(ax, right + 0.25, 0.85, "what the model\ncomputes with", ha="left", fontsize=10, color=ACCENT)
-    return fig
+    notes = [(3.77, f"tokenize: split into pieces\n(regex in §3, BPE in §5;\n{SPACE} marks a space)"),
+             (2.62, "look each piece up in the\nvocabulary (§4, §5)"),
+             (1.55, "cut into windows (§6), then\nembed: look up vectors (§7, §8)")]
+    for y, words in notes:
+        note(ax, right + 0.25, y, words)
+    accent(ax, right + 0.25, 0.85, "what the model\ncomputes with")
 
 
-# ---------------------------------------------------------------------------------------------
-# Section 4: a vocabulary, encode and decode, special tokens
-# ---------------------------------------------------------------------------------------------
+# ---- Section 4: a vocabulary, encode and decode, special tokens ----
 
 
-@diagram(
-    "ch02_vocabulary",
-    alt="""Building the word-level vocabulary. On the left, the 4,690 regex tokens of The Verdict in story
-    order: I, HAD, always, thought, Jack, Gisburn, rather, a, cheap, genius, a double dash, though, and so
-    on, with repeats. Keeping each distinct token once and sorting gives 1,130 tokens, numbered from 0:
-    punctuation first ("!" is 0, the double quote 1, the apostrophe 2, "--" 6), then capitalised words
-    ("HAD" is 44, "I" is 53), then lower-case words ("a" is 115, up to "yourself" at 1129). The two special
-    tokens come last: <|endoftext|> is 1130 and <|unk|> is 1131, for 1,132 entries in all.""",
-)
-def vocabulary():
-    fig, ax = canvas(9.5, 4.9)
+@diagram("ch02_vocabulary", size=(9.5, 4.9))
+def vocabulary(ax):
     story = ["I", "HAD", "always", "thought", "Jack", "Gisburn", "rather", "a", "cheap", "genius", "--", "though", "a"]
     marked = {"I", "HAD", "a", "--"}
-    text(ax, 0.95, 4.6, "tokens, story order", fontsize=10, weight="bold")
-    text(ax, 0.95, 4.33, "4,690 (with repeats)", fontsize=10, color=MUTED)
-    h = 0.285
-    for i, token in enumerate(story):
-        box(ax, 0.35, 4.05 - (i + 1) * h, 1.2, h, token, fontsize=10, family=MONO,
-            kind="highlight" if token in marked else "data")
-    text(ax, 0.95, 4.05 - 13 * h - 0.14, "\u22ee", fontsize=10, color=MUTED)
-
-    operation(ax, 2.2, 2.35, 1.9, 0.9, "keep each token\nonce, sort them,\nnumber from 0", fontsize=10)
+    for x, heading, count in ((0.95, "tokens, story order", "4,690 (with repeats)"),
+                              (5.9, "vocabulary: token \u2192 id", "1,132 entries")):
+        title(ax, x, 4.6, heading, ha="center")
+        note(ax, x, 4.33, count, ha="center")
+    grid(ax, 0.35, 4.05, [[t] for t in story], w=1.2, h=0.285,
+         kinds=[["highlight" if t in marked else "data"] for t in story])
+    note(ax, 0.95, 4.05 - 13 * 0.285 - 0.14, "\u22ee", ha="center")
+    operation(ax, 2.2, 2.35, 1.9, 0.9, "keep each token\nonce, sort them,\nnumber from 0")
     arrow(ax, (1.65, 2.8), (2.2, 2.8))
     arrow(ax, (4.1, 2.8), (4.75, 2.8))
-
-    table = [(0, "!"), (1, '"'), (2, "'"), None, (6, "--"), None, (44, "HAD"), None, (53, "I"), None,
-             (115, "a"), None, (1129, "yourself"), (1130, "<|endoftext|>"), (1131, "<|unk|>")]
-    text(ax, 5.9, 4.6, "vocabulary: token \u2192 id", fontsize=10, weight="bold")
-    text(ax, 5.9, 4.33, "1,132 entries", fontsize=10, color=MUTED)
+    entries = [(0, "!"), (1, '"'), (2, "'"), None, (6, "--"), None, (44, "HAD"), None, (53, "I"), None,
+               (115, "a"), None, (1129, "yourself"), (1130, "<|endoftext|>"), (1131, "<|unk|>")]
     top, h = 4.15, 0.25
-    for i, entry in enumerate(table):
+    for i, entry in enumerate(entries):
         y = top - (i + 1) * h
         if entry is None:
-            text(ax, 5.55, y + h / 2, "\u22ee", fontsize=10, color=MUTED)
-            continue
-        token_id, token = entry
-        special = token_id >= 1130
-        kind = "highlight" if token in marked else "data"
-        weight = "bold" if special else "normal"
-        box(ax, 4.8, y, 1.5, h, token, fontsize=10, family=MONO, kind=kind, weight=weight)
-        box(ax, 6.3, y, 0.7, h, str(token_id), fontsize=10, family=MONO, kind=kind, weight=weight)
-    brace_x = 7.15
-    sorted_note = "1,130 unique tokens,\nin sorted order:\npunctuation, then\nCapitals, then\nlower case"
-    groups = [(top - 13 * h, top, sorted_note),
-              (top - 15 * h, top - 13 * h, "2 special tokens,\nadded last")]
-    for y0, y1, label in groups:
-        ax.plot([brace_x - 0.08, brace_x, brace_x, brace_x - 0.08], [y0 + 0.02, y0 + 0.02, y1 - 0.02, y1 - 0.02],
-                color=MUTED, linewidth=1.1)
-        text(ax, brace_x + 0.15, (y0 + y1) / 2, label, ha="left", fontsize=10, color=MUTED)
-    text(ax, 3.15, 1.85, "a token that appears\nmany times (a, --)\nstill gets one id", fontsize=10, color=ACCENT)
-    return fig
+            note(ax, 5.55, y + h / 2, "\u22ee", ha="center")
+        else:  # the special tokens, added last, in bold
+            row(ax, 4.8, y, entry[::-1], w=[1.5, 0.7], h=h, kind="highlight" if entry[1] in marked else "data",
+                family=MONO, bold=(0, 1) if entry[0] >= 1130 else ())
+    side_brace(ax, 7.15, top - 13 * h + 0.02, top - 0.02, "1,130 unique tokens,\nin sorted order:\npunctuation, "
+               "then\nCapitals, then\nlower case")
+    side_brace(ax, 7.15, top - 15 * h + 0.02, top - 13 * h - 0.02, "2 special tokens,\nadded last")
+    accent(ax, 3.15, 1.85, "a token that appears\nmany times (a, --)\nstill gets one id", ha="center")
 
 
-@diagram(
-    "ch02_encode_decode",
-    alt="""Encoding and decoding with the word-level tokenizer, on the start of a sentence from the story:
-    "It's the last he painted, you know," with its quotation marks. Encoding splits the text into 13 tokens
-    (the quote, It, the apostrophe, s, the, last, he, painted, a comma, you, know, a comma, the quote) and
-    looks each one up in the vocabulary, giving the ids 1, 56, 2, 850, 988, 602, 533, 746, 5, 1126, 596, 5
-    and 1. Decoding looks each id up the other way and joins the tokens with spaces, removing the space
-    before punctuation. The spaces the tokenizer dropped have to be guessed, so the text comes back as
-    " It' s the last he painted, you know," with a space that was not there before the s.""",
-)
-def encode_decode():
-    fig, ax = canvas(9.5, 4.7)
+@diagram("ch02_encode_decode", size=(9.5, 4.7))
+def encode_decode(ax):
     tokens = ['"', "It", "'", "s", "the", "last", "he", "painted", ",", "you", "know", ",", '"']
     ids = [1, 56, 2, 850, 988, 602, 533, 746, 5, 1126, 596, 5, 1]
-    widths = _cell_widths(list(zip(tokens, ids)), fontsize=10, pad=0.24, minimum=0.42)
+    widths = fitted_widths(list(zip(tokens, ids)), pad=0.24, minimum=0.42)
     x0 = 1.35
     right = x0 + sum(widths)
     for y, name in [(4.17, "text"), (2.97, "tokens"), (1.77, "ids"), (0.57, "decoded")]:
-        text(ax, 0.15, y, name, ha="left", fontsize=10, weight="bold")
-    data(ax, x0, 3.95, right - x0, 0.44, "\"It's the last he painted, you know,\"", fontsize=10, family=MONO)
-    _cells(ax, x0, 2.75, tokens, widths, h=0.44, fontsize=10)
-    _cells(ax, x0, 1.55, ids, widths, h=0.44, fontsize=10)
-    box(ax, x0, 0.35, right - x0, 0.44, "\" It' s the last he painted, you know,\"", kind="highlight", fontsize=10,
-        family=MONO)
+        title(ax, 0.15, y, name)
+    data(ax, x0, 3.95, right - x0, 0.44, "\"It's the last he painted, you know,\"", family=MONO)
+    row(ax, x0, 2.75, tokens, widths, h=0.44, family=MONO)
+    row(ax, x0, 1.55, ids, widths, h=0.44, family=MONO)
+    box(ax, x0, 0.35, right - x0, 0.44, "\" It' s the last he painted, you know,\"", kind="highlight", family=MONO)
     mid = x0 + 2.0
     arrow(ax, (mid, 3.95), (mid, 3.19), "split_words: words and punctuation, whitespace dropped")
     arrow(ax, (mid, 2.75), (mid, 1.99), "str_to_int: each token's id in the vocabulary")
     arrow(ax, (mid, 1.55), (mid, 0.79), "int_to_str, join with spaces, drop the space before , . ? ' \" ...")
     # the two directions, drawn as long arrows in the margin
     side = right + 0.35
-    arrow(ax, (side, 4.17), (side, 1.77), color=INK)
-    text(ax, side + 0.12, 3.0, "encode", ha="left", fontsize=10, weight="bold")
-    arrow(ax, (side, 1.77), (side, 0.57), color=INK)
-    text(ax, side + 0.12, 1.17, "decode", ha="left", fontsize=10, weight="bold")
+    for top, bottom, direction in ((4.17, 1.77, "encode"), (1.77, 0.57, "decode")):
+        arrow(ax, (side, top), (side, bottom), color=INK)
+        title(ax, side + 0.12, (top + bottom) / 2, direction)  # beside the middle of its arrow
     text(ax, x0, 0.13, "the dropped whitespace is guessed back: \"It's\" returns as \"It' s\", and a space follows "
-         "the first quote", ha="left", fontsize=10, color=ACCENT)
-    return fig
+         "the first quote", ha="left", color=ACCENT)
 
 
-@diagram(
-    "ch02_special_tokens",
-    alt="""The two special tokens of the word-level vocabulary at work. Two unrelated documents, "Hello, do
-    you like tea?" and "In the sunlit terraces of the palace.", are joined into one stream with the token
-    <|endoftext|> between them, which gets id 1130 and marks where one document ends and the next begins.
-    The words "Hello" and "palace" do not occur in The Verdict, so both become <|unk|> with id 1131: after
-    encoding they are the same id, and decoding cannot tell them apart.""",
-)
-def special_tokens():
-    fig, ax = canvas(9.5, 3.4)
+@diagram("ch02_special_tokens", size=(9.5, 3.4))
+def special_tokens(ax):
     tokens = ["Hello", ",", "do", "you", "like", "tea", "?", "<|endoftext|>", "In", "the", "sunlit", "terraces", "of",
               "the", "palace", "."]
     ids = [1131, 5, 355, 1126, 628, 975, 10, 1130, 55, 988, 956, 984, 722, 988, 1131, 7]
     kinds = ["highlight" if t in ("Hello", "palace") else "data" for t in tokens]
-    widths = _cell_widths(list(zip(tokens, ids)), fontsize=10, pad=0.18, minimum=0.3)
+    widths = fitted_widths(list(zip(tokens, ids)), pad=0.18, minimum=0.3)
     x0 = 0.85
-    text(ax, 0.1, 2.05, "tokens", ha="left", fontsize=10, weight="bold")
-    text(ax, 0.1, 1.15, "ids", ha="left", fontsize=10, weight="bold")
-    centres = _cells(ax, x0, 1.84, tokens, widths, h=0.42, kinds=kinds, bold=(7,))
-    _cells(ax, x0, 0.94, ids, widths, h=0.42, kinds=kinds, bold=(7,))
+    title(ax, 0.1, 2.05, "tokens")
+    title(ax, 0.1, 1.15, "ids")
+    centres = [x for x, _ in row(ax, x0, 1.84, tokens, widths, h=0.42, kinds=kinds, bold=(7,), family=MONO)]
+    row(ax, x0, 0.94, ids, widths, h=0.42, kinds=kinds, bold=(7,), family=MONO)
     edges = [x0 + sum(widths[:i]) for i in range(len(widths) + 1)]
     brace(ax, edges[0], edges[7] - 0.03, 2.42, "document 1", below=False)
     brace(ax, edges[8] + 0.03, edges[16], 2.42, "document 2", below=False)
-    text(ax, centres[7], 3.0, "<|endoftext|> (1130): a document ends here", fontsize=10, color=INK)
+    text(ax, centres[7], 3.0, "<|endoftext|> (1130): a document ends here", color=INK)
     arrow(ax, (centres[7], 2.86), (centres[7], 2.3), color=MUTED, linewidth=1.0)
-    text(ax, x0, 0.55, "\"Hello\" and \"palace\" are not in the vocabulary: both become <|unk|> (1131),",
-         ha="left", fontsize=10, color=ACCENT)
-    text(ax, x0, 0.28, "so after encoding they are the same id, and decoding gives <|unk|> for each",
-         ha="left", fontsize=10, color=ACCENT)
-    return fig
+    accent(ax, x0, 0.55, "\"Hello\" and \"palace\" are not in the vocabulary: both become <|unk|> (1131),")
+    accent(ax, x0, 0.28, "so after encoding they are the same id, and decoding gives <|unk|> for each")
 
 
-# ---------------------------------------------------------------------------------------------
-# Section 5: byte-pair encoding
-# ---------------------------------------------------------------------------------------------
+# ---- Section 5: byte-pair encoding ----
 
 # The toy corpus of section 5 and the eight merges train_bpe learns from it (pair, count).
 BPE_MERGES = [(("o", "w"), 7), (("l", "ow"), 7), (("t", "_"), 6), (("s", "t_"), 6), (("e", "st_"), 6),
               (("low", "_"), 4), (("w", "est_"), 3), (("n", "e"), 3)]
 
 
-def _apply_merge(symbols, pair):
-    out, i = [], 0
-    while i < len(symbols):
-        if tuple(symbols[i:i + 2]) == pair:
-            out.append(symbols[i] + symbols[i + 1])
-            i += 2
-        else:
-            out.append(symbols[i])
-            i += 1
-    return out
-
-
-@diagram(
-    "ch02_bpe_merges",
-    alt="""Byte-pair encoding learning its merges on the chapter's toy corpus (low 4 times, lower 2, newest 3,
-    widest 2, lowest 1; an underscore marks the end of a word). Each row is one merge: the most frequent
-    adjacent pair becomes a new symbol. The eight merges are o+w (seen 7 times), l+ow (7), t+_ (6), s+t_ (6),
-    e+st_ (6), low+_ (4), w+est_ (3) and n+e (3). Two words are followed through them. newest_ starts as
-    seven characters n e w e s t _ and ends as two symbols, ne and west_. lowest_ starts as l o w e s t _
-    and ends as low and est_. A merge that does not touch a word leaves it unchanged; each new symbol is
-    highlighted in the row that creates it.""",
-)
-def bpe_merges():
-    fig, ax = canvas(9.5, 5.7)
+@diagram("ch02_bpe_merges", size=(9.5, 5.7))
+def bpe_merges(ax):
     unit, h, step = 0.34, 0.33, 0.44
-    text(ax, 0.15, 5.45, "toy corpus:  low \u00d74   lower \u00d72   newest \u00d73   widest \u00d72   lowest \u00d71"
-         "        _ marks the end of a word", ha="left", fontsize=10, color=MUTED, family=MONO)
+    mono(ax, 0.15, 5.45, "toy corpus:  low \u00d74   lower \u00d72   newest \u00d73   widest \u00d72   lowest \u00d71"
+         "        _ marks the end of a word")
+    title(ax, 0.15, 5.0, "merge the most frequent pair")
+    note(ax, 2.95, 5.0, "seen", ha="center")
+    mono(ax, 0.15, 4.41 + h / 2, "start: single characters", color=INK)
     columns = [(3.95, "newest_", 3), (6.9, "lowest_", 1)]
-    text(ax, 0.15, 5.0, "merge the most frequent pair", ha="left", fontsize=10, weight="bold")
-    text(ax, 2.95, 5.0, "seen", ha="center", fontsize=10, color=MUTED)
     for x, word, freq in columns:
-        text(ax, x + 7 * unit / 2, 5.0, f"{word} ({freq}\u00d7 in the corpus)", fontsize=10, weight="bold")
-    states = {word: list(word) for _, word, _ in columns}
-    y = 4.85 - step
-    text(ax, 0.15, y + h / 2, "start: single characters", ha="left", fontsize=10, family=MONO)
-    rows = [(None, None)] + BPE_MERGES
-    for k, (pair, count) in enumerate(rows):
-        if pair:
+        title(ax, x + 7 * unit / 2, 5.0, f"{word} ({freq}\u00d7 in the corpus)", ha="center")
+        symbols, y = list(word), 4.41
+        row(ax, x, y, symbols, w=unit, h=h, family=MONO)
+        for pair, _ in BPE_MERGES:
             y -= step
             new = pair[0] + pair[1]
-            text(ax, 0.15, y + h / 2, f"{k}:  {pair[0]} + {pair[1]}  \u2192  {new}", ha="left", fontsize=10, family=MONO)
-            text(ax, 2.95, y + h / 2, f"{count}\u00d7", fontsize=10, family=MONO, color=MUTED)
-        for x, word, _ in columns:
-            before = states[word]
-            after = _apply_merge(before, pair) if pair else before
-            changed = after != before
-            states[word] = after
-            left = x
-            for symbol in after:
-                w = unit * len(symbol)
-                if changed and symbol == pair[0] + pair[1]:
-                    kind = "highlight"  # the symbol this merge created
-                else:
-                    kind = "data" if changed or not pair else "plain"
-                box(ax, left, y, w, h, symbol, kind=kind, fontsize=10, family=MONO)
-                left += w
-    legend = [("highlight", "the new symbol a merge creates"), ("plain", "a merge that does not touch the word")]
-    left = 0.15
-    for kind, words in legend:
-        box(ax, left, 0.12, 0.3, 0.24, "", kind=kind)
-        text(ax, left + 0.4, 0.24, words, ha="left", fontsize=10, color=MUTED)
-        left += 3.6
-    text(ax, 0.15, 0.62, "after 8 merges:  low_ \u00b7 low e r _ \u00b7 ne west_ \u00b7 w i d est_ \u00b7 low est_"
-         "   (frequent words become one symbol)", ha="left", fontsize=10, color=ACCENT)
-    return fig
+            merged = merge_ids(symbols, pair, new)  # the course's merge, on symbols instead of byte ids
+            kinds = ["highlight" if s == new else "data" for s in merged] if merged != symbols else None
+            row(ax, x, y, merged, w=[unit * len(s) for s in merged], h=h, kind="plain", kinds=kinds, family=MONO)
+            symbols = merged
+    for k, (pair, count) in enumerate(BPE_MERGES, start=1):
+        y = 4.41 - k * step + h / 2
+        mono(ax, 0.15, y, f"{k}:  {pair[0]} + {pair[1]}  \u2192  {pair[0] + pair[1]}", color=INK)
+        mono(ax, 2.95, y, f"{count}\u00d7", ha="center")
+    legend(ax, 0.15, 0.12, [("highlight", "the new symbol a merge creates"),
+                            ("plain", "a merge that does not touch the word")], size=0.26)
+    accent(ax, 0.15, 0.62, "after 8 merges:  low_ \u00b7 low e r _ \u00b7 ne west_ \u00b7 w i d est_ \u00b7 low est_"
+           "   (frequent words become one symbol)")
 
 
-@diagram(
-    "ch02_gpt2_vocabulary",
-    alt="""How GPT-2's 50,257 token ids are laid out, not to scale. Ids 0 to 255 are the 256 single bytes
-    (id 0 is the byte "!"), so any text can be spelled. Ids 256 to 50,255 are the 50,000 merges learned from
-    web text, in the order they were learned: 256 is " t" (a space then t), the first merge, and 50,255 is
-    " gazed", the last. Id 50,256 is <|endoftext|>. Below, the word " someunknownPlace" shows the
-    difference this makes: the word-level vocabulary of section 4 has no entry for it and maps it to
-    <|unk|>, id 1131, losing it, while GPT-2 spells it from three known pieces, " some" (617), "unknown"
-    (34680) and "Place" (27271), which decode back to the exact text.""",
-)
-def gpt2_vocabulary():
-    fig, ax = canvas(9.5, 4.0)
+@diagram("ch02_gpt2_vocabulary", size=(9.5, 4.0))
+def gpt2_vocabulary(ax):
     y, h = 2.75, 0.5
-    segments = [(0.3, 2.1, "256 single bytes", "normal"), (2.1, 7.6, "50,000 merges, in the order they were learned",
-                                                            "normal"),
-                (7.6, 9.2, "<|endoftext|>", "bold")]
-    for x0, x1, label, weight in segments:
-        box(ax, x0, y, x1 - x0, h, label, kind="data", fontsize=10, weight=weight)
+    segments = [  # (from, to, what the ids are, weight, examples written under the bar)
+        (0.3, 2.1, "256 single bytes", "normal", "0 \u2192 '!'   32 \u2192 'A'"),
+        (2.1, 7.6, "50,000 merges, in the order they were learned", "normal",
+         f"256 \u2192 '{SPACE}t' (first)  \u2026  50,255 \u2192 '{SPACE}gazed' (last)"),
+        (7.6, 9.2, "<|endoftext|>", "bold", "50,256"),
+    ]
+    for x0, x1, label, weight, examples in segments:
+        box(ax, x0, y, x1 - x0, h, label, kind="data", weight=weight)
+        mono(ax, (x0 + x1) / 2, y - 0.22, examples, ha="center")
     for x, label, ha in [(0.3, "0", "left"), (2.1, "255 | 256", "center"), (7.6, "50,255 | 50,256", "center")]:
-        text(ax, x, y + h + 0.15, label, ha=ha, fontsize=10, family=MONO, color=MUTED)
-    text(ax, 9.2, y + h + 0.47, "GPT-2's 50,257 token ids (the bar is not to scale)", ha="right", fontsize=10,
-         color=MUTED)
-    text(ax, 1.2, y - 0.22, "0 \u2192 '!'   32 \u2192 'A'", fontsize=10, family=MONO, color=MUTED)
-    text(ax, 4.85, y - 0.22, f"256 \u2192 '{SPACE}t' (first)  \u2026  50,255 \u2192 '{SPACE}gazed' (last)", fontsize=10,
-         family=MONO, color=MUTED)
-    text(ax, 8.4, y - 0.22, "50,256", fontsize=10, family=MONO, color=MUTED)
+        mono(ax, x, y + h + 0.15, label, ha=ha)
+    note(ax, 9.2, y + h + 0.47, "GPT-2's 50,257 token ids (the bar is not to scale)", ha="right")
 
-    text(ax, 0.3, 1.8, f"one unseen word, '{SPACE}someunknownPlace', two ways:", ha="left", fontsize=10, weight="bold")
-    text(ax, 0.3, 1.42, "word-level vocabulary (§4)", ha="left", fontsize=10, color=MUTED)
-    box(ax, 0.3, 0.82, 1.3, 0.4, "<|unk|>", kind="highlight", fontsize=10, family=MONO, weight="bold")
-    box(ax, 0.3, 0.42, 1.3, 0.4, "1131", kind="highlight", fontsize=10, family=MONO)
-    text(ax, 1.75, 0.82, "the word is lost:\nevery unseen word\nbecomes this id", ha="left", fontsize=10, color=ACCENT)
+    title(ax, 0.3, 1.8, f"one unseen word, '{SPACE}someunknownPlace', two ways:")
+    note(ax, 0.3, 1.42, "word-level vocabulary (§4)")
+    box(ax, 0.3, 0.82, 1.3, 0.4, "<|unk|>", kind="highlight", family=MONO, weight="bold")
+    box(ax, 0.3, 0.42, 1.3, 0.4, "1131", kind="highlight", family=MONO)
+    accent(ax, 1.75, 0.82, "the word is lost:\nevery unseen word\nbecomes this id")
     x = 4.3
-    text(ax, x, 1.42, "GPT-2's BPE (§5)", ha="left", fontsize=10, color=MUTED)
+    note(ax, x, 1.42, "GPT-2's BPE (§5)")
     widths = [1.0, 1.1, 0.9]
-    _cells(ax, x, 0.82, [f"{SPACE}some", "unknown", "Place"], widths, h=0.4)
-    _cells(ax, x, 0.42, [617, 34680, 27271], widths, h=0.4)
+    row(ax, x, 0.82, [f"{SPACE}some", "unknown", "Place"], widths, h=0.4, family=MONO)
+    row(ax, x, 0.42, [617, 34680, 27271], widths, h=0.4, family=MONO)
     text(ax, x + sum(widths) + 0.15, 0.82, "spelled from known\npieces; decoding\ngives the exact text", ha="left",
-         fontsize=10, color=INK)
-    return fig
+         color=INK)
 
 
-# ---------------------------------------------------------------------------------------------
-# Section 6: sliding windows and batches
-# ---------------------------------------------------------------------------------------------
+# ---- Section 6: sliding windows and batches ----
 
 
-@diagram(
-    "ch02_sliding_window",
-    alt="""The sliding window over the first token ids of The Verdict (40, 367, 2885, 1464, 1807, 3619, 402,
-    271, 10899 and on), with max_length 4 and stride 4. A window of 4 ids is the input; its target is the
-    same window moved one position to the right, so each input position is paired with the id that follows
-    it. The next window starts a stride of 4 further on, so windows do not overlap, and the last target of
-    one window is the first input of the next.""",
-)
-def sliding_window():
-    fig, ax = canvas(9.3, 3.6)
+@diagram("ch02_sliding_window", size=(9.3, 3.6))
+def sliding_window(ax):
     ids = [40, 367, 2885, 1464, 1807, 3619, 402, 271, 10899]
     w, h, x0 = 0.72, 0.44, 1.0
-    text(ax, 0.1, 2.72, "token ids", ha="left", fontsize=10, weight="bold")
+    title(ax, 0.1, 2.72, "token ids")
     row(ax, x0, 2.5, ids, w=w, h=h, kind="data")
-    text(ax, x0 + 9 * w + 0.12, 2.72, "\u2026", ha="left", fontsize=11, color=MUTED)
+    note(ax, x0 + 9 * w + 0.12, 2.72, "\u2026", fontsize=11)
     brace(ax, x0, x0 + 4 * w - 0.03, 3.08, "window 1: max_length = 4", below=False)
     brace(ax, x0 + 4 * w + 0.03, x0 + 8 * w, 3.08, "window 2: a stride of 4 further on", below=False)
-    text(ax, 0.1, 1.62, "input", ha="left", fontsize=10, weight="bold")
-    row(ax, x0, 1.4, ids[0:4], w=w, h=h, kind="tensor")
-    row(ax, x0 + 4 * w, 1.4, ids[4:8], w=w, h=h, kind="tensor")
-    text(ax, 0.1, 0.52, "target", ha="left", fontsize=10, weight="bold")
-    row(ax, x0 + w, 0.3, ids[1:5], w=w, h=h, kind="highlight")
-    row(ax, x0 + 5 * w, 0.3, ids[5:9], w=w, h=h, kind="highlight")
+    title(ax, 0.1, 1.62, "input")
+    row(ax, x0, 1.4, ids[0:8], w=w, h=h, kind="tensor")  # two windows, side by side
+    title(ax, 0.1, 0.52, "target")
+    row(ax, x0 + w, 0.3, ids[1:9], w=w, h=h, kind="highlight")
     # a thicker line where window 1 ends and window 2 begins, in both rows
     for y, left in [(1.4, x0 + 4 * w), (0.3, x0 + 5 * w)]:
-        ax.plot([left, left], [y - 0.08, y + h + 0.08], color=INK, linewidth=2.2)
+        line(ax, [(left, y - 0.08), (left, y + h + 0.08)], color=INK, linewidth=2.2)
     for i in range(8):
         arrow(ax, (x0 + (i + 0.5) * w, 1.4), (x0 + (i + 1.5) * w - 0.05, 0.3 + h), color=MUTED, linewidth=0.9)
-    text(ax, x0 + 9 * w + 0.15, 1.0, "each input id\npredicts the\nnext id", ha="left", fontsize=10, color=ACCENT)
-    return fig
+    accent(ax, x0 + 9 * w + 0.15, 1.0, "each input id\npredicts the\nnext id")
 
 
 BATCH_INPUTS = [[40, 367, 2885, 1464], [1807, 3619, 402, 271], [10899, 2138, 257, 7026], [15632, 438, 2016, 257],
@@ -401,157 +223,100 @@ BATCH_INPUTS = [[40, 367, 2885, 1464], [1807, 3619, 402, 271], [10899, 2138, 257
 NEXT_ID = 287  # the first id of the ninth window, which is the last target of the eighth
 
 
-@diagram(
-    "ch02_batch",
-    alt="""The first batch of the data loader with batch_size 8, max_length 4 and stride 4, as two
-    matrices of shape (8, 4). Each row of the inputs matrix is one window of token ids from The Verdict,
-    starting with 40, 367, 2885, 1464; each column is a position in the window. The targets matrix holds
-    the same ids shifted one position to the left, so its first row is 367, 2885, 1464, 1807. Because the
-    stride equals the window length, the last target of a row, such as 1807, is the first input of the
-    next row.""",
-)
-def batch():
-    fig, ax = canvas(9.5, 4.2)
-    targets = [r[1:] + [BATCH_INPUTS[i + 1][0] if i + 1 < len(BATCH_INPUTS) else NEXT_ID]
-               for i, r in enumerate(BATCH_INPUTS)]
+@diagram("ch02_batch", size=(9.5, 4.2))
+def batch(ax):
+    following = [r[0] for r in BATCH_INPUTS[1:]] + [NEXT_ID]  # each window's last target starts the next window
+    targets = [r[1:] + [after] for r, after in zip(BATCH_INPUTS, following)]
     w, h, top = 0.66, 0.36, 3.55
-    xi, xt = 1.1, 4.8
-    text(ax, xi + 2 * w, top + 0.5, "inputs", fontsize=10, weight="bold")
-    text(ax, xi + 2 * w, top + 0.22, "shape (8, 4)", fontsize=10, color=MUTED, family=MONO)
-    text(ax, xt + 2 * w, top + 0.5, "targets", fontsize=10, weight="bold")
-    text(ax, xt + 2 * w, top + 0.22, "shape (8, 4)", fontsize=10, color=MUTED, family=MONO)
-    kinds = [["highlight" if (i == 0 or (i == 1 and j == 0)) else "tensor" for j in range(4)] for i in range(8)]
-    _matrix(ax, xi, top, BATCH_INPUTS, w=w, h=h, kind="tensor", kinds=kinds)
-    tkinds = [["highlight" if i == 0 else "tensor" for _ in range(4)] for i in range(8)]
-    _matrix(ax, xt, top, targets, w=w, h=h, kind="tensor", kinds=tkinds)
+    input_kinds = [["highlight" if i == 0 or (i, j) == (1, 0) else "tensor" for j in range(4)] for i in range(8)]
+    target_kinds = [["highlight" if i == 0 else "tensor"] * 4 for i in range(8)]
+    for x, name, cells, kinds, under in ((1.1, "inputs", BATCH_INPUTS, input_kinds, "4 positions (max_length)"),
+                                         (4.8, "targets", targets, target_kinds, "the same ids, one further on")):
+        title(ax, x + 2 * w, top + 0.5, name, ha="center")
+        mono(ax, x + 2 * w, top + 0.22, "shape (8, 4)", ha="center")
+        grid(ax, x, top, cells, w=w, h=h, kinds=kinds)
+        note(ax, x + 2 * w, top - 8 * h - 0.25, under, ha="center")
     for i in range(8):
-        text(ax, xi - 0.12, top - (i + 0.5) * h, f"window {i + 1}", ha="right", fontsize=10, color=MUTED)
-    text(ax, xi + 2 * w, top - 8 * h - 0.25, "4 positions (max_length)", fontsize=10, color=MUTED)
-    text(ax, xt + 2 * w, top - 8 * h - 0.25, "the same ids, one further on", fontsize=10, color=MUTED)
-    # the first input row, shifted, is the first target row
-    arrow(ax, (xi + 4 * w + 0.08, top - 0.5 * h), (xt - 0.08, top - 0.5 * h), "shift by one", label_side="center",
-          fontsize=10)
-    ax.texts[-1].set_position((ax.texts[-1].get_position()[0], top - 0.5 * h + 0.17))
-    notes_x = xt + 4 * w + 0.25
-    text(ax, notes_x, top - 0.5 * h, "1807 ends the targets\nof window 1 and starts\nthe inputs of window 2\n"
-         "(stride = max_length)", ha="left", fontsize=10, color=ACCENT, va="top")
-    text(ax, notes_x, top - 7 * h, "batch_size = 8 rows,\none window each", ha="left", fontsize=10, color=MUTED)
-    return fig
+        note(ax, 0.98, top - (i + 0.5) * h, f"window {i + 1}", ha="right")
+    arrow(ax, (1.1 + 4 * w + 0.08, top - 0.5 * h), (4.72, top - 0.5 * h))  # the first input row, shifted
+    note(ax, (1.1 + 4 * w + 4.8) / 2, top - 0.5 * h + 0.17, "shift by one", ha="center")
+    accent(ax, 7.69, top - 0.5 * h,
+           f"{following[0]} ends the targets\nof window 1 and starts\nthe inputs of window 2\n(stride = max_length)",
+           va="top")
+    note(ax, 7.69, top - 7 * h, "batch_size = 8 rows,\none window each")
 
 
-# ---------------------------------------------------------------------------------------------
-# Sections 7 and 8: embeddings
-# ---------------------------------------------------------------------------------------------
+# ---- Sections 7 and 8: embeddings ----
 
 WEIGHT = [[0.3374, -0.1778, -0.1690], [0.9178, 1.5810, 1.3010], [1.2753, -0.2010, -0.1606],
           [-0.4015, 0.9666, -1.1481], [-1.1589, 0.3255, -0.6315], [-2.8400, -0.7849, -1.4096]]
 
 
-@diagram(
-    "ch02_embedding_lookup",
-    alt="""An embedding layer as a lookup table, with the chapter's tiny example: a weight matrix of 6 rows
-    (one per token id, 0 to 5) and 3 columns, its values set by torch.manual_seed(123). Looking up the ids
-    2, 3, 5 and 1 copies rows 2, 3, 5 and 1 of the matrix, in that order, into a 4 by 3 output; the first
-    output row is row 2, 1.2753, -0.2010, -0.1606. Below, the same row is what multiplying the one-hot vector
-    for id 2 (0, 0, 1, 0, 0, 0) by the weight matrix gives: the layer skips the multiplication by zeros.""",
-)
-def embedding_lookup():
-    fig, ax = canvas(9.5, 4.2)
+@diagram("ch02_embedding_lookup", size=(9.5, 4.2))
+def embedding_lookup(ax):
     fmt = [[f"{v:.4f}" for v in line] for line in WEIGHT]
     w, h, top = 0.78, 0.34, 3.65
     xw, xo = 1.0, 6.0
-    text(ax, xw + 1.5 * w, top + 0.42, "embedding.weight", fontsize=10, weight="bold")
-    text(ax, xw + 1.5 * w, top + 0.17, "6 token ids \u00d7 3 dimensions", fontsize=10, color=MUTED)
+    title(ax, xw + 1.5 * w, top + 0.42, "embedding.weight", ha="center")
+    note(ax, xw + 1.5 * w, top + 0.17, "6 token ids \u00d7 3 dimensions", ha="center")
     ids = [2, 3, 5, 1]
     kinds = [["parameter"] * 3 if r in ids else ["plain"] * 3 for r in range(6)]
-    _matrix(ax, xw, top, fmt, w=w, h=h, kinds=kinds, fontsize=10)
+    grid(ax, xw, top, fmt, w=w, h=h, kinds=kinds)
     for r in range(6):
-        text(ax, xw - 0.12, top - (r + 0.5) * h, f"row {r}", ha="right", fontsize=10, color=MUTED)
-    text(ax, xo + 1.5 * w, top + 0.42, "embedding(ids)", fontsize=10, weight="bold")
-    text(ax, xo + 1.5 * w, top + 0.17, "shape (4, 3)", fontsize=10, color=MUTED, family=MONO)
+        note(ax, xw - 0.12, top - (r + 0.5) * h, f"row {r}", ha="right")
+    title(ax, xo + 1.5 * w, top + 0.42, "embedding(ids)", ha="center")
+    mono(ax, xo + 1.5 * w, top + 0.17, "shape (4, 3)", ha="center")
     out_top = top - 0.5 * h
-    _matrix(ax, xo, out_top, [fmt[r] for r in ids], w=w, h=h, kind="tensor", fontsize=10)
+    grid(ax, xo, out_top, [fmt[r] for r in ids], w=w, h=h, kind="tensor")
     for k, r in enumerate(ids):
-        data(ax, xo - 0.72, out_top - (k + 1) * h, 0.42, h, str(r), fontsize=10, family=MONO)
+        data(ax, xo - 0.72, out_top - (k + 1) * h, 0.42, h, str(r), family=MONO)
         arrow(ax, (xw + 3 * w + 0.05, top - (r + 0.5) * h), (xo - 0.76, out_top - (k + 0.5) * h), color=MUTED,
               linewidth=1.0)
-    text(ax, xo - 0.51, out_top + 0.14, "ids", fontsize=10, color=MUTED)
+    note(ax, xo - 0.51, out_top + 0.14, "ids", ha="center")
 
     # the one-hot view
     y = 0.4
-    text(ax, 0.2, y + 0.62, "the same row, as a linear layer would compute it:", ha="left", fontsize=10, color=MUTED)
-    row(ax, 0.2, y, [0, 0, 1, 0, 0, 0], w=0.32, h=0.36, kind="data", fontsize=10, family=MONO)
-    text(ax, 0.2 + 3 * 0.32, y - 0.16, "one-hot for id 2", fontsize=10, color=MUTED)
+    note(ax, 0.2, y + 0.62, "the same row, as a linear layer would compute it:")
+    row(ax, 0.2, y, [0, 0, 1, 0, 0, 0], w=0.32, h=0.36, kind="data", family=MONO)
+    note(ax, 0.2 + 3 * 0.32, y - 0.16, "one-hot for id 2", ha="center")
     text(ax, 2.3, y + 0.18, "\u00d7", fontsize=12)
-    parameter(ax, 2.55, y - 0.05, 1.05, 0.46, "weight\n6 \u00d7 3", fontsize=10)
+    parameter(ax, 2.55, y - 0.05, 1.05, 0.46, "weight\n6 \u00d7 3")
     text(ax, 3.8, y + 0.18, "=", fontsize=12)
-    _matrix(ax, 4.05, y + 0.36, [fmt[2]], w=w, h=0.36, kind="tensor", fontsize=10)
-    text(ax, 4.05 + 3 * w + 0.2, y + 0.18, "row 2; the lookup skips\nmultiplying by the zeros", ha="left",
-         fontsize=10, color=ACCENT)
-    return fig
+    grid(ax, 4.05, y + 0.36, [fmt[2]], w=w, h=0.36, kind="tensor")
+    accent(ax, 4.05 + 3 * w + 0.2, y + 0.18, "row 2; the lookup skips\nmultiplying by the zeros")
 
 
-@diagram(
-    "ch02_token_plus_position",
-    alt="""Token embeddings plus position embeddings, with the shapes of section 8. A batch of token ids of
-    shape (8, 4), 8 windows of 4 tokens, goes through the token embedding layer, a 50,257 by 256 table, and
-    becomes token embeddings of shape (8, 4, 256). The positions 0, 1, 2, 3 go through the position embedding
-    layer, a 4 by 256 table, and become position embeddings of shape (4, 256). The two are added; the same 4
-    position vectors are added to every one of the 8 windows (broadcasting), giving input embeddings of shape
-    (8, 4, 256): one vector per token that carries both what the token is and where it sits.""",
-)
-def token_plus_position():
-    fig, ax = canvas(9.5, 4.4)
-    yt, yp = 2.85, 0.6  # bottoms of the token path (top) and the position path (below)
-    sw, sh, depth, step = 1.3, 0.72, 8, 0.07
-    data(ax, 0.2, yt, 1.25, sh, "token ids", fontsize=10, shape="(8, 4)")
-    data(ax, 0.2, yp, 1.25, sh, "positions\n0, 1, 2, 3", fontsize=10, shape="arange(4)")
-    parameter(ax, 1.85, yt, 1.5, sh, "token\nembedding", fontsize=10, shape="50257 \u00d7 256")
-    parameter(ax, 1.85, yp, 1.5, sh, "position\nembedding", fontsize=10, shape="4 \u00d7 256")
-    for y in (yt, yp):
+@diagram("ch02_token_plus_position", size=(9.5, 4.4))
+def token_plus_position(ax):
+    sw, sh = 1.3, 0.72
+    paths = [(2.85, "token ids", "(8, 4)", "token\nembedding", "50257 \u00d7 256"),
+             (0.6, "positions\n0, 1, 2, 3", "arange(4)", "position\nembedding", "4 \u00d7 256")]
+    for y, what, shape, table, size in paths:
+        data(ax, 0.2, y, 1.25, sh, what, shape=shape)
+        parameter(ax, 1.85, y, 1.5, sh, table, shape=size)
         arrow(ax, (1.45, y + sh / 2), (1.85, y + sh / 2))
         arrow(ax, (3.35, y + sh / 2), (3.8, y + sh / 2))
-    _stack(ax, 3.8, yt, sw, sh, depth=depth, step=step)
-    text(ax, 3.8 + sw / 2 + 0.25, yt + sh + depth * step + 0.08, "token embeddings", fontsize=10, weight="bold",
-         va="bottom")
-    text(ax, 3.8 + sw / 2, yt - 0.08, "(8, 4, 256)", fontsize=10, family=MONO, color=MUTED, va="top")
-    _stack(ax, 3.8, yp, sw, sh, depth=1)
-    text(ax, 3.8 + sw / 2, yp + sh + 0.1, "position embeddings", fontsize=10, weight="bold", va="bottom")
-    text(ax, 3.8 + sw / 2, yp - 0.08, "(4, 256)", fontsize=10, family=MONO, color=MUTED, va="top")
-    text(ax, 4.55, 2.2, "the same 4 position vectors\nare added to each of the\n8 windows (broadcasting)", fontsize=10,
-         color=MUTED)
-    plus = operation(ax, 6.15, 1.75, 0.5, 0.5, "+", fontsize=14)
-    arrow(ax, (3.8 + sw + 0.35, yt - 0.05), (plus[0], 2.25), curve=0.3)
-    arrow(ax, (3.8 + sw, yp + sh / 2), (plus[0], 1.75), curve=0.3)
+    for x, y, depth, name, shape in ((3.8, 2.85, 8, "token embeddings", "(8, 4, 256)"),
+                                     (3.8, 0.6, 1, "position embeddings", "(4, 256)"),
+                                     (7.1, 2.0 - sh / 2, 8, "input embeddings", "(8, 4, 256)")):
+        stack(ax, x, y, sw, sh, kind="tensor", depth=depth, step=0.07, rows=4)
+        title(ax, x + sw / 2 + (0.25 if depth > 1 else 0), y + sh + (depth - 1) * 0.07 + 0.1, name, va="bottom",
+              ha="center")
+        mono(ax, x + sw / 2, y - 0.08, shape, va="top", ha="center")
+    note(ax, 4.55, 2.2, "the same 4 position vectors\nare added to each of the\n8 windows (broadcasting)", ha="center")
+    operation(ax, 6.15, 1.75, 0.5, 0.5, "+", fontsize=14)
+    arrow(ax, (5.45, 2.8), (6.4, 2.25), curve=0.3)
+    arrow(ax, (5.1, 0.96), (6.4, 1.75), curve=0.3)
     arrow(ax, (6.65, 2.0), (7.1, 2.0))
-    yo = 2.0 - sh / 2
-    _stack(ax, 7.1, yo, sw, sh, depth=depth, step=step)
-    text(ax, 7.1 + sw / 2 + 0.25, yo + sh + depth * step + 0.08, "input embeddings", fontsize=10, weight="bold",
-         va="bottom")
-    text(ax, 7.1 + sw / 2, yo - 0.08, "(8, 4, 256)", fontsize=10, family=MONO, color=MUTED, va="top")
-    text(ax, 7.1 + sw / 2 + 0.25, yo - 0.45, "what the token is\n+ where it sits", fontsize=10, color=ACCENT, va="top")
-    text(ax, 9.35, 0.2, "each sheet: one window, 4 rows (positions) \u00d7 256 numbers", ha="right", fontsize=10,
-         color=MUTED)
-    return fig
+    accent(ax, 8.0, 1.19, "what the token is\n+ where it sits", va="top", ha="center")
+    note(ax, 9.35, 0.2, "each sheet: one window, 4 rows (positions) \u00d7 256 numbers", ha="right")
 
 
-# ---------------------------------------------------------------------------------------------
-# Section 9: data curation
-# ---------------------------------------------------------------------------------------------
+# ---- Section 9: data curation ----
 
 
-@diagram(
-    "ch02_curation",
-    alt="""The curation steps of section 9 on its 14-document corpus, as a funnel of counts. Quality
-    filters drop 4 documents (spam, a navigation menu, gibberish and a two-letter document), leaving 10.
-    Exact deduplication, by hashing the lower-cased text without punctuation, drops 2 copies of the same
-    sentence about the old painter, leaving 8. Near-duplicate removal with MinHash drops 1 document that
-    differs from another by one word ("the oven" for "his oven"), leaving 7. Redaction keeps all 7 and
-    replaces 4 pieces of personal data with placeholders: two e-mail addresses, a phone number and an IP
-    address.""",
-)
-def curation():
-    fig, ax = canvas(9.5, 4.7)
+@diagram("ch02_curation", size=(9.5, 4.7))
+def curation(ax):
     counts = ["14 documents", "10", "8", "7", "7 curated"]
     steps = [
         ("quality filters", "drops 4: spam (BUY NOW!!! $$$ ...), a menu (Home | About | ...),\n"
@@ -565,15 +330,14 @@ def curation():
     top, gap, h = 4.1, 0.98, 0.42
     for k, label in enumerate(counts):
         y = top - k * gap
-        box(ax, 0.2, y, 1.45, h, label, fontsize=10, kind="highlight" if k == len(counts) - 1 else "data")
-    for k, (name, note) in enumerate(steps):
+        box(ax, 0.2, y, 1.45, h, label, kind="highlight" if k == len(counts) - 1 else "data")
+    for k, (name, what) in enumerate(steps):
         y_from, y_to = top - k * gap, top - (k + 1) * gap + h
         arrow(ax, (0.925, y_from), (0.925, y_to))
         mid = (y_from + y_to) / 2
-        operation(ax, 1.9, mid - 0.2, 1.7, 0.4, name, fontsize=10)
-        ax.plot([0.925, 1.9], [mid, mid], color=MUTED, linewidth=0.9, linestyle=":")
-        text(ax, 3.8, mid, note, ha="left", fontsize=10, color=INK)
-    return fig
+        operation(ax, 1.9, mid - 0.2, 1.7, 0.4, name)
+        line(ax, [(0.925, mid), (1.9, mid)], color=MUTED, linewidth=0.9, style=":")
+        text(ax, 3.8, mid, what, ha="left")
 
 
 SHINGLES_BOTH = ["a quiet morning", "quiet morning in", "morning in the", "in the village", "the village began",
@@ -582,44 +346,26 @@ SHINGLES_5 = ["baker lighting his", "lighting his oven", "his oven before"]
 SHINGLES_6 = ["baker lighting the", "lighting the oven", "the oven before"]
 
 
-@diagram(
-    "ch02_shingles",
-    alt="""Two near-duplicate documents from the curation corpus compared as sets of shingles, overlapping
-    runs of 3 words. Document 5 reads "A quiet morning in the village began with the baker lighting his oven
-    before dawn." and document 6 is the same with "the oven" instead of "his oven". Each has 13 shingles.
-    10 are shared, from "a quiet morning" to "the baker lighting" and "oven before dawn"; 3 occur only in
-    document 5 (the ones containing "his") and 3 only in document 6 (the ones with "the oven"). The Jaccard
-    similarity is the shared count over the count of all distinct shingles: 10 / 16 = 0.62.""",
-)
-def shingles():
-    fig, ax = canvas(9.5, 3.9)
+@diagram("ch02_shingles", size=(9.5, 3.9))
+def shingles(ax):
     sentence = "A quiet morning in the village began with the baker lighting {} oven before dawn."
     for y, name, word in [(3.6, "doc 5", "his"), (3.22, "doc 6", "the")]:
-        prefix = f"{name}:  " + sentence.split("{}")[0]
-        x = 0.2 + _mono_width(len(prefix), 9.5)
-        ax.add_patch(patches.Rectangle((x - 0.02, y - 0.13), _mono_width(len(word), 9.5) + 0.04, 0.26,
-                                       facecolor=KINDS["highlight"][0], edgecolor="none"))
-        text(ax, 0.2, y, f"{name}:  " + sentence.format(word), ha="left", fontsize=10, family=MONO)
-    w, h = 1.72, 0.32
-    x5 = 0.2
-    xb = x5 + w + 0.35
-    x6 = xb + 2 * w + 0.35
-    top = 2.62
-    for x, title in [(x5, "only in doc 5 (3)"), (xb, "in both documents (10)"), (x6, "only in doc 6 (3)")]:
-        text(ax, x, top + 0.08, title, ha="left", fontsize=10, weight="bold", va="bottom")
-    for i, s in enumerate(SHINGLES_5):
-        box(ax, x5, top - (i + 1) * h, w, h, s, kind="highlight", fontsize=10)
-    for i, s in enumerate(SHINGLES_BOTH):
-        box(ax, xb + (i // 5) * w, top - (i % 5 + 1) * h, w, h, s, kind="data", fontsize=10)
-    for i, s in enumerate(SHINGLES_6):
-        box(ax, x6, top - (i + 1) * h, w, h, s, kind="highlight", fontsize=10)
-    text(ax, x6 + w + 0.15, top - 0.1, "3-word shingles,\n13 per document,\ncompared as sets\nA (doc 5) and\nB (doc 6)",
-         ha="left", va="top", fontsize=10, color=MUTED)
+        start = mono_width(len(f"{name}:  " + sentence.split("{}")[0]), 9.5)  # highlight the word that differs
+        box(ax, 0.18 + start, y - 0.13, mono_width(len(word), 9.5) + 0.04, 0.26, kind="highlight", linewidth=0)
+        mono(ax, 0.2, y, f"{name}:  " + sentence.format(word), color=INK)
+    w, h, top = 1.72, 0.32, 2.62
+    groups = [(0.2, "only in doc 5 (3)", SHINGLES_5, "highlight"),
+              (2.27, "in both documents (10)", SHINGLES_BOTH, "data"),
+              (6.06, "only in doc 6 (3)", SHINGLES_6, "highlight")]
+    for x, heading, shingle_list, kind in groups:
+        title(ax, x, top + 0.08, heading, va="bottom")
+        columns = [shingle_list[k:k + 5] for k in range(0, len(shingle_list), 5)]  # five to a column
+        grid(ax, x, top, [list(cells) for cells in zip(*columns)], w=w, h=h, kind=kind, family=FONT)
+    note(ax, 7.93, top - 0.1, "3-word shingles,\n13 per document,\ncompared as sets\nA (doc 5) and\nB (doc 6)",
+         va="top")
     text(ax, 0.2, 0.62, "Jaccard similarity  =  |A \u2229 B| / |A \u222a B|  =  10 / (3 + 10 + 3)  =  10 / 16  =  0.62",
-         ha="left", fontsize=10)
-    text(ax, 0.2, 0.25, "one changed word changes every shingle that contains it: three of thirteen here",
-         ha="left", fontsize=10, color=ACCENT)
-    return fig
+         ha="left")
+    accent(ax, 0.2, 0.25, "one changed word changes every shingle that contains it: three of thirteen here")
 
 
 # For hash functions 0..7 of minhash_signature (blake2b keyed by the seed): the shingle with the
@@ -630,51 +376,28 @@ MINHASH_WINNERS = [("his oven before", "with the baker"), ("baker lighting his",
                    ("with the baker", "with the baker"), ("baker lighting his", "baker lighting the")]
 
 
-@diagram(
-    "ch02_minhash",
-    alt="""A MinHash signature, with the two near-duplicate documents of the chapter. For each of 128
-    hash functions (blake2b keyed by a seed), a document's signature keeps the smallest hash over its
-    shingles. The table shows the first eight hash functions and which shingle gives the smallest hash in
-    each document: for seeds 2 to 6 it is the same shared shingle in both, such as "quiet morning in", so
-    the entries match; for seeds 0, 1 and 7 the smallest hash belongs to a shingle only one document has, so
-    they differ. Entries match exactly when the smallest hash over both documents falls on a shared shingle,
-    which happens with probability equal to the Jaccard similarity. Over all 128 hash functions 86 entries
-    match: the estimate 0.67 is close to the exact 0.62.""",
-)
-def minhash():
-    fig, ax = canvas(9.5, 4.6)
-    cols = [(0.2, 1.0, "hash\nfunction"), (1.2, 2.35, "doc 5: the shingle with\nthe smallest hash"),
-            (3.55, 2.35, "doc 6: the shingle with\nthe smallest hash"), (5.9, 0.8, "same?")]
-    top, h = 3.95, 0.36
-    for x, w, name in cols:
-        text(ax, x + w / 2, top + 0.08, name, fontsize=10, weight="bold", va="bottom")
-    shared = set(SHINGLES_BOTH)
+@diagram("ch02_minhash", size=(9.5, 4.6))
+def minhash(ax):
+    top, h, shared = 3.95, 0.36, set(SHINGLES_BOTH)
+    widths = [1.0, 2.35, 2.35, 0.8]
+    headings = ["hash\nfunction", "doc 5: the shingle with\nthe smallest hash",
+                "doc 6: the shingle with\nthe smallest hash", "same?"]
+    for k, heading in enumerate(headings):
+        title(ax, 0.2 + sum(widths[:k]) + widths[k] / 2, top + 0.08, heading, va="bottom", ha="center")
     for i, (a, b) in enumerate(MINHASH_WINNERS):
-        y = top - (i + 1) * h
+        kinds = ["plain"] + ["data" if s in shared else "highlight" for s in (a, b)] + ["plain"]
+        row(ax, 0.2, top - (i + 1) * h, [f"seed {i}", a, b, ""], w=widths, h=h, kinds=kinds)
         same = a == b
-        box(ax, cols[0][0], y, cols[0][1], h, f"seed {i}", kind="plain", fontsize=10, family=MONO)
-        box(ax, cols[1][0], y, cols[1][1], h, a, kind="data" if a in shared else "highlight", fontsize=10)
-        box(ax, cols[2][0], y, cols[2][1], h, b, kind="data" if b in shared else "highlight", fontsize=10)
-        box(ax, cols[3][0], y, cols[3][1], h, "\u2713" if same else "\u2717", kind="plain", fontsize=11)
-        if not same:
-            ax.texts[-1].set_color(ACCENT)
-    text(ax, 3.5, top - 8 * h - 0.25, "\u22ee   120 more hash functions", fontsize=10, color=MUTED)
-    notes_x = 6.95
-    text(ax, notes_x, 3.75, "a signature entry =\nthe smallest hash\nover a document's\nshingles", ha="left",
-         fontsize=10, color=INK, va="top")
-    text(ax, notes_x, 2.55, "entries match when\nthe smallest hash of\nall 16 shingles is on\none of the 10 shared:\n"
-         "chance 10 / 16", ha="left", fontsize=10, color=INK, va="top")
-    legend_y = 0.62
-    box(ax, 0.2, legend_y - 0.14, 0.3, 0.28, "", kind="highlight")
-    text(ax, 0.6, legend_y, "a shingle only one document has", ha="left", fontsize=10, color=MUTED)
-    text(ax, 0.2, 0.18, "86 of 128 entries match: estimate 86 / 128 = 0.67 (the exact Jaccard is 0.62)",
-         ha="left", fontsize=10, color=ACCENT)
-    return fig
+        text(ax, 6.3, top - (i + 0.5) * h, "\u2713" if same else "\u2717", fontsize=11, color=INK if same else ACCENT)
+    note(ax, 3.5, top - 8 * h - 0.25, "\u22ee   120 more hash functions", ha="center")
+    text(ax, 6.95, 3.75, "a signature entry =\nthe smallest hash\nover a document's\nshingles", ha="left", va="top")
+    text(ax, 6.95, 2.55, "entries match when\nthe smallest hash of\nall 16 shingles is on\none of the 10 shared:\n"
+         "chance 10 / 16", ha="left", va="top")
+    legend(ax, 0.2, 0.48, [("highlight", "a shingle only one document has")], size=0.28)
+    accent(ax, 0.2, 0.18, "86 of 128 entries match: estimate 86 / 128 = 0.67 (the exact Jaccard is 0.62)")
 
 
-# ---------------------------------------------------------------------------------------------
-# Companion: byte-level BPE from scratch (ch02_bpe_from_scratch.ipynb)
-# ---------------------------------------------------------------------------------------------
+# ---- Companion: byte-level BPE from scratch (ch02_bpe_from_scratch.ipynb) ----
 
 # "Café won't" through GPT-2's tokenizer, as the companion prints it: UTF-8 bytes grouped by pre-token,
 # then the tokens the merges leave in each pre-token, then their ids.
@@ -685,102 +408,64 @@ PIPELINE_PRETOKENS = [
 ]
 
 
-@diagram(
-    "ch02_bpe_pipeline",
-    alt="""The path from text to token ids in a byte-level BPE tokenizer, on the text "Café won't" with
-    GPT-2's real ids. The text becomes 11 UTF-8 bytes: 67 97 102 195 169 32 119 111 110 39 116, where the
-    letter é takes two bytes, 195 and 169. The pre-tokenizer, a regular expression, cuts the text into three
-    pre-tokens: "Café", " won" (with its leading space) and "'t". Merges are applied inside each pre-token,
-    lowest rank first, never across a boundary: "Café" ends as three tokens C, af and é, " won" and "'t" as
-    one token each. Each token is an id: 34, 1878, 2634, 1839 and 470.""",
-)
-def bpe_pipeline():
-    fig, ax = canvas(9.5, 4.6)
+@diagram("ch02_bpe_pipeline", size=(9.5, 4.6))
+def bpe_pipeline(ax):
     label_x, start, unit, h, gap = 0.15, 2.0, 0.45, 0.42, 0.3
-    ys = {"text": 3.85, "bytes": 2.85, "merges": 1.7, "ids": 0.6}
-    notes = {
-        "text": ("text", "any Unicode string"),
-        "bytes": ("UTF-8 bytes", "grouped into pre-tokens"),
-        "merges": ("tokens", "merges, lowest rank first"),
-        "ids": ("ids", "one per token"),
-    }
-    for key, (title, note) in notes.items():
-        text(ax, label_x, ys[key] + h / 2 + 0.1, title, ha="left", fontsize=10, weight="bold")
-        text(ax, label_x, ys[key] + h / 2 - 0.15, note, ha="left", fontsize=10, color=MUTED)
+    stages = [(3.85, "text", "any Unicode string"), (2.85, "UTF-8 bytes", "grouped into pre-tokens"),
+              (1.7, "tokens", "merges, lowest rank first"), (0.6, "ids", "one per token")]
+    for y, heading, what in stages:
+        title(ax, label_x, y + h / 2 + 0.1, heading)
+        note(ax, label_x, y + h / 2 - 0.15, what)
+    text_y, bytes_y, tokens_y, ids_y = (y for y, _, _ in stages)
     total = sum(len(b) for _, b, _ in PIPELINE_PRETOKENS) * unit + gap * (len(PIPELINE_PRETOKENS) - 1)
-    box(ax, start, ys["text"], total, h, "Caf\u00e9 won't", kind="data", fontsize=11, family=MONO)
+    box(ax, start, text_y, total, h, "Caf\u00e9 won't", kind="data", fontsize=11, family=MONO)
     left = start
     for piece, byte_values, tokens in PIPELINE_PRETOKENS:
         width = len(byte_values) * unit
         kinds = ["highlight" if b >= 128 else "data" for b in byte_values]
-        row(ax, left, ys["bytes"], byte_values, w=unit, h=h, kinds=kinds, fontsize=10, family=MONO)
-        brace(ax, left + 0.03, left + width - 0.03, ys["bytes"] + h + 0.12, f"pre-token {piece}", below=False)
-        arrow(ax, (left + width / 2, ys["text"] - 0.02), (left + width / 2, ys["bytes"] + h + 0.38), linewidth=1.0)
+        row(ax, left, bytes_y, byte_values, w=unit, h=h, kinds=kinds, family=MONO)
+        brace(ax, left + 0.03, left + width - 0.03, bytes_y + h + 0.12, f"pre-token {piece}", below=False)
+        arrow(ax, (left + width / 2, text_y - 0.02), (left + width / 2, bytes_y + h + 0.38), linewidth=1.0)
         token_w = width / len(tokens)
         for k, (token, token_id) in enumerate(tokens):
             x = left + k * token_w
-            box(ax, x, ys["merges"], token_w, h, token, kind="data", fontsize=10, family=MONO)
-            box(ax, x, ys["ids"], token_w, h, str(token_id), kind="data", fontsize=10, family=MONO)
-            arrow(ax, (x + token_w / 2, ys["merges"] - 0.02), (x + token_w / 2, ys["ids"] + h + 0.02), linewidth=1.0)
-        arrow(ax, (left + width / 2, ys["bytes"] - 0.02), (left + width / 2, ys["merges"] + h + 0.02), linewidth=1.0)
+            box(ax, x, tokens_y, token_w, h, token, kind="data", family=MONO)
+            box(ax, x, ids_y, token_w, h, str(token_id), kind="data", family=MONO)
+            arrow(ax, (x + token_w / 2, tokens_y - 0.02), (x + token_w / 2, ids_y + h + 0.02), linewidth=1.0)
+        arrow(ax, (left + width / 2, bytes_y - 0.02), (left + width / 2, tokens_y + h + 0.02), linewidth=1.0)
         left += width + gap
-    text(ax, start + total + 0.15, ys["bytes"] + h / 2, "\u00e9 = 2 bytes", ha="left", fontsize=10, color=ACCENT)
-    text(ax, start + total + 0.15, ys["merges"] + h / 2, "no merge crosses\na pre-token boundary", ha="left",
-         fontsize=10, color=ACCENT)
-    return fig
+    accent(ax, start + total + 0.15, bytes_y + h / 2, "\u00e9 = 2 bytes")
+    accent(ax, start + total + 0.15, tokens_y + h / 2, "no merge crosses\na pre-token boundary")
 
 
-# The first merge on the companion's hand-sized corpus "hug pug hug pun bun hugs".
-MERGE_STEP_WORDS = [("hug", 1), (f"{SPACE}pug", 1), (f"{SPACE}hug", 1), (f"{SPACE}pun", 1), (f"{SPACE}bun", 1),
-                    (f"{SPACE}hugs", 1)]
-MERGE_STEP_COUNTS = [("u g", 4), ("h u", 3), (f"{SPACE} h", 2), (f"{SPACE} p", 2), ("p u", 2), ("u n", 2)]
+@diagram("ch02_bpe_merge_step", size=(9.5, 4.3))
+def bpe_merge_step(ax):
+    pieces = [list(piece.encode("utf-8")) for piece in pre_tokenize("hug pug hug pun bun hugs")]
+    counts = Counter(pair for ids in pieces for pair in pairwise(ids))
+    chosen = most_frequent_pair(counts)  # the course's tie rule picks the pair to merge
 
+    def spelled(ids):
+        return [SPACE if i == 32 else "ug" if i == 256 else chr(i) for i in ids]
 
-@diagram(
-    "ch02_bpe_merge_step",
-    alt="""One step of BPE training on the corpus "hug pug hug pun bun hugs". Left: the six pre-tokens, each
-    spelled as single bytes (a leading space is a byte of its own). Middle: the counts of adjacent pairs,
-    most frequent first: u g 4 times, h u 3 times, then space h, space p, p u and u n twice each, and three
-    more pairs once. The most frequent pair, u g, becomes new token 256. Right: the same pre-tokens after the
-    merge, with every u g replaced by the one token ug (highlighted): hug is now h ug, space pug is space p
-    ug, and hugs is space h ug s; pun and bun have no u g and are unchanged. The pair counts are then
-    updated and the step repeats.""",
-)
-def bpe_merge_step():
-    fig, ax = canvas(9.5, 4.3)
-    unit, h, step = 0.3, 0.3, 0.45
-    top = 3.45
-    text(ax, 0.15, 3.95, "pre-tokens as bytes", ha="left", fontsize=10, weight="bold")
-    text(ax, 3.05, 3.95, "count adjacent pairs", ha="left", fontsize=10, weight="bold")
-    text(ax, 6.35, 3.95, "merge u g \u2192 256 (ug)", ha="left", fontsize=10, weight="bold")
-    for k, (word, _) in enumerate(MERGE_STEP_WORDS):
-        y = top - k * step
-        symbols = [word[0], *word[1:]]
-        row(ax, 0.15, y, symbols, w=unit, h=h, fontsize=10, family=MONO)
-        merged, i = [], 0
-        while i < len(symbols):
-            if symbols[i:i + 2] == ["u", "g"]:
-                merged.append("ug")
-                i += 2
-            else:
-                merged.append(symbols[i])
-                i += 1
-        left = 6.35
-        for symbol in merged:
-            w = unit * len(symbol)
-            box(ax, left, y, w, h, symbol, kind="highlight" if symbol == "ug" else "data", fontsize=10, family=MONO)
-            left += w
-    for k, (pair, count) in enumerate(MERGE_STEP_COUNTS):
-        y = top - k * step
-        box(ax, 3.05, y, 0.9, h, pair, kind="highlight" if k == 0 else "plain", fontsize=10, family=MONO)
-        text(ax, 4.1, y + h / 2, f"{count}\u00d7", ha="left", fontsize=10, family=MONO)
-    text(ax, 3.05, top - len(MERGE_STEP_COUNTS) * step + h / 2, "... and 3 pairs seen once", ha="left", fontsize=10,
-         color=MUTED)
+    unit, h, step, top = 0.3, 0.3, 0.45, 3.45
+    title(ax, 0.15, 3.95, "pre-tokens as bytes")
+    title(ax, 3.05, 3.95, "count adjacent pairs")
+    title(ax, 6.35, 3.95, f"merge {' '.join(spelled(chosen))} \u2192 256 (ug)")
+    for k, ids in enumerate(pieces):
+        row(ax, 0.15, top - k * step, spelled(ids), w=unit, h=h, family=MONO)
+        merged = spelled(merge_ids(ids, chosen, 256))
+        row(ax, 6.35, top - k * step, merged, w=[unit * len(s) for s in merged], h=h, family=MONO,
+            kinds=["highlight" if s == "ug" else "data" for s in merged])
+    ranked = sorted(counts, key=lambda pair: (-counts[pair], pair))[:6]
+    for k, pair in enumerate(ranked):
+        box(ax, 3.05, top - k * step, 0.9, h, " ".join(spelled(pair)), kind="highlight" if pair == chosen else "plain",
+            family=MONO)
+        mono(ax, 4.1, top - k * step + h / 2, f"{counts[pair]}\u00d7", color=INK)
+    note(ax, 3.05, top - 6 * step + h / 2, f"... and {len(counts) - 6} pairs seen once")
     arrow(ax, (1.75, 2.35), (2.95, 2.35), linewidth=1.0)
     arrow(ax, (4.75, 2.35), (6.2, 2.35), linewidth=1.0)
-    text(ax, 5.47, 2.5, "most frequent", fontsize=10, color=MUTED)
-    text(ax, 0.15, 0.45, "Ties: the highest count wins; among equal counts, the pair with the smaller first id, then "
-         "second id.", ha="left", fontsize=10, color=ACCENT)
-    text(ax, 0.15, 0.17, "Then update the counts of the pairs around each new ug, and repeat until the vocabulary is "
-         "full.", ha="left", fontsize=10, color=MUTED)
-    return fig
+    note(ax, 5.47, 2.5, "most frequent", ha="center")
+    accent(ax, 0.15, 0.45,
+           "Ties: the highest count wins; among equal counts, the pair with the smaller first id, then second id.")
+    note(ax, 0.15, 0.17,
+         "Then update the counts of the pairs around each new ug, and repeat until the vocabulary is full.")

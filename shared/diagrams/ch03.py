@@ -5,75 +5,65 @@ embeddings and its seeds (all printed there except the value vector of 'looks', 
 for the picture.
 """
 
-from matplotlib import patches
+import torch
+
+from shared.attention import CausalAttention, attention_weights
 
 from . import diagram
-from .style import (
-    ACCENT, FONT, INK, KINDS, MONO, MUTED, arrow, box, brace, canvas, grid, operation, parameter, row, tensor, text,
+from .primitives import (
+    ACCENT, INK, MONO, MUTED, accent, arrow, bar, box, brace, chain, flow, frame, grid, line, mono, note,
+    operation, parameter, path_arrow, row, tensor, text, title,
 )
 
 TOKENS = ["Every", "token", "looks", "at", "the", "others"]
-INPUTS = [
+INPUTS = torch.tensor([
     [0.72, 0.10, 0.31],
     [0.20, 0.85, 0.47],
     [0.15, 0.62, 0.90],
     [0.91, 0.25, 0.05],
     [0.80, 0.33, 0.12],
     [0.28, 0.70, 0.66],
-]
+])
 LOOKS = 2  # the chapter's query_index
 # Section 2: scores and softmax weights of the query 'looks' (no trainable weights), and its context vector.
-LOOKS_SCORES = [0.4490, 0.9800, 1.2169, 0.3365, 0.4326, 1.0700]
-LOOKS_WEIGHTS = [0.1164, 0.1979, 0.2508, 0.1040, 0.1145, 0.2165]
-LOOKS_CONTEXT = [0.4078, 0.5507, 0.5166]
-# Section 4: sa_v2's scores with the future masked, and the causal weights softmax(scores / sqrt(2)).
-MASKED_SCORES = [
-    [0.1432],
-    [0.2316, 0.0087],
-    [0.2618, -0.0314, 0.1728],
-    [0.1436, 0.0127, 0.1350, 0.0875],
-    [0.1560, 0.0111, 0.1432, 0.0959, 0.0859],
-    [0.2482, -0.0107, 0.1895, 0.1609, 0.1395, 0.1138],
-]
-CAUSAL_WEIGHTS = [
-    [1.0000],
-    [0.5393, 0.4607],
-    [0.3634, 0.2954, 0.3412],
-    [0.2586, 0.2358, 0.2571, 0.2486],
-    [0.2082, 0.1879, 0.2063, 0.1995, 0.1981],
-    [0.1796, 0.1496, 0.1723, 0.1689, 0.1663, 0.1633],
-]
-# The same weights after nn.Dropout(p=0.5) in training mode (torch.manual_seed(123), second call).
-AFTER_DROPOUT = [
-    [2.0000],
-    [0.0, 0.0],
-    [0.0, 0.5907, 0.6825],
-    [0.0, 0.0, 0.5141, 0.4971],
-    [0.0, 0.0, 0.0, 0.0, 0.3962],
-    [0.3592, 0.2991, 0.0, 0.3377, 0.3326, 0.3267],
-]
-HEAD_1 = "#b9d3ec"  # a second, darker tensor blue: the part of a tensor that belongs to head 1
-HEAD_1_PARAM = "#b3dcb6"  # the same for a parameter
+LOOKS_SCORES = INPUTS @ INPUTS[LOOKS]
+LOOKS_WEIGHTS = torch.softmax(LOOKS_SCORES, dim=0)
+LOOKS_CONTEXT = LOOKS_WEIGHTS @ INPUTS
 
 
-def token_matrix(ax, x, y, cells, kinds, size, rows=True, columns=True, fontsize=10):
+def section_3_projections():
+    """The query, key and value of 'looks' from section 3's random weights (torch.manual_seed(123))."""
+    torch.manual_seed(123)
+    weights = [torch.rand(3, 2) for _ in range(3)]  # W_query, W_key, W_value, drawn in that order
+    return [INPUTS[LOOKS] @ w for w in weights]
+
+
+def causal_attention_weights():
+    """Section 4's masked scores and causal weights and, after them, the same weights through dropout (p = 0.5).
+
+    CausalAttention built after torch.manual_seed(789) has the notebook's sa_v2 weights (three nn.Linear(3, 2)
+    made in the same order); the course's attention_weights, its mask and its dropout module do the rest.
+    """
+    torch.manual_seed(789)
+    attention = CausalAttention(3, 2, context_length=6, dropout=0.5)
+    with torch.no_grad():
+        queries, keys = attention.W_query(INPUTS), attention.W_key(INPUTS)
+        weights = attention_weights(queries, keys, attention.mask)
+        torch.manual_seed(123)
+        attention.dropout(torch.ones(6, 6))  # the chapter's first call, on a matrix of ones
+        masked_scores = (queries @ keys.T).masked_fill(attention.mask, float("-inf"))
+        return masked_scores, weights, attention.dropout(weights)
+
+
+def token_matrix(ax, x, top, cells, kinds, size, rows=True):
     """A 6 x 6 matrix with the query tokens left of its rows and the key tokens above its columns."""
-    left, top = grid(ax, x, y, cells, size=size, kinds=kinds, fontsize=fontsize, family=MONO)
-    if rows:
-        for token, (rx, ry) in zip(TOKENS, left):
-            text(ax, rx - 0.06, ry, token, ha="right", fontsize=10)
-    if columns:
-        narrow = size < 0.5  # 10 pt words are wider than a narrow column: slant them
-        for token, (cx, cy) in zip(TOKENS, top):
-            ax.text(cx - (0.1 if narrow else 0), cy + 0.06, token, rotation=45 if narrow else 0, fontsize=10,
-                    ha="left" if narrow else "center", va="bottom", color=INK, family=FONT)
+    grid(ax, x, top, cells, w=size, kinds=kinds, row_labels=TOKENS if rows else (), column_labels=TOKENS)
 
 
-def lower_triangle(values, fmt, future="", fill=None):
-    """Cells and kinds of a causal matrix: `values[i]` holds row i up to the diagonal; the rest is masked."""
-    cells = [[fmt.format(v) for v in line] + [future] * (6 - len(line)) for line in values]
-    kinds = [[fill(i, j) if fill else "plain" for j in range(len(line))] + ["masked"] * (6 - len(line))
-             for i, line in enumerate(values)]
+def lower_triangle(values, future="", fill=None):
+    """Cells and kinds of a causal 6 x 6 matrix: row i up to the diagonal from `values`, the rest masked."""
+    cells = [[f"{values[i, j]:.2f}" if j <= i else future for j in range(6)] for i in range(6)]
+    kinds = [[(fill(i, j) if fill else "plain") if j <= i else "masked" for j in range(6)] for i in range(6)]
     return cells, kinds
 
 
@@ -81,572 +71,341 @@ def vector(values, digits=2):
     return "[" + ", ".join(f"{v:.{digits}f}" for v in values) + "]"
 
 
-@diagram(
-    "ch03_rnn_vs_attention",
-    alt="""Two ways to read the sentence 'Every token looks at the others'. Left, an RNN encoder: each
-    token updates a hidden state h1 to h6 in turn, and the final state h6 is all the decoder gets, so the
-    first token reaches it only through five more updates. Right, attention: the context vector for the
-    last token is computed from all six tokens at once, each through a single weighted connection, so
-    every token is one step away whatever its distance.""",
-)
-def rnn_vs_attention():
-    fig, ax = canvas(9.4, 3.9)
-    w, gap, h = 0.62, 0.08, 0.4
-
-    def tokens_at(x0):
-        return row(ax, x0, 0.35, TOKENS, w=w, h=h, kind="data", gap=gap, fontsize=10)
-
-    # left: the RNN chain
-    text(ax, 0.25, 3.6, "RNN encoder: one state, updated token by token", ha="left", fontsize=10, weight="bold")
-    centres = tokens_at(0.3)
-    states = []
-    for i, (cx, _) in enumerate(centres):
-        kind = "highlight" if i == 5 else "tensor"
-        states.append(box(ax, cx - 0.22, 1.45, 0.44, 0.4, f"h{i + 1}", kind=kind, fontsize=10))
-        arrow(ax, (cx, 0.35 + h), (cx, 1.45), color=MUTED)
-    for (x1, y1), (x2, _) in zip(states, states[1:]):
-        arrow(ax, (x1 + 0.22, y1), (x2 - 0.22, y1))
-    text(ax, states[5][0], 2.12, "final state:\nall the decoder sees", fontsize=10, color=ACCENT, va="bottom")
-    text(ax, 0.3, 2.75, "'Every' reaches the final state only\nthrough 5 more updates; its influence\n"
-         "fades with each one", ha="left", fontsize=10, color=MUTED)
-    ax.plot([4.72, 4.72], [0.2, 3.75], color="#cccccc", linewidth=1, linestyle="--")
-
-    # right: attention
-    text(ax, 4.95, 3.6, "attention: every token one step away", ha="left", fontsize=10, weight="bold")
-    centres = tokens_at(4.95)
-    mid = (centres[0][0] + centres[5][0]) / 2
-    out = box(ax, mid - 1.0, 2.45, 2.0, 0.48, "context of 'others'", kind="highlight", fontsize=10)
-    for i, (cx, cy) in enumerate(centres):
-        arrow(ax, (cx, cy + h / 2), (mid - 0.75 + i * 0.3, 2.45), color=INK, linewidth=1.0)
-    text(ax, mid, 3.08, "the same for every position: each\ngets its own mix of all six tokens", fontsize=10,
-         color=MUTED, va="bottom")
-    text(ax, 9.2, 1.55, "one weighted\nstep from\nevery token", ha="right", fontsize=10, color=ACCENT)
-    return fig
+@diagram("ch03_rnn_vs_attention", size=(9.4, 3.9))
+def rnn_vs_attention(ax):
+    title(ax, 0.25, 3.6, "RNN encoder: one state, updated token by token")
+    title(ax, 4.95, 3.6, "attention: every token one step away")
+    line(ax, [(4.72, 0.2), (4.72, 3.75)], color="#cccccc", linewidth=1, style="--")
+    rnn, attention = (row(ax, x, 0.35, TOKENS, w=0.62, h=0.4, gap=0.08) for x in (0.3, 4.95))
+    for i, (cx, _) in enumerate(rnn):  # left: each token updates the one state
+        box(ax, cx - 0.22, 1.45, 0.44, 0.4, f"h{i + 1}", kind="highlight" if i == 5 else "tensor")
+        arrow(ax, (cx, 0.75), (cx, 1.45), color=MUTED)
+        if i:
+            arrow(ax, (rnn[i - 1][0] + 0.22, 1.65), (cx - 0.22, 1.65))
+    accent(ax, rnn[5][0], 2.12, "final state:\nall the decoder sees", va="bottom", ha="center")
+    note(ax, 0.3, 2.75, "'Every' reaches the final state only\nthrough 5 more updates; its influence\n"
+         "fades with each one")
+    mid = (attention[0][0] + attention[5][0]) / 2  # right: one weighted step from every token
+    box(ax, mid - 1.0, 2.45, 2.0, 0.48, "context of 'others'", kind="highlight")
+    for i, (cx, cy) in enumerate(attention):
+        arrow(ax, (cx, cy + 0.2), (mid - 0.75 + i * 0.3, 2.45), linewidth=1.0)
+    note(ax, mid, 3.08, "the same for every position: each\ngets its own mix of all six tokens", va="bottom",
+         ha="center")
+    accent(ax, 9.2, 1.55, "one weighted\nstep from\nevery token", ha="right")
 
 
-@diagram(
-    "ch03_one_query",
-    alt="""Attention for one query, the token 'looks', with the chapter's numbers. Each of the six token
-    embeddings is dotted with the embedding of 'looks' to give a score (from 0.34 for 'at' to 1.22 for
-    'looks' itself). A softmax over the six scores turns them into weights that sum to 1 (0.12, 0.20,
-    0.25, 0.10, 0.11, 0.22). The weighted sum of the embeddings, which play the role of the values here,
-    is the context vector of 'looks', [0.41, 0.55, 0.52].""",
-)
-def one_query():
-    fig, ax = canvas(9.6, 4.85)
+@diagram("ch03_one_query", size=(9.6, 4.85))
+def one_query(ax):
     pitch, h, top = 0.58, 0.42, 3.7
     ys = [top - i * pitch for i in range(6)]
     bottom, upper = ys[-1], ys[0] + h
     headers = [(1.8, "embedding x_i\n(also the value here)"), (3.4, "score\nx_i · x_looks"),
                (5.55, "attention\nweight"), (8.42, "context vector")]
     for x, words in headers:
-        text(ax, x, 4.5, words, fontsize=10, color=MUTED, va="center")
-    sm = operation(ax, 4.1, bottom, 0.85, upper - bottom, "softmax", fontsize=10)
-    total = operation(ax, 6.75, bottom, 0.45, upper - bottom, "Σ", fontsize=14)
+        note(ax, x, 4.5, words, va="center", ha="center")
+    sm = operation(ax, 4.1, bottom, 0.85, upper - bottom, "softmax")
+    operation(ax, 6.75, bottom, 0.45, upper - bottom, "Σ", fontsize=14)
     for i, y in enumerate(ys):
         is_query = i == LOOKS
-        text(ax, 0.92, y + h / 2, TOKENS[i], ha="right", fontsize=10, weight="bold" if is_query else "normal")
-        box(ax, 1.0, y, 1.6, h, vector(INPUTS[i]), kind="highlight" if is_query else "tensor", fontsize=10, family=MONO)
+        text(ax, 0.92, y + h / 2, TOKENS[i], ha="right", weight="bold" if is_query else "normal")
+        box(ax, 1.0, y, 1.6, h, vector(INPUTS[i]), kind="highlight" if is_query else "tensor", family=MONO)
         arrow(ax, (2.6, y + h / 2), (3.0, y + h / 2), color=MUTED)
-        box(ax, 3.0, y, 0.8, h, f"{LOOKS_SCORES[i]:.4f}", kind="tensor", fontsize=10, family=MONO)
+        box(ax, 3.0, y, 0.8, h, f"{LOOKS_SCORES[i]:.4f}", kind="tensor", family=MONO)
         arrow(ax, (3.8, y + h / 2), (4.1, y + h / 2), color=MUTED)
         arrow(ax, (4.95, y + h / 2), (5.15, y + h / 2), color=MUTED)
-        box(ax, 5.15, y, 0.8, h, f"{LOOKS_WEIGHTS[i]:.4f}", kind="tensor", fontsize=10, family=MONO)
+        box(ax, 5.15, y, 0.8, h, f"{LOOKS_WEIGHTS[i]:.4f}", kind="tensor", family=MONO)
         arrow(ax, (5.95, y + h / 2), (6.75, y + h / 2), color=MUTED)
-        text(ax, 6.35, y + h / 2 + 0.1, "× x_i", fontsize=10, color=MUTED, va="bottom")
-    text(ax, 0.95, ys[LOOKS] - 0.02, "query", ha="right", va="top", fontsize=10, color=ACCENT)
-    text(ax, 5.55, bottom - 0.12, "sum = 1", fontsize=10, color=MUTED, va="top")
-    out = box(ax, 7.4, sm[1] - 0.25, 2.05, 0.5, vector(LOOKS_CONTEXT, 4), kind="highlight", fontsize=10, family=MONO)
+        note(ax, 6.35, y + h / 2 + 0.1, "× x_i", va="bottom", ha="center")
+    accent(ax, 0.95, ys[LOOKS] - 0.02, "query", ha="right", va="top")
+    note(ax, 5.55, bottom - 0.12, "sum = 1", va="top", ha="center")
+    out = box(ax, 7.4, sm[1] - 0.25, 2.05, 0.5, vector(LOOKS_CONTEXT, 4), kind="highlight", family=MONO)
     arrow(ax, (7.2, out[1]), (7.4, out[1]))
-    text(ax, 8.42, out[1] - 0.4, "context vector of 'looks':\nweighted sum of all six", fontsize=10, color=ACCENT,
-         va="top")
+    accent(ax, 8.42, out[1] - 0.4, "context vector of 'looks':\nweighted sum of all six", va="top", ha="center")
     text(ax, 0.2, 0.3, "score = dot product: large when two vectors point the same way; the softmax makes the "
-         "scores positive and sum to 1", ha="left", fontsize=10, color=MUTED)
-    return fig
+         "scores positive and sum to 1", ha="left", color=MUTED)
 
 
-@diagram(
-    "ch03_scores_matrix",
-    alt="""All queries at once with matrix products. inputs (6 x 3) times inputs.T (3 x 6) gives the 6 x 6
-    attn_scores matrix: row i holds query i's scores against every key. A softmax along each row
-    (dim=-1) gives attn_weights (6 x 6), and attn_weights times inputs (6 x 3) gives all six context
-    vectors (6 x 3). The row of the token 'looks' is highlighted in every matrix and carries the numbers
-    of the one-query computation: scores 0.45, 0.98, 1.22, 0.34, 0.43, 1.07, weights 0.12, 0.20, 0.25,
-    0.10, 0.11, 0.22, context vector 0.41, 0.55, 0.52.""",
-)
-def scores_matrix():
-    fig, ax = canvas(10.9, 7.1)
-    c = 0.42  # wide enough for a two-decimal number at 10 pt
-
-    def matrix(x, y_top, n_rows, n_cols, name, values=None, highlight_row=None):
-        cells = [[""] * n_cols for _ in range(n_rows)]
-        kinds = [["tensor"] * n_cols for _ in range(n_rows)]
-        if highlight_row is not None:
-            kinds[highlight_row] = ["highlight"] * n_cols
-            if values:
-                cells[highlight_row] = [f"{v:.2f}" for v in values]
-        grid(ax, x, y_top, cells, size=c, kinds=kinds, fontsize=10, family=MONO)
-        text(ax, x + n_cols * c / 2, y_top - n_rows * c - 0.08, name, fontsize=10, va="top", family=MONO)
-
-    top_a, top_b = 6.45, 2.95
-    for i, token in enumerate(TOKENS):
-        text(ax, 0.7, top_a - (i + 0.5) * c, token, ha="right", fontsize=10)
-        text(ax, 5.0, top_b - (i + 0.5) * c, token, ha="right", fontsize=10)
-    for j, token in enumerate(TOKENS):
-        ax.text(5.05 + (j + 0.5) * c, top_a + 0.06, token, rotation=45, ha="left", va="bottom", fontsize=10, color=INK)
-    matrix(0.75, top_a, 6, 3, "inputs (6, 3)", INPUTS[LOOKS], LOOKS)
-    text(ax, 2.12, top_a - 3 * c, "@", fontsize=13)
-    matrix(2.25, top_a - 1.5 * c, 3, 6, "inputs.T (3, 6)")
-    text(ax, 4.91, top_a - 3 * c, "=", fontsize=13)
-    matrix(5.05, top_a, 6, 6, "attn_scores (6, 6)", LOOKS_SCORES, LOOKS)
-    text(ax, 7.7, top_a - 0.3, "row = query (attending)\ncolumn = key (attended to)", ha="left", va="top",
-         fontsize=10, color=MUTED)
-    mid = 5.05 + 3 * c
-    arrow(ax, (mid, top_a - 6 * c - 0.35), (mid, top_b + 0.06))
-    text(ax, mid + 0.12, top_a - 6 * c - 0.55, "softmax along each row (dim=-1)", ha="left", fontsize=10, color=MUTED)
-    matrix(5.05, top_b, 6, 6, "attn_weights (6, 6)", LOOKS_WEIGHTS, LOOKS)
-    text(ax, 7.7, top_b - 3 * c, "@", fontsize=13)
-    matrix(7.9, top_b, 6, 3, "inputs (6, 3)")
-    text(ax, 9.35, top_b - 3 * c, "=", fontsize=13)
-    matrix(9.5, top_b, 6, 3, "all_contexts\n(6, 3)", LOOKS_CONTEXT, LOOKS)
-    text(ax, 0.2, 2.0, "Yellow: the row of 'looks', the\none-query computation from above.\n"
-         "Every other row does the same\nfor another query, in the same\nthree products.", ha="left",
-         fontsize=10, color=ACCENT)
-    return fig
-
-
-@diagram(
-    "ch03_qkv_projections",
-    alt="""The three trainable projections. The embedding of 'looks', [0.15, 0.62, 0.90] with d_in = 3, is
-    multiplied by three learned weight matrices W_query, W_key and W_value, each 3 x 2, giving three
-    different 2-dimensional vectors: the query [0.2670, 1.2843] (what 'looks' is looking for), the key
-    [0.4183, 1.0842] (what it offers to be matched by other queries) and the value [0.3142, 1.0232] (what
-    it hands over when attended to). Every token gets all three.""",
-)
-def qkv_projections():
-    fig, ax = canvas(9.3, 4.0)
-    x = box(ax, 0.2, 1.85, 1.7, 0.5, vector(INPUTS[LOOKS]), kind="tensor", fontsize=10, family=MONO)
-    text(ax, 1.05, 2.5, "embedding of 'looks'\nx (d_in = 3)", fontsize=10, va="bottom")
-    rows = [
-        ("W_query", "query", [0.2670, 1.2843], "what 'looks' is looking for"),
-        ("W_key", "key", [0.4183, 1.0842], "what 'looks' offers, to be\nmatched by the queries"),
-        ("W_value", "value", [0.3142, 1.0232], "what 'looks' hands over\nwhen it is attended to"),
+@diagram("ch03_scores_matrix", size=(10.9, 7.1))
+def scores_matrix(ax):
+    c, top_a, top_b = 0.42, 6.45, 2.95  # c: wide enough for a two-decimal number at 10 pt
+    matrices = [  # (x, top, rows, columns, name, the numbers of the row of 'looks', row and column labels)
+        (0.75, top_a, 6, 3, "inputs (6, 3)", INPUTS[LOOKS], TOKENS, ()),
+        (2.25, top_a - 1.5 * c, 3, 6, "inputs.T (3, 6)", None, (), ()),
+        (5.05, top_a, 6, 6, "attn_scores (6, 6)", LOOKS_SCORES, (), TOKENS),
+        (5.05, top_b, 6, 6, "attn_weights (6, 6)", LOOKS_WEIGHTS, TOKENS, ()),
+        (7.9, top_b, 6, 3, "inputs (6, 3)", None, (), ()),
+        (9.5, top_b, 6, 3, "all_contexts\n(6, 3)", LOOKS_CONTEXT, (), ()),
     ]
-    for i, (weights, name, values, role) in enumerate(rows):
+    for x, top, rows, columns, name, values, row_labels, column_labels in matrices:
+        cells = [[""] * columns for _ in range(rows)]
+        kinds = [["tensor"] * columns for _ in range(rows)]
+        if values is not None:  # the row of 'looks': the one-query computation above
+            cells[LOOKS], kinds[LOOKS] = [f"{v:.2f}" for v in values], ["highlight"] * columns
+        grid(ax, x, top, cells, w=c, kinds=kinds, row_labels=row_labels, column_labels=column_labels)
+        mono(ax, x + columns * c / 2, top - rows * c - 0.08, name, va="top", color=INK, ha="center")
+    for x, y, sign in ((2.12, top_a, "@"), (4.91, top_a, "="), (7.7, top_b, "@"), (9.35, top_b, "=")):
+        text(ax, x, y - 3 * c, sign, fontsize=13)
+    note(ax, 7.7, top_a - 0.3, "row = query (attending)\ncolumn = key (attended to)", va="top")
+    arrow(ax, (6.31, top_a - 6 * c - 0.35), (6.31, top_b + 0.06))
+    note(ax, 6.43, top_a - 6 * c - 0.55, "softmax along each row (dim=-1)")
+    accent(ax, 0.2, 2.0, "Yellow: the row of 'looks', the\none-query computation from above.\nEvery other row does "
+           "the same\nfor another query, in the same\nthree products.")
+
+
+@diagram("ch03_qkv_projections", size=(9.3, 4.0))
+def qkv_projections(ax):
+    x = box(ax, 0.2, 1.85, 1.7, 0.5, vector(INPUTS[LOOKS]), kind="tensor", family=MONO)
+    text(ax, 1.05, 2.5, "embedding of 'looks'\nx (d_in = 3)", va="bottom")
+    rows = [("W_query", "query", "what 'looks' is looking for"),
+            ("W_key", "key", "what 'looks' offers, to be\nmatched by the queries"),
+            ("W_value", "value", "what 'looks' hands over\nwhen it is attended to")]
+    for i, ((weights, name, role), values) in enumerate(zip(rows, section_3_projections())):
         y = 3.05 - i * 1.1
-        w = parameter(ax, 2.55, y, 1.15, 0.45, weights, fontsize=10, shape="(3, 2)")
-        arrow(ax, (1.9, x[1]), (2.55, w[1]), color=MUTED)
-        v = box(ax, 4.35, y, 1.55, 0.45, vector(values, 4), kind="tensor", fontsize=10, family=MONO)
-        arrow(ax, (3.7, w[1]), (4.35, v[1]))
-        text(ax, 6.1, v[1], name, ha="left", fontsize=10, weight="bold")
-        text(ax, 6.75, v[1], role, ha="left", fontsize=10, color=MUTED)
-    text(ax, 5.12, 3.7, "x @ W  (d_out = 2)", fontsize=10, color=MUTED)
-    text(ax, 0.2, 0.22, "Every token gets all three (queries, keys, values: each (6, 2)). Scores compare queries "
-         "with keys; the context vector sums values.", ha="left", fontsize=10, color=ACCENT)
-    return fig
+        parameter(ax, 2.55, y, 1.15, 0.45, weights, shape="(3, 2)")
+        arrow(ax, (1.9, x[1]), (2.55, y + 0.225), color=MUTED)
+        box(ax, 4.35, y, 1.55, 0.45, vector(values, 4), kind="tensor", family=MONO)
+        arrow(ax, (3.7, y + 0.225), (4.35, y + 0.225))
+        title(ax, 6.1, y + 0.225, name)
+        note(ax, 6.75, y + 0.225, role)
+    note(ax, 5.12, 3.7, "x @ W  (d_out = 2)", ha="center")
+    accent(ax, 0.2, 0.3, "Every token gets all three (queries, keys, values: each (6, 2)).\nScores compare queries "
+           "with keys; the context vector sums values.")
 
 
-@diagram(
-    "ch03_scaling",
-    alt="""Why the scores are divided by sqrt(d_k), from the chapter's table. For random unit-variance
-    queries and keys, the standard deviation of q dot k grows with the head size: 1.42, 4.01, 8.02 and 22.57
-    for d_k = 2, 16, 64 and 512. Bars show the largest of 6 softmax weights, averaged: without scaling it
-    climbs from 0.51 to 0.96, close to one-hot; with the scores divided by sqrt(d_k) it stays near 0.42 for
-    every d_k, between an even split (1/6) and one-hot (1.0).""",
-)
-def scaling():
-    fig, ax = canvas(9.4, 3.9)
+@diagram("ch03_scaling", size=(9.4, 3.9))
+def scaling(ax):
+    generator = torch.Generator().manual_seed(0)  # the chapter's table, computed the way the chapter does
+    table = []
+    for d_k in (2, 16, 64, 512):
+        q, k = (torch.randn(12_000, d_k, generator=generator) for _ in range(2))
+        dots = (q * k).sum(dim=-1)
+        rows = dots.view(-1, 6)  # 2,000 queries, each scored against 6 keys
+        largest = [torch.softmax(r, dim=-1).max(dim=-1).values.mean() for r in (rows, rows / d_k**0.5)]
+        table.append((d_k, dots.std(), *largest))
     x0, y0, height = 0.95, 0.95, 2.5  # plot area: weight 0 at y0, weight 1 at y0 + height
-    table = [(2, 1.42, 0.510, 0.420), (16, 4.01, 0.790, 0.426), (64, 8.02, 0.894, 0.426), (512, 22.57, 0.960, 0.422)]
-    group, bar = 1.25, 0.42
-    right = x0 + group * len(table) + 0.1
+    right = x0 + 1.25 * len(table) + 0.1
     for level, label in ((1.0, "one-hot"), (1 / 6, "even: 1/6")):
-        y = y0 + level * height
-        ax.plot([x0, right], [y, y], color=MUTED, linewidth=0.9, linestyle="--")
-        text(ax, x0 - 0.08, y, label, ha="right", fontsize=10, color=MUTED)
-    ax.plot([x0, right], [y0, y0], color=INK, linewidth=1.0)
-    text(ax, x0 - 0.08, y0, "0", ha="right", fontsize=10, color=MUTED)
+        line(ax, [(x0, y0 + level * height), (right, y0 + level * height)], color=MUTED, linewidth=0.9, style="--")
+        note(ax, x0 - 0.08, y0 + level * height, label, ha="right")
+    line(ax, [(x0, y0), (right, y0)], linewidth=1.0)
+    note(ax, x0 - 0.08, y0, "0", ha="right")
+    note(ax, x0 - 0.08, y0 - 0.48, "std of q·k:", ha="right")
     for i, (d_k, std, raw, scaled) in enumerate(table):
-        gx = x0 + 0.2 + i * group
+        gx = x0 + 0.2 + i * 1.25
         for j, (value, kind) in enumerate(((raw, "tensor"), (scaled, "highlight"))):
-            fill, edge, _ = KINDS[kind]
-            bx = gx + j * bar
-            ax.add_patch(patches.Rectangle((bx, y0), bar - 0.04, value * height, facecolor=fill, edgecolor=edge))
-            text(ax, bx + (bar - 0.04) / 2, y0 + value * height + 0.04, f"{value:.2f}", fontsize=10, va="bottom")
-        text(ax, gx + bar, y0 - 0.2, f"d_k = {d_k}", fontsize=10)
-        text(ax, gx + bar, y0 - 0.48, f"std {std:.2f}", fontsize=10, color=MUTED, family=MONO)
-    text(ax, x0 - 0.08, y0 - 0.48, "std of q·k:", ha="right", fontsize=10, color=MUTED)
-    text(ax, x0 + 0.05, y0 + height + 0.3, "largest of 6 softmax weights (average)", ha="left", fontsize=10,
-         weight="bold")
+            bar(ax, gx + j * 0.42, y0, value * height, 0.38, kind=kind, vertical=True)
+            text(ax, gx + j * 0.42 + 0.19, y0 + value * height + 0.04, f"{value:.2f}", va="bottom")
+        text(ax, gx + 0.42, y0 - 0.2, f"d_k = {d_k}")
+        mono(ax, gx + 0.42, y0 - 0.48, f"std {std:.2f}", ha="center")
+    title(ax, x0 + 0.05, y0 + height + 0.3, "largest of 6 softmax weights (average)")
     lx = right + 0.35
     for k, (kind, words) in enumerate((("tensor", "softmax(q·k)"), ("highlight", "softmax(q·k / √d_k)"))):
-        fill, edge, _ = KINDS[kind]
-        ax.add_patch(patches.Rectangle((lx, 3.1 - k * 0.35), 0.25, 0.2, facecolor=fill, edgecolor=edge))
-        text(ax, lx + 0.35, 3.2 - k * 0.35, words, ha="left", fontsize=10, family=MONO)
-    text(ax, lx, 2.3, "q·k adds up d_k products, so its\nspread grows like √d_k. Unscaled,\nthe softmax "
-         "of large scores is\nnearly one-hot and its gradients\nvanish.", ha="left", va="top", fontsize=10,
-         color=MUTED)
-    text(ax, lx, 0.75, "Divided by √d_k, the scores have\nstd 1.00 at every size.", ha="left", fontsize=10,
-         color=ACCENT)
-    return fig
+        bar(ax, lx, 3.1 - k * 0.35, 0.25, 0.2, kind=kind)
+        mono(ax, lx + 0.35, 3.2 - k * 0.35, words, color=INK)
+    note(ax, lx, 2.3, "q·k adds up d_k products, so its\nspread grows like √d_k. Unscaled,\nthe softmax of large "
+         "scores is\nnearly one-hot and its gradients\nvanish.", va="top")
+    accent(ax, lx, 0.75, "Divided by √d_k, the scores have\nstd 1.00 at every size.")
 
 
-@diagram(
-    "ch03_causal_mask",
-    alt="""The causal mask on the chapter's six tokens, rows are queries and columns are keys. Left, the
-    scores with every entry above the diagonal (a key later than its query) set to minus infinity. A
-    softmax over each row of the scores divided by sqrt(2) turns them into the causal weights on the right:
-    the masked entries become 0, 'Every' puts weight 1.00 on itself, 'token' splits 0.54 and 0.46 over the
-    first two tokens, and so on; every row still sums to 1.""",
-)
-def causal_mask():
-    fig, ax = canvas(9.4, 4.5)
+@diagram("ch03_causal_mask", size=(9.4, 4.5))
+def causal_mask(ax):
     size, top = 0.48, 3.6
-    cells, kinds = lower_triangle(MASKED_SCORES, "{:.2f}", future="-inf")
+    masked, weights, _ = causal_attention_weights()
+    cells, kinds = lower_triangle(masked, future="-inf")
     token_matrix(ax, 0.85, top, cells, kinds, size)
-    text(ax, 0.85 + 3 * size, 4.25, "masked_scores", fontsize=10, weight="bold", family=MONO)
-    sm = operation(ax, 4.05, 1.85, 1.2, 0.6, "softmax\n(row / √2)", fontsize=10)
+    text(ax, 0.85 + 3 * size, 4.25, "masked_scores", weight="bold", family=MONO)
+    sm = operation(ax, 4.05, 1.85, 1.2, 0.6, "softmax\n(row / √2)")
     arrow(ax, (0.85 + 6 * size + 0.08, sm[1]), (4.05, sm[1]))
     arrow(ax, (5.25, sm[1]), (5.5, sm[1]))
-    cells, kinds = lower_triangle(CAUSAL_WEIGHTS, "{:.2f}", future="0", fill=lambda i, j: "tensor")
+    cells, kinds = lower_triangle(weights, future="0", fill=lambda i, j: "tensor")
     token_matrix(ax, 5.55, top, cells, kinds, size, rows=False)
-    text(ax, 5.55 + 3 * size, 4.25, "causal_weights", fontsize=10, weight="bold", family=MONO)
-    grid(ax, 8.55, top, [["1"]] * 6, size=size, kinds=[["highlight"]] * 6, fontsize=10)
-    text(ax, 8.55 + size / 2, top + 0.1, "row\nsum", fontsize=10, va="bottom")
+    text(ax, 5.55 + 3 * size, 4.25, "causal_weights", weight="bold", family=MONO)
+    grid(ax, 8.55, top, [[f"{total:.0f}"] for total in weights.sum(dim=-1)], w=size, kinds=[["highlight"]] * 6,
+         family=None)
+    text(ax, 8.55 + size / 2, top + 0.1, "row\nsum", va="bottom")
     text(ax, 0.2, 0.32, "Grey: a key after its query. Its score is -inf, exp(-inf) = 0, so the softmax spreads "
          "each row over the\nvisible keys only: query i attends to keys j ≤ i. (Numbers rounded to 2 decimals.)",
-         ha="left", fontsize=10, color=MUTED)
-    return fig
+         ha="left", color=MUTED)
 
 
-@diagram(
-    "ch03_dropout",
-    alt="""Dropout with p = 0.5 on the causal attention weights, in training mode, with the chapter's
-    numbers. Left, the causal weights; right, the same after dropout: about half the entries are set to 0,
-    and each surviving weight is multiplied by 1 / (1 - p) = 2 (the first row's 1.00 becomes 2.00, 0.30
-    becomes 0.59). The row sums are no longer 1 (2.00, 0.00, 1.27, 1.01, 0.40, 1.66), only 1 on average. In
-    eval mode dropout passes the weights through unchanged.""",
-)
-def dropout():
-    fig, ax = canvas(9.4, 4.5)
+@diagram("ch03_dropout", size=(9.4, 4.5))
+def dropout(ax):
     size, top = 0.48, 3.6
-    cells, kinds = lower_triangle(CAUSAL_WEIGHTS, "{:.2f}", future="0", fill=lambda i, j: "tensor")
+    _, weights, dropped = causal_attention_weights()
+    cells, kinds = lower_triangle(weights, future="0", fill=lambda i, j: "tensor")
     token_matrix(ax, 0.85, top, cells, kinds, size)
-    text(ax, 0.85 + 3 * size, 4.25, "causal_weights", fontsize=10, weight="bold", family=MONO)
-    op = operation(ax, 4.05, 1.75, 1.2, 0.8, "dropout\np = 0.5\n(training)", fontsize=10)
+    text(ax, 0.85 + 3 * size, 4.25, "causal_weights", weight="bold", family=MONO)
+    op = operation(ax, 4.05, 1.75, 1.2, 0.8, "dropout\np = 0.5\n(training)")
     arrow(ax, (0.85 + 6 * size + 0.08, op[1]), (4.05, op[1]))
     arrow(ax, (5.25, op[1]), (5.5, op[1]))
-    cells, kinds = lower_triangle(
-        AFTER_DROPOUT, "{:.2f}", future="0", fill=lambda i, j: "highlight" if AFTER_DROPOUT[i][j] else "plain")
+    cells, kinds = lower_triangle(dropped, future="0", fill=lambda i, j: "highlight" if dropped[i, j] else "plain")
     token_matrix(ax, 5.55, top, cells, kinds, size, rows=False)
-    text(ax, 5.55 + 3 * size, 4.25, "after dropout", fontsize=10, weight="bold")
-    sums = [[f"{sum(line):.2f}"] for line in AFTER_DROPOUT]
-    grid(ax, 8.55, top, sums, size=size, fontsize=10, family=MONO)
-    text(ax, 8.55 + size / 2, top + 0.1, "row\nsum", fontsize=10, va="bottom")
+    title(ax, 5.55 + 3 * size, 4.25, "after dropout", ha="center")
+    grid(ax, 8.55, top, [[f"{total:.2f}"] for total in dropped.sum(dim=-1)], w=size)
+    text(ax, 8.55 + size / 2, top + 0.1, "row\nsum", va="bottom")
     text(ax, 0.2, 0.32, "Yellow: kept and scaled by 1 / (1 - p) = 2, so each weight keeps its expected value. "
          "White: dropped to 0.\nRows no longer sum to 1, only on average. In eval() mode dropout changes nothing.",
-         ha="left", fontsize=10, color=MUTED)
-    return fig
+         ha="left", color=MUTED)
 
 
-def cells(ax, x, y_top, n_rows, n_cols, size, kind="tensor", row_colors=None, labels=None, fontsize=10):
-    """A block of cells (top-left corner at x, y_top); `row_colors[i]` overrides the fill of row i."""
-    for i in range(n_rows):
-        for j in range(n_cols):
-            color = row_colors[i] if row_colors else None
-            label = labels[i][j] if labels else ""
-            box(ax, x + j * size, y_top - (i + 1) * size, size, size, label, kind=kind, color=color,
-                fontsize=fontsize, family=MONO)
+HEAD_KINDS = ["tensor"] * 2 + ["tensor2"] * 2  # d_out = 4 features: head 0's two, then head 1's two (darker)
 
 
-def head_row(ax, x, y, size=0.3, gap=0.0, kind="tensor"):
-    """d_out = 4 features in a row: the first two belong to head 0 (light), the last two to head 1 (dark)."""
-    for j in range(4):
-        box(ax, x + j * size + (gap if j >= 2 else 0), y, size, size, "", kind=kind,
-            color=None if j < 2 else (HEAD_1 if kind == "tensor" else HEAD_1_PARAM))
-    return x + (4 * size + gap) / 2
-
-
-def elbow(ax, points, color=INK, linewidth=1.3):
-    """A line through `points` whose last segment is an arrow (for routing around other shapes)."""
-    xs, ys = zip(*points[:-1])
-    ax.plot(xs, ys, color=color, linewidth=linewidth, solid_capstyle="butt")
-    arrow(ax, points[-2], points[-1], color=color, linewidth=linewidth)
-
-
-@diagram(
-    "ch03_causal_attention_shapes",
-    alt="""The forward pass of CausalAttention on the batch of two copies of the sentence, with shapes. The
-    input x (2, 6, 3) goes through three learned projections W_query, W_key and W_value (nn.Linear(3, 2))
-    to give queries, keys and values, each (2, 6, 2). queries @ keys.transpose(1, 2) divided by sqrt(d_out)
-    gives the scores (2, 6, 6). masked_fill with the mask buffer sets the future to minus infinity, softmax
-    over the last dimension and dropout give the weights (2, 6, 6), and weights @ values gives the context
-    vectors (2, 6, 2).""",
-)
-def causal_attention_shapes():
-    fig, ax = canvas(9.6, 4.55)
+@diagram("ch03_causal_attention_shapes", size=(9.6, 4.55))
+def causal_attention_shapes(ax):
     h = 0.4
-    x = tensor(ax, 0.15, 3.22, 0.75, h, "x", fontsize=10, shape="(2, 6, 3)")
-    lanes = [("W_query", "queries"), ("W_key", "keys"), ("W_value", "values")]
-    text(ax, 1.8, 4.37, "nn.Linear(3, 2)", fontsize=10, color=MUTED, family=MONO)
-    text(ax, 3.15, 4.37, "(2, 6, 2) each", fontsize=10, color=MUTED, family=MONO)
-    ends = []
-    for i, (weights, name) in enumerate(lanes):
+    x = tensor(ax, 0.15, 3.22, 0.75, h, "x", shape="(2, 6, 3)")
+    mono(ax, 1.8, 4.37, "nn.Linear(3, 2)", ha="center")
+    mono(ax, 3.15, 4.37, "(2, 6, 2) each", ha="center")
+    for i, (weights, name) in enumerate((("W_query", "queries"), ("W_key", "keys"), ("W_value", "values"))):
         y = 3.9 - i * 0.68
-        w = parameter(ax, 1.3, y, 1.0, h, weights, fontsize=10)
-        arrow(ax, (0.9, x[1]), (1.3, w[1]), color=MUTED)
-        t = tensor(ax, 2.65, y, 1.0, h, name, fontsize=10)
-        arrow(ax, (2.3, w[1]), (2.65, t[1]))
-        ends.append(t)
-    operation(ax, 3.8, 3.4, 2.6, 0.7, "queries @ keys.transpose(1, 2)\n/ math.sqrt(d_out)", fontsize=10,
-                   family=MONO)
-    arrow(ax, (3.65, ends[0][1]), (3.8, ends[0][1]))
-    arrow(ax, (3.65, ends[1][1]), (3.8, 3.5))
-    col, cw = 6.55, 1.7
-    chain = [
-        ("tensor", "scores", "(2, 6, 6)"),
-        ("operation", "masked_fill(-inf)", "(2, 6, 6)"),
-        ("operation", "softmax(dim=-1)", "(2, 6, 6)"),
-        ("operation", "dropout", "(2, 6, 6)"),
-        ("operation", "weights @ values", ""),
-        ("tensor", "context vectors", "(2, 6, 2)"),
-    ]
-    tops = [3.55 - k * 0.68 for k in range(len(chain))]
-    for k, (kind, label, note) in enumerate(chain):
-        box(ax, col, tops[k], cw, h, label, kind=kind, fontsize=10)
-        if k:
-            arrow(ax, (col + cw / 2, tops[k - 1]), (col + cw / 2, tops[k] + h))
-        if note:
-            text(ax, col + cw + 0.08, tops[k] + h / 2, note, ha="left", fontsize=10, color=MUTED, family=MONO)
-    arrow(ax, (6.4, tops[0] + h / 2), (col, tops[0] + h / 2))
-    mask = box(ax, 4.3, tops[1], 1.8, h, "mask[:6, :6]", kind="masked", fontsize=10, family=MONO)
-    arrow(ax, (6.1, mask[1]), (col, mask[1]))
-    text(ax, 5.2, tops[1] - 0.06, "buffer: True above the diagonal,\nnot a parameter", fontsize=10, color=MUTED,
-         va="top")
-    y_v = tops[4] + h / 2
-    elbow(ax, [(3.15, ends[2][1] - h / 2), (3.15, y_v), (col, y_v)])
-    text(ax, 3.3, y_v + 0.1, "values", ha="left", fontsize=10, color=MUTED, va="bottom")
-    text(ax, 0.15, 1.55, "green: the only trainable\nweights; the mask moves\nwith the module (.to(device))\n"
-         "but is never trained", ha="left", va="top", fontsize=10, color=MUTED)
-    return fig
+        flow(ax, 1.3, y, [("parameter", weights, 1.0), ("tensor", name, 1.0)], h=h)
+        arrow(ax, (0.9, x[1]), (1.3, y + h / 2), color=MUTED)
+    operation(ax, 3.8, 3.4, 2.6, 0.7, "queries @ keys.transpose(1, 2)\n/ math.sqrt(d_out)", family=MONO)
+    arrow(ax, (3.65, 4.1), (3.8, 4.1))
+    arrow(ax, (3.65, 3.42), (3.8, 3.5))
+    steps = [("tensor", "scores", "(2, 6, 6)"), ("operation", "masked_fill(-inf)", "(2, 6, 6)"),
+             ("operation", "softmax(dim=-1)", "(2, 6, 6)"), ("operation", "dropout", "(2, 6, 6)"),
+             ("operation", "weights @ values", ""), ("tensor", "context vectors", "(2, 6, 2)")]
+    centres = chain(ax, 7.4, 3.95, [(kind, label) for kind, label, _ in steps], w=1.7, h=h, gap=0.28)
+    for (_, y), (*_, shape) in zip(centres, steps):
+        mono(ax, 8.33, y, shape)
+    arrow(ax, (6.4, centres[0][1]), (6.55, centres[0][1]))
+    box(ax, 4.3, centres[1][1] - h / 2, 1.8, h, "mask[:6, :6]", kind="masked", family=MONO)
+    arrow(ax, (6.1, centres[1][1]), (6.55, centres[1][1]))
+    note(ax, 5.2, centres[1][1] - 0.26, "buffer: True above the diagonal,\nnot a parameter", va="top", ha="center")
+    path_arrow(ax, [(3.15, 2.54), (3.15, centres[4][1]), (6.55, centres[4][1])])
+    note(ax, 3.3, centres[4][1] + 0.1, "values", va="bottom")
+    note(ax, 0.15, 1.55, "green: the only trainable\nweights; the mask moves\nwith the module (.to(device))\n"
+         "but is never trained", va="top")
 
 
-@diagram(
-    "ch03_multihead_wrapper",
-    alt="""MultiHeadAttentionWrapper with two heads. The input x (2, 6, 3) goes to two independent
-    CausalAttention heads, each with its own W_query, W_key and W_value projecting 3 features to 2, and
-    each producing (2, 6, 2). torch.cat along the last dimension puts the two outputs side by side, (2, 6, 4),
-    and the output projection out_proj, a 4 to 4 linear layer, mixes them into the final (2, 6, 4).""",
-)
-def multihead_wrapper():
-    fig, ax = canvas(9.5, 3.5)
-    x = tensor(ax, 0.15, 1.5, 0.7, 0.45, "x", fontsize=10, shape="(2, 6, 3)")
-    outs = []
+@diagram("ch03_multihead_wrapper", size=(9.5, 3.5))
+def multihead_wrapper(ax):
+    x = tensor(ax, 0.15, 1.5, 0.7, 0.45, "x", shape="(2, 6, 3)")
     for i, y in enumerate((2.2, 0.45)):
-        color = None if i == 0 else HEAD_1
-        ax.add_patch(patches.FancyBboxPatch((1.25, y - 0.15), 3.55, 0.95, boxstyle="round,pad=0,rounding_size=0.08",
-                                            facecolor="none", edgecolor=MUTED, linewidth=1.0, linestyle="--"))
-        text(ax, 1.35, y + 0.92, f"heads[{i}]: CausalAttention(d_in=3, d_out=2)", ha="left", fontsize=10,
-             color=MUTED, family=MONO, va="bottom")
-        p = box(ax, 1.4, y, 1.75, 0.65, "W_query, W_key,\nW_value (3 → 2)", kind="parameter", fontsize=10,
-                color=None if i == 0 else HEAD_1_PARAM)
-        arrow(ax, (0.85, x[1]), (1.4, p[1]), color=MUTED)
-        a = operation(ax, 3.45, y, 1.2, 0.65, "causal\nattention", fontsize=10)
-        arrow(ax, (3.15, p[1]), (3.45, a[1]))
-        o = box(ax, 5.1, y + 0.1, 0.9, 0.45, f"head {i}", kind="tensor", color=color, fontsize=10, shape="(2, 6, 2)")
-        arrow(ax, (4.65, a[1]), (5.1, o[1]))
-        outs.append(o)
-    cat = operation(ax, 6.35, 1.35, 1.0, 0.75, "torch.cat\n(dim=-1)", fontsize=10)
-    for o in outs:
-        arrow(ax, (6.0, o[1]), (6.35, cat[1] + (0.15 if o[1] > cat[1] else -0.15)))
-    centre = head_row(ax, 7.75, 2.55, size=0.3)
-    arrow(ax, (7.35, cat[1]), (7.75, 2.7))
-    text(ax, centre, 2.95, "(2, 6, 4)", fontsize=10, color=MUTED, family=MONO, va="bottom")
-    parameter(ax, centre - 0.8, 1.35, 1.6, 0.6, "out_proj (4 → 4)\nmixes the heads", fontsize=10)
-    arrow(ax, (centre, 2.55), (centre, 1.95))
-    tensor(ax, centre - 0.55, 0.45, 1.1, 0.45, "output", fontsize=10, shape="(2, 6, 4)")
-    arrow(ax, (centre, 1.35), (centre, 0.9))
-    return fig
+        frame(ax, 1.25, y - 0.15, 3.55, 0.95)
+        mono(ax, 1.35, y + 0.92, f"heads[{i}]: CausalAttention(d_in=3, d_out=2)", va="bottom")
+        arrow(ax, (0.85, x[1]), (1.4, y + 0.325), color=MUTED)
+        flow(ax, 1.4, y, [("parameter2" if i else "parameter", "W_query, W_key,\nW_value (3 → 2)", 1.75),
+                          ("operation", "causal\nattention", 1.2)], h=0.65, gap=0.3)
+        arrow(ax, (4.65, y + 0.325), (5.1, y + 0.325))
+        box(ax, 5.1, y + 0.1, 0.9, 0.45, f"head {i}", kind="tensor2" if i else "tensor", shape="(2, 6, 2)")
+        arrow(ax, (6.0, y + 0.325), (6.35, 1.725 + (-0.15 if i else 0.15)))
+    operation(ax, 6.35, 1.35, 1.0, 0.75, "torch.cat\n(dim=-1)")
+    row(ax, 7.75, 2.55, [""] * 4, w=0.3, h=0.3, kinds=HEAD_KINDS)
+    arrow(ax, (7.35, 1.725), (7.75, 2.7))
+    mono(ax, 8.35, 2.95, "(2, 6, 4)", va="bottom", ha="center")
+    chain(ax, 8.35, 2.55, [("parameter", "out_proj (4 → 4)\nmixes the heads", 1.6, 0.6),
+                           ("tensor", "output", 1.1, 0.45)], gap=0.45, arrow_in=True)
+    mono(ax, 8.35, 0.54, "(2, 6, 4)", ha="center", va="top")
 
 
-@diagram(
-    "ch03_multihead",
-    alt="""MultiHeadAttention with the chapter's sizes (batch b = 2, T = 6 tokens, d_in = 3, d_out = 4, h = 2
-    heads of hd = 2). Down the left: one big projection each for queries, keys and values turns x (2, 6, 3)
-    into (2, 6, 4); .view cuts the last dimension into the heads, (b, T, h, hd) = (2, 6, 2, 2), and
-    .transpose(1, 2) puts the heads before the tokens, (b, h, T, hd) = (2, 2, 6, 2). Along the bottom, each
-    head attends on its own, with its own 6 x 6 causal weights. Up the right: transpose and view merge the
-    heads back side by side, which is their concatenation, (2, 6, 4), and the output projection out_proj
-    mixes them into the output (2, 6, 4).""",
-)
-def multihead():
-    fig, ax = canvas(10.2, 5.3)
+@diagram("ch03_multihead", size=(10.2, 5.3))
+def multihead(ax):
     xl, xr, c = 1.75, 6.8, 0.3
-
-    def note(x, y, words):
-        text(ax, x, y, words, ha="left", fontsize=10, color=MUTED, family=MONO)
-
-    def two_heads(cx, y, label=""):
-        """The two heads as separate (b, T, hd) blocks, side by side."""
-        for i in range(2):
-            box(ax, cx - 0.95 + i * 1.0, y, 0.9, 0.42, f"head {i}{label}", kind="tensor",
-                color=None if i == 0 else HEAD_1, fontsize=10)
-
-    text(ax, 10.1, 5.05, "b = 2, T = 6, d_in = 3, d_out = 4, h = 2, hd = 2", ha="right", fontsize=10, weight="bold")
-    # left: split
-    tensor(ax, xl - 0.45, 4.55, 0.9, 0.4, "x", fontsize=10)
-    note(2.85, 4.75, "(b, T, d_in) = (2, 6, 3)")
-    arrow(ax, (xl, 4.55), (xl, 4.25))
-    parameter(ax, xl - 1.05, 3.85, 2.1, 0.4, "W_query, W_key, W_value", fontsize=10)
-    note(2.85, 4.05, "nn.Linear(3, 4) each")
+    title(ax, 10.1, 5.05, "b = 2, T = 6, d_in = 3, d_out = 4, h = 2, hd = 2", ha="right")
+    note(ax, 5.55, 4.35, "split_heads (left), attend (bottom), merge_heads and out_proj (right)", ha="center")
+    # left, downwards: project, then split the features into heads
+    chain(ax, xl, 4.95, [("tensor", "x", 0.9), ("parameter", "W_query, W_key, W_value", 2.1)], h=0.4)
     arrow(ax, (xl, 3.85), (xl, 3.5))
-    head_row(ax, xl - 2 * c, 3.2, size=c)
-    text(ax, xl - 2 * c - 0.08, 3.35, "queries\n(keys, values)", ha="right", fontsize=10)
-    note(2.85, 3.35, "(b, T, d_out) = (2, 6, 4)")
-    brace(ax, xl - 2 * c, xl - 0.02, 3.17, "head 0", fontsize=10)
-    brace(ax, xl + 0.02, xl + 2 * c, 3.17, "head 1", fontsize=10)
-    arrow(ax, (xl, 2.82), (xl, 2.62))
-    operation(ax, xl - 0.85, 2.22, 1.7, 0.4, ".view(b, T, h, hd)", fontsize=10, family=MONO)
+    row(ax, xl - 2 * c, 3.2, [""] * 4, w=c, h=c, kinds=HEAD_KINDS)
+    text(ax, xl - 2 * c - 0.08, 3.35, "queries\n(keys, values)", ha="right")
+    brace(ax, xl - 2 * c, xl - 0.02, 3.17, "head 0")
+    brace(ax, xl + 0.02, xl + 2 * c, 3.17, "head 1")
+    chain(ax, xl, 2.82, [("operation", ".view(b, T, h, hd)")], w=1.7, h=0.4, gap=0.2, arrow_in=True, family=MONO)
     arrow(ax, (xl, 2.22), (xl, 1.95))
-    head_row(ax, xl - 2 * c - 0.1, 1.65, size=c, gap=0.2)
-    note(2.85, 1.8, "(b, T, h, hd) = (2, 6, 2, 2)")
-    arrow(ax, (xl, 1.65), (xl, 1.45))
-    operation(ax, xl - 0.85, 1.05, 1.7, 0.4, ".transpose(1, 2)", fontsize=10, family=MONO)
+    for head in range(2):  # .view: the same features, now one block per head
+        row(ax, xl - 2 * c - 0.1 + head * (2 * c + 0.2), 1.65, [""] * 2, w=c, h=c, kinds=HEAD_KINDS[2 * head:][:2])
+    chain(ax, xl, 1.65, [("operation", ".transpose(1, 2)")], w=1.7, h=0.4, gap=0.2, arrow_in=True, family=MONO)
     arrow(ax, (xl, 1.05), (xl, 0.72))
-    two_heads(xl, 0.3)
-    note(xl - 0.95, 0.12, "(b, h, T, hd) = (2, 2, 6, 2)")
-    # bottom: each head attends
-    op = operation(ax, 3.05, 0.22, 1.9, 0.58, "attend: each head\nits own 6 × 6 weights", fontsize=10)
+    for x, suffix in ((xl, ""), (xr, " out")):  # the two heads as separate (b, T, hd) blocks
+        row(ax, x - 0.95, 0.3, [f"head {i}{suffix}" for i in range(2)], w=0.9, h=0.42, gap=0.1,
+            kinds=["tensor", "tensor2"])
+        mono(ax, x - 0.95, 0.12, "(b, h, T, hd) = (2, 2, 6, 2)")
+    for y, shape in ((4.75, "(b, T, d_in) = (2, 6, 3)"), (4.05, "nn.Linear(3, 4) each"),
+                     (3.35, "(b, T, d_out) = (2, 6, 4)"), (1.8, "(b, T, h, hd) = (2, 6, 2, 2)")):
+        mono(ax, 2.85, y, shape)
+    # bottom: each head attends on its own
+    op = operation(ax, 3.05, 0.22, 1.9, 0.58, "attend: each head\nits own 6 × 6 weights")
     arrow(ax, (xl + 1.05, 0.51), (3.05, 0.51))
     arrow(ax, (4.95, 0.51), (xr - 1.05, 0.51))
-    text(ax, op[0], 0.92, "scores (2, 2, 6, 6), causal", fontsize=10, color=MUTED, family=MONO)
-    # right: merge
-    two_heads(xr, 0.3, " out")
-    note(xr - 0.95, 0.12, "(b, h, T, hd) = (2, 2, 6, 2)")
+    mono(ax, op[0], 0.92, "scores (2, 2, 6, 6), causal", ha="center")
+    # right, upwards: merge the heads back side by side, then mix them
     arrow(ax, (xr, 0.72), (xr, 1.05))
-    operation(ax, xr - 1.4, 1.05, 2.8, 0.52, ".transpose(1, 2)\n.contiguous().view(b, T, d_out)", fontsize=10,
-              family=MONO)
+    operation(ax, xr - 1.4, 1.05, 2.8, 0.52, ".transpose(1, 2)\n.contiguous().view(b, T, d_out)", family=MONO)
     arrow(ax, (xr, 1.57), (xr, 1.85))
-    head_row(ax, xr - 2 * c, 1.85, size=c)
-    note(7.85, 2.0, "(b, T, d_out) = (2, 6, 4)")
-    text(ax, xr - 2 * c - 0.1, 2.0, "concatenated", ha="right", fontsize=10, color=ACCENT)
+    row(ax, xr - 2 * c, 1.85, [""] * 4, w=c, h=c, kinds=HEAD_KINDS)
+    accent(ax, xr - 2 * c - 0.1, 2.0, "concatenated", ha="right")
     arrow(ax, (xr, 2.15), (xr, 2.45))
-    parameter(ax, xr - 0.8, 2.45, 1.6, 0.4, "out_proj", fontsize=10)
-    note(7.85, 2.65, "nn.Linear(4, 4):\nmixes the heads")
+    parameter(ax, xr - 0.8, 2.45, 1.6, 0.4, "out_proj")
     arrow(ax, (xr, 2.85), (xr, 3.15))
-    tensor(ax, xr - 0.55, 3.15, 1.1, 0.4, "output", fontsize=10)
-    note(7.85, 3.35, "(b, T, d_out) = (2, 6, 4)")
-    text(ax, 5.55, 4.35, "split_heads (left), attend (bottom), merge_heads and out_proj (right)", fontsize=10,
-         color=MUTED)
-    return fig
+    tensor(ax, xr - 0.55, 3.15, 1.1, 0.4, "output")
+    for y, shape in ((2.0, "(b, T, d_out) = (2, 6, 4)"), (2.65, "nn.Linear(4, 4):\nmixes the heads"),
+                     (3.35, "(b, T, d_out) = (2, 6, 4)")):
+        mono(ax, 7.85, y, shape)
 
 
-@diagram(
-    "ch03_head_weight_blocks",
-    alt="""How the wrapper's per-head weights become MultiHeadAttention's one big weight. Each head of the
-    wrapper has its own W_query weight of shape (2, 3) (nn.Linear stores (out, in)). Stacked on top of each
-    other with torch.cat along dim 0 they form the (4, 3) weight of MultiHeadAttention's W_query: rows 0 and 1
-    are head 0's block, rows 2 and 3 head 1's, because split_heads hands output features 0 to 1 to head 0 and
-    2 to 3 to head 1. The same holds for W_key and W_value; out_proj is copied unchanged.""",
-)
-def head_weight_blocks():
-    fig, ax = canvas(9.0, 3.45)
+@diagram("ch03_head_weight_blocks", size=(9.0, 3.45))
+def head_weight_blocks(ax):
     c = 0.42
     for i, top in enumerate((2.85, 1.35)):
-        color = None if i == 0 else HEAD_1_PARAM
-        cells(ax, 0.3, top, 2, 3, c, kind="parameter", row_colors=[color, color])
-        text(ax, 0.3, top + 0.1, f"wrapper.heads[{i}].W_query.weight  (2, 3)", ha="left", fontsize=10,
-             family=MONO, va="bottom")
+        grid(ax, 0.3, top, [[""] * 3] * 2, w=c, kind="parameter" if i == 0 else "parameter2")
+        mono(ax, 0.3, top + 0.1, f"wrapper.heads[{i}].W_query.weight  (2, 3)", va="bottom", color=INK)
         arrow(ax, (0.3 + 3 * c + 0.1, top - c), (4.5, 2.1 - 2 * i * c), color=MUTED)
-    text(ax, 3.05, 2.45, "torch.cat(..., dim=0)", fontsize=10, color=MUTED, family=MONO)
+    mono(ax, 3.05, 2.45, "torch.cat(..., dim=0)", ha="center")
     top = 2.1 + c
-    cells(ax, 4.6, top, 4, 3, c, kind="parameter", row_colors=[None, None, HEAD_1_PARAM, HEAD_1_PARAM])
-    text(ax, 4.6, top + 0.1, "mha.W_query.weight  (4, 3)", ha="left", fontsize=10, family=MONO, va="bottom")
+    grid(ax, 4.6, top, [[""] * 3] * 4, w=c, kinds=[["parameter"] * 3] * 2 + [["parameter2"] * 3] * 2)
+    mono(ax, 4.6, top + 0.1, "mha.W_query.weight  (4, 3)", va="bottom", color=INK)
     right = 4.6 + 3 * c + 0.1
     for i in range(2):
         y0, y1 = top - (2 * i + 2) * c + 0.03, top - 2 * i * c - 0.03
-        ax.plot([right, right + 0.08, right + 0.08, right], [y1, y1, y0, y0], color=MUTED, linewidth=1.1)
-        text(ax, right + 0.16, (y0 + y1) / 2, f"rows {2 * i}-{2 * i + 1}: head {i}\n(output features "
-             f"{2 * i}, {2 * i + 1})", ha="left", fontsize=10, color=MUTED)
-    brace(ax, 4.6, 4.6 + 3 * c, top - 4 * c - 0.08, "d_in = 3 input features", fontsize=10)
+        line(ax, [(right, y1), (right + 0.08, y1), (right + 0.08, y0), (right, y0)], color=MUTED, linewidth=1.1)
+        note(ax, right + 0.16, (y0 + y1) / 2,
+             f"rows {2 * i}-{2 * i + 1}: head {i}\n(output features {2 * i}, {2 * i + 1})")
+    brace(ax, 4.6, 4.6 + 3 * c, top - 4 * c - 0.08, "d_in = 3 input features")
     text(ax, 0.3, 0.25, "nn.Linear stores its weight as (out, in): row r makes output feature r, and split_heads "
          "gives features 0-1 to head 0\nand 2-3 to head 1. The same for W_key and W_value; out_proj is copied "
-         "as it is.", ha="left", fontsize=10, color=MUTED)
-    return fig
+         "as it is.", ha="left", color=MUTED)
 
 
-@diagram(
-    "ch03_queries_are_last",
-    alt="""Why attend takes the queries to be the last positions. Left, the module's causal mask for six
-    tokens: grey above the diagonal is the future. With 2 queries and 6 keys, attend uses the rows
-    mask[4:6, :6], the rows of 'the' and 'others'. With a single new query, as in generation with a KV
-    cache, it uses mask[5:6, :6], the last row, in which the query sees every cached key.""",
-)
-def queries_are_last():
-    fig, ax = canvas(9.0, 4.1)
-    size, top = 0.4, 3.3
-    cells_ = [[""] * 6 for _ in range(6)]
+@diagram("ch03_queries_are_last", size=(9.0, 4.1))
+def queries_are_last(ax):
+    size, top, x = 0.4, 3.3, 5.0
     kinds = [["plain" if j <= i else "masked" for j in range(6)] for i in range(6)]
-    token_matrix(ax, 0.85, top, cells_, kinds, size)
-    ax.add_patch(patches.Rectangle((0.85, top - 6 * size), 6 * size, 2 * size, fill=False, edgecolor=ACCENT,
-                                   linewidth=2))
-    text(ax, 0.85 + 3 * size, top - 6 * size - 0.15, "self.mask[:6, :6]  (grey: future)", fontsize=10,
-         family=MONO, va="top")
-    x = 5.0
-    text(ax, x, 3.65, "2 queries, 6 keys: mask[6 - 2 : 6, :6]", ha="left", fontsize=10, family=MONO)
-    grid(ax, x, 3.4, [[""] * 6, [""] * 6], size=size, kinds=kinds[4:6])
-    for i, token in enumerate(("the", "others")):
-        text(ax, x - 0.06, 3.4 - (i + 0.5) * size, token, ha="right", fontsize=10)
-    text(ax, x, 2.0, "1 new query (KV cache): mask[5:6, :6]", ha="left", fontsize=10, family=MONO)
-    grid(ax, x, 1.75, [[""] * 6], size=size, kinds=kinds[5:6])
-    text(ax, x - 0.06, 1.75 - 0.5 * size, "others", ha="right", fontsize=10)
-    text(ax, x + 3 * size, 1.2, "the newest token sees every cached key", fontsize=10, color=ACCENT, va="top")
+    token_matrix(ax, 0.85, top, [[""] * 6 for _ in range(6)], kinds, size)
+    frame(ax, 0.85, top - 6 * size, 6 * size, 2 * size, color=ACCENT, style="-")
+    mono(ax, 0.85 + 3 * size, top - 6 * size - 0.15, "self.mask[:6, :6]  (grey: future)", va="top", color=INK,
+         ha="center")
+    mono(ax, x, 3.65, "2 queries, 6 keys: mask[6 - 2 : 6, :6]", color=INK)
+    grid(ax, x, 3.4, [[""] * 6] * 2, w=size, kinds=kinds[4:6], row_labels=["the", "others"])
+    mono(ax, x, 2.0, "1 new query (KV cache): mask[5:6, :6]", color=INK)
+    grid(ax, x, 1.75, [[""] * 6], w=size, kinds=kinds[5:6], row_labels=["others"])
+    accent(ax, x + 3 * size, 1.2, "the newest token sees every cached key", va="top", ha="center")
     arrow(ax, (0.85 + 6 * size + 0.1, top - 5 * size), (x - 0.55, 3.4 - size), color=MUTED)
-    text(ax, 0.2, 0.25, "Query i sits at key position n_keys - n_queries + i, so the rows of the mask it needs are "
-         "the last n_queries rows.", ha="left", fontsize=10, color=MUTED)
-    return fig
+    note(ax, 0.2, 0.25, "Query i sits at key position n_keys - n_queries + i, so the rows of the mask it needs are "
+         "the last n_queries rows.")
 
 
-@diagram(
-    "ch03_fused_sdpa",
-    alt="""The explicit attention chain against PyTorch's fused kernel. Left, with fused=False: queries times
-    keys transposed divided by sqrt(head_dim), masked_fill with minus infinity, softmax, dropout and the
-    product with the values are five separate operations, and between them a (b, h, T, T) tensor is written
-    to memory and read back each time. Right, with fused=True: one call to
-    F.scaled_dot_product_attention(queries, keys, values, dropout_p=p, is_causal=True) does all of it; on
-    recent NVIDIA GPUs it runs FlashAttention, which goes through the keys in tiles with a running softmax
-    and never stores the T x T matrix. Both give the same (b, h, T, hd) context vectors.""",
-)
-def fused_sdpa():
-    fig, ax = canvas(9.5, 5.1)
-    h = 0.4
-    inp = tensor(ax, 3.2, 4.5, 3.1, h, "queries, keys, values", fontsize=10, shape="(b, h, T, hd)")
-    text(ax, 0.2, 4.75, "fused=False: spelled out", ha="left", fontsize=10, weight="bold")
-    steps = ["queries @ keysᵀ / √hd", "masked_fill(future, -inf)", "softmax(dim=-1)", "dropout",
-             "weights @ values"]
-    lx, lw, pitch, first = 0.3, 2.7, 0.64, 3.4
-    tops = [first - k * pitch for k in range(len(steps))]
-    arrow(ax, (inp[0] - 0.8, 4.5), (lx + lw / 2, tops[0] + h))
-    for k, step in enumerate(steps):
-        operation(ax, lx, tops[k], lw, h, step, fontsize=10, family=MONO)
-        if k:
-            arrow(ax, (lx + lw / 2, tops[k - 1]), (lx + lw / 2, tops[k] + h))
-            text(ax, lx + lw / 2 + 0.12, tops[k] + h + 0.12, "(b, h, T, T)", ha="left", fontsize=10,
-                 color=ACCENT, family=MONO)
-    text(ax, lx + lw + 0.1, tops[2] + 0.2, "each T × T\nmatrix is written\nto memory and\nread back by\n"
-         "the next step", ha="left", va="center", fontsize=10, color=ACCENT)
-    text(ax, 9.3, 4.75, "fused=True: one call", ha="right", fontsize=10, weight="bold")
-    fx, fw, fy, fh = 5.1, 4.25, 1.6, 2.1
-    operation(ax, fx, fy, fw, fh)
-    text(ax, fx + 0.15, fy + fh - 0.15, "F.scaled_dot_product_attention(\n    queries, keys, values,\n"
-         "    dropout_p=p, is_causal=True)", ha="left", va="top", fontsize=10, family=MONO)
-    arrow(ax, (inp[0] + 0.8, 4.5), (fx + fw / 2, fy + fh))
-    text(ax, fx + 0.15, fy + fh - 0.95, "picks a kernel for the hardware:\n"
-         "• FlashAttention (recent NVIDIA GPUs): keys in\n  tiles, a running softmax, no T × T matrix stored\n"
-         "• memory-efficient kernel (other GPUs)\n• fused C++ kernel (CPU), or a plain math fallback\n"
-         "scale 1/√hd by default; is_causal=True: the causal mask", ha="left", va="top", fontsize=10, color=INK)
-    out = tensor(ax, 3.2, 0.2, 3.1, h, "same context vectors", fontsize=10)
-    text(ax, out[0], 0.14, "(b, h, T, hd)", fontsize=10, color=MUTED, family=MONO, va="top")
-    arrow(ax, (lx + lw / 2, tops[-1]), (out[0] - 0.8, 0.6))
-    arrow(ax, (fx + fw / 2, fy), (out[0] + 0.8, 0.6))
-    return fig
+@diagram("ch03_fused_sdpa", size=(9.5, 5.1))
+def fused_sdpa(ax):
+    inputs = tensor(ax, 3.2, 4.5, 3.1, 0.4, "queries, keys, values", shape="(b, h, T, hd)")
+    title(ax, 0.2, 4.75, "fused=False: spelled out")
+    steps = ["queries @ keysᵀ / √hd", "masked_fill(future, -inf)", "softmax(dim=-1)", "dropout", "weights @ values"]
+    centres = chain(ax, 1.65, 3.8, [("operation", step) for step in steps], w=2.7, h=0.4, gap=0.24, family=MONO)
+    arrow(ax, (inputs[0] - 0.8, 4.5), (1.65, 3.8))
+    for _, y in centres[1:]:
+        mono(ax, 1.77, y + 0.32, "(b, h, T, T)", color=ACCENT)
+    accent(ax, 3.1, 2.42, "each T × T\nmatrix is written\nto memory and\nread back by\nthe next step")
+    title(ax, 9.3, 4.75, "fused=True: one call", ha="right")
+    operation(ax, 5.1, 1.6, 4.25, 2.1)
+    mono(ax, 5.25, 3.55, "F.scaled_dot_product_attention(\n    queries, keys, values,\n    dropout_p=p, "
+         "is_causal=True)", color=INK, va="top")
+    arrow(ax, (inputs[0] + 0.8, 4.5), (7.225, 3.7))
+    text(ax, 5.25, 2.75, "picks a kernel for the hardware:\n• FlashAttention (recent NVIDIA GPUs): keys in\n  tiles, "
+         "a running softmax, no T × T matrix stored\n• memory-efficient kernel (other GPUs)\n• fused C++ kernel (CPU), "
+         "or a plain math fallback\nscale 1/√hd by default; is_causal=True: the causal mask", ha="left", va="top")
+    out = tensor(ax, 3.2, 0.2, 3.1, 0.4, "same context vectors")
+    mono(ax, out[0], 0.14, "(b, h, T, hd)", va="top", ha="center")
+    arrow(ax, (1.65, centres[-1][1] - 0.2), (out[0] - 0.8, 0.6))
+    arrow(ax, (7.225, 1.6), (out[0] + 0.8, 0.6))

@@ -1,387 +1,237 @@
-"""Diagrams for chapter 07."""
+"""Diagrams for chapter 07: the LoRA counts from the chapter's own apply_lora, the DPO mask from its collate."""
 
-from matplotlib import patches
+import torch
+
+from shared.instruction import instruction_collate, split_dataset
+from shared.lora import apply_lora
+from shared.model import GPTConfig, GPTModel
+from shared.rl import group_advantages
 
 from . import diagram
-from .style import ACCENT, INK, MONO, MUTED, arrow, box, brace, canvas, data, legend, operation, parameter, path_arrow, row, tensor, text
-
-EOT = "50256"
-
-
-@diagram(
-    "ch07_pipeline",
-    alt="""The chapter in one picture. Pretrained GPT-2 (355M parameters on a GPU, 124M on a CPU) is finetuned
-    on 935 instruction examples for 2 epochs. The finetuned model writes responses to the 110 test
-    instructions, greedily and with at most 64 new tokens, and they are saved as JSON. The responses are
-    scored with overlap metrics (exact match, token F1, ROUGE-L) and by an LLM judge (Llama 3 through Ollama,
-    0 to 100); the model itself also answers 24 multiple-choice questions, scored from the probabilities of
-    the answer letters. The same evaluation runs for the starting model, the fully finetuned model and a LoRA
-    model, and everything ends in one results table.""",
+from .primitives import (
+    ACCENT, INK, MONO, MUTED, accent, arrow, bar, box, brace, data, flow, frame, legend, line, mono, note,
+    operation, parameter, path_arrow, row, table, tensor, text, title,
 )
-def pipeline():
-    fig, ax = canvas(9.6, 3.9)
+
+EOT_ID = 50256  # <|endoftext|>, which also pads
+
+
+def cells(ids):
+    """(label, kind) for each id of a row: its first end-of-text highlighted, later ones and -100 masked as padding."""
+    first = ids.index(EOT_ID) if EOT_ID in ids else len(ids)
+    return [(i, "data" if k < first else "highlight" if k == first else "masked") for k, i in enumerate(ids)]
+
+
+@diagram("ch07_pipeline", size=(9.6, 3.9))
+def pipeline(ax):
     y, h = 2.2, 0.85
-    parameter(ax, 0.15, y, 1.5, h, "pretrained\nGPT-2", fontsize=10)
-    operation(ax, 2.05, y, 1.75, h, "instruction\nfinetuning", fontsize=10)
-    parameter(ax, 4.2, y, 1.45, h, "finetuned\nmodel", fontsize=10)
-    operation(ax, 6.05, y, 1.6, h, "generate\nresponses", fontsize=10)
-    data(ax, 8.05, y, 1.4, h, "110 test\nresponses", fontsize=10)
-    for a, b in [(1.65, 2.05), (3.8, 4.2), (5.65, 6.05), (7.65, 8.05)]:
-        arrow(ax, (a, y + h / 2), (b, y + h / 2))
-    for cx, note in [(0.9, "355M on a GPU,\n124M on a CPU"), (2.925, "935 examples,\n2 epochs, AdamW"),
-                     (6.85, "110 test instructions,\ngreedy, \u2264 64 tokens"), (8.75, "saved\nas JSON")]:
-        text(ax, cx, y + h + 0.33, note, fontsize=10, color=MUTED)
-    y2, h2 = 0.55, 0.8
-    operation(ax, 3.85, y2, 2.2, h2, "multiple choice\n24 questions", fontsize=10)
-    operation(ax, 6.35, y2, 1.45, h2, "overlap\nmetrics", fontsize=10)
-    operation(ax, 8.05, y2, 1.4, h2, "LLM judge\n0-100", fontsize=10)
-    arrow(ax, (4.925, y), (4.95, y2 + h2))
-    arrow(ax, (8.5, y), (7.3, y2 + h2), linewidth=1.1)
-    arrow(ax, (8.75, y), (8.75, y2 + h2), linewidth=1.1)
-    text(ax, 7.55, 1.8, "compared with the\nreference answers", ha="right", fontsize=10, color=MUTED)
-    text(ax, 4.95, y2 - 0.2, "letter probabilities", fontsize=10, color=MUTED)
-    text(ax, 7.075, y2 - 0.2, "EM, F1, ROUGE-L", fontsize=10, color=MUTED)
-    text(ax, 8.75, y2 - 0.2, "Llama 3 via Ollama", fontsize=10, color=MUTED)
-    text(ax, 0.15, 1.05, "every evaluation runs for the\nstarting model, the finetuned\nmodel and a LoRA model,\n"
-         "then goes into one table", ha="left", fontsize=10, color=ACCENT)
-    return fig
+    flow(ax, 0.15, y, [("parameter", "pretrained\nGPT-2", 1.5), ("operation", "instruction\nfinetuning", 1.75),
+                       ("parameter", "finetuned\nmodel", 1.45), ("operation", "generate\nresponses", 1.6),
+                       ("data", "110 test\nresponses", 1.4)], h=h, gap=0.4)
+    for cx, words in [(0.9, "355M on a GPU,\n124M on a CPU"), (2.925, "935 examples,\n2 epochs, AdamW"),
+                      (6.85, "110 test instructions,\ngreedy, \u2264 64 tokens"), (8.75, "saved\nas JSON")]:
+        note(ax, cx, y + h + 0.33, words, ha="center")
+    evaluations = [(3.85, 2.2, "multiple choice\n24 questions", "letter probabilities", 4.925),
+                   (6.35, 1.45, "overlap\nmetrics", "EM, F1, ROUGE-L", 8.5),
+                   (8.05, 1.4, "LLM judge\n0-100", "Llama 3 via Ollama", 8.75)]  # (..., where its arrow starts)
+    for x, w, label, how, source in evaluations:
+        operation(ax, x, 0.55, w, 0.8, label)
+        note(ax, x + w / 2, 0.35, how, ha="center")
+        arrow(ax, (source, y), (x + w / 2, 1.35), linewidth=1.1)
+    note(ax, 7.55, 1.8, "compared with the\nreference answers", ha="right")
+    accent(ax, 0.15, 1.05, "every evaluation runs for the\nstarting model, the finetuned\nmodel and a LoRA model,\n"
+           "then goes into one table")
 
 
-@diagram(
-    "ch07_alpaca_template",
-    alt="""One record laid out in the Alpaca prompt format. A fixed preamble, "Below is an instruction that
-    describes a task. Write a response that appropriately completes the request.", then "### Instruction:"
-    with the instruction ("Edit the following sentence for grammar."), "### Input:" with the input ("He go
-    to the park every day."), "### Response:" and the reference output ("He goes to the park every day.").
-    Brackets mark what each function returns: format_input ends after the input; format_prompt adds the
-    response header and is the text the model continues at inference; format_example adds the output and is a
-    training text. When a record's input is empty, the whole Input section is left out.""",
-)
-def alpaca_template():
-    fig, ax = canvas(9.6, 4.45)
-    lines = [
-        ("Below is an instruction that describes a task. Write a response", "data"),
-        ("that appropriately completes the request.", "data"),
-        (None, None),
-        ("### Instruction:", "data"),
-        ("Edit the following sentence for grammar.", "data"),
-        (None, None),
-        ("### Input:", "data"),
-        ("He go to the park every day.", "data"),
-        (None, None),
-        ("### Response:", "highlight"),
-        ("He goes to the park every day.", "plain"),
+@diagram("ch07_alpaca_template", size=(9.6, 4.45))
+def alpaca_template(ax):
+    sections = [  # (the lines of one part of the prompt, its kind), top to bottom, a blank line between parts
+        (["Below is an instruction that describes a task. Write a response",
+          "that appropriately completes the request."], "data"),
+        (["### Instruction:", "Edit the following sentence for grammar."], "data"),
+        (["### Input:", "He go to the park every day."], "data"),
+        (["### Response:"], "highlight"),
+        (["He goes to the park every day."], "plain"),
     ]
-    x0, top, lh, width = 0.2, 4.2, 0.33, 5.45
-    ys = [top - (i + 1) * lh for i in range(len(lines))]
-    groups = [(0, 1), (3, 4), (6, 7), (9, 9), (10, 10)]
-    for first, last in groups:
-        kind = lines[first][1]
-        box(ax, x0, ys[last] + 0.02, width, ys[first] - ys[last] + lh - 0.04, kind=kind)
-    for (words, _), y in zip(lines, ys):
-        if words:
-            text(ax, x0 + 0.12, y + lh / 2, words, ha="left", fontsize=10, family=MONO)
+    y, lh, ends = 4.2, 0.33, []
+    for k, (lines, kind) in enumerate(sections):
+        y -= lh * (len(lines) + (k in (1, 2, 3)))  # the bottom of this part; parts 2 to 4 follow a blank line
+        box(ax, 0.2, y + 0.02, 5.45, lh * len(lines) - 0.04, kind=kind)
+        for i, words in enumerate(lines):
+            mono(ax, 0.32, y + (len(lines) - i - 0.5) * lh, words, color=INK)
+        ends.append(y + lh / 2)
     # nested brackets: the shortest span farthest right, so their ticks never cross
-    spans = [(7, 6.2, "format_input()"), (9, 5.98, "format_prompt(): what the model continues"),
-             (10, 5.76, "format_example(): a training text")]
-    for last, bx, label in spans:
-        y_top, y_end = ys[0] + lh - 0.02, ys[last] + lh / 2
-        ax.plot([bx - 0.08, bx, bx, 6.32], [y_top, y_top, y_end, y_end], color=MUTED if last == 7 else ACCENT,
-                linewidth=1.1)
-        text(ax, 6.4, y_end, label, ha="left", fontsize=10, color=MUTED if last == 7 else ACCENT)
-    text(ax, x0, ys[-1] - 0.25, "When a record's input is empty, the whole ### Input: section is left out.", ha="left",
-         fontsize=10, color=MUTED)
-    return fig
+    for end, x, label, color in ((ends[2], 6.2, "format_input()", MUTED),
+                                 (ends[3], 5.98, "format_prompt(): what the model continues", ACCENT),
+                                 (ends[4], 5.76, "format_example(): a training text", ACCENT)):
+        line(ax, [(x - 0.08, 4.18), (x, 4.18), (x, end), (6.32, end)], color=color, linewidth=1.1)
+        text(ax, 6.4, end, label, ha="left", color=color)
+    note(ax, 0.2, y - 0.25, "When a record's input is empty, the whole ### Input: section is left out.")
 
 
-@diagram(
-    "ch07_template_tokens",
-    alt="""What each prompt format costs in tokens, for the record "Edit the following sentence for grammar."
-    with the input "He go to the park every day.". In the Alpaca format the example is 59 tokens: an 18-token
-    preamble, three 6-token section headers, 7 tokens of instruction, 8 of input and 8 of response. In the
-    chat format it is 38 tokens: a 6-token user marker, the same 7 instruction and 8 input tokens with a
-    1-token line break between them, an 8-token assistant marker and the 8-token response. Over the whole
-    dataset the averages are 56.4 and 38.9 tokens per example.""",
-)
-def template_tokens():
-    fig, ax = canvas(9.6, 3.0)
-    scale, x0, h = 0.118, 1.05, 0.45
-    template, content, answer = "masked", "plain", "highlight"
-    rows = [
-        ("Alpaca", 1.85, [(18, template, "preamble 18"), (6, template, "6"), (7, content, "7"),
-                          (6, template, "6"), (8, content, "8"), (6, template, "6"), (8, answer, "8")], 59),
-        ("chat", 1.15, [(6, template, "6"), (7, content, "7"), (1, template, ""), (8, content, "8"),
-                        (8, template, "8"), (8, answer, "8")], 38),
-    ]
-    for name, y, segments, total in rows:
-        text(ax, 0.15, y + h / 2, name, ha="left", fontsize=10, weight="bold")
-        x = x0
-        for n, kind, label in segments:
-            box(ax, x, y, n * scale, h, label, kind=kind, fontsize=10)
-            x += n * scale
-        text(ax, x + 0.12, y + h / 2, f"{total} tokens", ha="left", fontsize=10, color=ACCENT)
-    text(ax, 0.15, 2.75, 'one record, in tokens: "Edit the following sentence for grammar." with the input '
-         '"He go to the park every day."', ha="left", fontsize=10)
+@diagram("ch07_template_tokens", size=(9.6, 3.0))
+def template_tokens(ax):
+    scale, template, content, answer = 0.118, "masked", "plain", "highlight"
+    rows = [("Alpaca", 1.85, [(18, template, "preamble 18"), (6, template, "6"), (7, content, "7"),
+                              (6, template, "6"), (8, content, "8"), (6, template, "6"), (8, answer, "8")]),
+            ("chat", 1.15, [(6, template, "6"), (7, content, "7"), (1, template, ""), (8, content, "8"),
+                            (8, template, "8"), (8, answer, "8")])]
+    for name, y, segments in rows:
+        sizes, kinds, labels = zip(*segments)
+        title(ax, 0.15, y + 0.225, name)
+        row(ax, 1.05, y, labels, w=[n * scale for n in sizes], h=0.45, kinds=kinds)
+        accent(ax, 1.17 + sum(sizes) * scale, y + 0.225, f"{sum(sizes)} tokens")
+    text(ax, 0.15, 2.75, 'one record, in tokens: "Edit the following sentence for grammar." with the input "He go '
+         'to the park every day."', ha="left")
     legend(ax, 1.05, 0.6, [("masked", "template: preamble, headers, markers"), ("plain", "instruction, input"),
                            ("highlight", "response")])
-    text(ax, 0.15, 0.25, "Over all 1,100 records: 56.4 tokens per example in the Alpaca format, 38.9 in the chat "
-         "format.", ha="left", fontsize=10, color=MUTED)
-    return fig
+    note(ax, 0.15, 0.25, "Over all 1,100 records: 56.4 tokens per example in the Alpaca format, 38.9 in the chat "
+         "format.")
 
 
-@diagram(
-    "ch07_data_split",
-    alt="""Splitting the instruction data. The 1,100 records are shuffled with seed 123 and cut in order:
-    the first 85% (935 records) for training, the next 5% (55) for validation and the last 10% (110) for
-    test. The training set is used for finetuning, the validation set for the loss curves during
-    training, and the test set for the responses that are evaluated at the end.""",
-)
-def data_split():
-    fig, ax = canvas(9.4, 2.6)
+@diagram("ch07_data_split", size=(9.4, 2.6))
+def data_split(ax):
+    parts = [len(part) for part in split_dataset(range(1100), seed=123)]  # the chapter's own split
     y, h = 1.35, 0.6
-    data(ax, 0.15, y, 1.3, h, "1,100\nrecords", fontsize=10)
-    operation(ax, 1.8, y + 0.05, 1.2, h - 0.1, "shuffle\nseed 123", fontsize=10)
-    arrow(ax, (1.45, y + h / 2), (1.8, y + h / 2))
+    flow(ax, 0.15, y, [("data", "1,100\nrecords", 1.3), ("operation", "shuffle\nseed 123", 1.2)], h=h, gap=0.35)
     arrow(ax, (3.0, y + h / 2), (3.35, y + h / 2))
-    x, total = 3.35, 5.4
-    parts = [(935, "training: 935", "data"), (55, "55", "data"), (110, "110", "highlight")]
-    centres = []
-    for n, label, kind in parts:
-        w = total * n / 1100
-        box(ax, x, y, w, h, label, kind=kind, fontsize=10)
-        centres.append(x + w / 2)
-        x += w
-    text(ax, centres[0], y + h + 0.2, "first 85%", fontsize=10, color=MUTED)
-    text(ax, centres[1], y + h + 0.2, "5%", fontsize=10, color=MUTED)
-    text(ax, centres[2], y + h + 0.2, "10%", fontsize=10, color=MUTED)
+    widths = [5.4 * n / sum(parts) for n in parts]
+    centres = [x for x, _ in row(ax, 3.35, y, [f"training: {parts[0]}", parts[1], parts[2]], w=widths, h=h,
+                                 kinds=["data", "data", "highlight"])]
+    for x, n, where in zip(centres, parts, ("first ", "", "")):
+        note(ax, x, y + h + 0.2, f"{where}{n / sum(parts):.0%}", ha="center")
     arrow(ax, (centres[0], y), (centres[0], 0.85), color=MUTED, linewidth=0.9)
-    text(ax, centres[0], 0.6, "finetuning\n(116 batches of 8)", fontsize=10)
-    ax.plot([centres[1], centres[1] - 0.3], [y, 0.85], color=MUTED, linewidth=0.9)
-    text(ax, centres[1] - 0.3, 0.6, "validation:\nloss curves", fontsize=10, ha="right", va="center")
-    ax.plot([centres[2], centres[2] + 0.2], [y, 0.85], color=MUTED, linewidth=0.9)
-    text(ax, 9.3, 0.6, "test: the responses\nthat are evaluated", fontsize=10, color=ACCENT, ha="right")
-    text(ax, 0.15, 0.12, "split_dataset returns (train, validation, test), the order of its fractions", ha="left",
-         fontsize=10, color=MUTED)
-    return fig
+    text(ax, centres[0], 0.6, f"finetuning\n({parts[0] // 8} batches of 8)")  # the last partial batch dropped
+    line(ax, [(centres[1], y), (centres[1] - 0.3, 0.85)], color=MUTED, linewidth=0.9)
+    text(ax, centres[1] - 0.3, 0.6, "validation:\nloss curves", ha="right")
+    line(ax, [(centres[2], y), (centres[2] + 0.2, 0.85)], color=MUTED, linewidth=0.9)
+    accent(ax, 9.3, 0.6, "test: the responses\nthat are evaluated", ha="right")
+    note(ax, 0.15, 0.12, "split_dataset returns (train, validation, test), the order of its fractions")
 
 
-def _cells(ax, x, y, rows, w=0.56, h=0.33, fontsize=10):  # 0.56: "50256" fits at 10 pt
-    """Rows of (label, kind) cells, top row at y; ragged rows allowed."""
-    for i, cells in enumerate(rows):
-        for j, (label, kind) in enumerate(cells):
-            box(ax, x + j * w, y - i * (h + 0.05), w, h, str(label), kind=kind, fontsize=fontsize)
-
-
-@diagram(
-    "ch07_collate_steps",
-    alt="""The collate function in four steps, on three tiny examples with token ids 0 1 2 3 4, 5 6 and 7 8
-    9. Step 1 appends one end-of-text token (50256) to each example. Step 2 pads every row with more 50256
-    tokens to the longest row, 6 tokens. Step 3 makes the inputs by dropping the last column and the targets
-    by dropping the first, so each target is the token after its input. Step 4 replaces every target after
-    the first end-of-text token with -100: the first 50256 of each row stays as a target, so the model learns
-    to stop, and the padding targets become -100, which the loss ignores. The targets end as 1 2 3 4 50256,
-    6 50256 -100 -100 -100, and 8 9 50256 -100 -100.""",
-)
-def collate_steps():
-    fig, ax = canvas(9.6, 4.75)
-    d, e, p = "data", "highlight", "masked"
+@diagram("ch07_collate_steps", size=(9.6, 4.75))
+def collate_steps(ax):
     examples = [[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]]
-    # step 1
-    text(ax, 0.2, 4.5, "1. append one <|endoftext|> to each example", ha="left", fontsize=10, weight="bold")
-    _cells(ax, 0.3, 3.85, [[(i, d) for i in ex] + [(EOT, e)] for ex in examples])
-    # step 2
-    text(ax, 5.0, 4.5, "2. pad with 50256 to the longest in the batch", ha="left", fontsize=10, weight="bold")
-    padded = [[(i, d) for i in ex] + [(EOT, e)] + [(EOT, p)] * (5 - len(ex)) for ex in examples]
-    _cells(ax, 5.1, 3.85, padded)
+    inputs, targets = instruction_collate(examples)  # the chapter's collate computes steps 3 and 4
+    width = inputs.shape[1] + 1
+    padded = [ex + [EOT_ID] * (width - len(ex)) for ex in examples]
+    title(ax, 0.2, 4.5, "1. append one <|endoftext|> to each example")
+    table(ax, 0.3, 3.85, [cells(ex + [EOT_ID]) for ex in examples])
+    title(ax, 5.0, 4.5, "2. pad with 50256 to the longest in the batch")
+    table(ax, 5.1, 3.85, [cells(r) for r in padded])
     arrow(ax, (3.8, 3.45), (4.95, 3.45))
-    # step 3
-    text(ax, 0.2, 2.35, "3. shift: inputs drop the last column, targets the first", ha="left", fontsize=10,
-         weight="bold")
-    text(ax, 0.3, 1.95, "inputs", ha="left", fontsize=10, color=MUTED)
-    _cells(ax, 0.3, 1.55, [r[:-1] for r in padded])
-    text(ax, 3.2, 1.95, "targets", ha="left", fontsize=10, color=MUTED)
-    _cells(ax, 3.2, 1.55, [r[1:] for r in padded])
-    # step 4
-    text(ax, 6.2, 2.35, "4. targets after the first 50256: -100", ha="left", fontsize=10, weight="bold")
-    final = []
-    for ex, r in zip(examples, padded):
-        kept = r[1:len(ex) + 1]
-        final.append(kept + [("-100", p)] * (5 - len(ex)))
-    _cells(ax, 6.3, 1.55, final)
-    ax.add_patch(patches.FancyArrowPatch((5.95, 1.2), (6.25, 1.2), arrowstyle="-|>", mutation_scale=12, color=INK,
-                                         linewidth=1.3))
-    text(ax, 0.2, 0.3, "the first 50256 of each row stays a target (the model learns to stop);\n"
-         "-100 marks a target the loss ignores", ha="left", fontsize=10, color=ACCENT)
+    title(ax, 0.2, 2.35, "3. shift: inputs drop the last column, targets the first")
+    note(ax, 0.3, 1.95, "inputs")
+    table(ax, 0.3, 1.55, [cells(r) for r in inputs.tolist()])
+    note(ax, 3.2, 1.95, "targets")
+    table(ax, 3.2, 1.55, [cells(r[1:]) for r in padded])
+    title(ax, 6.2, 2.35, "4. targets after the first 50256: -100")
+    table(ax, 6.3, 1.55, [cells(r) for r in targets.tolist()])
+    arrow(ax, (5.95, 1.2), (6.25, 1.2))
+    accent(ax, 0.2, 0.3, "the first 50256 of each row stays a target (the model learns to stop);\n"
+           "-100 marks a target the loss ignores")
     legend(ax, 6.3, 0.3, [("highlight", "end of text"), ("masked", "padding, -100")])
-    return fig
 
 
-@diagram(
-    "ch07_ignore_index",
-    alt="""How the loss treats the -100 targets. The targets of the three-example batch form a 3 by 5 grid:
-    1 2 3 4 50256, 6 50256 -100 -100 -100, and 8 9 50256 -100 -100. Every target that is not -100 gives one
-    cross-entropy term: 5 in the first row, 2 in the second, 3 in the third, 10 in all. The five -100
-    positions give nothing. The loss is the sum of the 10 terms divided by 10, not by 15, because -100 is
-    the default ignore_index of PyTorch's cross-entropy: those positions count neither in the sum nor in the
-    number it is divided by.""",
-)
-def ignore_index():
-    fig, ax = canvas(9.4, 2.7)
-    d, e, p = "data", "highlight", "masked"
-    targets = [[(1, d), (2, d), (3, d), (4, d), (EOT, e)],
-               [(6, d), (EOT, e), ("-100", p), ("-100", p), ("-100", p)],
-               [(8, d), (9, d), (EOT, e), ("-100", p), ("-100", p)]]
-    text(ax, 0.2, 2.4, "targets", ha="left", fontsize=10, weight="bold")
-    _cells(ax, 0.2, 1.8, targets)
+@diagram("ch07_ignore_index", size=(9.4, 2.7))
+def ignore_index(ax):
+    _, targets = instruction_collate([[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]])
+    rows = [cells(r) for r in targets.tolist()]
+    title(ax, 0.2, 2.4, "targets")
+    table(ax, 0.2, 1.8, rows)
     arrow(ax, (3.05, 1.4), (3.45, 1.4))
-    text(ax, 3.6, 2.4, "one cross-entropy term per target", ha="left", fontsize=10, weight="bold")
-    terms = [[("\u2113", "tensor") if kind != p else ("", p) for _, kind in r] for r in targets]
-    _cells(ax, 3.6, 1.8, terms, fontsize=11)
-    for i, n in enumerate([5, 2, 3]):
-        text(ax, 6.5, 1.8 + 0.165 - i * 0.38, f"{n} terms", ha="left", fontsize=10, color=MUTED)
-    text(ax, 8.35, 1.4, "loss =\nthe sum of the\n10 terms / 10\n(not / 15)", fontsize=10, color=ACCENT)
-    text(ax, 0.2, 0.4, "-100 is the default ignore_index of F.cross_entropy: a -100 target adds nothing to the sum "
-         "and is not counted\nin the number it is divided by. So chapter 5's batch_loss handles these batches "
-         "unchanged.", ha="left", fontsize=10, color=MUTED)
-    return fig
+    title(ax, 3.6, 2.4, "one cross-entropy term per target")
+    table(ax, 3.6, 1.8, [[("", kind) if kind == "masked" else ("\u2113", "tensor") for _, kind in r] for r in rows])
+    counted = (targets != -100).sum(dim=1).tolist()
+    for i, n in enumerate(counted):
+        note(ax, 6.5, 1.965 - i * 0.38, f"{n} terms")
+    accent(ax, 8.35, 1.4, f"loss =\nthe sum of the\n{sum(counted)} terms / {sum(counted)}\n(not / {targets.numel()})",
+           ha="center")
+    note(ax, 0.2, 0.4, "-100 is the default ignore_index of F.cross_entropy: a -100 target adds nothing to the sum and "
+         "is not counted\nin the number it is divided by. So chapter 5's batch_loss handles these batches unchanged.")
 
 
-@diagram(
-    "ch07_mask_instruction",
-    alt="""Masking the instruction, on the first training example: 76 tokens, the first 40 of them the
-    prompt (preamble, instruction and response header) and the last 36 the response. By default all 76
-    targets count: the 75 next tokens and the end-of-text token. With mask_instruction=True the first 39
-    targets, which would predict prompt tokens, become -100, and 37 remain: the 36 response tokens and the
-    end-of-text token. The target at the prompt's last position, which predicts the first response token,
-    is kept.""",
-)
-def mask_instruction():
-    fig, ax = canvas(9.2, 3.2)
+@diagram("ch07_mask_instruction", size=(9.2, 3.2))
+def mask_instruction(ax):
     scale, x0, h = 0.088, 1.6, 0.42
     n_prompt, n_response = 40, 36
-
-    def seg(x, n, y, label, kind, fontsize=10):
-        box(ax, x0 + x * scale, y, n * scale, h, label, kind=kind, fontsize=fontsize)
-
+    n = n_prompt + n_response
+    text(ax, x0, 3.0, f"the first training example: {n} tokens (its end-of-text token is the last target)", ha="left")
+    rows = [  # (y, what the row is, segments of (tokens, label, kind))
+        (2.35, "inputs", "", [(n_prompt, f"prompt: {n_prompt} tokens", "data"),
+                              (n_response, f"response: {n_response} tokens", "plain")]),
+        (1.5, "targets", "(default)", [(n - 1, f"{n - 1} next tokens, all kept", "tensor"), (1, "", "highlight")]),
+        (0.65, "targets", "mask_instruction", [(n_prompt - 1, f"-100 \u00d7 {n_prompt - 1}: ignored", "masked"),
+                                               (n_response, f"{n_response} response tokens", "tensor"),
+                                               (1, "", "highlight")]),
+    ]
+    for y, name, variant, segments in rows:
+        title(ax, 0.15, y + h / 2, name)
+        mono(ax, 0.15, y + h / 2 - 0.25, variant)
+        sizes, labels, kinds = zip(*segments)
+        row(ax, x0, y, labels, w=[size * scale for size in sizes], h=h, kinds=kinds)
     y_in, y_full, y_mask = 2.35, 1.5, 0.65
-    text(ax, x0, 3.0, "the first training example: 76 tokens (its end-of-text token is the last target)", ha="left",
-         fontsize=10)
-    text(ax, 0.15, y_in + h / 2, "inputs", ha="left", fontsize=10, weight="bold")
-    seg(0, n_prompt, y_in, "prompt: 40 tokens", "data")
-    seg(n_prompt, n_response, y_in, "response: 36 tokens", "plain")
-    text(ax, 0.15, y_full + h / 2, "targets", ha="left", fontsize=10, weight="bold")
-    text(ax, 0.15, y_full + h / 2 - 0.25, "(default)", ha="left", fontsize=10, color=MUTED)
-    seg(0, 75, y_full, "75 next tokens, all kept", "tensor")
-    seg(75, 1, y_full, "", "highlight")
-    text(ax, 0.15, y_mask + h / 2, "targets", ha="left", fontsize=10, weight="bold")
-    text(ax, 0.15, y_mask + h / 2 - 0.25, "mask_instruction", ha="left", fontsize=10, color=MUTED, family=MONO)
-    seg(0, 39, y_mask, "-100 \u00d7 39: ignored", "masked")
-    seg(39, 36, y_mask, "36 response tokens", "tensor")
-    seg(75, 1, y_mask, "", "highlight")
-    end = x0 + 76 * scale
-    text(ax, end + 0.1, y_full + h / 2, "76 kept", ha="left", fontsize=10, color=ACCENT)
-    text(ax, end + 0.1, y_mask + h / 2, "37 kept", ha="left", fontsize=10, color=ACCENT)
-    text(ax, end, y_full + h + 0.15, "end of text", ha="center", fontsize=10, color=MUTED)
-    bx = x0 + 39 * scale
-    ax.plot([bx, bx], [y_mask, y_in + h], color=ACCENT, linewidth=1.0, linestyle="--")
-    text(ax, bx - 0.05, 0.3, "the target at the prompt's last position predicts the first response token: kept",
-         ha="center", fontsize=10, color=MUTED)
-    return fig
+    end = x0 + n * scale
+    accent(ax, end + 0.1, y_full + h / 2, f"{n} kept")
+    accent(ax, end + 0.1, y_mask + h / 2, f"{n_response + 1} kept")
+    note(ax, end, y_full + h + 0.15, "end of text", ha="center")
+    bx = x0 + (n_prompt - 1) * scale
+    line(ax, [(bx, y_mask), (bx, y_in + h)], color=ACCENT, linewidth=1.0, style="--")
+    note(ax, bx - 0.05, 0.3, "the target at the prompt's last position predicts the first response token: kept",
+         ha="center")
 
 
-@diagram(
-    "ch07_generate_response",
-    alt="""How a response is generated. A record is laid out with format_prompt, which ends with the
-    "### Response:" header. The model continues it greedily, one token at a time, each new token appended
-    to the input, until it produces the end-of-text token (50256) or 64 new tokens. Only the new tokens are
-    decoded, and clean_response cuts the text at the first stop marker (end of text, or a new "###
-    Instruction:", "### Input:" or "### Response:" header the model invented) and strips spaces. For example
-    "Paris is the capital." followed by an invented "### Instruction:" section becomes "Paris is the
-    capital.".""",
-)
-def generate_response():
-    fig, ax = canvas(9.6, 3.4)
+@diagram("ch07_generate_response", size=(9.6, 3.4))
+def generate_response(ax):
     y, h = 1.7, 0.85
-    data(ax, 0.15, y, 1.1, h, "record", fontsize=10)
-    operation(ax, 1.55, y + 0.1, 1.45, h - 0.2, "format_prompt", fontsize=10)
-    data(ax, 3.3, y, 1.65, h, "prompt, ending in\n### Response:", fontsize=10)
-    operation(ax, 5.25, y, 1.5, h, "model: next\ntoken (greedy)", fontsize=10)
-    operation(ax, 7.1, y, 2.35, h, "decode the new tokens,\nclean_response", fontsize=10)
-    for a, b in [(1.25, 1.55), (3.0, 3.3), (4.95, 5.25), (6.75, 7.1)]:
-        arrow(ax, (a, y + h / 2), (b, y + h / 2))
+    flow(ax, 0.15, y, [("data", "record", 1.1), ("operation", "format_prompt", 1.45),
+                       ("data", "prompt, ending in\n### Response:", 1.65),
+                       ("operation", "model: next\ntoken (greedy)", 1.5),
+                       ("operation", "decode the new tokens,\nclean_response", 2.35)], h=h, gap=0.3)
     # the generation loop
-    ax.add_patch(patches.FancyArrowPatch((6.45, y + h), (5.55, y + h), arrowstyle="-|>", mutation_scale=12,
-                                         color=ACCENT, linewidth=1.2, connectionstyle="arc3,rad=0.9"))
-    text(ax, 6.0, y + h + 0.55, "append it, repeat", fontsize=10, color=ACCENT)
-    text(ax, 6.0, y - 0.3, "until <|endoftext|>\nor 64 new tokens", fontsize=10, color=MUTED)
-    text(ax, 8.275, y - 0.3, "cut at the first stop marker,\nstrip spaces", fontsize=10, color=MUTED)
+    arrow(ax, (6.45, y + h), (5.55, y + h), color=ACCENT, linewidth=1.2, curve=0.9)
+    accent(ax, 6.0, y + h + 0.55, "append it, repeat", ha="center")
+    note(ax, 6.0, y - 0.3, "until <|endoftext|>\nor 64 new tokens", ha="center")
+    note(ax, 8.275, y - 0.3, "cut at the first stop marker,\nstrip spaces", ha="center")
     # an example of the cut
-    text(ax, 0.15, 0.72, "generated:", ha="left", fontsize=10, color=MUTED)
+    note(ax, 0.15, 0.72, "generated:")
     row(ax, 1.15, 0.5, ["Paris is the capital.", "\\n\\n### Instruction:\\nName a city."], w=3.0, h=0.42,
-        kinds=["plain", "masked"], fontsize=10, family=MONO)
+        kinds=["plain", "masked"], family=MONO)
     arrow(ax, (7.2, 0.71), (7.6, 0.71))
-    box(ax, 7.6, 0.5, 1.85, 0.42, "Paris is the capital.", kind="highlight", fontsize=10, family=MONO)
-    text(ax, 4.2, 0.32, "stop marker: everything from here is dropped", fontsize=10, color=MUTED, ha="left",
-         va="top")
-    return fig
+    box(ax, 7.6, 0.5, 1.85, 0.42, "Paris is the capital.", kind="highlight", family=MONO)
+    note(ax, 4.2, 0.32, "stop marker: everything from here is dropped", va="top")
 
 
-@diagram(
-    "ch07_overlap_metrics",
-    alt="""Three overlap metrics on one pair from the chapter. The response "The capital of France is Paris."
-    and the reference "Paris is the capital of France." are normalised (lower case, punctuation and the
-    articles a, an, the removed) to "capital of france is paris" and "paris is capital of france". Exact
-    match is 0, because the two texts differ. Token F1 treats them as bags of words: all 5 words are shared,
-    so precision, recall and F1 are all 1. ROUGE-L uses the longest common subsequence, the longest run of
-    words in the same order though not necessarily adjacent: "capital of france", 3 words, so precision and
-    recall are 3/5 and ROUGE-L is 0.6.""",
-)
-def overlap_metrics():
-    fig, ax = canvas(9.6, 3.6)
+@diagram("ch07_overlap_metrics", size=(9.6, 3.6))
+def overlap_metrics(ax):
     text(ax, 0.15, 3.35, 'response "The capital of France is Paris."   reference "Paris is the capital of France."',
-         ha="left", fontsize=10)
-    text(ax, 0.15, 3.05, "after normalising (lower case, no punctuation, no a / an / the):", ha="left", fontsize=10,
-         color=MUTED)
+         ha="left")
+    note(ax, 0.15, 3.05, "after normalising (lower case, no punctuation, no a / an / the):")
     w, h = 0.95, 0.4
     response = ["capital", "of", "france", "is", "paris"]
     reference = ["paris", "is", "capital", "of", "france"]
     lcs = {"capital", "of", "france"}
     xr = 1.35
-    text(ax, 0.15, 2.5, "response", ha="left", fontsize=10, weight="bold")
-    text(ax, 0.15, 1.3, "reference", ha="left", fontsize=10, weight="bold")
-    row(ax, xr, 2.3, response, w=w, h=h, kinds=["highlight" if t in lcs else "data" for t in response], fontsize=10)
-    row(ax, xr, 1.1, reference, w=w, h=h,
-        kinds=["highlight" if t in lcs else "data" for t in reference], fontsize=10)
+    for y, name, words in ((2.3, "response", response), (1.1, "reference", reference)):
+        title(ax, 0.15, y + 0.2, name)
+        row(ax, xr, y, words, w=w, h=h, kinds=["highlight" if t in lcs else "data" for t in words])
     for i, word in enumerate(response):
         if word in lcs:
             j = reference.index(word)
-            ax.plot([xr + (i + 0.5) * w, xr + (j + 0.5) * w], [2.3, 1.1 + h], color=ACCENT, linewidth=1.2)
-    text(ax, xr + 2.5 * w, 0.75, 'longest common subsequence: "capital of france", 3 words', fontsize=10,
-         color=ACCENT)
+            line(ax, [(xr + (i + 0.5) * w, 2.3), (xr + (j + 0.5) * w, 1.1 + h)], color=ACCENT, linewidth=1.2)
+    accent(ax, xr + 2.5 * w, 0.75, 'longest common subsequence: "capital of france", 3 words', ha="center")
     scores = [("exact match", "0", "the texts differ"), ("token F1", "1.0", "the same 5 words, order ignored"),
               ("ROUGE-L", "0.6", "LCS 3 of 5 words, in order")]
     for k, (name, value, why) in enumerate(scores):
         yy = 2.45 - k * 0.62
-        text(ax, 6.55, yy, name, ha="left", fontsize=10, weight="bold")
-        text(ax, 7.95, yy, value, ha="left", fontsize=10, color=ACCENT, family=MONO)
-        text(ax, 6.55, yy - 0.25, why, ha="left", fontsize=10, color=MUTED)
-    text(ax, 0.15, 0.25, "All three compare words only: a correct answer in other words scores low.", ha="left",
-         fontsize=10, color=MUTED)
-    return fig
+        title(ax, 6.55, yy, name)
+        mono(ax, 7.95, yy, value, color=ACCENT)
+        note(ax, 6.55, yy - 0.25, why)
+    note(ax, 0.15, 0.25, "All three compare words only: a correct answer in other words scores low.")
 
 
-@diagram(
-    "ch07_multiple_choice",
-    alt="""Multiple choice scored the way MMLU is scored. The prompt is a header line, three worked examples
-    with their answers, then the question "Which word is the opposite of 'ancient'?" with the options A. old,
-    B. modern, C. broken, D. large, and a final "Answer:". One forward pass gives the model's probabilities
-    for the next token over all 50,257 tokens; only four are read, those of " A", " B", " C" and " D"
-    (token ids 317, 347, 327 and 360). Renormalised over the four letters (example numbers in the picture:
-    A 0.10, B 0.70, C 0.12, D 0.08), the highest one is the model's choice, here B, the correct answer.
-    Their total before renormalising is the letter mass.""",
-)
-def multiple_choice():
-    fig, ax = canvas(9.85, 4.0)
+@diagram("ch07_multiple_choice", size=(9.85, 4.0))
+def multiple_choice(ax):
     data(ax, 0.15, 0.3, 4.5, 3.45)
     lines = [("The following are multiple choice questions", INK, "normal"),
              ("(with answers) about general knowledge and English.", INK, "normal"),
@@ -393,167 +243,106 @@ def multiple_choice():
              ("A. old", INK, "normal"), ("B. modern", INK, "normal"), ("C. broken", INK, "normal"),
              ("D. large", INK, "normal"), ("Answer:", ACCENT, "normal")]
     for i, (words, color, style) in enumerate(lines):
-        text(ax, 0.3, 3.5 - i * 0.265, words, ha="left", fontsize=10, family=MONO, color=color, style=style)
-    operation(ax, 5.0, 1.7, 1.25, 0.8, "model:\none forward\npass", fontsize=10)
+        mono(ax, 0.3, 3.5 - i * 0.265, words, color=color, style=style)
     arrow(ax, (4.65, 2.1), (5.0, 2.1))
-    tensor(ax, 6.6, 1.7, 1.25, 0.8, "next-token\nprobabilities", fontsize=10)
-    text(ax, 7.225, 1.5, "50,257 of them", fontsize=10, color=MUTED)
-    arrow(ax, (6.25, 2.1), (6.6, 2.1))
+    flow(ax, 5.0, 1.7, [("operation", "model:\none forward\npass", 1.25),
+                        ("tensor", "next-token\nprobabilities", 1.25)], h=0.8, gap=0.35)
+    note(ax, 7.225, 1.5, "50,257 of them", ha="center")
     # the four letters
     probs = [("A", 317, 0.10), ("B", 347, 0.70), ("C", 327, 0.12), ("D", 360, 0.08)]
     bx, base, bw = 8.2, 1.0, 0.36
     arrow(ax, (7.85, 2.1), (8.1, 2.1))
     for k, (letter, token, p) in enumerate(probs):
         x = bx + k * 0.4
-        fill, edge = ("#fbe8a6", "#b8860b") if letter == "B" else ("#dbe9f6", "#2f6ea5")
-        ax.add_patch(patches.Rectangle((x, base), bw, p * 2.6, facecolor=fill, edgecolor=edge, linewidth=1.2))
-        text(ax, x + bw / 2, base + p * 2.6 + 0.13, f"{p:.2f}", fontsize=10, color=MUTED)
-        text(ax, x + bw / 2, base - 0.15, f'" {letter}"', fontsize=10, family=MONO)
-        text(ax, x + bw / 2, base - 0.38, str(token), fontsize=10, color=MUTED, family=MONO)
-    text(ax, bx + 0.78, 3.5, "the 4 letters,\nrenormalised\n(example numbers)", fontsize=10, color=MUTED)
-    text(ax, bx + 0.78, 0.25, "choice: B (correct)", fontsize=10, color=ACCENT)
-    return fig
+        bar(ax, x, base, p * 2.6, bw, kind="highlight" if letter == "B" else "tensor", vertical=True)
+        note(ax, x + bw / 2, base + p * 2.6 + 0.13, f"{p:.2f}", ha="center")
+        mono(ax, x + bw / 2, base - 0.15, f'" {letter}"', color=INK, ha="center")
+        mono(ax, x + bw / 2, base - 0.38, str(token), ha="center")
+    note(ax, bx + 0.78, 3.5, "the 4 letters,\nrenormalised\n(example numbers)", ha="center")
+    accent(ax, bx + 0.78, 0.25, "choice: B (correct)", ha="center")
 
 
-@diagram(
-    "ch07_judge_loop",
-    alt="""Scoring with an LLM judge. First check_judge asks the Ollama server for its models (GET /api/tags,
-    2-second timeout); if no server answers or it lacks the model, the judge is skipped and its scores read
-    "not run". Otherwise, for each of the 110 test records: judge_prompt writes a request with the task (the
-    formatted instruction), the reference answer and the model's answer; it is sent with POST /api/chat to
-    Llama 3 (model "llama3", temperature 0, seed 123); parse_score reads a number from 0 to 100 from the
-    reply, for example 72 from "Score: 72.". The mean over the records is the judge score of that model. A
-    reply without one clear score in range raises JudgeResponseError, and that model's judge score is left
-    out.""",
-)
-def judge_loop():
-    fig, ax = canvas(9.6, 3.35)
-    operation(ax, 0.15, 2.35, 2.0, 0.75, "check_judge:\nGET /api/tags", fontsize=10)
-    text(ax, 2.35, 2.88, "no server, or no llama3 model:", ha="left", fontsize=10, color=MUTED)
-    text(ax, 2.35, 2.6, 'the judge is skipped, its scores read "not run"', ha="left", fontsize=10, color=ACCENT)
-    arrow(ax, (1.15, 2.35), (1.15, 1.8), label="ready", fontsize=10)
-    y, h = 1.0, 0.8
-    boxes = [(0.15, 1.65, "test record +\nmodel's answer", "data"), (2.15, 1.55, "judge_prompt", "operation"),
-             (3.95, 2.2, "POST /api/chat to Ollama\nmodel llama3,\ntemperature 0, seed 123", "operation"),
-             (6.5, 1.4, "reply\n\"Score: 72.\"", "data"), (8.2, 1.25, "parse_score\n\u2192 72", "operation")]
-    for x, w, label, kind in boxes:
-        box(ax, x, y, w, h, label, kind=kind, fontsize=10)
-    for (x0, w0, *_), (x1, *_) in zip(boxes, boxes[1:]):
-        arrow(ax, (x0 + w0, y + h / 2), (x1, y + h / 2))
-    text(ax, 2.925, y + h + 0.15, "task, reference, answer", fontsize=10, color=MUTED)
-    path_arrow(ax, [(8.825, y), (8.825, y - 0.4), (0.975, y - 0.4), (0.975, y)], color=ACCENT)
-    text(ax, 4.9, y - 0.6, "next record: 110 in all, then the mean score (0-100)", fontsize=10, color=ACCENT)
-    text(ax, 9.45, 2.05, "no clear score in 0-100:\nJudgeResponseError,\nthe score is left out", ha="right",
-         fontsize=10, color=MUTED)
-    return fig
+@diagram("ch07_judge_loop", size=(9.6, 3.35))
+def judge_loop(ax):
+    operation(ax, 0.15, 2.35, 2.0, 0.75, "check_judge:\nGET /api/tags")
+    note(ax, 2.35, 2.88, "no server, or no llama3 model:")
+    accent(ax, 2.35, 2.6, 'the judge is skipped, its scores read "not run"')
+    arrow(ax, (1.15, 2.35), (1.15, 1.8), label="ready")
+    steps = [("data", "test record +\nmodel's answer", 1.65), ("operation", "judge_prompt", 1.55),
+             ("operation", "POST /api/chat to Ollama\nmodel llama3,\ntemperature 0, seed 123", 2.2),
+             ("data", "reply\n\"Score: 72.\"", 1.4), ("operation", "parse_score\n\u2192 72", 1.25)]
+    centres = flow(ax, 0.15, 1.0, steps, h=0.8, gap=0.3)
+    note(ax, centres[1][0], 1.95, "task, reference, answer", ha="center")
+    path_arrow(ax, [(centres[-1][0], 1.0), (centres[-1][0], 0.6), (0.975, 0.6), (0.975, 1.0)], color=ACCENT)
+    accent(ax, 4.9, 0.4, "next record: 110 in all, then the mean score (0-100)", ha="center")
+    note(ax, 9.45, 2.05, "no clear score in 0-100:\nJudgeResponseError,\nthe score is left out", ha="right")
 
 
-@diagram(
-    "ch07_lora",
-    alt="""Full finetuning against LoRA in chapter 7, for GPT-2 124M as in the stored CPU run. In full
-    finetuning every part trains: the token and position embeddings, the 12 transformer blocks, the final
-    LayerNorm and the 768-to-50,257 output head, 163,037,184 parameters, with learning rate 5e-5. With LoRA
-    (rank 16, alpha 16) all of these are frozen; only the A and B matrices added beside the six linear layers
-    of every block train, 72 layers and 2,654,208 parameters (1.63%), with learning rate 2e-4. The output
-    head is excluded from LoRA and stays frozen.""",
-)
-def lora():
-    fig, ax = canvas(9.4, 4.75)
-    parts = ["token + position embeddings", "transformer blocks 1-12", "final LayerNorm", "output head 768 \u2192 50,257"]
-    for col, (x, title, kind, note, count) in enumerate([
-            (0.3, "full finetuning (lr 5e-5)", "parameter", None, "163,037,184 trainable (all)"),
-            (5.0, "LoRA, r = 16, \u03b1 = 16 (lr 2e-4)", "masked", "lora", "2,654,208 trainable (1.63%)")]):
-        text(ax, x, 4.0, title, ha="left", fontsize=10.5, weight="bold")
+@diagram("ch07_lora", size=(9.4, 4.75))
+def lora(ax):
+    with torch.device("meta"):  # GPT-2 124M as the chapter builds it: shapes only, no memory, no weights
+        model = GPTModel(GPTConfig(qkv_bias=True))
+        everything = sum(p.numel() for p in model.parameters())
+        layers = apply_lora(model, rank=16, alpha=16, exclude=("out_head",))
+    lora_size = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    parts = ["token + position embeddings", "transformer blocks 1-12", "final LayerNorm",
+             "output head 768 \u2192 50,257"]
+    for x, heading, kind, w, count in [
+            (0.3, "full finetuning (lr 5e-5)", "parameter", 4.0, f"{everything:,} trainable (all)"),
+            (5.0, "LoRA, r = 16, \u03b1 = 16 (lr 2e-4)", "masked", 3.0,
+             f"{lora_size:,} trainable ({lora_size / everything:.2%})")]:
+        title(ax, x, 4.0, heading, fontsize=10.5)
         for i, label in enumerate(parts):
-            y = 1.2 + i * 0.7
-            w = 3.0 if note else 4.0
-            box(ax, x, y, w, 0.5, label, kind=kind, fontsize=10)
+            box(ax, x, 1.2 + i * 0.7, w, 0.5, label, kind=kind)
             if i:
-                arrow(ax, (x + w / 2, y - 0.2), (x + w / 2, y))
-        text(ax, x, 0.75, count, ha="left", fontsize=10, color=ACCENT)
-    parameter(ax, 8.1, 1.2 + 0.7, 1.15, 0.5, "+ A B", fontsize=10)
-    text(ax, 8.675, 1.2 + 0.7 - 0.17, "6 per block,\n72 layers", fontsize=10, color=MUTED, va="top")
-    text(ax, 8.15, 1.2 + 3 * 0.7 + 0.25, "excluded:\nfrozen", ha="left", fontsize=10, color=MUTED)
-    ax.plot([4.65, 4.65], [0.55, 4.15], color="#cccccc", linewidth=1.0)
+                arrow(ax, (x + w / 2, 1.0 + i * 0.7), (x + w / 2, 1.2 + i * 0.7))
+        accent(ax, x, 0.75, count)
+    parameter(ax, 8.1, 1.9, 1.15, 0.5, "+ A B")
+    note(ax, 8.675, 1.73, f"6 per block,\n{layers} layers", va="top", ha="center")
+    note(ax, 8.15, 3.55, "excluded:\nfrozen")
+    line(ax, [(4.65, 0.55), (4.65, 4.15)], color="#cccccc", linewidth=1.0)
     legend(ax, 0.3, 4.4, [("masked", "frozen"), ("parameter", "trained")])
-    text(ax, 0.3, 0.25, "Counts for GPT-2 124M, as in the stored CPU run; GPT-2 medium (on a GPU) has more of everything.",
-         ha="left", fontsize=10, color=MUTED)
-    return fig
+    note(ax, 0.3, 0.25, "Counts for GPT-2 124M, as in the stored CPU run; GPT-2 medium (on a GPU) has more of "
+         "everything.")
 
 
-@diagram(
-    "ch07_dpo_vs_rlhf",
-    alt="""Two ways to tune a finetuned (SFT) model on preferences, from the same data: prompts, each with a
-    chosen and a rejected answer. Top, RLHF with a reward model and PPO: first a separate reward model is trained
-    to score the chosen answer above the rejected one; then a loop of reinforcement learning (PPO) repeatedly lets
-    the model write new answers, scores them with the reward model and updates the model, with a penalty for
-    drifting from a frozen copy of the SFT model. Bottom, DPO: no reward model and no sampling. A frozen copy of
-    the SFT model is the reference; for each pair, the log-probabilities of both answers under the model being
-    tuned and under the reference give an implicit reward beta times log(pi over pi_ref) for each answer, and one
-    loss, minus log sigmoid of the chosen reward minus the rejected reward, raises the chosen answer relative to the
-    rejected one. It is ordinary supervised training with a new loss.""",
-)
-def dpo_vs_rlhf():
-    fig, ax = canvas(9.6, 4.9)
+@diagram("ch07_dpo_vs_rlhf", size=(9.6, 4.9))
+def dpo_vs_rlhf(ax):
     h = 0.75
     # the shared start of both methods: the finetuned model and the preference pairs
-    ax.add_patch(patches.FancyBboxPatch((0.1, 1.45), 1.6, 2.1, boxstyle="round,pad=0,rounding_size=0.08",
-                                        facecolor="none", edgecolor=MUTED, linewidth=1.0, linestyle="--"))
-    text(ax, 0.9, 3.72, "the same start", fontsize=10, color=MUTED)
-    parameter(ax, 0.25, 2.6, 1.3, 0.75, "SFT model\n(chapter 7)", fontsize=10)
-    data(ax, 0.25, 1.6, 1.3, 0.8, "preference\npairs: prompt,\nchosen, rejected", fontsize=10)
+    frame(ax, 0.1, 1.45, 1.6, 2.1)
+    note(ax, 0.9, 3.72, "the same start", ha="center")
+    parameter(ax, 0.25, 2.6, 1.3, 0.75, "SFT model\n(chapter 7)")
+    data(ax, 0.25, 1.6, 1.3, 0.8, "preference\npairs: prompt,\nchosen, rejected")
     # RLHF row
     ry = 3.75
-    text(ax, 2.05, 4.7, "RLHF with a reward model and PPO", ha="left", fontsize=10.5, weight="bold")
-    operation(ax, 2.05, ry, 1.55, h, "train a reward\nmodel on the pairs", fontsize=10)
-    parameter(ax, 3.95, ry, 1.25, h, "reward\nmodel", fontsize=10)
-    operation(ax, 5.55, ry, 2.25, h, "PPO loop: the model writes\nanswers, they are scored,\nthe model is updated",
-              fontsize=10)
-    parameter(ax, 8.15, ry, 1.3, h, "tuned\nmodel", fontsize=10)
-    for a, b in [(3.6, 3.95), (5.2, 5.55), (7.8, 8.15)]:
-        arrow(ax, (a, ry + h / 2), (b, ry + h / 2))
+    title(ax, 2.05, 4.7, "RLHF with a reward model and PPO", fontsize=10.5)
+    ppo = "PPO loop: the model writes\nanswers, they are scored,\nthe model is updated"
+    flow(ax, 2.05, ry, [("operation", "train a reward\nmodel on the pairs", 1.55), ("parameter", "reward\nmodel", 1.25),
+                        ("operation", ppo, 2.25), ("parameter", "tuned\nmodel", 1.3)], h=h, gap=0.35)
     path_arrow(ax, [(1.7, 3.1), (1.85, 3.1), (1.85, ry + h / 2), (2.05, ry + h / 2)])
-    text(ax, 5.55, ry - 0.45, "+ a penalty for drifting from a frozen SFT copy", ha="left", fontsize=10, color=MUTED)
-    text(ax, 2.05, ry - 0.22, "two models trained, sampling at every step", ha="left", fontsize=10, color=MUTED)
+    note(ax, 5.55, ry - 0.45, "+ a penalty for drifting from a frozen SFT copy")
+    note(ax, 2.05, ry - 0.22, "two models trained, sampling at every step")
     # DPO row
     dy = 1.7
-    text(ax, 2.05, 2.85, "DPO: one loss on the pairs, no reward model, no sampling", ha="left", fontsize=10.5,
-         weight="bold")
-    box(ax, 2.05, 0.45, 1.55, 0.7, "frozen reference\n(SFT copy)", kind="masked", fontsize=10)
-    tensor(ax, 3.95, dy, 1.9, h, "log-probs of both\nanswers: \u03c0 and \u03c0_ref", fontsize=10)
-    operation(ax, 6.2, dy, 1.6, h, "DPO loss\n\u2212log \u03c3(r_c \u2212 r_r)", fontsize=10)
-    parameter(ax, 8.15, dy, 1.3, h, "tuned\nmodel", fontsize=10)
+    title(ax, 2.05, 2.85, "DPO: one loss on the pairs, no reward model, no sampling", fontsize=10.5)
+    box(ax, 2.05, 0.45, 1.55, 0.7, "frozen reference\n(SFT copy)", kind="masked")
+    flow(ax, 3.95, dy, [("tensor", "log-probs of both\nanswers: \u03c0 and \u03c0_ref", 1.9),
+                        ("operation", "DPO loss\n\u2212log \u03c3(r_c \u2212 r_r)", 1.6),
+                        ("parameter", "tuned\nmodel", 1.3)], h=h, gap=0.35)
     arrow(ax, (1.7, dy + h / 2), (3.95, dy + h / 2))
     arrow(ax, (3.6, 0.8), (4.3, dy))
-    for a, b in [(5.85, 6.2), (7.8, 8.15)]:
-        arrow(ax, (a, dy + h / 2), (b, dy + h / 2))
-    text(ax, 4.45, 0.85, "implicit reward of an answer:\nr = \u03b2 \u00b7 log(\u03c0 / \u03c0_ref)", ha="left",
-         fontsize=10, color=ACCENT)
-    text(ax, 7.0, 1.4, "gradient: chosen up,\nrejected down", fontsize=10, color=MUTED, va="top")
+    accent(ax, 4.45, 0.85, "implicit reward of an answer:\nr = \u03b2 \u00b7 log(\u03c0 / \u03c0_ref)")
+    note(ax, 7.0, 1.4, "gradient: chosen up,\nrejected down", va="top", ha="center")
     legend(ax, 6.75, 0.25, [("parameter", "trained"), ("masked", "frozen")])
-    return fig
 
 
-@diagram(
-    "ch07_rl_pipeline",
-    alt="""Where reinforcement learning with a checker sits, beside the two preference methods. All three rows
-    start from a pretrained model that was then finetuned on worked examples (supervised finetuning, SFT). Top,
-    RL with verifiable rewards (this notebook, GRPO): the model writes several answers to each prompt, a program
-    checks each final answer and gives reward 1 or 0, and the model is updated towards the answers that scored
-    above their group's average, with a penalty for drifting from a frozen copy of the SFT model. No reward model
-    and no human labels: the checker is the judge. Middle, RLHF: people compare pairs of answers, a reward model
-    is trained on the comparisons, and PPO optimises the model against that learned score. Bottom, DPO: the same
-    comparisons, one supervised loss, no sampling and no reward model.""",
-)
-def rl_pipeline():
-    fig, ax = canvas(10.3, 4.6)
+@diagram("ch07_rl_pipeline", size=(10.3, 4.6))
+def rl_pipeline(ax):
     h = 0.7
-    parameter(ax, 0.1, 2.0, 1.2, h, "pretrained\nmodel", fontsize=10)
-    operation(ax, 1.6, 2.0, 1.25, h, "supervised\nfinetuning", fontsize=10)
-    parameter(ax, 3.15, 2.0, 1.05, h, "SFT\nmodel", fontsize=10)
-    arrow(ax, (1.3, 2.35), (1.6, 2.35))
-    arrow(ax, (2.85, 2.35), (3.15, 2.35))
-    text(ax, 2.225, 1.75, "worked examples", fontsize=10, color=MUTED)
+    flow(ax, 0.1, 2.0, [("parameter", "pretrained\nmodel", 1.2), ("operation", "supervised\nfinetuning", 1.25),
+                        ("parameter", "SFT\nmodel", 1.05)], h=h, gap=0.3)
+    note(ax, 2.225, 1.75, "worked examples", ha="center")
     rows = [
         (3.55, "RL with a checker (GRPO, this notebook)", "sample a group of\nanswers per prompt",
          "a program checks\nthe final answer: 1 or 0", "raise answers that\nbeat their group"),
@@ -562,102 +351,71 @@ def rl_pipeline():
         (0.45, "DPO", "people compare\npairs of answers", "one loss on the pairs:\nno reward model",
          "no sampling\nduring training"),
     ]
-    for y, title, first, second, third in rows:
-        text(ax, 4.55, y + h + 0.2, title, ha="left", fontsize=10, weight="bold",
-             color=ACCENT if "GRPO" in title else INK)
-        operation(ax, 4.55, y, 1.55, h, first, fontsize=10)
-        (data if "program" in second else operation)(ax, 6.4, y, 2.0, h, second, fontsize=10)
-        operation(ax, 8.7, y, 1.5, h, third, fontsize=10)
-        arrow(ax, (6.1, y + h / 2), (6.4, y + h / 2))
-        arrow(ax, (8.4, y + h / 2), (8.7, y + h / 2))
+    for y, heading, first, second, third in rows:
+        title(ax, 4.55, y + h + 0.2, heading, color=ACCENT if "GRPO" in heading else INK)
+        checked = "data" if "program" in second else "operation"  # a program's verdict is data, not a model
+        flow(ax, 4.55, y, [("operation", first, 1.55), (checked, second, 2.0), ("operation", third, 1.5)], h=h, gap=0.3)
         path_arrow(ax, [(4.2, 2.35), (4.38, 2.35), (4.38, y + h / 2), (4.55, y + h / 2)])
     text(ax, 0.1, 0.75, "every row keeps the tuned model\nclose to a frozen copy of the\nSFT model (a KL penalty\n"
-         "or DPO's reference)", ha="left", fontsize=10, color=MUTED)
-    return fig
+         "or DPO's reference)", ha="left", color=MUTED)
 
 
-@diagram(
-    "ch07_grpo_step",
-    alt="""One GRPO step for one prompt, "047+385=". The model samples a group of G answers at a temperature (here
-    4: three worked answers that end in 0432 and one that ends in 0422). The checker compares each final answer
-    with the true sum and gives rewards 1, 1, 0, 1. The advantages are the rewards minus the group's mean (0.75),
-    divided by the group's standard deviation: about +0.58 for each right answer and -1.73 for the wrong one; a
-    group whose rewards are all equal gets advantage 0 and teaches nothing. The loss weights each answer token's
-    probability ratio pi over pi_old by its answer's advantage, clips the ratio to 1 plus or minus epsilon, adds
-    beta times a KL estimate to a frozen reference, and is computed on the answer tokens only, not the prompt.
-    One optimizer step then makes the right answers more likely and the wrong one less likely.""",
-)
-def grpo_step():
-    fig, ax = canvas(9.6, 4.3)
-    h = 0.42
-    data(ax, 0.1, 1.95, 1.25, 0.6, "prompt\n047+385=", fontsize=10, family=MONO)
-    text(ax, 2.85, 4.05, "1. sample G answers\n(temperature > 0)", fontsize=10, weight="bold")
+@diagram("ch07_grpo_step", size=(9.6, 4.3))
+def grpo_step(ax):
     answers = ["7+5+0=12,...>0432.", "7+5+0=12,...>0432.", "7+5+0=12,...>0422.", "7+5+0=12,...>0432."]
-    rewards = [1, 1, 0, 1]
-    for i, (answer, r) in enumerate(zip(answers, rewards)):
+    rewards = [1, 1, 0, 1]  # the checker's verdicts: 047 + 385 = 432
+    advantages = group_advantages(torch.tensor([rewards]))[0]  # the notebook's own normalisation
+    data(ax, 0.1, 1.95, 1.25, 0.6, "prompt\n047+385=", family=MONO)
+    for x, heading in ((2.85, "1. sample G answers\n(temperature > 0)"), (4.7, "2. checker:\nreward"),
+                       (5.8, "3. advantage\n(r \u2212 mean) / std")):
+        title(ax, x, 4.05, heading, ha="center")
+    for i, (answer, r, a) in enumerate(zip(answers, rewards, advantages)):
         y = 3.0 - i * 0.62
-        box(ax, 1.75, y, 2.25, h, answer, kind="data" if r else "masked", fontsize=10, family=MONO)
-        arrow(ax, (1.35, 2.25), (1.75, y + h / 2), linewidth=0.9)
-        text(ax, 4.7, y + h / 2, str(r), fontsize=10, weight="bold", color=ACCENT if r else MUTED)
-        arrow(ax, (4.0, y + h / 2), (4.5, y + h / 2), linewidth=0.9)
-        advantage = "+0.58" if r else "\u22121.73"
-        tensor(ax, 5.35, y, 0.85, h, advantage, fontsize=10)
-        arrow(ax, (4.9, y + h / 2), (5.35, y + h / 2), linewidth=0.9)
-    text(ax, 4.7, 4.05, "2. checker:\nreward", fontsize=10, weight="bold")
-    text(ax, 5.8, 4.05, "3. advantage\n(r \u2212 mean) / std", fontsize=10, weight="bold")
-    operation(ax, 6.75, 1.55, 2.75, 1.5, "4. loss on answer tokens:\n\u2212min(ratio\u00b7A, clip(ratio)\u00b7A)\n"
-              "+ \u03b2 \u00b7 KL(\u03c0 \u2016 \u03c0_ref)\nratio = \u03c0 / \u03c0_old", fontsize=10)
-    for i in range(4):
-        y = 3.0 - i * 0.62 + h / 2
-        ax.plot([6.2, 6.5], [y, y], color=INK, linewidth=0.9)
-    ax.plot([6.5, 6.5], [3.0 - 3 * 0.62 + h / 2, 3.0 + h / 2], color=INK, linewidth=0.9)
+        box(ax, 1.75, y, 2.25, 0.42, answer, kind="data" if r else "masked", family=MONO)
+        arrow(ax, (1.35, 2.25), (1.75, y + 0.21), linewidth=0.9)
+        title(ax, 4.7, y + 0.21, str(r), ha="center", color=ACCENT if r else MUTED)
+        arrow(ax, (4.0, y + 0.21), (4.5, y + 0.21), linewidth=0.9)
+        tensor(ax, 5.35, y, 0.85, 0.42, f"{a:+.2f}".replace("-", "\u2212"))
+        arrow(ax, (4.9, y + 0.21), (5.35, y + 0.21), linewidth=0.9)
+        line(ax, [(6.2, y + 0.21), (6.5, y + 0.21)], linewidth=0.9)
+    line(ax, [(6.5, 1.35), (6.5, 3.21)], linewidth=0.9)
     arrow(ax, (6.5, 2.3), (6.75, 2.3), linewidth=0.9)
-    parameter(ax, 7.35, 0.35, 1.55, 0.6, "optimizer step", fontsize=10)
+    operation(ax, 6.75, 1.55, 2.75, 1.5, "4. loss on answer tokens:\n\u2212min(ratio\u00b7A, clip(ratio)\u00b7A)\n"
+              "+ \u03b2 \u00b7 KL(\u03c0 \u2016 \u03c0_ref)\nratio = \u03c0 / \u03c0_old")
+    parameter(ax, 7.35, 0.35, 1.55, 0.6, "optimizer step")
     arrow(ax, (8.125, 1.55), (8.125, 0.95))
-    text(ax, 0.1, 0.65, "mean 0.75, std 0.43: right answers up, the wrong one down.\n"
-         "A group whose rewards are all equal has advantage 0: it teaches nothing.", ha="left", fontsize=10,
-         color=MUTED)
-    return fig
+    mean, std = torch.tensor(rewards, dtype=torch.float).mean(), torch.tensor(rewards, dtype=torch.float).std(0, False)
+    note(ax, 0.1, 0.65, f"mean {mean:.2f}, std {std:.2f}: right answers up, the wrong one down.\n"
+         "A group whose rewards are all equal has advantage 0: it teaches nothing.")
 
 
-@diagram(
-    "ch07_dpo_batch",
-    alt="""One preference pair as preference_collate lays it out for DPO. Both rows start with the same 5 prompt
-    tokens; the chosen row continues with a 6-token answer and the rejected row with a 3-token answer, and each
-    answer ends with one end-of-text token (50256). Both rows are padded with more 50256 tokens to one width,
-    the longest sequence of the batch, here 12. Under each row its response mask is 1 exactly on the answer
-    tokens and their end-of-text token, and 0 on the prompt and on the padding. The sequence's log-probability
-    is the sum, over the positions where the mask is 1, of the log-probability the model gave that token from
-    the position before it; DPO compares these sums for the chosen and the rejected answer.""",
-)
-def dpo_batch():
+@diagram("ch07_dpo_batch", size=(10.0, 4.2))
+def dpo_batch(ax):
     from shared.preference import _padded_with_mask
 
     prompt = ["Say", " hi", " to", " me", "."]  # the instruction; the real prompt wraps it in the Alpaca template
     answers = {"chosen": [" Hi", "!", " How", " are", " you", "?"], "rejected": [" Go", " away", "."]}
     width = max(len(prompt) + len(a) + 1 for a in answers.values())
-    fig, ax = canvas(10.0, 4.2)
     x0, w, h = 1.75, 0.66, 0.42
-    text(ax, 0.15, 3.95, "One DPO pair: prompt + chosen answer and prompt + rejected answer, padded to one width",
-         ha="left", fontsize=11, weight="bold")
+    title(ax, 0.15, 3.95, "One DPO pair: prompt + chosen answer and prompt + rejected answer, padded to one width",
+          fontsize=11)
     for r, (side, answer) in enumerate(answers.items()):
         example = {"input_ids": list(range(len(prompt) + len(answer))), "prompt_length": len(prompt)}
         _, mask = _padded_with_mask([example], width, pad_token_id=-1)  # the collate's own mask
         pads = width - len(prompt) - len(answer) - 1
         y = 2.85 - r * 1.3
-        text(ax, 0.15, y + h / 2, f"{side}_ids", ha="left", fontsize=10, weight="bold", family=MONO)
-        text(ax, 0.15, y - 0.4 + h / 2, f"{side}_mask", ha="left", fontsize=10, family=MONO, color=MUTED)
+        text(ax, 0.15, y + h / 2, f"{side}_ids", ha="left", weight="bold", family=MONO)
+        mono(ax, 0.15, y - 0.4 + h / 2, f"{side}_mask")
         labels = prompt + answer + ["<eot>"] + ["<pad>"] * pads
         kinds = ["data"] * len(prompt) + ["tensor"] * len(answer) + ["highlight"] + ["masked"] * pads
-        row(ax, x0, y, labels, w=w, h=h, kinds=kinds, fontsize=10)
+        row(ax, x0, y, labels, w=w, h=h, kinds=kinds)
         for c, m in enumerate(mask[0].tolist()):
-            text(ax, x0 + (c + 0.5) * w, y - 0.4 + h / 2, str(int(m)), fontsize=10, family=MONO,
-                 color=ACCENT if m else MUTED, weight="bold" if m else "normal")
+            text(ax, x0 + (c + 0.5) * w, y - 0.4 + h / 2, str(int(m)), family=MONO, color=ACCENT if m else MUTED,
+                 weight="bold" if m else "normal")
     brace(ax, x0, x0 + len(prompt) * w, 3.42, "the same prompt (in the real batch, inside the Alpaca template)",
-          below=False, fontsize=10)
-    text(ax, x0 + 11.5 * w, 3.42, "id 50256", fontsize=10, color=MUTED, va="bottom")
+          below=False)
+    note(ax, x0 + 11.5 * w, 3.42, "id 50256", va="bottom", ha="center")
     text(ax, 0.15, 0.75, "log p(answer) = sum over the 1s of log p(token | the tokens before it): the logits at "
-         "position t - 1 score token t", ha="left", fontsize=10, color=ACCENT)
-    text(ax, 0.15, 0.3, "<eot> and <pad> are the same id, 50256: only the first after the answer counts; the mask "
-         "tells them apart", ha="left", fontsize=10, color=MUTED)
-    return fig
+         "position t - 1 score token t", ha="left", color=ACCENT)
+    note(ax, 0.15, 0.3,
+         "<eot> and <pad> are the same id, 50256: only the first after the answer counts; the mask tells them apart")

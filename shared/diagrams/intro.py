@@ -2,16 +2,12 @@
 
 import math
 
-from matplotlib import patches
-
 from . import diagram
-from .style import (
-    ACCENT, FONT, INK, KINDS, MONO, MUTED, arrow, box, canvas, data, operation, parameter, row, text,
+from .ch05 import TOY_VOCAB, probabilities  # chapter 5's toy next-word distribution, so the two chapters agree
+from .primitives import (
+    ACCENT, KINDS, MUTED, accent, arrow, bar, bar_chart, box, canvas, data, dot, flow, frame, grid, line, mono,
+    note, operation, parameter, path_arrow, row, stack, text, title,
 )
-
-# Chapter 5's toy next-word distribution after "The cat curled up on the" (section 5 of ch05_pretraining):
-# the softmax of its fixed logits, largest first. The same numbers keep the two chapters consistent.
-TOY_NEXT_WORDS = [("mat", 0.4007), ("floor", 0.2312), ("sofa", 0.1800), ("keyboard", 0.1039), ("windowsill", 0.0599)]
 
 # GPT-3's training mixture (Brown et al., 2020, Table 2.2): tokens in each dataset (billions) and its weight in the
 # training mix (the share of training examples drawn from it).
@@ -23,80 +19,32 @@ SOURCE = ["the", "cat", "sat", "down"]
 TARGET_IN = ["<s>", "le", "chat", "s'est", "assis"]
 
 
-def _bar(ax, x, y, length, height, kind="tensor", color=None):
-    fill, edge, _ = KINDS[kind]
-    ax.add_patch(patches.Rectangle((x, y), max(length, 0.015), height, facecolor=color or fill, edgecolor=edge,
-                                   linewidth=1.0))
-
-
-def _frame(ax, x, y, w, h, title, fontsize=10):
-    """A thin rounded frame that groups boxes, with a bold title in its top-left corner."""
-    ax.add_patch(patches.FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0,rounding_size=0.12", facecolor="none",
-                                        edgecolor=MUTED, linewidth=1.0, linestyle=(0, (4, 3))))
-    text(ax, x + 0.12, y + h - 0.2, title, ha="left", fontsize=fontsize, weight="bold")
-
-
-@diagram(
-    "intro_what_an_llm_does",
-    alt="""What a language model does, in one loop. Text goes in ("The cat curled up on the"); the model, a
-    transformer with learned weights, turns it into one probability for every token of its vocabulary: here
-    mat 0.40, floor 0.23, sofa 0.18, keyboard 0.10, windowsill 0.06, and small probabilities for all the other
-    tokens (toy numbers, the ones chapter 5 uses). One token is chosen, "mat", appended to the text, and the
-    longer text goes back in to predict the token after it.""",
-)
-def what_an_llm_does():
-    fig, ax = canvas(9.4, 3.9)
-    # text in
-    text(ax, 0.2, 3.55, "1. text in", ha="left", fontsize=10, weight="bold")
+@diagram("intro_what_an_llm_does", size=(9.4, 3.9))
+def what_an_llm_does(ax):
+    words = sorted(zip(probabilities(), TOY_VOCAB), reverse=True)[:5]  # chapter 5's toy distribution, largest first
+    title(ax, 0.2, 3.55, "1. text in")
     data(ax, 0.2, 2.55, 2.3, 0.7, "The cat curled\nup on the", fontsize=11)
-    # the model
-    text(ax, 3.0, 3.55, "2. the model", ha="left", fontsize=10, weight="bold")
-    operation(ax, 3.0, 2.45, 1.6, 0.9, "LLM\n(a transformer)", fontsize=10)
-    parameter(ax, 3.05, 1.45, 1.5, 0.5, "learned weights", fontsize=10)
+    title(ax, 3.0, 3.55, "2. the model")
+    operation(ax, 3.0, 2.45, 1.6, 0.9, "LLM\n(a transformer)")
+    parameter(ax, 3.05, 1.45, 1.5, 0.5, "learned weights")
     arrow(ax, (3.8, 1.95), (3.8, 2.45), color=KINDS["parameter"][1])
     arrow(ax, (2.5, 2.9), (3.0, 2.9))
-    # probabilities
-    text(ax, 5.05, 3.55, "3. a probability for every next token (toy numbers)", ha="left", fontsize=10, weight="bold")
+    title(ax, 5.05, 3.55, "3. a probability for every next token (toy numbers)")
     arrow(ax, (4.6, 2.9), (5.05, 2.9))
-    x_bar, row_h, top, scale = 6.25, 0.3, 3.3, 4.2
-    for i, (word, p) in enumerate(TOY_NEXT_WORDS):
-        y = top - (i + 1) * row_h
-        kind = "highlight" if i == 0 else "tensor"
-        text(ax, x_bar - 0.08, y + row_h / 2, word, ha="right", fontsize=10)
-        _bar(ax, x_bar, y + 0.05, p * scale, row_h - 0.1, kind=kind)
-        text(ax, x_bar + p * scale + 0.06, y + row_h / 2, f"{p:.2f}", ha="left", fontsize=10)
-    y_rest = top - 6 * row_h
-    text(ax, x_bar - 0.08, y_rest + row_h / 2, "… every other token", ha="right", fontsize=10, color=MUTED)
-    text(ax, x_bar + 0.06, y_rest + row_h / 2, "0.02 together", ha="left", fontsize=10, color=MUTED)
-    ax.plot([x_bar, x_bar], [y_rest, top], color=MUTED, linewidth=0.9)
-    # choose one and append it
-    text(ax, 8.3, 1.05, "4. choose one token\n(greedy: the most probable;\nor sample, chapter 5)", ha="right",
-         fontsize=10, color=ACCENT)
-    data(ax, 6.0, 0.25, 2.3, 0.5, "The cat curled up on the", fontsize=10)
-    box(ax, 8.3, 0.25, 0.6, 0.5, "mat", kind="highlight", fontsize=10)
-    arrow(ax, (8.42, top - row_h / 2 - 0.1), (8.6, 0.75), color=ACCENT)
-    # feed it back in
-    ax.plot([6.0, 0.12, 0.12], [0.5, 0.5, 2.9], color=MUTED, linewidth=1.3)
-    arrow(ax, (0.12, 2.9), (0.2, 2.9), color=MUTED)
-    text(ax, 0.3, 0.68, "5. append it and feed the longer text back in: repeat", ha="left", fontsize=10,
-         color=MUTED)
-    return fig
+    bar_chart(ax, 6.25, 3.3, [p for p, _ in words], [w for _, w in words], scale=4.2, row_h=0.3, digits=2,
+              kinds=["highlight"] + ["tensor"] * 4)
+    note(ax, 6.17, 1.65, "… every other token", ha="right")
+    note(ax, 6.31, 1.65, f"{1 - sum(p for p, _ in words):.2f} together")
+    line(ax, [(6.25, 1.5), (6.25, 1.8)], color=MUTED, linewidth=0.9)
+    accent(ax, 8.3, 1.05, "4. choose one token\n(greedy: the most probable;\nor sample, chapter 5)", ha="right")
+    data(ax, 6.0, 0.25, 2.3, 0.5, "The cat curled up on the")
+    box(ax, 8.3, 0.25, 0.6, 0.5, words[0][1], kind="highlight")
+    arrow(ax, (8.42, 3.05), (8.6, 0.75), color=ACCENT)
+    path_arrow(ax, [(6.0, 0.5), (0.12, 0.5), (0.12, 2.9), (0.2, 2.9)], color=MUTED)  # feed it back in
+    note(ax, 0.3, 0.68, "5. append it and feed the longer text back in: repeat")
 
 
-@diagram(
-    "intro_course_map",
-    alt="""The map of the course: three stages from left to right, each a column of notebooks, main chapters in
-    bold and their companions (lettered) below them. Stage 1, building blocks (folders ch02_text_data, which also
-    holds this introduction, ch03_attention and ch04_gpt_model): 2, text data, tokens and embeddings; 2b,
-    byte-level BPE from scratch; 3, attention; 4, the GPT model, in three parts: the model, generating fast (a KV
-    cache and batched prompts), and modern architectures. The result is an untrained GPT. Stage 2,
-    pretraining (ch05_pretraining): 5, training on unlabeled text; 5b, loading OpenAI's GPT-2 weights; 5c, training at
-    scale; 5d, a fast path; 5e, pretraining on Tiny Shakespeare; 5f, Llama 3 and Qwen3 from our own
-    blocks. The result is a pretrained base model. Stage 3, finetuning (ch06_classification_ft and
-    ch07_instruction_ft): 6, a spam classifier; 7, following instructions, in two parts: finetuning, then evaluating the answers; 7b,
-    preference tuning with DPO; 7c, reinforcement learning with a checker (GRPO). The results are task-specific
-    models and an assistant.""",
-)
+@diagram("intro_course_map")
 def course_map():
     stages = [
         (0.1, "Stage 1: building blocks", [
@@ -127,256 +75,159 @@ def course_map():
     frame_h = 0.55 + rows * step
     fig, ax = canvas(9.8, frame_h + 1.45)
     w, frame_w = 2.85, 3.1
-    for x, title, chapters, result in stages:
-        _frame(ax, x, 1.0, frame_w, frame_h, title)
+    for x, heading, chapters, result in stages:
+        frame(ax, x, 1.0, frame_w, frame_h, heading)
         for i, (name, folder, main) in enumerate(chapters):
             y = 1.0 + frame_h - 0.75 - i * step
-            box(ax, x + 0.125, y, w, 0.4, name, kind="plain", fontsize=10, weight="bold" if main else "normal")
-            text(ax, x + 0.125 + w / 2, y - 0.1, folder, fontsize=10, color=MUTED, family=MONO)
-        parameter(ax, x + 0.4, 0.2, frame_w - 0.8, 0.45, result, fontsize=10)
+            box(ax, x + 0.125, y, w, 0.4, name, kind="plain", weight="bold" if main else "normal")
+            mono(ax, x + 0.125 + w / 2, y - 0.1, folder, ha="center")
+        parameter(ax, x + 0.4, 0.2, frame_w - 0.8, 0.45, result)
         arrow(ax, (x + frame_w / 2, 1.0), (x + frame_w / 2, 0.65))
     arrow(ax, (0.1 + frame_w - 0.4, 0.42), (3.35 + 0.4, 0.42))
     arrow(ax, (3.35 + frame_w - 0.4, 0.42), (6.6 + 0.4, 0.42))
     text(ax, 0.1, frame_h + 1.25, "You are here: chapter 1, the big picture (in ch02_text_data/). "
-         "Bold: main chapters and their parts; lettered: companions.", ha="left", fontsize=10, color=ACCENT)
+         "Bold: main chapters and their parts; lettered: companions.", ha="left", color=ACCENT)
     return fig
 
 
-def _stack(ax, x, y, w, h, label, note, fontsize=10):
-    """A block stack drawn as three offset boxes (N identical transformer blocks), with a note inside."""
-    for k in (2, 1):
-        operation(ax, x + 0.06 * k, y + 0.06 * k, w, h)
-    operation(ax, x, y, w, h)
-    text(ax, x + w / 2, y + h * 0.64, label, fontsize=fontsize)
-    text(ax, x + w / 2, y + h * 0.3, note, fontsize=10, color=MUTED)
-
-
-@diagram(
-    "intro_three_architectures",
-    alt="""Three kinds of transformer side by side. Encoder-only, like BERT: the input "the [MASK] sat down" goes
-    through encoder blocks in which every token sees every other token, and the model fills in the hidden word,
-    "cat"; such models read and understand (classification, search). Decoder-only, like GPT: the input "the cat
-    sat" goes through decoder blocks in which each token sees only itself and earlier tokens, and the model
-    predicts the next token, "down"; such models generate text. Encoder-decoder, like the original transformer
-    and T5: an encoder reads the source sentence "the cat sat down"; a decoder writes the translation "le chat"
-    one token at a time and looks back at the encoder's output through cross-attention, predicting the next
-    token "s'est".""",
-)
-def three_architectures():
-    fig, ax = canvas(9.5, 4.4)
-    # encoder-only
-    text(ax, 1.45, 4.2, "encoder-only", fontsize=10, weight="bold")
-    text(ax, 1.45, 3.92, "e.g. BERT", fontsize=10, color=MUTED)
-    box(ax, 0.85, 3.2, 1.2, 0.42, "cat", kind="highlight", fontsize=10)
-    text(ax, 2.12, 3.41, "fills in [MASK]", ha="left", fontsize=10, color=MUTED)
-    _stack(ax, 0.35, 1.75, 2.1, 0.75, "encoder blocks", "every token sees every token")
-    row(ax, 0.25, 0.55, ["the", "[MASK]", "sat", "down"], w=0.58, h=0.4, fontsize=10)
-    arrow(ax, (1.45, 0.95), (1.45, 1.75))
-    arrow(ax, (1.45, 2.62), (1.45, 3.2))
-    text(ax, 1.45, 0.22, "reads and understands", fontsize=10, color=ACCENT)
-    # decoder-only
-    text(ax, 4.55, 4.2, "decoder-only", fontsize=10, weight="bold")
-    text(ax, 4.55, 3.92, "e.g. GPT (this course)", fontsize=10, color=MUTED)
-    box(ax, 3.95, 3.2, 1.2, 0.42, "down", kind="highlight", fontsize=10)
-    text(ax, 5.22, 3.41, "next token", ha="left", fontsize=10, color=MUTED)
-    _stack(ax, 3.4, 1.75, 2.3, 0.75, "decoder blocks", "sees itself and earlier tokens")
-    row(ax, 3.65, 0.55, ["the", "cat", "sat"], w=0.6, h=0.4, fontsize=10)
-    arrow(ax, (4.55, 0.95), (4.55, 1.75))
-    arrow(ax, (4.55, 2.62), (4.55, 3.2))
-    text(ax, 4.55, 0.22, "generates text", fontsize=10, color=ACCENT)
-    # encoder-decoder
-    text(ax, 7.75, 4.2, "encoder–decoder", fontsize=10, weight="bold")
-    text(ax, 7.75, 3.92, "e.g. the original transformer, T5", fontsize=10, color=MUTED)
-    operation(ax, 6.35, 1.75, 1.2, 0.75, "encoder", fontsize=10)
-    operation(ax, 8.15, 1.75, 1.2, 0.75, "decoder\n(causal)", fontsize=10)
-    row(ax, 6.15, 0.55, ["the", "cat", "sat", "down"], w=0.4, h=0.4, fontsize=10)
-    row(ax, 8.25, 0.55, ["le", "chat"], w=0.5, h=0.4, fontsize=10)
-    arrow(ax, (6.95, 0.95), (6.95, 1.75))
-    arrow(ax, (8.75, 0.95), (8.75, 1.75))
+@diagram("intro_three_architectures", size=(9.5, 4.4))
+def three_architectures(ax):
+    columns = [  # (centre, name, example, inputs and their cell width, output, what the output is, blocks, verdict)
+        (1.45, "encoder-only", "e.g. BERT", ["the", "[MASK]", "sat", "down"], 0.58, "cat", "fills in [MASK]",
+         (2.3, "encoder blocks", "every token sees every token"), "reads and understands"),
+        (4.55, "decoder-only", "e.g. GPT (this course)", ["the", "cat", "sat"], 0.6, "down", "next token",
+         (2.3, "decoder blocks", "sees itself and earlier tokens"), "generates text"),
+    ]
+    for cx, name, example, inputs, cell, output, what, (w, blocks, sees), verdict in columns:
+        title(ax, cx, 4.2, name, ha="center")
+        note(ax, cx, 3.92, example, ha="center")
+        box(ax, cx - 0.6, 3.2, 1.2, 0.42, output, kind="highlight")
+        note(ax, cx + 0.67, 3.41, what)
+        stack(ax, cx - w / 2 - 0.04, 1.75, w, 0.75)
+        text(ax, cx - 0.04, 2.23, blocks)
+        note(ax, cx - 0.04, 1.98, sees, ha="center")
+        row(ax, cx - len(inputs) * cell / 2, 0.55, inputs, w=cell, h=0.4)
+        arrow(ax, (cx, 0.95), (cx, 1.75))
+        arrow(ax, (cx, 2.62), (cx, 3.2))
+        accent(ax, cx, 0.22, verdict, ha="center")
+    title(ax, 7.75, 4.2, "encoder–decoder", ha="center")  # the third kind: two stacks, joined by cross-attention
+    note(ax, 7.75, 3.92, "e.g. the original transformer, T5", ha="center")
+    for x, label, inputs, cell, under in ((6.35, "encoder", ["the", "cat", "sat", "down"], 0.4, "source"),
+                                          (8.15, "decoder\n(causal)", ["le", "chat"], 0.5, "target so far")):
+        operation(ax, x, 1.75, 1.2, 0.75, label)
+        row(ax, x + 0.6 - len(inputs) * cell / 2, 0.55, inputs, w=cell, h=0.4)
+        arrow(ax, (x + 0.6, 0.95), (x + 0.6, 1.75))
+        note(ax, x + 0.55, 1.35, under, ha="right")
     arrow(ax, (7.55, 2.12), (8.15, 2.12), color=ACCENT)
-    text(ax, 7.85, 2.62, "cross-\nattention", fontsize=10, color=ACCENT)
-    box(ax, 8.15, 3.2, 1.2, 0.42, "s'est", kind="highlight", fontsize=10)
+    accent(ax, 7.85, 2.62, "cross-\nattention", ha="center")
+    box(ax, 8.15, 3.2, 1.2, 0.42, "s'est", kind="highlight")
     arrow(ax, (8.75, 2.5), (8.75, 3.2))
-    text(ax, 6.9, 1.35, "source", ha="right", fontsize=10, color=MUTED)
-    text(ax, 8.7, 1.35, "target so far", ha="right", fontsize=10, color=MUTED)
-    text(ax, 7.75, 0.22, "turns one text into another", fontsize=10, color=ACCENT)
-    return fig
+    accent(ax, 7.75, 0.22, "turns one text into another", ha="center")
 
 
-@diagram(
-    "intro_attention_masks",
-    alt="""Three attention masks as grids; a row is a token that looks, a column a token it may look at. Encoder
-    self-attention over the source "the cat sat down": all 16 cells allowed, every token sees every token.
-    Decoder self-attention over the decoder's input "<s> le chat s'est assis": only the cells on and below the
-    diagonal are allowed (15 of 25), so each token sees itself and earlier tokens; the cells above the diagonal,
-    the future, are masked. Cross-attention: five decoder rows by four encoder columns, all 20 cells allowed,
-    every target position may look at the whole source.""",
-)
-def attention_masks():
-    fig, ax = canvas(9.5, 3.9)
+@diagram("intro_attention_masks", size=(9.5, 3.9))
+def attention_masks(ax):
     size = 0.42
 
-    def labelled(x, y_top, rows, columns, allowed, title, note):
-        for i in range(len(rows)):
-            for j in range(len(columns)):
-                ok = allowed(i, j)
-                box(ax, x + j * size, y_top - (i + 1) * size, size, size, "1" if ok else "0",
-                    kind="plain" if ok else "masked", color=KINDS["tensor"][0] if ok else None, fontsize=10)
-        row_centres = [(x, y_top - (i + 0.5) * size) for i in range(len(rows))]
-        column_centres = [(x + (j + 0.5) * size, y_top) for j in range(len(columns))]
-        for (rx, ry), label in zip(row_centres, rows):
-            text(ax, rx - 0.06, ry, label, ha="right", fontsize=10)
-        for (cx, cy), label in zip(column_centres, columns):
-            ax.text(cx, cy + 0.06, label, ha="left", va="bottom", rotation=50, fontsize=10, color=INK, family=FONT)
+    def labelled(x, rows, columns, allowed, heading, count):
+        kinds = [["tensor" if allowed(i, j) else "masked" for j in range(len(columns))] for i in range(len(rows))]
+        cells = [["1" if kind == "tensor" else "0" for kind in line] for line in kinds]
+        grid(ax, x, 2.9, cells, w=size, kinds=kinds, row_labels=rows, column_labels=columns, slant=True)
         mid = x + len(columns) * size / 2
-        text(ax, mid, 3.75, title, fontsize=10, weight="bold")
-        text(ax, mid, y_top - len(rows) * size - 0.22, note, fontsize=10, color=MUTED)
+        title(ax, mid, 3.75, heading, ha="center")
+        allowed_cells = sum(line.count("1") for line in cells)
+        note(ax, mid, 2.68 - len(rows) * size, f"{count}: {allowed_cells} of {len(rows) * len(columns)}", ha="center")
 
-    labelled(0.75, 2.9, SOURCE, SOURCE, lambda i, j: True, "encoder self-attention",
-             "all pairs: 16 of 16")
-    labelled(3.85, 2.9, TARGET_IN, TARGET_IN, lambda i, j: j <= i, "decoder self-attention",
-             "causal: 15 of 25")
-    labelled(7.45, 2.9, TARGET_IN, SOURCE, lambda i, j: True, "cross-attention",
-             "all pairs: 20 of 20")
-    text(ax, 4.75, 0.15, "row = the token that looks (query);  column = a token it may look at (key);  "
-         "0 = masked", fontsize=10, color=ACCENT)
-    return fig
+    labelled(0.75, SOURCE, SOURCE, lambda i, j: True, "encoder self-attention", "all pairs")
+    labelled(3.85, TARGET_IN, TARGET_IN, lambda i, j: j <= i, "decoder self-attention", "causal")
+    labelled(7.45, TARGET_IN, SOURCE, lambda i, j: True, "cross-attention", "all pairs")
+    accent(ax, 4.75, 0.15, "row = the token that looks (query);  column = a token it may look at (key);  0 = masked",
+           ha="center")
 
 
-@diagram(
-    "intro_gpt3_mixture",
-    alt="""GPT-3's training data (Brown et al., 2020, Table 2.2) as pairs of bars: for each dataset, its share of
-    all the tokens available and its sampling weight, the share of what the model actually read. Common Crawl
-    (filtered), 410 billion tokens: 82 percent of the tokens, weight 60 percent. WebText2, 19 billion: 4 percent
-    of the tokens, weight 22 percent. Books1, 12 billion: 2 percent, weight 8 percent. Books2, 55 billion: 11
-    percent, weight 8 percent. Wikipedia, 3 billion: 0.6 percent, weight 3 percent. Smaller, higher-quality
-    sources are read several times over; most of Common Crawl is never read at all.""",
-)
-def gpt3_mixture():
-    fig, ax = canvas(9.4, 4.2)
+@diagram("intro_gpt3_mixture", size=(9.4, 4.2))
+def gpt3_mixture(ax):
     total = sum(tokens for _, tokens, _ in GPT3_MIX)
     x0, scale, top, block = 3.05, 6.8, 3.55, 0.64
-    text(ax, 0.1, 4.0, "GPT-3's training mixture (Brown et al., 2020, Table 2.2)", ha="left", fontsize=10,
-         weight="bold")
-    _bar(ax, 5.3, 3.88, 0.3, 0.16, kind="data")
-    text(ax, 5.67, 3.96, "share of the 499 B tokens available", ha="left", fontsize=10)
-    _bar(ax, 5.3, 3.64, 0.3, 0.16, kind="tensor")
-    text(ax, 5.67, 3.72, "sampling weight: share of what was read", ha="left", fontsize=10)
+    title(ax, 0.1, 4.0, "GPT-3's training mixture (Brown et al., 2020, Table 2.2)")
+    for y, kind, words in ((3.88, "data", f"share of the {total} B tokens available"),
+                           (3.64, "tensor", "sampling weight: share of what was read")):
+        bar(ax, 5.3, y, 0.3, 0.16, kind=kind)
+        text(ax, 5.67, y + 0.08, words, ha="left")
     for i, (name, tokens, weight) in enumerate(GPT3_MIX):
         y = top - (i + 1) * block
         share = tokens / total
-        text(ax, x0 - 0.1, y + 0.4, name, ha="right", fontsize=10)
-        text(ax, x0 - 0.1, y + 0.17, f"{tokens} B tokens", ha="right", fontsize=10, color=MUTED)
-        _bar(ax, x0, y + 0.31, share * scale, 0.22, kind="data")
-        text(ax, x0 + share * scale + 0.06, y + 0.42, f"{share:.1%}", ha="left", fontsize=10, color=MUTED)
-        _bar(ax, x0, y + 0.07, weight * scale, 0.22, kind="tensor")
-        text(ax, x0 + weight * scale + 0.06, y + 0.18, f"{weight:.0%}", ha="left", fontsize=10)
-    ax.plot([x0, x0], [top - len(GPT3_MIX) * block, top], color=MUTED, linewidth=0.9)
-    text(ax, 9.3, 0.12, "weights as published; they sum to 101% by rounding", ha="right", fontsize=10, color=MUTED)
-    return fig
+        text(ax, x0 - 0.1, y + 0.4, name, ha="right")
+        note(ax, x0 - 0.1, y + 0.17, f"{tokens} B tokens", ha="right")
+        bar(ax, x0, y + 0.31, share * scale, 0.22, kind="data")
+        note(ax, x0 + share * scale + 0.06, y + 0.42, f"{share:.1%}")
+        bar(ax, x0, y + 0.07, weight * scale, 0.22, kind="tensor")
+        text(ax, x0 + weight * scale + 0.06, y + 0.18, f"{weight:.0%}", ha="left")
+    line(ax, [(x0, top - len(GPT3_MIX) * block), (x0, top)], color=MUTED, linewidth=0.9)
+    note(ax, 9.3, 0.12, "weights as published; they sum to 101% by rounding", ha="right")
 
 
-def _finetune_branch(ax, y, leaves_base_at, data_y, data_text, step_text, result_text):
-    """One finetuning branch at height y: the base model's arrow, its labelled data (above or below the
-    step), the finetuning step and the model it makes."""
-    arrow(ax, (5.5, leaves_base_at), (5.95, y))
-    data(ax, 5.85, data_y, 1.9, 0.5, data_text, fontsize=10)
-    if data_y > y:
-        arrow(ax, (6.8, data_y), (6.8, y + 0.28))
-    else:
-        arrow(ax, (6.8, data_y + 0.5), (6.8, y - 0.28))
-    operation(ax, 5.95, y - 0.28, 1.7, 0.56, step_text, fontsize=10)
-    arrow(ax, (7.65, y), (7.95, y))
-    parameter(ax, 7.95, y - 0.28, 1.45, 0.56, result_text, fontsize=10)
-
-
-@diagram(
-    "intro_pretrain_finetune",
-    alt="""Pretraining, then finetuning. Hundreds of billions of tokens of unlabeled text (web pages, books,
-    Wikipedia) train a model to predict the next token; that is pretraining, the expensive step, and its result
-    is a base model that continues text. Finetuning starts from the base model's weights and trains briefly on a
-    small labelled dataset. Upper branch: about 1,500 text messages labelled spam or not spam give a classifier
-    (chapter 6). Lower branch: 1,100 pairs of an instruction and a good response give an assistant that follows
-    instructions (chapter 7).""",
-)
-def pretrain_finetune():
-    fig, ax = canvas(9.5, 4.4)
-    text(ax, 2.8, 4.2, "stage 2: pretraining (chapter 5)", fontsize=10, weight="bold")
-    text(ax, 7.7, 4.2, "stage 3: finetuning (chapters 6 and 7)", fontsize=10, weight="bold")
-    data(ax, 0.1, 1.72, 1.75, 0.95, "unlabeled text\nweb, books,\nWikipedia", fontsize=10)
-    text(ax, 0.975, 1.5, "100s of billions of tokens", fontsize=10, color=MUTED)
+@diagram("intro_pretrain_finetune", size=(9.5, 4.4))
+def pretrain_finetune(ax):
+    title(ax, 2.8, 4.2, "stage 2: pretraining (chapter 5)", ha="center")
+    title(ax, 7.7, 4.2, "stage 3: finetuning (chapters 6 and 7)", ha="center")
+    flow(ax, 0.1, 1.72, [("data", "unlabeled text\nweb, books,\nWikipedia", 1.75)], h=0.95)
+    note(ax, 0.975, 1.5, "100s of billions of tokens", ha="center")
     arrow(ax, (1.85, 2.2), (2.2, 2.2))
-    operation(ax, 2.2, 1.77, 1.55, 0.85, "pretraining:\npredict the\nnext token", fontsize=10)
-    text(ax, 2.975, 1.5, "weeks on many GPUs", fontsize=10, color=MUTED)
+    operation(ax, 2.2, 1.77, 1.55, 0.85, "pretraining:\npredict the\nnext token")
+    note(ax, 2.975, 1.5, "weeks on many GPUs", ha="center")
     arrow(ax, (3.75, 2.2), (4.1, 2.2))
-    parameter(ax, 4.1, 1.82, 1.4, 0.75, "base model\n(continues text)", fontsize=10)
-    _finetune_branch(ax, 3.0, 2.4, 3.4, "~1,500 messages labelled\nspam / not spam", "finetune\n(2-way output head)",
-                     "spam classifier\n(chapter 6)")
-    _finetune_branch(ax, 1.4, 2.0, 0.5, "1,100 pairs: instruction\n→ good response", "finetune\n(same next-token loss)",
-                     "assistant\n(chapter 7)")
-    text(ax, 0.1, 0.65, "finetuning starts from the base model's weights\nand needs minutes to hours, not weeks",
-         ha="left", fontsize=10, color=ACCENT)
-    return fig
+    parameter(ax, 4.1, 1.82, 1.4, 0.75, "base model\n(continues text)")
+    branches = [  # (height, where the base model's arrow leaves it, the labelled data (above or below), step, result)
+        (3.0, 2.4, 3.4, "~1,500 messages labelled\nspam / not spam", "finetune\n(2-way output head)",
+         "spam classifier\n(chapter 6)"),
+        (1.4, 2.0, 0.5, "1,100 pairs: instruction\n→ good response", "finetune\n(same next-token loss)",
+         "assistant\n(chapter 7)"),
+    ]
+    for y, leaves_at, data_y, examples, step, result in branches:
+        arrow(ax, (5.5, leaves_at), (5.95, y))
+        data(ax, 5.85, data_y, 1.9, 0.5, examples)
+        arrow(ax, (6.8, data_y + (0 if data_y > y else 0.5)), (6.8, y + (0.28 if data_y > y else -0.28)))
+        flow(ax, 5.95, y - 0.28, [("operation", step, 1.7), ("parameter", result, 1.45)], h=0.56, gap=0.3)
+    accent(ax, 0.1, 0.65, "finetuning starts from the base model's weights\nand needs minutes to hours, not weeks")
 
 
-# Training compute, 6 x parameters x tokens (see the notebook's section 7 for the sources).
-COMPUTE = [
-    ("this course: chapter 5's run", 162_419_712, 46_080),
-    ("GPT-3 Small", 125e6, 300e9),
-    ("GPT-3 175B", 175e9, 300e9),
-    ("Chinchilla", 70e9, 1.4e12),
+# Training compute, 6 x parameters x tokens (see the notebook's section 7 for the sources), and where each label goes.
+COMPUTE = [  # (name, parameters, tokens, label alignment, label above the axis?, detail)
+    ("this course: chapter 5's run", 162_419_712, 46_080, "left", True,
+     "162M parameters, 46,080 tokens:\nabout 11 minutes on a 2-core CPU"),
+    ("GPT-3 Small", 125e6, 300e9, "right", False, "125M parameters, 300B tokens"),
+    ("GPT-3 175B", 175e9, 300e9, "right", True, "175B parameters, 300B tokens"),
+    ("Chinchilla", 70e9, 1.4e12, "right", False, "70B parameters, 1.4T tokens"),
 ]
 
 
-def _sci(x):
+def scientific(x):
     """3.15e+23 as 3.15×10^23 (matplotlib mathtext for the exponent)."""
     mantissa, exponent = f"{x:.2e}".split("e")
     return f"{mantissa}×$10^{{{int(exponent)}}}$"
 
 
-@diagram(
-    "intro_compute_ladder",
-    alt="""Training compute on a logarithmic scale from ten to the 12 to ten to the 24 floating-point operations,
-    estimated as 6 times parameters times tokens. Chapter 5's run in this course (162 million parameters, 46,080
-    tokens) needs about 4.49 times ten to the 13 and took about 11 minutes on a 2-core CPU. GPT-3 Small (125 million
-    parameters, 300 billion tokens) needs 2.25 times ten to the 20, GPT-3 175B 3.15 times ten to the 23, about
-    seven billion times this course's run, and Chinchilla (70 billion parameters, 1.4 trillion tokens) 5.88
-    times ten to the 23.""",
-)
-def compute_ladder():
-    fig, ax = canvas(9.4, 3.2)
+@diagram("intro_compute_ladder", size=(9.4, 3.2))
+def compute_ladder(ax):
     lo, hi, x0, x1, y = 12, 24, 0.6, 9.0, 1.6
 
     def xpos(flops):
         return x0 + (math.log10(flops) - lo) / (hi - lo) * (x1 - x0)
 
-    ax.plot([x0, x1], [y, y], color=INK, linewidth=1.2)
+    line(ax, [(x0, y), (x1, y)], linewidth=1.2)
     for e in range(lo, hi + 1, 2):
-        ax.plot([xpos(10 ** e)] * 2, [y - 0.07, y + 0.07], color=INK, linewidth=1.0)
-        ax.text(xpos(10 ** e), y - 0.12, f"$10^{{{e}}}$", ha="center", va="top", fontsize=10, color=INK, family=FONT)
-    flops = {name: 6 * n * d for name, n, d in COMPUTE}
-    # (label x, label y, alignment, above the axis?)
-    placement = {
-        "this course: chapter 5's run": ("left", True, "162M parameters, 46,080 tokens:\nabout 11 minutes on a 2-core CPU"),
-        "GPT-3 Small": ("right", False, "125M parameters, 300B tokens"),
-        "GPT-3 175B": ("right", True, "175B parameters, 300B tokens"),
-        "Chinchilla": ("right", False, "70B parameters, 1.4T tokens"),
-    }
-    for name, n, d in COMPUTE:
-        x = xpos(flops[name])
-        ha, above, detail = placement[name]
-        kind = "highlight" if name.startswith("this course") else "tensor"
-        fill, edge, _ = KINDS[kind]
-        ax.add_patch(patches.Circle((x, y), 0.08, facecolor=fill, edgecolor=edge, linewidth=1.3, zorder=3))
-        end = 2.45 if above else 0.95
-        ax.plot([x, x], [y + (0.09 if above else -0.09), end], color=MUTED, linewidth=0.8)
-        dx = 0.05 if ha == "left" else -0.05
-        ax.text(x + dx, end + (0.03 if above else -0.03), f"{name}: {_sci(flops[name])}\n{detail}", ha=ha,
-                va="bottom" if above else "top", fontsize=10, color=INK, family=FONT)
+        line(ax, [(xpos(10 ** e), y - 0.07), (xpos(10 ** e), y + 0.07)], linewidth=1.0)
+        text(ax, xpos(10 ** e), y - 0.12, f"$10^{{{e}}}$", va="top")
+    flops = {name: 6 * n * d for name, n, d, *_ in COMPUTE}
+    for name, n, d, ha, above, detail in COMPUTE:
+        x, end = xpos(flops[name]), 2.45 if above else 0.95
+        dot(ax, x, y, kind="highlight" if name.startswith("this course") else "tensor", size=11)
+        line(ax, [(x, y + (0.09 if above else -0.09)), (x, end)], color=MUTED, linewidth=0.8)
+        text(ax, x + (0.05 if ha == "left" else -0.05), end + (0.03 if above else -0.03),
+             f"{name}: {scientific(flops[name])}\n{detail}", ha=ha, va="bottom" if above else "top")
     ours, gpt3 = flops["this course: chapter 5's run"], flops["GPT-3 175B"]
     arrow(ax, (xpos(ours) + 0.15, 2.05), (xpos(gpt3) - 0.15, 2.05), color=ACCENT, style="<|-|>")
-    text(ax, (xpos(ours) + xpos(gpt3)) / 2, 2.2, f"GPT-3 175B: about {gpt3 / ours / 1e9:.0f} billion times more",
-         fontsize=10, color=ACCENT)
-    text(ax, 0.1, 0.2, "training FLOPs ≈ 6 × parameters × tokens (logarithmic scale)", ha="left", fontsize=10,
-         color=MUTED)
-    return fig
+    accent(ax, (xpos(ours) + xpos(gpt3)) / 2, 2.2, f"GPT-3 175B: about {gpt3 / ours / 1e9:.0f} billion times more",
+           ha="center")
+    note(ax, 0.1, 0.2, "training FLOPs ≈ 6 × parameters × tokens (logarithmic scale)")
