@@ -234,6 +234,8 @@ def assemble_module(sources: list[str], cells: list[tuple[str, int, str]]) -> st
 def course_imports(code: str) -> set[str]:
     """The course modules (shared.X) that a piece of code imports."""
     found = set()
+    if PACKAGE.name not in code:  # every import of ours names the package; most cells need no parsing
+        return found
     # IPython magics and shell lines (%pip, !ls) are not Python, and import nothing of ours.
     tree = ast.parse(re.sub(r"^(\s*)[%!].*$", r"\1pass", code, flags=re.MULTILINE))
     for node in ast.walk(tree):
