@@ -3,8 +3,10 @@ extraction, atomic writes and offline errors."""
 
 import hashlib
 import os
+import types
 import zipfile
 
+import pooch
 import pytest
 
 from shared import data, downloads
@@ -61,9 +63,13 @@ def test_a_truncated_copy_of_each_course_file_is_refused_and_not_kept(name, tmp_
     assert not list((tmp_path / "cache").glob(f"*{name}*"))
 
 
-def test_offline_without_mirror_says_what_to_put_where(course_file, tmp_path):
+def test_offline_without_mirror_says_what_to_put_where(course_file, tmp_path, monkeypatch):
+    # pooch waits 1, 2, then 3 s between its attempts; the attempts are made, the waits are only counted.
+    waits = []
+    monkeypatch.setattr(pooch.core, "time", types.SimpleNamespace(sleep=waits.append))
     with pytest.raises(data.DataUnavailableError) as error:
         data.fetch("fake.txt")
+    assert len(waits) == 3, "three retries after the first attempt"
     message = str(error.value)
     assert str(tmp_path / "cache" / "fake.txt") in message
     assert downloads.MIRROR_VARIABLE in message
