@@ -42,15 +42,33 @@ def test_token_windows_need_one_window():
         token_windows(torch.arange(4), 4)  # one window needs context_length + 1 tokens
 
 
-def check_two_processes_match_one(tmp_path, cfg, options=None, steps=4, batch=8):
-    """Train with 1 process and with 2 (gloo, spawned) on the same global batches; return the 1-process run."""
+def both_paths_worker(rank, world_size, runs):
+    """One process of several data-parallel runs, one after the other (each sets up and tears down its own group).
+
+    The plain and the fast path are run by one pair of spawned processes rather than a pair each: starting a
+    Python that imports torch is most of what a spawn costs on a small CPU.
+    """
+    for port, cfg, tokens, steps, batch, out_path, options in runs:
+        data_parallel_worker(rank, world_size, port, cfg, tokens, steps, batch, out_path, options)
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory, tiny_config):
+    """{"plain": ..., "fast": ...}: what rank 0 saved after training with 2 processes (gloo, spawned)."""
+    folder = tmp_path_factory.mktemp("ddp")
+    cfg = tiny_config(drop_rate=0.0)  # no dropout: two processes would draw other masks than one process
+    runs = {name: (free_port(), cfg, random_tokens(), 4, 8, folder / f"{name}.pt", options)
+            for name, options in [("plain", None), ("fast", CPU_FAST)]}
+    mp.spawn(both_paths_worker, args=(2, list(runs.values())), nprocs=2)
+    return {name: torch.load(run[5], weights_only=True) for name, run in runs.items()}
+
+
+def check_two_processes_match_one(parallel, cfg, options=None, steps=4, batch=8):
+    """Train with 1 process on the global batches that 2 processes trained on (`parallel`); return the 1-process run."""
     tokens = random_tokens()
     torch.set_num_threads(1)
     single, history = train_data_parallel(cfg, tokens, steps, batch, options=options)
     assert all(isinstance(loss, float) for loss in history["losses"])  # numbers, not tensors
-    args = (2, free_port(), cfg, tokens, steps, batch, tmp_path / "ddp.pt", options)
-    mp.spawn(data_parallel_worker, args=args, nprocs=2)
-    parallel = torch.load(tmp_path / "ddp.pt", weights_only=True)
     differences = {k: (v - parallel["model"][k]).abs().max().item() for k, v in single.state_dict().items()}
     print(f"2 processes vs 1 ({'fast' if options else 'plain'} path): "
           f"max |parameter difference| = {max(differences.values()):.2e}")
@@ -59,17 +77,17 @@ def check_two_processes_match_one(tmp_path, cfg, options=None, steps=4, batch=8)
     return single, history
 
 
-def test_two_gloo_processes_match_one_process(tmp_path, tiny_model, tiny_config):
-    cfg = tiny_config(drop_rate=0.0)  # no dropout: two processes would draw other masks than one process
-    single, _ = check_two_processes_match_one(tmp_path, cfg)
+def test_two_gloo_processes_match_one_process(two_process_runs, tiny_model, tiny_config):
+    cfg = tiny_config(drop_rate=0.0)
+    single, _ = check_two_processes_match_one(two_process_runs["plain"], cfg)
     # train_data_parallel's default seed: its initial weights
     initial = tiny_model(seed=123, drop_rate=0.0).state_dict()
     assert not torch.equal(initial["out_head.weight"], single.state_dict()["out_head.weight"])  # it trained
 
 
-def test_two_gloo_processes_match_one_process_on_the_fast_path(tmp_path, tiny_config):
+def test_two_gloo_processes_match_one_process_on_the_fast_path(two_process_runs, tiny_config):
     cfg = tiny_config(drop_rate=0.0)  # 101 tokens: the fast path pads the tables to 128 rows
-    fast, fast_history = check_two_processes_match_one(tmp_path, cfg, CPU_FAST)
+    fast, fast_history = check_two_processes_match_one(two_process_runs["fast"], cfg, CPU_FAST)
     # What comes back is the caller's GPTModel(cfg), padding rows dropped: it compares with a plain run.
     assert fast.cfg == cfg and fast.out_head.weight.shape[0] == cfg.vocab_size
     plain, plain_history = train_data_parallel(cfg, random_tokens(), 4, 8)
