@@ -1,13 +1,10 @@
 """What `pip install` of this repository ships: Colab's copy of the course is that install alone."""
 
 import re
-import shutil
-import subprocess
-import sys
-import zipfile
 
 import pytest
 
+import conftest
 from shared._export import ROOT
 
 tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11 on")
@@ -57,22 +54,14 @@ MAINTAINER_TOOLS = ["shared/_build.py", "shared/_export.py", "shared/_run.py", "
 
 
 @pytest.fixture(scope="module")
-def wheel_files(tmp_path_factory):
-    """The file names in a wheel built from this checkout, as `pip install git+...` builds it on Colab."""
-    source = tmp_path_factory.mktemp("source")
-    # A copy of what the build reads (what conftest.py's install copies too), so the build's build/ and *.egg-info/
-    # land there and not in the checkout.
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    shutil.copytree(PACKAGE, source / "shared", ignore=shutil.ignore_patterns("__pycache__"))
-    out = tmp_path_factory.mktemp("wheel")
-    # No build isolation and no index: offline, with the setuptools of this environment (requirements-dev.txt).
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                             "--quiet", "--wheel-dir", str(out), str(source)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    (wheel,) = out.glob("*.whl")
-    with zipfile.ZipFile(wheel) as archive:
-        return set(archive.namelist())
+def wheel_files():
+    """The file names that `pip install` of this checkout puts in place: the wheel pip builds, unpacked.
+
+    It is the session's one install, conftest.py's (the notebooks' kernels import it): built from a copy of
+    what the build reads, with no build isolation and so offline, as `pip install git+...` builds it on Colab.
+    """
+    site = conftest.install_course_package()
+    return {path.relative_to(site).as_posix() for path in site.rglob("*") if path.is_file()}
 
 
 @pytest.mark.parametrize("tool", MAINTAINER_TOOLS)
