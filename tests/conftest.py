@@ -22,6 +22,13 @@ import torch
 
 from shared.model import GPTConfig, GPTModel
 
+# One intra-op thread for the tests in this process (the notebooks' kernels and the tests' child processes are
+# other processes, with their own settings). The tensors here are tiny: a second thread costs more in hand-offs
+# than it computes, and on a busy 2-core machine OpenMP's waiting threads made a tiny model's training step ~90x
+# slower (0.9 s instead of 0.01 s). test_distributed.py already set 1 thread for whatever ran after it; now every
+# test runs with the same setting, whatever the order.
+torch.set_num_threads(1)
+
 # Every part of the real model (several heads, more than one block), built in milliseconds.
 # No dropout: most tests compare outputs, and a file that wants dropout says so.
 TINY = dict(vocab_size=101, context_length=16, emb_dim=32, n_heads=2, n_layers=2, drop_rate=0.0)
