@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from shared.model import GPTConfig, GPTModel
+from tests.warm_python import Zygote
 
 # One intra-op thread for the tests in this process (the notebooks' kernels and the tests' child processes are
 # other processes, with their own settings). The tensors here are tiny: a second thread costs more in hand-offs
@@ -55,3 +56,13 @@ def tiny_config():
 def tiny_model():
     """`tiny_model(seed=0, **config_overrides)`: a seeded, freshly initialised GPTModel (training mode)."""
     return make_tiny_model
+
+
+@pytest.fixture(scope="session")
+def warm_python():
+    """`warm_python.start(code, *args)`: a child process that runs `python -c code *args`, forked from a Python that
+    has made these imports already (tests/warm_python.py). One for the session: its children are the kill tests'
+    (test_checkpoint_kills.py) and the fresh process that resumes a checkpoint (test_checkpoints.py)."""
+    zygote = Zygote(["torch", "torch._dynamo", "shared.checkpoints", "shared.text", "shared.train_step", "tests.conftest"])
+    yield zygote
+    zygote.close()

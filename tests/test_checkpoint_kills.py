@@ -5,29 +5,20 @@ kills it (SIGKILL: what an out-of-memory kill or Jupyter's "Restart kernel" does
 button) and then loads the checkpoint. After every kill the run must resume from the newest complete save or
 the one before it, with weights exactly those of that step, and at most one half-written file may be left.
 
-Every child is a process of its own, started by a zygote: one Python per test module that imports what the
-child imports (torch: seconds on a small CPU), then forks a child for each run and takes no part in its work.
-A child is what `python -c CHILD` would be once its imports are done; it is killed by its process id, and its
-exit status, standard output and standard error come back as subprocess.Popen's would.
+Every child is a process of its own, forked from a Python that has imported torch already (tests/warm_python.py:
+importing torch took seconds per child on a small CPU): what `python -c CHILD` is once its imports are done. It
+is killed by its process id, and its exit status, stdout and stderr come back as subprocess.Popen's would.
 """
 
-import os
 import random
-import selectors
 import signal
-import socket
-import subprocess
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 
 from shared.checkpoints import load_checkpoint
-
-ROOT = Path(__file__).resolve().parent.parent
 
 # The child: weights that are a known function of the step (so the test can tell exactly which save it got
 # back), a real AdamW step each time (so there is optimizer state to save), and a save to the same path.
@@ -84,112 +75,10 @@ def weights_at(step):
     return {name: torch.randn(p.shape, generator=generator) for name, p in model.named_parameters()}
 
 
-# The zygote: CHILD's imports (and the one that its first AdamW makes), then a loop that forks a child per request. The forked child leaves the loop and
-# runs CHILD from its first line (the imports are done already), at the top level of its own process: an
-# exception it does not catch ends it as it would end `python -c CHILD`. Requests come over a socket, with the
-# child's stdout and stderr (pipe ends that the test made) attached; the answer is its process id, and a
-# "wait" request answers with its exit status once it has ended (it is the zygote's child, not the test's).
-ZYGOTE = """
-import os, socket, sys
-import torch
-import torch._dynamo  # what building the first optimizer imports (a second and more); importing runs no kernels
-from shared.checkpoints import load_checkpoint, save_checkpoint
-
-control = socket.socket(fileno=int(sys.argv[1]))
-while True:
-    message, fds, _, _ = socket.recv_fds(control, 4096, 2)
-    if not message:  # the test closed its end: no more children (and no second of tearing torch down)
-        os._exit(0)
-    command, *arguments = message.decode().split("\\0")
-    if command == "wait":
-        _, status = os.waitpid(int(arguments[0]), 0)
-        control.send(str(os.waitstatus_to_exitcode(status)).encode())
-        continue
-    sys.stdout.flush(), sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        break
-    for fd in fds:
-        os.close(fd)
-    control.send(str(pid).encode())
-
-control.close()
-os.dup2(fds[0], 1), os.dup2(fds[1], 2)
-for fd in fds:
-    os.close(fd)
-sys.argv = ["-c", *arguments]
-""" + CHILD
-
-
-class Zygote:
-    def __init__(self):
-        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-        self.process = subprocess.Popen([sys.executable, "-c", ZYGOTE, str(theirs.fileno())], cwd=ROOT, env=env,
-                                        stdin=subprocess.DEVNULL, pass_fds=[theirs.fileno()])
-        theirs.close()
-
-    def request(self, *words, fds=()):
-        socket.send_fds(self.control, ["\0".join(words).encode()], list(fds))
-        answer = self.control.recv(64)
-        assert answer, f"the zygote ended (exit status {self.process.wait()})"
-        return int(answer)
-
-    def close(self):
-        self.control.close()
-        self.process.wait(timeout=60)
-
-
-class Child:
-    """A child the zygote forked: what these tests used of subprocess.Popen (text=True, stdout and stderr piped)."""
-
-    def __init__(self, zygote, *arguments):
-        self.zygote, self.returncode = zygote, None
-        (out, out_child), (err, err_child) = os.pipe(), os.pipe()
-        try:
-            self.pid = zygote.request("start", *arguments, fds=[out_child, err_child])
-        finally:
-            os.close(out_child), os.close(err_child)
-        self.stdout, self.stderr = out, err  # the read ends, as file descriptors
-
-    def readline(self):
-        """The next line the child prints; one byte at a time, so that nothing after it is taken from the pipe."""
-        line = b""
-        while not line.endswith(b"\n") and (byte := os.read(self.stdout, 1)):
-            line += byte
-        return line.decode()
-
-    def send_signal(self, sig):
-        os.kill(self.pid, sig)
-
-    def kill(self):
-        self.send_signal(signal.SIGKILL)
-
-    def communicate(self, timeout):
-        """(stdout, stderr) to their end, as text, and the exit status in .returncode, as Popen.communicate."""
-        deadline, read = time.monotonic() + timeout, {self.stdout: b"", self.stderr: b""}
-        with selectors.DefaultSelector() as selector:
-            for pipe in read:
-                selector.register(pipe, selectors.EVENT_READ)
-            while selector.get_map():
-                if time.monotonic() > deadline:
-                    raise subprocess.TimeoutExpired(f"child {self.pid}", timeout)
-                for key, _ in selector.select(timeout=max(0.0, deadline - time.monotonic())):
-                    chunk = os.read(key.fd, 65536)
-                    read[key.fd] += chunk
-                    if not chunk:  # the end of the pipe: the child has ended
-                        selector.unregister(key.fd)
-        os.close(self.stdout), os.close(self.stderr)
-        self.returncode = self.zygote.request("wait", str(self.pid))
-        return read[self.stdout].decode(), read[self.stderr].decode()
-
-
 @pytest.fixture(scope="module")
-def start_child():
-    """start_child(path, kill_at="none"): a new child process running CHILD on `path`."""
-    zygote = Zygote()
-    yield lambda path, kill_at="none": Child(zygote, str(path), kill_at)
-    zygote.close()
+def start_child(warm_python):
+    """start_child(path, kill_at="none"): a new child process running CHILD on `path` (see tests/warm_python.py)."""
+    return lambda path, kill_at="none": warm_python.start(CHILD, str(path), kill_at)
 
 
 def resume(path):

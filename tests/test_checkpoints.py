@@ -3,9 +3,6 @@
 import functools
 import json
 import warnings
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,9 +17,6 @@ from shared.data import write_atomically
 from shared.lora import apply_lora, merge_lora
 
 from .architecture_switches import SWITCHES
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_model):
@@ -60,7 +54,7 @@ if __name__ == "__main__":
 """
 
 
-def test_resume_in_a_fresh_process_gives_the_same_losses(tmp_path):
+def test_resume_in_a_fresh_process_gives_the_same_losses(tmp_path, warm_python):
     namespace = {"__name__": "resume"}
     exec(RESUME_CODE, namespace)
     objects, run, n = namespace["objects"], namespace["run"], namespace["N"]
@@ -72,9 +66,10 @@ def test_resume_in_a_fresh_process_gives_the_same_losses(tmp_path):
     torch.manual_seed(7)
     first = run(model, optimizer, scheduler, 0, k)
     save_checkpoint(tmp_path / "ckpt.pt", model, optimizer, scheduler, step=k)
-    result = subprocess.run([sys.executable, "-c", RESUME_CODE, str(tmp_path / "ckpt.pt"), str(tmp_path / "rest.json")],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    # A process that has run none of this: forked from a Python that has only imported what RESUME_CODE imports.
+    fresh = warm_python.start(RESUME_CODE, str(tmp_path / "ckpt.pt"), str(tmp_path / "rest.json"))
+    _, stderr = fresh.communicate(timeout=300)
+    assert fresh.returncode == 0, stderr
     rest = json.loads((tmp_path / "rest.json").read_text())
     assert first + rest == straight  # exactly, not approximately
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "rest.json"]
