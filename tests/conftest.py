@@ -62,7 +62,9 @@ def tiny_model():
 def warm_python():
     """`warm_python.start(code, *args)`: a child process that runs `python -c code *args`, forked from a Python that
     has made these imports already (tests/warm_python.py). One for the session: its children are the kill tests'
-    (test_checkpoint_kills.py) and the fresh process that resumes a checkpoint (test_checkpoints.py)."""
-    zygote = Zygote(["torch", "torch._dynamo", "shared.checkpoints", "shared.text", "shared.train_step", "tests.conftest"])
+    (test_checkpoint_kills.py), the fresh process that resumes a checkpoint (test_checkpoints.py) and the two
+    processes of a data-parallel run (test_distributed.py)."""
+    zygote = Zygote(["torch", "torch._dynamo", "shared.checkpoints", "shared.distributed", "shared.text",
+                     "shared.train_step", "tests.conftest"])
     yield zygote
     zygote.close()

@@ -1,12 +1,12 @@
 """shared/distributed.py: data-parallel training, checked against one process on the same global batches."""
 
+import pickle
 import socket
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
-from shared.distributed import data_parallel_worker, token_windows, train_data_parallel
+from shared.distributed import token_windows, train_data_parallel
 from shared.fast import FastOptions
 from shared.text import UNKNOWN, GPTDataset, SimpleTokenizer
 
@@ -42,24 +42,38 @@ def test_token_windows_need_one_window():
         token_windows(torch.arange(4), 4)  # one window needs context_length + 1 tokens
 
 
-def both_paths_worker(rank, world_size, runs):
-    """One process of several data-parallel runs, one after the other (each sets up and tears down its own group).
-
-    The plain and the fast path are run by one pair of spawned processes rather than a pair each: starting a
-    Python that imports torch is most of what a spawn costs on a small CPU.
-    """
-    for port, cfg, tokens, steps, batch, out_path, options in runs:
-        data_parallel_worker(rank, world_size, port, cfg, tokens, steps, batch, out_path, options)
+# One process of the 2-process runs: the plain path, then the fast path, one after the other (data_parallel_worker
+# sets up and tears down its gloo group each time). The processes are forked from the session's warm Python
+# (tests/warm_python.py) rather than spawned: a spawned Python spent seconds importing torch and torch._dynamo.
+WORKER = """
+import pickle, sys
+from shared.distributed import data_parallel_worker
+rank, world_size, arguments = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+with open(arguments, "rb") as f:
+    runs = pickle.load(f)
+for port, cfg, tokens, steps, batch, out_path, options in runs:
+    data_parallel_worker(rank, world_size, port, cfg, tokens, steps, batch, out_path, options)
+"""
 
 
 @pytest.fixture(scope="module")
-def two_process_runs(tmp_path_factory, tiny_config):
-    """{"plain": ..., "fast": ...}: what rank 0 saved after training with 2 processes (gloo, spawned)."""
+def two_process_runs(tmp_path_factory, tiny_config, warm_python):
+    """{"plain": ..., "fast": ...}: what rank 0 saved after training with 2 processes (gloo)."""
     folder = tmp_path_factory.mktemp("ddp")
     cfg = tiny_config(drop_rate=0.0)  # no dropout: two processes would draw other masks than one process
     runs = {name: (free_port(), cfg, random_tokens(), 4, 8, folder / f"{name}.pt", options)
             for name, options in [("plain", None), ("fast", CPU_FAST)]}
-    mp.spawn(both_paths_worker, args=(2, list(runs.values())), nprocs=2)
+    (folder / "runs.pkl").write_bytes(pickle.dumps(list(runs.values())))
+    workers = [warm_python.start(WORKER, str(rank), "2", str(folder / "runs.pkl")) for rank in range(2)]
+    try:
+        for rank, worker in enumerate(workers):
+            _, stderr = worker.communicate(timeout=300)
+            assert worker.returncode == 0, f"rank {rank}: {stderr}"
+    finally:  # one that failed leaves the other waiting for it: end it too
+        for worker in workers:
+            if worker.returncode is None:
+                worker.kill()
+                worker.communicate(timeout=60)
     return {name: torch.load(run[5], weights_only=True) for name, run in runs.items()}
 
 
