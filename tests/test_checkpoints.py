@@ -18,6 +18,7 @@ from shared.lora import apply_lora, merge_lora
 
 from .architecture_switches import SWITCHES
 
+
 @pytest.fixture(scope="module")
 def tiny_model(tiny_model):
     """The shared tiny sizes with dropout on: the same model as RESUME_CODE's below."""
