@@ -61,14 +61,23 @@ exec(compile(code, "<string>", "exec"), {"__name__": "__main__"})
 """
 
 
+# Forking a warm Python needs fork() and file descriptors passed over a packet socket: Linux has both. Elsewhere
+# (Windows, macOS) each child is a new `python -c`, as slow as before the zygote, and the tests are the same.
+CAN_FORK = sys.platform.startswith("linux") and hasattr(os, "fork") and hasattr(socket, "send_fds")
+CHILD_ENV = {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
 class Zygote:
     """A Python that has imported `modules` (with OMP_NUM_THREADS=1 and the repository on its path)."""
 
     def __init__(self, modules):
+        self.process = None
+        if not CAN_FORK:
+            return
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
         self.process = subprocess.Popen([sys.executable, "-c", ZYGOTE, str(theirs.fileno()), *modules], cwd=ROOT,
-                                        env=env, stdin=subprocess.DEVNULL, pass_fds=[theirs.fileno()])
+                                        env={**os.environ, **CHILD_ENV}, stdin=subprocess.DEVNULL,
+                                        pass_fds=[theirs.fileno()])
         theirs.close()
 
     def request(self, *words, fds=()):
@@ -79,11 +88,36 @@ class Zygote:
 
     def start(self, code, *arguments):
         """A child running `python -c code *arguments`, from the repository's folder."""
-        return Child(self, code, *arguments)
+        return Child(self, code, *arguments) if self.process is not None else ColdChild(code, *arguments)
 
     def close(self):
-        self.control.close()
-        self.process.wait(timeout=60)
+        if self.process is not None:
+            self.control.close()
+            self.process.wait(timeout=60)
+
+
+class ColdChild:
+    """Where a zygote cannot fork: a new `python -c code *arguments`, with the same interface as Child."""
+
+    def __init__(self, code, *arguments):
+        self.process = subprocess.Popen([sys.executable, "-c", code, *arguments], cwd=ROOT,
+                                        env={**os.environ, **CHILD_ENV}, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.pid, self.returncode = self.process.pid, None
+
+    def readline(self):
+        return self.process.stdout.readline()
+
+    def send_signal(self, sig):
+        self.process.send_signal(sig)
+
+    def kill(self):
+        self.process.kill()
+
+    def communicate(self, timeout):
+        out, err = self.process.communicate(timeout=timeout)
+        self.returncode = self.process.returncode
+        return out, err
 
 
 class Child:
