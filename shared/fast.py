@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from shared.generation import decode, greedy, window_logits
+from shared.generation import decode, greedy, grows_by_one, window_logits
 from shared.train_step import autocast_dtype, make_grad_scaler, train_step
 from shared.training import batch_loss
 
@@ -255,7 +255,7 @@ class StaticDecoder:
         if idx.shape[0] != self.batch_size:
             raise ValueError(f"this decoder was built for batch size {self.batch_size}, got {idx.shape[0]} rows")
         model, cache, length = self.model, self.cache, idx.shape[1]
-        if not restart and len(cache) + 1 == length <= model.cfg.context_length:  # one new position
+        if not restart and grows_by_one(cache, idx, model.cfg.context_length):  # one new position
             self.position.fill_(length - 1)  # on the device, without making the CPU wait
             if self.compiled:
                 torch.compiler.cudagraph_mark_step_begin()  # the last step's outputs are no longer needed

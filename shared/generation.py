@@ -14,9 +14,9 @@ from shared.checks import check_token_ids
 from shared.model_tools import evaluating
 
 __all__ = [
-    "check_prompt", "next_token_logits", "window_logits", "CachedSteps", "decode", "greedy", "generate_greedy",
-    "left_pad", "check_pad_lengths", "top_k_filter", "top_p_filter", "next_token_probabilities", "sample_next_token",
-    "generate",
+    "check_prompt", "next_token_logits", "grows_by_one", "window_logits", "CachedSteps", "decode", "greedy",
+    "generate_greedy", "left_pad", "check_pad_lengths", "top_k_filter", "top_p_filter", "next_token_probabilities",
+    "sample_next_token", "generate",
 ]
 
 
@@ -40,10 +40,16 @@ def next_token_logits(model, idx, cache=None, use_cache=True, pad_lengths=None):
     or the sequence no longer fits in the context) a fresh cache is built from the visible window.
     `pad_lengths` (a tensor, batch,) counts the left padding of each row of idx (see left_pad).
     """
-    if use_cache and cache is not None and len(cache) + 1 == idx.shape[1] <= model.cfg.context_length:
+    if use_cache and grows_by_one(cache, idx, model.cfg.context_length):
         return model(idx[:, -1:], cache=cache, pad_lengths=pad_lengths)[:, -1, :], cache  # one new position
     cache = model.new_cache() if use_cache else None
     return window_logits(model, idx, cache, pad_lengths), cache
+
+
+def grows_by_one(cache, idx, context_length):
+    """True when `cache` holds every token of idx but the newest and idx still fits in the context: the next step
+    then runs on the newest token alone."""
+    return cache is not None and len(cache) + 1 == idx.shape[1] <= context_length
 
 
 def window_logits(model, idx, cache=None, pad_lengths=None):
@@ -80,8 +86,8 @@ def decode(model, idx, max_new_tokens, pick_next, use_cache=True, eos_id=None, p
     once every row has finished. The model is handed back in the train/eval mode it was in.
     With `pad_lengths`, row r of idx starts with pad_lengths[r] padding tokens (prompts of different lengths,
     batched by left_pad): each row is generated as if it were alone.
-    `steps` computes each step's logits: CachedSteps(model, use_cache) unless another is given (chapter 5's
-    performance companion passes its pre-allocated StaticDecoder).
+    `steps` computes each step's logits from the sequence so far, called as steps(idx, pad_lengths, restart):
+    CachedSteps(model, use_cache) unless another is given (a cache of a different kind).
     """
     check_prompt(model, idx, max_new_tokens)
     vocab_size = model.cfg.vocab_size
