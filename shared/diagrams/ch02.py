@@ -28,11 +28,10 @@ def text_to_vectors(ax):
     tokens = ["I", f"{SPACE}H", "AD", f"{SPACE}always", f"{SPACE}thought"]
     x0, step, w = 1.45, 1.12, 0.98
     right = x0 + 4 * step + w
-    for y, name in [(4.42, "text"), (3.27, "tokens"), (2.12, "token ids"), (0.95, "vectors")]:
-        title(ax, 0.15, y, name)
-    data(ax, x0, 4.2, right - x0, 0.44, '"I HAD always thought"', family=MONO)
-    row(ax, x0, 3.05, tokens, w=w, h=0.44, gap=step - w, family=MONO)
-    row(ax, x0, 1.9, [40, 367, 2885, 1464, 1807], w=w, h=0.44, gap=step - w, family=MONO)
+    row(ax, x0, 4.2, ['"I HAD always thought"'], w=right - x0, h=0.44, family=MONO, name="text")
+    row(ax, x0, 3.05, tokens, w=w, h=0.44, gap=step - w, family=MONO, name="tokens")
+    row(ax, x0, 1.9, [40, 367, 2885, 1464, 1807], w=w, h=0.44, gap=step - w, family=MONO, name="token ids")
+    title(ax, 0.15, 0.95, "vectors")
     for c in (x0 + i * step + w / 2 for i in range(5)):
         for top, bottom in ((4.2, 3.5), (3.05, 2.35), (1.9, 1.57)):
             arrow(ax, (c, top), (c, bottom), color=MUTED, linewidth=1.0)
@@ -87,12 +86,11 @@ def encode_decode(ax):
     widths = fitted_widths(list(zip(tokens, ids)), pad=0.24, minimum=0.42)
     x0 = 1.35
     right = x0 + sum(widths)
-    for y, name in [(4.17, "text"), (2.97, "tokens"), (1.77, "ids"), (0.57, "decoded")]:
-        title(ax, 0.15, y, name)
-    data(ax, x0, 3.95, right - x0, 0.44, "\"It's the last he painted, you know,\"", family=MONO)
-    row(ax, x0, 2.75, tokens, widths, h=0.44, family=MONO)
-    row(ax, x0, 1.55, ids, widths, h=0.44, family=MONO)
-    box(ax, x0, 0.35, right - x0, 0.44, "\" It' s the last he painted, you know,\"", kind="highlight", family=MONO)
+    row(ax, x0, 3.95, ["\"It's the last he painted, you know,\""], right - x0, h=0.44, family=MONO, name="text")
+    row(ax, x0, 2.75, tokens, widths, h=0.44, family=MONO, name="tokens")
+    row(ax, x0, 1.55, ids, widths, h=0.44, family=MONO, name="ids")
+    row(ax, x0, 0.35, ["\" It' s the last he painted, you know,\""], right - x0, h=0.44, kind="highlight", family=MONO,
+        name="decoded")
     mid = x0 + 2.0
     arrow(ax, (mid, 3.95), (mid, 3.19), "split_words: words and punctuation, whitespace dropped")
     arrow(ax, (mid, 2.75), (mid, 1.99), "str_to_int: each token's id in the vocabulary")
@@ -114,10 +112,9 @@ def special_tokens(ax):
     kinds = ["highlight" if t in ("Hello", "palace") else "data" for t in tokens]
     widths = fitted_widths(list(zip(tokens, ids)), pad=0.18, minimum=0.3)
     x0 = 0.85
-    title(ax, 0.1, 2.05, "tokens")
-    title(ax, 0.1, 1.15, "ids")
-    centres = [x for x, _ in row(ax, x0, 1.84, tokens, widths, h=0.42, kinds=kinds, bold=(7,), family=MONO)]
-    row(ax, x0, 0.94, ids, widths, h=0.42, kinds=kinds, bold=(7,), family=MONO)
+    centres = [x for x, _ in row(ax, x0, 1.84, tokens, widths, h=0.42, kinds=kinds, bold=(7,), family=MONO,
+                                 name="tokens", name_x=0.1)]
+    row(ax, x0, 0.94, ids, widths, h=0.42, kinds=kinds, bold=(7,), family=MONO, name="ids", name_x=0.1)
     edges = [x0 + sum(widths[:i]) for i in range(len(widths) + 1)]
     brace(ax, edges[0], edges[7] - 0.03, 2.42, "document 1", below=False)
     brace(ax, edges[8] + 0.03, edges[16], 2.42, "document 2", below=False)
@@ -201,15 +198,12 @@ def gpt2_vocabulary(ax):
 def sliding_window(ax):
     ids = [40, 367, 2885, 1464, 1807, 3619, 402, 271, 10899]
     w, h, x0 = 0.72, 0.44, 1.0
-    title(ax, 0.1, 2.72, "token ids")
-    row(ax, x0, 2.5, ids, w=w, h=h, kind="data")
+    row(ax, x0, 2.5, ids, w=w, h=h, kind="data", name="token ids", name_x=0.1)
     note(ax, x0 + 9 * w + 0.12, 2.72, "\u2026", fontsize=11)
     brace(ax, x0, x0 + 4 * w - 0.03, 3.08, "window 1: max_length = 4", below=False)
     brace(ax, x0 + 4 * w + 0.03, x0 + 8 * w, 3.08, "window 2: a stride of 4 further on", below=False)
-    title(ax, 0.1, 1.62, "input")
-    row(ax, x0, 1.4, ids[0:8], w=w, h=h, kind="tensor")  # two windows, side by side
-    title(ax, 0.1, 0.52, "target")
-    row(ax, x0 + w, 0.3, ids[1:9], w=w, h=h, kind="highlight")
+    row(ax, x0, 1.4, ids[0:8], w=w, h=h, kind="tensor", name="input", name_x=0.1)  # two windows, side by side
+    row(ax, x0 + w, 0.3, ids[1:9], w=w, h=h, kind="highlight", name="target", name_x=0.1)
     # a thicker line where window 1 ends and window 2 begins, in both rows
     for y, left in [(1.4, x0 + 4 * w), (0.3, x0 + 5 * w)]:
         line(ax, [(left, y - 0.08), (left, y + h + 0.08)], color=INK, linewidth=2.2)

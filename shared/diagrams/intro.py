@@ -46,47 +46,39 @@ def what_an_llm_does(ax):
 
 @diagram("intro_course_map")
 def course_map():
-    stages = [
-        (0.1, "Stage 1: building blocks", [
-            ("2. text data: tokens, embeddings", "ch02_text_data/", True),
-            ("2b. byte-level BPE from scratch", "ch02_text_data/", False),
-            ("3. attention", "ch03_attention/", True),
-            ("4. the GPT model", "ch04_gpt_model/", True),
-            ("4, part 2: generating fast", "ch04_gpt_model/", True),
-            ("4, part 3: modern architectures", "ch04_gpt_model/", True),
-        ], "an untrained GPT"),
-        (3.35, "Stage 2: pretraining", [
-            ("5. train on unlabeled text", "ch05_pretraining/", True),
-            ("5b. load GPT-2's weights", "ch05_pretraining/", False),
-            ("5c. training at scale", "ch05_pretraining/", False),
-            ("5d. performance", "ch05_pretraining/", False),
-            ("5e. Tiny Shakespeare", "ch05_pretraining/", False),
-            ("5f. Llama 3 and Qwen3", "ch05_pretraining/", False),
-        ], "a pretrained base model"),
-        (6.6, "Stage 3: finetuning", [
-            ("6. a spam classifier", "ch06_classification_ft/", True),
-            ("7. follow instructions", "ch07_instruction_ft/", True),
-            ("7, part 2: evaluate the answers", "ch07_instruction_ft/", True),
-            ("7b. preferences (DPO)", "ch07_instruction_ft/", False),
-            ("7c. RL with a checker (GRPO)", "ch07_instruction_ft/", False),
-        ], "task models, an assistant"),
+    stages = [  # (x, heading, {folder: its chapters}, what the stage yields); a lettered chapter is a companion
+        (0.1, "Stage 1: building blocks", {
+            "ch02_text_data/": ["2. text data: tokens, embeddings", "2b. byte-level BPE from scratch"],
+            "ch03_attention/": ["3. attention"],
+            "ch04_gpt_model/": ["4. the GPT model", "4, part 2: generating fast", "4, part 3: modern architectures"],
+        }, "an untrained GPT"),
+        (3.35, "Stage 2: pretraining", {"ch05_pretraining/": [
+            "5. train on unlabeled text", "5b. load GPT-2's weights", "5c. training at scale", "5d. performance",
+            "5e. Tiny Shakespeare", "5f. Llama 3 and Qwen3",
+        ]}, "a pretrained base model"),
+        (6.6, "Stage 3: finetuning", {
+            "ch06_classification_ft/": ["6. a spam classifier"],
+            "ch07_instruction_ft/": ["7. follow instructions", "7, part 2: evaluate the answers",
+                                     "7b. preferences (DPO)", "7c. RL with a checker (GRPO)"],
+        }, "task models, an assistant"),
     ]
-    rows, step = max(len(chapters) for _, _, chapters, _ in stages), 0.62
+    rows, step = max(sum(map(len, folders.values())) for _, _, folders, _ in stages), 0.62
     frame_h = 0.55 + rows * step
     fig, ax = canvas(9.8, frame_h + 1.45)
     w, frame_w = 2.85, 3.1
-    for x, heading, chapters, result in stages:
+    for x, heading, folders, result in stages:
         frame(ax, x, 1.0, frame_w, frame_h, heading)
-        for i, (name, folder, main) in enumerate(chapters):
+        chapters = [(name, folder) for folder, names in folders.items() for name in names]
+        for i, (name, folder) in enumerate(chapters):
             y = 1.0 + frame_h - 0.75 - i * step
-            box(ax, x + 0.125, y, w, 0.4, name, kind="plain", weight="bold" if main else "normal")
+            box(ax, x + 0.125, y, w, 0.4, name, kind="plain", weight="normal" if name[1].isalpha() else "bold")
             mono(ax, x + 0.125 + w / 2, y - 0.1, folder, ha="center")
         parameter(ax, x + 0.4, 0.2, frame_w - 0.8, 0.45, result)
         arrow(ax, (x + frame_w / 2, 1.0), (x + frame_w / 2, 0.65))
     arrow(ax, (0.1 + frame_w - 0.4, 0.42), (3.35 + 0.4, 0.42))
     arrow(ax, (3.35 + frame_w - 0.4, 0.42), (6.6 + 0.4, 0.42))
-    text(ax, 0.1, frame_h + 1.25, "You are here: chapter 1, the big picture (in ch02_text_data/). "
-         "Bold: main chapters and their parts; lettered: companions.", ha="left", color=ACCENT)
+    accent(ax, 0.1, frame_h + 1.25, "You are here: chapter 1, the big picture (in ch02_text_data/). "
+           "Bold: main chapters and their parts; lettered: companions.")
     return fig
 
 

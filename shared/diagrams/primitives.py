@@ -271,12 +271,15 @@ def side_brace(ax, x, y0, y1, label="", color=MUTED):
 
 # ---- layouts: positions computed from the data they show ----
 
-def row(ax, x, y, labels, w=0.6, h=0.45, kind="data", kinds=None, gap=0.0, family=FONT, bold=(), **kwargs):
+def row(ax, x, y, labels, w=0.6, h=0.45, kind="data", kinds=None, gap=0.0, family=FONT, bold=(), name="",
+        name_x=0.15, **kwargs):
     """A row of cells left to right from (x, y); `w` is one width or a list of widths, one per cell.
 
-    `kinds` may give each cell its own kind; cells whose index is in `bold` get a bold label.
-    Returns the centres of the cells.
+    `kinds` may give each cell its own kind; cells whose index is in `bold` get a bold label. A `name` is written
+    in bold at `name_x`, level with the row. Returns the centres of the cells.
     """
+    if name:
+        title(ax, name_x, y + h / 2, name)
     widths = w if isinstance(w, (list, tuple)) else [w] * len(labels)
     centres, left = [], x
     for i, (label, width) in enumerate(zip(labels, widths)):
