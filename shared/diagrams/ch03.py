@@ -223,9 +223,8 @@ def causal_mask(ax):
     grid(ax, 8.55, top, [[f"{total:.0f}"] for total in weights.sum(dim=-1)], w=size, kinds=[["highlight"]] * 6,
          family=None)
     text(ax, 8.55 + size / 2, top + 0.1, "row\nsum", va="bottom")
-    text(ax, 0.2, 0.32, "Grey: a key after its query. Its score is -inf, exp(-inf) = 0, so the softmax spreads "
-         "each row over the\nvisible keys only: query i attends to keys j ≤ i. (Numbers rounded to 2 decimals.)",
-         ha="left", color=MUTED)
+    note(ax, 0.2, 0.32, "Grey: a key after its query. Its score is -inf, exp(-inf) = 0, so the softmax spreads "
+         "each row over the\nvisible keys only: query i attends to keys j ≤ i. (Numbers rounded to 2 decimals.)")
 
 
 @diagram("ch03_dropout", size=(9.4, 4.5))
@@ -243,9 +242,8 @@ def dropout(ax):
     title(ax, 5.55 + 3 * size, 4.25, "after dropout", ha="center")
     grid(ax, 8.55, top, [[f"{total:.2f}"] for total in dropped.sum(dim=-1)], w=size)
     text(ax, 8.55 + size / 2, top + 0.1, "row\nsum", va="bottom")
-    text(ax, 0.2, 0.32, "Yellow: kept and scaled by 1 / (1 - p) = 2, so each weight keeps its expected value. "
-         "White: dropped to 0.\nRows no longer sum to 1, only on average. In eval() mode dropout changes nothing.",
-         ha="left", color=MUTED)
+    note(ax, 0.2, 0.32, "Yellow: kept and scaled by 1 / (1 - p) = 2, so each weight keeps its expected value. "
+         "White: dropped to 0.\nRows no longer sum to 1, only on average. In eval() mode dropout changes nothing.")
 
 
 HEAD_KINDS = ["tensor"] * 2 + ["tensor2"] * 2  # d_out = 4 features: head 0's two, then head 1's two (darker)
@@ -405,7 +403,6 @@ def fused_sdpa(ax):
     text(ax, 5.25, 2.75, "picks a kernel for the hardware:\n• FlashAttention (recent NVIDIA GPUs): keys in\n  tiles, "
          "a running softmax, no T × T matrix stored\n• memory-efficient kernel (other GPUs)\n• fused C++ kernel (CPU), "
          "or a plain math fallback\nscale 1/√hd by default; is_causal=True: the causal mask", ha="left", va="top")
-    out = tensor(ax, 3.2, 0.2, 3.1, 0.4, "same context vectors")
-    mono(ax, out[0], 0.14, "(b, h, T, hd)", va="top", ha="center")
+    out = tensor(ax, 3.2, 0.2, 3.1, 0.4, "same context vectors", shape="(b, h, T, hd)")
     arrow(ax, (1.65, centres[-1][1] - 0.2), (out[0] - 0.8, 0.6))
     arrow(ax, (7.225, 1.6), (out[0] + 0.8, 0.6))

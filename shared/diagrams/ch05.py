@@ -356,8 +356,7 @@ def static_kv_cache(ax):
         new = prompt + step - 1  # the position decoded in this step (0-based)
         keys = [f"k{j}" for j in range(new + 1)]
         kinds = ["tensor"] * new + ["highlight"]
-        title(ax, 0.15, y + c / 2, f"step {step}")
-        row(ax, lx, y, keys, w=c, h=c, kinds=kinds, rounded=False)  # a new tensor, the earlier keys copied in
+        row(ax, lx, y, keys, w=c, h=c, kinds=kinds, rounded=False, name=f"step {step}")  # a new tensor, keys copied in
         mono(ax, lx, y - 0.07, f"(1, 12, {new + 1}, 64): a new tensor", va="top")
         if step > 1:
             arrow(ax, (lx + 0.35, y + c + 0.5), (lx + 0.35, y + c + 0.05), color=MUTED, linewidth=1.0)

@@ -119,11 +119,9 @@ def classification_head(ax):
 @diagram("ch06_last_token", size=(9.2, 3.5))
 def last_token(ax):
     x0, w, ty, oy, h = 1.05, 0.76, 0.6, 2.2, 0.42
-    title(ax, 0.1, ty + h / 2, "tokens")
-    title(ax, 0.1, oy + h / 2, "positions")
     tokens = ["Win", "a", "free", "cruise", "now"] + ["<eot>"] * 5
-    row(ax, x0, ty, tokens, w=w, h=h, kinds=["data"] * 5 + ["masked"] * 5)
-    row(ax, x0, oy, range(1, 11), w=w, h=h, kinds=["tensor"] * 9 + ["highlight"])
+    row(ax, x0, ty, tokens, w=w, h=h, kinds=["data"] * 5 + ["masked"] * 5, name="tokens", name_x=0.1)
+    row(ax, x0, oy, range(1, 11), w=w, h=h, kinds=["tensor"] * 9 + ["highlight"], name="positions", name_x=0.1)
     for j in range(10):  # what the last position attends to
         line(ax, [(x0 + 9.5 * w, oy), (x0 + (j + 0.5) * w, ty + h)], color=ACCENT, linewidth=1.0)
     for j in range(3):  # what position 3 attends to

@@ -78,8 +78,7 @@ def template_tokens(ax):
                             (8, template, "8"), (8, answer, "8")])]
     for name, y, segments in rows:
         sizes, kinds, labels = zip(*segments)
-        title(ax, 0.15, y + 0.225, name)
-        row(ax, 1.05, y, labels, w=[n * scale for n in sizes], h=0.45, kinds=kinds)
+        row(ax, 1.05, y, labels, w=[n * scale for n in sizes], h=0.45, kinds=kinds, name=name)
         accent(ax, 1.17 + sum(sizes) * scale, y + 0.225, f"{sum(sizes)} tokens")
     text(ax, 0.15, 2.75, 'one record, in tokens: "Edit the following sentence for grammar." with the input "He go '
          'to the park every day."', ha="left")
@@ -166,10 +165,9 @@ def mask_instruction(ax):
                                                (1, "", "highlight")]),
     ]
     for y, name, variant, segments in rows:
-        title(ax, 0.15, y + h / 2, name)
         mono(ax, 0.15, y + h / 2 - 0.25, variant)
         sizes, labels, kinds = zip(*segments)
-        row(ax, x0, y, labels, w=[size * scale for size in sizes], h=h, kinds=kinds)
+        row(ax, x0, y, labels, w=[size * scale for size in sizes], h=h, kinds=kinds, name=name)
     y_in, y_full, y_mask = 2.35, 1.5, 0.65
     end = x0 + n * scale
     accent(ax, end + 0.1, y_full + h / 2, f"{n} kept")
@@ -213,8 +211,7 @@ def overlap_metrics(ax):
     lcs = {"capital", "of", "france"}
     xr = 1.35
     for y, name, words in ((2.3, "response", response), (1.1, "reference", reference)):
-        title(ax, 0.15, y + 0.2, name)
-        row(ax, xr, y, words, w=w, h=h, kinds=["highlight" if t in lcs else "data" for t in words])
+        row(ax, xr, y, words, w=w, h=h, kinds=["highlight" if t in lcs else "data" for t in words], name=name)
     for i, word in enumerate(response):
         if word in lcs:
             j = reference.index(word)
@@ -356,8 +353,8 @@ def rl_pipeline(ax):
         checked = "data" if "program" in second else "operation"  # a program's verdict is data, not a model
         flow(ax, 4.55, y, [("operation", first, 1.55), (checked, second, 2.0), ("operation", third, 1.5)], h=h, gap=0.3)
         path_arrow(ax, [(4.2, 2.35), (4.38, 2.35), (4.38, y + h / 2), (4.55, y + h / 2)])
-    text(ax, 0.1, 0.75, "every row keeps the tuned model\nclose to a frozen copy of the\nSFT model (a KL penalty\n"
-         "or DPO's reference)", ha="left", color=MUTED)
+    note(ax, 0.1, 0.75, "every row keeps the tuned model\nclose to a frozen copy of the\nSFT model (a KL penalty\n"
+         "or DPO's reference)")
 
 
 @diagram("ch07_grpo_step", size=(9.6, 4.3))
@@ -415,7 +412,7 @@ def dpo_batch(ax):
     brace(ax, x0, x0 + len(prompt) * w, 3.42, "the same prompt (in the real batch, inside the Alpaca template)",
           below=False)
     note(ax, x0 + 11.5 * w, 3.42, "id 50256", va="bottom", ha="center")
-    text(ax, 0.15, 0.75, "log p(answer) = sum over the 1s of log p(token | the tokens before it): the logits at "
-         "position t - 1 score token t", ha="left", color=ACCENT)
+    accent(ax, 0.15, 0.75, "log p(answer) = sum over the 1s of log p(token | the tokens before it): the logits at "
+           "position t - 1 score token t")
     note(ax, 0.15, 0.3,
          "<eot> and <pad> are the same id, 50256: only the first after the answer counts; the mask tells them apart")
