@@ -104,11 +104,10 @@ def perplexity(ax):
 @diagram("ch05_training_loop", size=(9.5, 4.5))
 def training_loop(ax):
     top, bottom, h = 3.35, 1.6, 0.6
-    forward = [("data", "batch:\ninputs, targets", 1.75), ("operation", "model", 1.1), ("tensor", "logits", 1.35),
-               ("operation", "cross-entropy over\nevery position", 1.75), ("tensor", "loss", 1.45)]
-    centres = flow(ax, 0.15, top, forward, h=h, gap=0.45)
-    for (cx, _), shape in zip(centres, ["(2, 256) each", "", "(2, 256, 50257)", "", "one number"]):
-        mono(ax, cx, top - 0.06, shape, ha="center", va="top")
+    forward = [("data", "batch:\ninputs, targets", 1.75, "(2, 256) each"), ("operation", "model", 1.1),
+               ("tensor", "logits", 1.35, "(2, 256, 50257)"), ("operation", "cross-entropy over\nevery position", 1.75),
+               ("tensor", "loss", 1.45, "one number")]
+    flow(ax, 0.15, top, forward, h=h, gap=0.45)
     backward = [(7.65, 1.7, "loss.backward()\nfills the gradients"),
                 (5.2, 1.75, "optimizer.step()\nAdamW moves weights"),
                 (2.7, 1.8, "optimizer.zero_grad()\nclears the gradients")]

@@ -200,12 +200,11 @@ def training_loop(ax):
 @diagram("ch06_feature_cache", size=(9.6, 4.1))
 def feature_cache(ax):
     title(ax, 0.15, 3.85, "once, before training (no gradients): frozen_features")
-    cached = flow(ax, 0.15, 2.6, [("data", "token ids", 1.3), ("masked", "embeddings +\nblocks 1-11 (frozen)", 1.9),
-                                  ("tensor", "hidden states", 1.6),
-                                  ("highlight", "stored on the CPU:\n1,045 train, 149 validation,\n300 test messages",
-                                   3.2)], h=0.8, gap=0.4)
-    mono(ax, cached[0][0], 2.54, "(messages, 92)", ha="center", va="top")
-    mono(ax, cached[2][0], 2.54, "(messages, 92, 768)", ha="center", va="top")
+    flow(ax, 0.15, 2.6, [("data", "token ids", 1.3, "(messages, 92)"),
+                         ("masked", "embeddings +\nblocks 1-11 (frozen)", 1.9),
+                         ("tensor", "hidden states", 1.6, "(messages, 92, 768)"),
+                         ("highlight", "stored on the CPU:\n1,045 train, 149 validation,\n300 test messages", 3.2)],
+         h=0.8, gap=0.4)
     title(ax, 0.6, 1.72, "every step of every epoch: ClassifierTop")
     flow(ax, 0.15, 0.55, [("tensor", "stored hidden\nstates", 1.6), ("parameter", "block 12", 1.25),
                           ("parameter", "final\nLayerNorm", 1.3), ("parameter", "head\n768 \u2192 2", 1.3),

@@ -124,7 +124,7 @@ def attention_masks(ax):
     def labelled(x, rows, columns, allowed, heading, count):
         kinds = [["tensor" if allowed(i, j) else "masked" for j in range(len(columns))] for i in range(len(rows))]
         cells = [["1" if kind == "tensor" else "0" for kind in line] for line in kinds]
-        grid(ax, x, 2.9, cells, w=size, kinds=kinds, row_labels=rows, column_labels=columns, slant=True)
+        grid(ax, x, 2.9, cells, w=size, kinds=kinds, row_labels=rows, column_labels=columns)
         mid = x + len(columns) * size / 2
         title(ax, mid, 3.75, heading, ha="center")
         allowed_cells = sum(line.count("1") for line in cells)

@@ -210,15 +210,14 @@ def line(ax, points, color=INK, linewidth=1.3, style="-"):
 
 def arrow(ax, start, end, label=None, color=INK, label_side="right", curve=0.0, style="-|>", linewidth=1.3,
           linestyle="-"):
-    """An arrow from `start` to `end` (points in inches), with an optional label beside its middle."""
+    """An arrow from `start` to `end` (points in inches), with an optional label beside its middle (right or left)."""
     ax.add_patch(patches.FancyArrowPatch(start, end, arrowstyle=style, mutation_scale=12, color=color,
                                          linewidth=linewidth, linestyle=linestyle, shrinkA=0, shrinkB=0,
                                          connectionstyle=f"arc3,rad={curve}"))
     if label:
         mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
-        dx = {"right": 0.08, "left": -0.08, "center": 0}[label_side]
-        ha = {"right": "left", "left": "right", "center": "center"}[label_side]
-        note(ax, mx + dx, my, label, ha=ha)
+        left = label_side == "left"
+        note(ax, mx - 0.08 if left else mx + 0.08, my, label, ha="right" if left else "left")
 
 
 def path_arrow(ax, points, color=INK, linewidth=1.3, label=None, label_at=None):
@@ -290,11 +289,11 @@ def row(ax, x, y, labels, w=0.6, h=0.45, kind="data", kinds=None, gap=0.0, famil
 
 
 def grid(ax, x, top, cells, w=0.4, h=None, kind="plain", kinds=None, family=MONO, row_labels=(), column_labels=(),
-         slant=None, **kwargs):
+         **kwargs):
     """A matrix of square-cornered cells with its top-left corner at (x, top); `cells[i][j]` labels row i, column j.
 
     `kinds[i][j]` (optional) picks each cell's kind. Row labels go left of the rows, column labels above the
-    columns (slanted when the columns are too narrow for them). Returns the centre of every cell.
+    columns, slanted (a word is wider than a cell). Returns the centre of every cell.
     """
     h = h or w
     centres = [row(ax, x, top - (i + 1) * h, ["" if c is None else c for c in line_], w=w, h=h, family=family,
@@ -302,10 +301,8 @@ def grid(ax, x, top, cells, w=0.4, h=None, kind="plain", kinds=None, family=MONO
                for i, line_ in enumerate(cells)]
     for i, label in enumerate(row_labels):
         text(ax, x - 0.06, top - (i + 0.5) * h, label, ha="right")
-    slant = w < 0.5 if slant is None else slant
     for j, label in enumerate(column_labels):
-        text(ax, x + (j + 0.5) * w - (0.1 if slant else 0), top + 0.06, label, ha="left" if slant else "center",
-             va="bottom", rotation=45 if slant else 0)
+        text(ax, x + (j + 0.5) * w - 0.1, top + 0.06, label, ha="left", va="bottom", rotation=45)
     return centres
 
 
@@ -338,13 +335,14 @@ def chain(ax, x, top, items, w=2.0, h=0.42, gap=0.3, arrow_in=False, **kwargs):
 def flow(ax, x, y, items, h=0.5, gap=0.35, **kwargs):
     """Boxes side by side from (x, y) to the right, each linked to the next by an arrow.
 
-    items: (kind, label, width) triples. Returns the centre of each box.
+    items: (kind, label, width) triples, or (kind, label, width, shape) for a box with a shape note under it.
+    Returns the centre of each box.
     """
     centres = []
-    for kind, label, width in items:
+    for kind, label, width, *shape in items:
         if centres:
             arrow(ax, (x - gap, y + h / 2), (x, y + h / 2))
-        centres.append(box(ax, x, y, width, h, label, kind=kind, **kwargs))
+        centres.append(box(ax, x, y, width, h, label, kind=kind, shape=shape[0] if shape else None, **kwargs))
         x += width + gap
     return centres
 
