@@ -139,8 +139,7 @@ def bpe_merges(ax):
     title(ax, 0.15, 5.0, "merge the most frequent pair")
     note(ax, 2.95, 5.0, "seen", ha="center")
     mono(ax, 0.15, 4.41 + h / 2, "start: single characters", color=INK)
-    columns = [(3.95, "newest_", 3), (6.9, "lowest_", 1)]
-    for x, word, freq in columns:
+    for x, word, freq in [(3.95, "newest_", 3), (6.9, "lowest_", 1)]:
         title(ax, x + 7 * unit / 2, 5.0, f"{word} ({freq}\u00d7 in the corpus)", ha="center")
         symbols, y = list(word), 4.41
         row(ax, x, y, symbols, w=unit, h=h, family=MONO)

@@ -54,8 +54,7 @@ def gpt_architecture(ax):
     accent(ax, shape_x, logits[1] - 0.17, "a score for every vocabulary entry, at every position")
     frame(ax, 7.02, 3.75, 1.88, 2.65, style="-")  # wide enough for the longest name beside its value
     title(ax, 7.96, 6.13, "GPT-2 small (124M)", ha="center")
-    settings = ["vocab_size", "context_length", "emb_dim", "n_layers", "n_heads", "drop_rate"]
-    for i, name in enumerate(settings):
+    for i, name in enumerate(["vocab_size", "context_length", "emb_dim", "n_layers", "n_heads", "drop_rate"]):
         mono(ax, 7.1, 5.75 - i * 0.34, name, color=INK)
         mono(ax, 8.8, 5.75 - i * 0.34, f"{getattr(GPT2, name):,}", ha="right", color=INK)
 

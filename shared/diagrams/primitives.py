@@ -296,9 +296,8 @@ def grid(ax, x, top, cells, w=0.4, h=None, kind="plain", kinds=None, family=MONO
     columns, slanted (a word is wider than a cell). Returns the centre of every cell.
     """
     h = h or w
-    centres = [row(ax, x, top - (i + 1) * h, ["" if c is None else c for c in line_], w=w, h=h, family=family,
-                   kind=kind, kinds=kinds[i] if kinds else None, rounded=False, linewidth=1.0, **kwargs)
-               for i, line_ in enumerate(cells)]
+    centres = [row(ax, x, top - (i + 1) * h, labels, w=w, h=h, family=family, kind=kind,
+                   kinds=kinds[i] if kinds else None, rounded=False, linewidth=1.0, **kwargs) for i, labels in enumerate(cells)]
     for i, label in enumerate(row_labels):
         text(ax, x - 0.06, top - (i + 0.5) * h, label, ha="right")
     for j, label in enumerate(column_labels):
