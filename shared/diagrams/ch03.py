@@ -335,10 +335,7 @@ def multihead(ax):
     arrow(ax, (xr, 1.57), (xr, 1.85))
     row(ax, xr - 2 * c, 1.85, [""] * 4, w=c, h=c, kinds=HEAD_KINDS)
     accent(ax, xr - 2 * c - 0.1, 2.0, "concatenated", ha="right")
-    arrow(ax, (xr, 2.15), (xr, 2.45))
-    parameter(ax, xr - 0.8, 2.45, 1.6, 0.4, "out_proj")
-    arrow(ax, (xr, 2.85), (xr, 3.15))
-    tensor(ax, xr - 0.55, 3.15, 1.1, 0.4, "output")
+    chain(ax, xr, 2.15, [("parameter", "out_proj", 1.6), ("tensor", "output", 1.1)], h=0.4, arrow_in=True, up=True)
     for y, shape in ((2.0, "(b, T, d_out) = (2, 6, 4)"), (2.65, "nn.Linear(4, 4):\nmixes the heads"),
                      (3.35, "(b, T, d_out) = (2, 6, 4)")):
         mono(ax, 7.85, y, shape)

@@ -13,7 +13,7 @@ from shared.model import GPTConfig, GPTModel
 
 from . import diagram
 from .primitives import (
-    ACCENT, INK, MONO, MUTED, accent, arrow, box, brace, data, flow, frame, legend, line, mono, node,
+    ACCENT, INK, MONO, MUTED, accent, arrow, box, brace, chain, data, flow, frame, legend, line, mono, node,
     note, operation, parameter, path_arrow, row, side_brace, tensor, text, title,
 )
 
@@ -143,10 +143,7 @@ def frozen_trainable(ax):
     above = [("masked", "transformer block 11"), ("parameter", "transformer block 12  (trf_blocks[11])"),
              ("parameter", "final LayerNorm"), ("parameter", "new head: Linear(768, 2)")]
     for items, first in ((below, 0.15), (above, 2.65)):  # drawn upwards: the input at the bottom
-        for i, (kind, label) in enumerate(items):
-            box(ax, x, first + i * 0.5, w, h, label, kind=kind)
-            if i:
-                arrow(ax, (x + w / 2, first + i * 0.5 - 0.12), (x + w / 2, first + i * 0.5))
+        chain(ax, x + w / 2, first, items, w=w, h=h, gap=0.12, up=True)
     note(ax, x + w / 2, 2.34, "...", fontsize=12, ha="center")
     side_brace(ax, x + w + 0.2, 0.65, 2.65 + h, f"frozen: requires_grad = False\n{total - learned:,} parameters")
     side_brace(ax, x + w + 0.2, 3.15, 4.15 + h, f"trainable\n{learned:,} parameters\n({learned / total:.1%} of "

@@ -9,7 +9,7 @@ from shared.rl import group_advantages
 
 from . import diagram
 from .primitives import (
-    ACCENT, INK, MONO, MUTED, accent, arrow, bar, box, brace, data, flow, frame, legend, line, mono, note,
+    ACCENT, INK, MONO, MUTED, accent, arrow, bar, box, brace, chain, data, flow, frame, legend, line, mono, note,
     operation, parameter, path_arrow, row, table, tensor, text, title,
 )
 
@@ -289,10 +289,7 @@ def lora(ax):
             (5.0, "LoRA, r = 16, \u03b1 = 16 (lr 2e-4)", "masked", 3.0,
              f"{lora_size:,} trainable ({lora_size / everything:.2%})")]:
         title(ax, x, 4.0, heading, fontsize=10.5)
-        for i, label in enumerate(parts):
-            box(ax, x, 1.2 + i * 0.7, w, 0.5, label, kind=kind)
-            if i:
-                arrow(ax, (x + w / 2, 1.0 + i * 0.7), (x + w / 2, 1.2 + i * 0.7))
+        chain(ax, x + w / 2, 1.2, [(kind, label) for label in parts], w=w, h=0.5, gap=0.2, up=True)
         accent(ax, x, 0.75, count)
     parameter(ax, 8.1, 1.9, 1.15, 0.5, "+ A B")
     note(ax, 8.675, 1.73, f"6 per block,\n{layers} layers", va="top", ha="center")

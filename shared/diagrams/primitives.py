@@ -312,22 +312,24 @@ def table(ax, x, top, rows, w=0.56, h=0.33, gap=0.05):
         row(ax, x, top - i * (h + gap), labels, w=w, h=h, kinds=kinds)
 
 
-def chain(ax, x, top, items, w=2.0, h=0.42, gap=0.3, arrow_in=False, **kwargs):
+def chain(ax, x, top, items, w=2.0, h=0.42, gap=0.3, arrow_in=False, up=False, **kwargs):
     """Boxes stacked downwards from `top`, centred on x, each linked to the next by an arrow.
 
     items: (kind, label) pairs, or (kind, label, width) or (kind, label, width, height) for a box of its own
-    size. With `arrow_in`, an arrow first comes down the gap above the first box. Returns the centre of each box.
+    size. With `arrow_in`, an arrow first comes down the gap above the first box. With `up`, everything runs
+    upwards instead, from `top` as the bottom (a stack of layers, the input first). Returns the centre of each box.
     """
-    centres, y = [], top - (gap if arrow_in else 0)
+    step = 1 if up else -1
+    centres, y = [], top + step * (gap if arrow_in else 0)
     if arrow_in:
         arrow(ax, (x, top), (x, y))
     for item in items:
         kind, label, width, height = (*item, *(w, h)[len(item) - 2:])
         if centres:
-            arrow(ax, (x, y), (x, y - gap))
-            y -= gap
-        centres.append(box(ax, x - width / 2, y - height, width, height, label, kind=kind, **kwargs))
-        y -= height
+            arrow(ax, (x, y), (x, y + step * gap))
+            y += step * gap
+        centres.append(box(ax, x - width / 2, min(y, y + step * height), width, height, label, kind=kind, **kwargs))
+        y += step * height
     return centres
 
 
