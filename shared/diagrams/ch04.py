@@ -19,8 +19,9 @@ VOCAB, CONTEXT, EMB, LAYERS, HEADS = GPT2.vocab_size, GPT2.context_length, GPT2.
 TENSOR_EDGE, OPERATION_EDGE = KINDS["tensor"][1], KINDS["operation"][1]
 
 
-def parameter_count(module):
-    return sum(p.numel() for p in module.parameters())
+def parameter_count(module, trainable=False):
+    """How many numbers `module` learns; with `trainable`, only those not frozen (requires_grad)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
 
 
 @diagram("ch04_gpt_architecture", size=(9.0, 8.3))

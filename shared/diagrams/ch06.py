@@ -12,14 +12,11 @@ from shared.lora import LoRALinear, apply_lora
 from shared.model import GPTConfig, GPTModel
 
 from . import diagram
+from .ch04 import parameter_count  # one count for every chapter's numbers
 from .primitives import (
     ACCENT, INK, MONO, MUTED, accent, arrow, box, brace, chain, data, flow, frame, legend, line, mono, node,
     note, operation, parameter, path_arrow, row, side_brace, tensor, text, title,
 )
-
-
-def trainable(model):
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def classifier(lora=False):
@@ -136,7 +133,7 @@ def last_token(ax):
 @diagram("ch06_frozen_trainable", size=(6.3, 5.0))
 def frozen_trainable(ax):
     model = classifier()
-    total, learned = sum(p.numel() for p in model.parameters()), trainable(model)
+    total, learned = parameter_count(model), parameter_count(model, trainable=True)
     x, w, h = 0.3, 3.1, 0.38
     below = [("data", "token ids  (batch, 92)"), ("masked", "token + position embeddings"),
              ("masked", "transformer block 1"), ("masked", "transformer block 2")]
@@ -242,12 +239,12 @@ def lora(ax):
 @diagram("ch06_lora_where", size=(9.6, 4.0))
 def lora_where(ax):
     def lora_size(d_in, d_out):
-        return trainable(LoRALinear(nn.Linear(d_in, d_out, device="meta")))
+        return parameter_count(LoRALinear(nn.Linear(d_in, d_out, device="meta")), trainable=True)
 
     square, wide = lora_size(768, 768), lora_size(768, 3072)
     model, plain = classifier(lora=True), classifier()
-    learned, head = trainable(model), trainable(model.out_head)
-    everything = sum(p.numel() for p in plain.parameters())
+    learned, head = parameter_count(model, trainable=True), parameter_count(model.out_head, trainable=True)
+    everything = parameter_count(plain)
     frame(ax, 0.15, 0.15, 4.3, 3.7)
     title(ax, 2.3, 3.62, "one transformer block (\u00d7 12)", ha="center")
     note(ax, 0.35, 3.28, "attention (768 \u2192 768 each)")
@@ -270,4 +267,4 @@ def lora_where(ax):
     title(ax, 5.0, 1.0, "trainable with LoRA", color=ACCENT)
     mono(ax, 9.45, 1.0, f"{learned:,}", "right", ACCENT, weight="bold")
     note(ax, 9.45, 0.64, f"{learned / everything:.2%} of {everything:,}", ha="right")
-    note(ax, 9.45, 0.3, f"(the last block + norm + head: {trainable(plain):,})", ha="right")
+    note(ax, 9.45, 0.3, f"(the last block + norm + head: {parameter_count(plain, trainable=True):,})", ha="right")

@@ -8,6 +8,7 @@ from shared.model import GPTConfig, GPTModel
 from shared.rl import group_advantages
 
 from . import diagram
+from .ch04 import parameter_count
 from .primitives import (
     ACCENT, INK, MONO, MUTED, accent, arrow, bar, box, brace, chain, data, flow, frame, legend, line, mono, note,
     operation, parameter, path_arrow, row, table, tensor, text, title,
@@ -279,9 +280,9 @@ def judge_loop(ax):
 def lora(ax):
     with torch.device("meta"):  # GPT-2 124M as the chapter builds it: shapes only, no memory, no weights
         model = GPTModel(GPTConfig(qkv_bias=True))
-        everything = sum(p.numel() for p in model.parameters())
+        everything = parameter_count(model)
         layers = apply_lora(model, rank=16, alpha=16, exclude=("out_head",))
-    lora_size = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    lora_size = parameter_count(model, trainable=True)
     parts = ["token + position embeddings", "transformer blocks 1-12", "final LayerNorm",
              "output head 768 \u2192 50,257"]
     for x, heading, kind, w, count in [

@@ -297,7 +297,8 @@ def grid(ax, x, top, cells, w=0.4, h=None, kind="plain", kinds=None, family=MONO
     """
     h = h or w
     centres = [row(ax, x, top - (i + 1) * h, labels, w=w, h=h, family=family, kind=kind,
-                   kinds=kinds[i] if kinds else None, rounded=False, linewidth=1.0, **kwargs) for i, labels in enumerate(cells)]
+                   kinds=kinds[i] if kinds else None, rounded=False, linewidth=1.0, **kwargs)
+               for i, labels in enumerate(cells)]
     for i, label in enumerate(row_labels):
         text(ax, x - 0.06, top - (i + 0.5) * h, label, ha="right")
     for j, label in enumerate(column_labels):
