@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import nbval.plugin
@@ -41,12 +42,20 @@ def session_folder() -> Path:
     return _session_folder
 
 
+_install_lock = threading.Lock()  # the unit tests may start the install on a thread of their own (tests/early.py)
+
+
 def install_course_package() -> Path:
     """`pip install --no-deps --target` of this clone (non-editable), built from a copy of its sources.
 
     Built from a copy so the build leaves nothing (build/, *.egg-info) in the clone. The
     dependencies are the ones this environment already has from requirements.txt.
     """
+    with _install_lock:
+        return _install_course_package()
+
+
+def _install_course_package() -> Path:
     site = session_folder() / "site"
     if site.is_dir():
         return site

@@ -17,10 +17,13 @@ Many tests depend on exact sizes and seeds (token ids within the vocabulary, seq
 context length, values computed from the initial weights): a file's sizes are part of its tests.
 """
 
+import os
+
 import pytest
 import torch
 
 from shared.model import GPTConfig, GPTModel
+from tests import early
 from tests.warm_python import Zygote
 
 # One intra-op thread for the tests in this process (the notebooks' kernels and the tests' child processes are
@@ -58,13 +61,39 @@ def tiny_model():
     return make_tiny_model
 
 
-@pytest.fixture(scope="session")
+def start_zygote(environ):
+    zygote = Zygote(["torch", "torch._dynamo", "shared.checkpoints", "shared.distributed", "shared.text",
+                     "shared.train_step", "tests.conftest"], environ)
+    zygote.ready()
+    return zygote
+
+
+@early.early(start_zygote, finish=Zygote.close)
 def warm_python():
     """`warm_python.start(code, *args)`: a child process that runs `python -c code *args`, forked from a Python that
     has made these imports already (tests/warm_python.py). One for the session: its children are the kill tests'
     (test_checkpoint_kills.py), the fresh process that resumes a checkpoint (test_checkpoints.py) and the two
-    processes of a data-parallel run (test_distributed.py)."""
-    zygote = Zygote(["torch", "torch._dynamo", "shared.checkpoints", "shared.distributed", "shared.text",
-                     "shared.train_step", "tests.conftest"])
-    yield zygote
-    zygote.close()
+    processes of a data-parallel run (test_distributed.py). Started with the test loop (tests/early.py), so its
+    imports are done on the idle core before the first kill test asks for a child."""
+    return dict(os.environ)
+
+
+# Processes that tests wait for start with the test loop and run beside the tests before theirs (tests/early.py).
+def pytest_collection_modifyitems(items):
+    """The tests that wait for such a process run after all the others, in their own order: the processes have had the
+    whole run to finish (the torchrun launches alone take longer than the tests before test_ddp_train.py)."""
+    waiting = [item for item in items if any(name in early.JOBS for name in getattr(item, "fixturenames", ()))]
+    if waiting:
+        last = set(waiting)
+        items[:] = [item for item in items if item not in last] + waiting
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session):
+    if not session.config.option.collectonly:
+        early.start(name for item in session.items for name in getattr(item, "fixturenames", ()))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    early.stop()

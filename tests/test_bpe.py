@@ -2,6 +2,7 @@
 
 import json
 import random
+import sys
 
 import pytest
 
@@ -10,7 +11,9 @@ from shared.bpe import (
     pre_tokenize, read_gpt2_files, save_tokenizer, train_bpe, train_bpe_simple,
 )
 from shared.data import DATASETS, fetch
+from shared.notebook import subprocess_env
 from shared.text import gpt2_tokenizer
+from tests import early
 
 EOT = "<|endoftext|>"
 
@@ -133,9 +136,45 @@ def test_a_tie_between_pairs_with_the_same_first_id_goes_to_the_smaller_second_i
     assert train_bpe_simple(text, 300) == train_bpe(text, 300, progress=False) == [(97, 98), (97, 99)]
 
 
-def test_the_fast_trainer_learns_the_same_merges_as_the_plain_one(shakespeare):
-    text = shakespeare[200_000:230_000] + "".join(HARD_STRINGS.values())
-    assert train_bpe(text, 256 + 150, progress=False) == train_bpe_simple(text, 256 + 150)
+COMPARED_VOCAB = 256 + 150
+
+
+def compared_text(shakespeare):
+    return shakespeare[200_000:230_000] + "".join(HARD_STRINGS.values())
+
+
+# The plain trainer on that text is the slowest thing in this file (every round recounts every pair: seconds of pure
+# Python). It runs in a new Python, started with the test loop on the core that the tests leave idle (tests/early.py),
+# with this same package; the text goes to it as UTF-8 bytes, so it reads exactly this string ("\r\n" included).
+PLAIN_TRAINING = """
+import json, sys
+from shared.bpe import train_bpe_simple
+with open(sys.argv[1], "rb") as f:
+    text = f.read().decode("utf-8")
+print(json.dumps(train_bpe_simple(text, int(sys.argv[2]))))
+"""
+
+
+def train_plain_in_a_new_process(prepared):
+    path, env = prepared
+    command = [sys.executable, "-c", PLAIN_TRAINING, str(path), str(COMPARED_VOCAB)]
+    return path, early.run(command, cwd=path.parent, env=env, timeout=600)
+
+
+@early.early(train_plain_in_a_new_process)
+def plain_training_of_the_compared_text():
+    path = early.scratch("bpe-plain") / "text.txt"
+    path.write_bytes(compared_text(fetch("tinyshakespeare.txt").read_text(encoding="utf-8")).encode("utf-8"))
+    return path, subprocess_env()
+
+
+def test_the_fast_trainer_learns_the_same_merges_as_the_plain_one(shakespeare, plain_training_of_the_compared_text):
+    text = compared_text(shakespeare)
+    path, plain = plain_training_of_the_compared_text
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert path.read_bytes().decode("utf-8") == text  # the plain trainer read this very text
+    plain_merges = [tuple(pair) for pair in json.loads(plain.stdout)]  # train_bpe_simple's list of (id, id) pairs
+    assert train_bpe(text, COMPARED_VOCAB, progress=False) == plain_merges
 
 
 def test_a_shorter_training_is_a_prefix_of_a_longer_one(shakespeare):

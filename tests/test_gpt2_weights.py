@@ -76,10 +76,17 @@ def test_tiny_checkpoint_in_published_layout_matches(tmp_path):
     assert torch.equal(ours.out_head.weight, ours.tok_emb.weight)  # the tied head was copied
 
 
-def test_full_124m_shape_matches_transformers(tmp_path):
+def test_full_124m_shape_matches_transformers(tmp_path, monkeypatch):
     hf = hf_model()  # GPT2Config() is GPT-2 124M
     save_file(published_layout(hf), tmp_path / "model.safetensors")
+    # Our model's initial weights are never used: the loader overwrites every tensor of its state dict. So they are
+    # NaN instead of 124M random draws (a second of the test): a tensor the loader left out would make the logits NaN
+    # and fail the comparison below, as a random one would have.
+    for init in ("kaiming_uniform_", "uniform_", "normal_"):  # what nn.Linear and nn.Embedding initialise with
+        monkeypatch.setattr(torch.nn.init, init, lambda tensor, *args, **kwargs: tensor.detach().fill_(float("nan")))
     ours = GPTModel(GPTConfig.gpt2("124M", qkv_bias=True, drop_rate=0.0)).eval()
+    monkeypatch.undo()
+    assert all(parameter.isnan().all() for parameter in ours.trf_blocks[0].att.W_query.parameters())
     load_weights_into_gpt(ours, load_gpt2_state_dict(tmp_path / "model.safetensors"))
     difference = max_logit_difference(hf, ours, seq_len=8, batch=1)
     print(f"124M: max |logit difference| = {difference:.2e}")

@@ -10,6 +10,7 @@ import torch
 
 import shared
 from shared.notebook import expect_error, fast_mode, pick_device, seed_everything, subprocess_env
+from tests import early
 
 PACKAGE_PARENT = str(Path(shared.__file__).resolve().parent.parent)
 
@@ -95,11 +96,26 @@ def test_existing_pythonpath_is_kept_after_the_package_and_overrides_apply(monke
     assert os.environ["PYTHONPATH"] == os.pathsep.join([elsewhere, PACKAGE_PARENT])  # the caller's is untouched
 
 
-@pytest.mark.parametrize("script", ["shared.benchmark", "shared.ddp_train"])
-def test_the_course_scripts_run_as_modules_from_any_folder(script, tmp_path, monkeypatch):
-    monkeypatch.delenv("PYTHONPATH", raising=False)
-    result = subprocess.run([sys.executable, "-m", script, "--help"], cwd=tmp_path, env=subprocess_env(),
-                            capture_output=True, text=True, timeout=120)
+SCRIPTS = ["shared.benchmark", "shared.ddp_train"]
+
+
+def run_scripts(prepared):
+    return {script: early.run([sys.executable, "-m", script, "--help"], cwd=folder, env=env, timeout=120)
+            for script, (folder, env) in prepared.items()}
+
+
+# The scripts' new Pythons start with the test loop and run on the second core while the tests before these run
+# (tests/early.py): the same command, each from an empty folder of its own, with the environment made as before.
+@early.early(run_scripts)
+def scripts_run_from_empty_folders():
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.delenv("PYTHONPATH", raising=False)
+        return {script: (early.scratch(script), subprocess_env()) for script in SCRIPTS}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_the_course_scripts_run_as_modules_from_any_folder(script, scripts_run_from_empty_folders):
+    result = scripts_run_from_empty_folders[script]
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"-m {script}" in result.stdout  # the docstring's usage lines, as argparse prints them
 

@@ -4,9 +4,22 @@ import nbval.plugin
 
 import conftest
 from shared._export import ROOT
+from tests import early
 
 
-def test_notebook_kernels_start_in_an_empty_folder_with_the_installed_package():
+def install(_):
+    return conftest.install_course_package()
+
+
+# The kernel imports the course package from the session's install (a pip install of the clone, seconds), made once
+# per session by conftest.install_course_package: here it starts with the test loop, on the core the tests leave idle
+# (tests/early.py), and the kernel below finds it made.
+@early.early(install)
+def installed_course_package():
+    return None
+
+
+def test_notebook_kernels_start_in_an_empty_folder_with_the_installed_package(installed_course_package):
     kernel = nbval.plugin.RunningKernel("python3", cwd=str(ROOT / "ch02_text_data"))
     try:
         kernel.execute_cell_input(
@@ -24,5 +37,5 @@ def test_notebook_kernels_start_in_an_empty_folder_with_the_installed_package():
         kernel.stop()
     folder_listing, package_file, clone_visible = printed.splitlines()
     assert folder_listing == "[]", "the notebook's folder must be empty: nothing beside it on Colab either"
-    assert package_file.startswith(str(conftest.install_course_package())), f"imported {package_file}, not the installed package"
+    assert package_file.startswith(str(installed_course_package)), f"imported {package_file}, not the installed package"
     assert clone_visible == "False"

@@ -35,6 +35,9 @@ while True:
     if not message:  # the test closed its end: no more children (and no second spent tearing torch down)
         os._exit(0)
     command, *arguments = message.decode().split("\\0")
+    if command == "ready":  # the imports above are done
+        control.send(b"0")
+        continue
     if command == "wait":
         _, status = os.waitpid(int(arguments[0]), 0)
         control.send(str(os.waitstatus_to_exitcode(status)).encode())
@@ -68,16 +71,17 @@ CHILD_ENV = {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
 class Zygote:
-    """A Python that has imported `modules` (with OMP_NUM_THREADS=1 and the repository on its path)."""
+    """A Python that has imported `modules` (with OMP_NUM_THREADS=1 and the repository on its path), in an environment
+    of `environ` (this process's by default) with those settings."""
 
-    def __init__(self, modules):
+    def __init__(self, modules, environ=None):
         self.process = None
         if not CAN_FORK:
             return
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.process = subprocess.Popen([sys.executable, "-c", ZYGOTE, str(theirs.fileno()), *modules], cwd=ROOT,
-                                        env={**os.environ, **CHILD_ENV}, stdin=subprocess.DEVNULL,
-                                        pass_fds=[theirs.fileno()])
+                                        env={**(os.environ if environ is None else environ), **CHILD_ENV},
+                                        stdin=subprocess.DEVNULL, pass_fds=[theirs.fileno()])
         theirs.close()
 
     def request(self, *words, fds=()):
@@ -85,6 +89,11 @@ class Zygote:
         answer = self.control.recv(64)
         assert answer, f"the zygote ended (exit status {self.process.wait()})"
         return int(answer)
+
+    def ready(self):
+        """Wait until the zygote has made its imports (the first child would wait for them anyway)."""
+        if self.process is not None:
+            self.request("ready")
 
     def start(self, code, *arguments):
         """A child running `python -c code *arguments`, from the repository's folder."""
