@@ -2,7 +2,7 @@
 
 (The repository root's conftest.py is a different file: the notebook kernels' settings. This folder is a
 package, tests/__init__.py, so that this file is imported as `tests.conftest` and does not take the name
-`conftest` from the root one, which test_opened_alone.py imports.)
+`conftest` from the root one, which `installed_course_package` below imports.)
 
 A test asks for `tiny_model` and calls it: `tiny_model(seed=0, **config_overrides)` returns a freshly
 initialised GPTModel, the same weights for the same seed and overrides. A test file whose models all share
@@ -64,7 +64,11 @@ def tiny_model():
 def start_zygote(environ):
     zygote = Zygote(["torch", "torch._dynamo", "shared.checkpoints", "shared.distributed", "shared.text",
                      "shared.train_step", "tests.conftest"], environ)
-    zygote.ready()
+    if zygote.process is None:  # no fork here: each child is a new Python (tests/warm_python.py)
+        return zygote
+    with early.in_the_background(zygote.process):
+        zygote.ready()
+    early.schedule_as_usual(zygote.process)  # before its first child: the kill tests' children run as the tests do
     return zygote
 
 
@@ -76,6 +80,19 @@ def warm_python():
     processes of a data-parallel run (test_distributed.py). Started with the test loop (tests/early.py), so its
     imports are done on the idle core before the first kill test asks for a child."""
     return dict(os.environ)
+
+
+def install(_):
+    import conftest  # the repository root's: the notebooks' settings, and the package install their kernels import
+
+    return conftest.install_course_package()
+
+
+@early.early(install)
+def installed_course_package():
+    """The folder of the session's `pip install` of this clone (conftest.install_course_package, seconds): the package
+    that test_packaging.py looks into and test_opened_alone.py's kernel imports. Started with the test loop."""
+    return None
 
 
 # Processes that tests wait for start with the test loop and run beside the tests before theirs (tests/early.py).

@@ -6,6 +6,7 @@ through the notebook's code path (load_gpt2_state_dict -> load_weights_into_gpt)
 Last, load_gpt2_or_random: GPT-2 when it can be had, labelled random weights of its shape when not.
 """
 
+import contextlib
 import hashlib
 import os
 
@@ -76,16 +77,23 @@ def test_tiny_checkpoint_in_published_layout_matches(tmp_path):
     assert torch.equal(ours.out_head.weight, ours.tok_emb.weight)  # the tied head was copied
 
 
-def test_full_124m_shape_matches_transformers(tmp_path, monkeypatch):
+@contextlib.contextmanager
+def nan_initialised():
+    """Models built inside start with NaN weights instead of random draws (~1 s for a 124M-parameter model)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for init in ("kaiming_uniform_", "uniform_", "normal_"):  # what nn.Linear and nn.Embedding initialise with
+            monkeypatch.setattr(torch.nn.init, init, lambda tensor, *args, **kwargs: tensor.detach().fill_(float("nan")))
+        yield
+
+
+def test_full_124m_shape_matches_transformers(tmp_path):
     hf = hf_model()  # GPT2Config() is GPT-2 124M
     save_file(published_layout(hf), tmp_path / "model.safetensors")
     # Our model's initial weights are never used: the loader overwrites every tensor of its state dict. So they are
-    # NaN instead of 124M random draws (a second of the test): a tensor the loader left out would make the logits NaN
-    # and fail the comparison below, as a random one would have.
-    for init in ("kaiming_uniform_", "uniform_", "normal_"):  # what nn.Linear and nn.Embedding initialise with
-        monkeypatch.setattr(torch.nn.init, init, lambda tensor, *args, **kwargs: tensor.detach().fill_(float("nan")))
-    ours = GPTModel(GPTConfig.gpt2("124M", qkv_bias=True, drop_rate=0.0)).eval()
-    monkeypatch.undo()
+    # NaN instead of 124M random draws: a tensor the loader left out would make the logits NaN and fail the
+    # comparison below, as a random one would have.
+    with nan_initialised():
+        ours = GPTModel(GPTConfig.gpt2("124M", qkv_bias=True, drop_rate=0.0)).eval()
     assert all(parameter.isnan().all() for parameter in ours.trf_blocks[0].att.W_query.parameters())
     load_weights_into_gpt(ours, load_gpt2_state_dict(tmp_path / "model.safetensors"))
     difference = max_logit_difference(hf, ours, seq_len=8, batch=1)
@@ -236,12 +244,22 @@ def test_load_gpt2_or_random_labels_random_weights_when_the_download_fails(monke
         raise weights.GPT2DownloadError(f"could not download GPT-2 {size}")
 
     monkeypatch.setattr(weights, "download_gpt2", offline)
+    # load_pretrained_gpt2 builds its model before it downloads, and drops it when the download fails: that model
+    # starts with NaN weights (two fewer 124M-parameter random draws in this test). The stand-in is drawn after.
+    pretrained = weights.load_pretrained_gpt2
+
+    def load_pretrained_without_drawing(*args, **kwargs):
+        with nan_initialised():
+            return pretrained(*args, **kwargs)
+
+    monkeypatch.setattr(weights, "load_pretrained_gpt2", load_pretrained_without_drawing)
     model, label = load_gpt2_or_random("124M", drop_rate=0.0)
     assert label == "RANDOM WEIGHTS (GPT-2 124M shape, NOT GPT-2)"
     assert "RANDOM WEIGHTS" in capsys.readouterr().out
     assert model.cfg.qkv_bias and model.cfg.drop_rate == 0.0 and model.cfg.emb_dim == 768 and not model.training
     again, _ = load_gpt2_or_random("124M", drop_rate=0.0)
     assert torch.equal(model.out_head.weight, again.out_head.weight)  # seeded: the same stand-in each time
+    assert not model.out_head.weight.isnan().any()  # random weights, not the dropped model's
 
 
 def test_load_gpt2_or_random_labels_real_weights_as_gpt2(monkeypatch, tiny_model):

@@ -2,21 +2,7 @@
 
 import nbval.plugin
 
-import conftest
 from shared._export import ROOT
-from tests import early
-
-
-def install(_):
-    return conftest.install_course_package()
-
-
-# The kernel imports the course package from the session's install (a pip install of the clone, seconds), made once
-# per session by conftest.install_course_package: here it starts with the test loop, on the core the tests leave idle
-# (tests/early.py), and the kernel below finds it made.
-@early.early(install)
-def installed_course_package():
-    return None
 
 
 def test_notebook_kernels_start_in_an_empty_folder_with_the_installed_package(installed_course_package):

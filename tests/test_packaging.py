@@ -4,7 +4,6 @@ import re
 
 import pytest
 
-import conftest
 from shared._export import ROOT
 
 tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11 on")
@@ -54,13 +53,13 @@ MAINTAINER_TOOLS = ["shared/_build.py", "shared/_export.py", "shared/_run.py", "
 
 
 @pytest.fixture(scope="module")
-def wheel_files():
+def wheel_files(installed_course_package):
     """The file names that `pip install` of this checkout puts in place: the wheel pip builds, unpacked.
 
     It is the session's one install, conftest.py's (the notebooks' kernels import it): built from a copy of
     what the build reads, with no build isolation and so offline, as `pip install git+...` builds it on Colab.
     """
-    site = conftest.install_course_package()
+    site = installed_course_package
     return {path.relative_to(site).as_posix() for path in site.rglob("*") if path.is_file()}
 
 
