@@ -1,8 +1,10 @@
 """shared/ must be exactly what the notebooks export, and the check must catch drift."""
 
 import ast
+import contextlib
 import functools
 import importlib
+import io
 import os
 import re
 import shutil
@@ -43,26 +45,35 @@ def copy_of_course(tmp_path):
     return tmp_path
 
 
-def check_here(root, monkeypatch, capsys):
+def check_here(root, monkeypatch):
     """The same check, run in this process (no new interpreter that imports nbformat again, ~2 s): the exporter's
-    paths (ROOT and every path under it) are pointed at `root` for the duration of the test."""
+    paths (ROOT and every path under it) are pointed at `root` for the duration of the test. (status, printed)."""
     for name, value in vars(_export).copy().items():
         if isinstance(value, Path) and value.is_relative_to(ROOT):
             monkeypatch.setattr(_export, name, root / value.relative_to(ROOT))
-    capsys.readouterr()
-    status = _export.main(["--check"])
-    return status, capsys.readouterr().out
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        status = _export.main(["--check"])
+    return status, printed.getvalue()
 
 
-def test_an_unexported_edit_to_an_export_cell_is_caught(tmp_path, monkeypatch, capsys):
-    root = copy_of_course(tmp_path)
-    assert check_here(root, monkeypatch, capsys) == (0, "")
+@pytest.fixture(scope="module")
+def course_in_sync(tmp_path_factory):
+    """A copy of the course that the check passes on. Each edit below is made to a copy of it, byte for byte the same
+    files, so it is the edit that the check then catches (one passing check for the module: a second or so each)."""
+    root = copy_of_course(tmp_path_factory.mktemp("course"))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        assert check_here(root, monkeypatch) == (0, "")
+    return root
+
+
+def test_an_unexported_edit_to_an_export_cell_is_caught(course_in_sync, tmp_path, monkeypatch):
+    root = shutil.copytree(course_in_sync, tmp_path / "course")
     path = next(p for p in sorted(root.glob("ch0*/*.ipynb")) if _export.export_cells(nbformat.read(p, as_version=4)))
     nb = nbformat.read(path, as_version=4)
     cell = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("#| export:"))
     cell.source += "\n\nEDITED_WITHOUT_REGENERATING = True"
     nbformat.write(nb, path)
-    status, printed = check_here(root, monkeypatch, capsys)
+    status, printed = check_here(root, monkeypatch)
     assert status == 1
     assert "EDITED_WITHOUT_REGENERATING" in printed
 
@@ -231,11 +242,10 @@ def test_the_module_map_names_who_imports_what():
     assert "ch05_pretraining" in model_row[6], "chapter 5 imports the model that chapter 4 exports"
 
 
-def test_a_hand_edit_to_the_module_map_is_caught(tmp_path, monkeypatch, capsys):
-    root = copy_of_course(tmp_path)
-    assert check_here(root, monkeypatch, capsys) == (0, "")
+def test_a_hand_edit_to_the_module_map_is_caught(course_in_sync, tmp_path, monkeypatch):
+    root = shutil.copytree(course_in_sync, tmp_path / "course")
     (root / "shared" / "MODULES.md").write_text("stale\n")
-    status, printed = check_here(root, monkeypatch, capsys)
+    status, printed = check_here(root, monkeypatch)
     assert status == 1 and "MODULES.md" in printed
 
 
