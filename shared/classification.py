@@ -6,7 +6,6 @@ from a GPT model, last-token loss and accuracy (chapter 5's training loop takes 
 `classify` for new messages."""
 
 import csv
-import itertools
 import random
 from pathlib import Path
 
@@ -16,12 +15,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from shared.model import evaluating
+from shared.model_tools import evaluating
+from shared.training import mean_over_batches, plot_metric
 
 __all__ = [
     "LABELS", "MalformedDataError", "read_sms_collection", "balance_classes", "split_rows", "write_rows_csv",
     "read_rows_csv", "encode_message", "SpamDataset", "create_classification_loaders", "prepare_classifier",
-    "last_token_logits", "classifier_loss", "classifier_accuracy", "accuracy_after_each_epoch",
+    "last_token_logits", "classifier_loss", "correct_predictions", "classifier_accuracy", "accuracy_after_each_epoch",
     "plot_classifier_history", "ClassifierTop", "frozen_features", "classify",
 ]
 
@@ -190,21 +190,21 @@ def classifier_loss(model, inputs, labels):
     return F.cross_entropy(last_token_logits(model, inputs), labels)
 
 
+def correct_predictions(model, inputs, labels):
+    """{"accuracy": (messages whose top score is the label, messages)} for one batch: a measure for chapter 5's
+    mean_over_batches, which adds up both counts over the batches and divides once."""
+    predictions = last_token_logits(model, inputs).argmax(dim=-1)
+    return {"accuracy": ((predictions == labels).sum().item(), len(labels))}
+
+
 def classifier_accuracy(model, loader, device, num_batches=None):
     """Share of messages in the first `num_batches` batches (all by default) whose top score is the label.
 
-    Each batch is moved to `device` here. It measures in eval mode, without gradients, and hands the model
-    back in the mode it was in.
+    Chapter 5's evaluation loop with correct_predictions as its measure (so each batch is moved to `device`
+    there), in eval mode and without gradients; the model is handed back in the mode it was in.
     """
-    correct = seen = 0
-    with evaluating(model), torch.no_grad():
-        for input_batch, label_batch in itertools.islice(loader, num_batches):
-            predictions = last_token_logits(model, input_batch.to(device)).argmax(dim=-1)
-            correct += (predictions == label_batch.to(device)).sum().item()
-            seen += len(label_batch)
-    if not seen:
-        raise ValueError(f"no messages to measure: the loader has {len(loader)} batches, num_batches={num_batches!r}")
-    return correct / seen
+    with evaluating(model):
+        return mean_over_batches(model, loader, device, correct_predictions, num_batches)["accuracy"]
 
 
 # ---- ch06_classification_ft/ch06_classification_ft.ipynb, code cell [30] ----
@@ -229,9 +229,7 @@ def plot_classifier_history(history, title=None):
     import matplotlib.pyplot as plt
 
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
-    loss_ax.plot(history["epochs"], history["train_losses"], label="training")
-    loss_ax.plot(history["epochs"], history["val_losses"], linestyle="--", label="validation")
-    loss_ax.set_xlabel("epoch")
+    plot_metric(loss_ax, history, "loss")
     loss_ax.set_ylabel("loss")
     loss_ax.legend()
     per_example = history["examples_seen"][-1] / max(history["epochs"][-1], 1e-9)
@@ -240,7 +238,7 @@ def plot_classifier_history(history, title=None):
     epochs = range(1, len(history["epoch_train_accuracy"]) + 1)
     acc_ax.plot(epochs, history["epoch_train_accuracy"], marker="o", label="training")
     acc_ax.plot(epochs, history["epoch_val_accuracy"], marker="s", linestyle="--", label="validation")
-    acc_ax.set_xlabel("epoch")
+    acc_ax.set_xlabel("epochs")
     acc_ax.set_ylabel("accuracy")
     acc_ax.set_ylim(0, 1.02)
     acc_ax.legend()

@@ -2,27 +2,26 @@
 # Do not edit: change the export cells there and regenerate.
 
 """Preference tuning with DPO (chapter 7 companion): preference pairs as padded batches with a response mask, the
-log-probability of an answer, the DPO loss with its rewards, a frozen reference model, and a small DPO training
-loop that tracks loss, reward margin and preference accuracy on training and validation pairs."""
+log-probability of an answer, the DPO loss with its rewards, a frozen reference model, and DPO as a measure for
+chapter 5's training and evaluation loops, with its loss, reward margin and preference accuracy."""
 
 import copy
 import math
-import time
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
-from shared.checks import require_dtype, require_int, require_positive_int, require_positive_number, require_same_shape
+from shared.checks import require_dtype, require_int, require_positive_number, require_same_shape
 from shared.instruction import InstructionDataset
-from shared.model import evaluating
+from shared.model_tools import evaluating
+from shared.training import mean_over_batches, plot_metric
 
 __all__ = [
     "SIDES", "PreferenceDataset", "preference_collate", "make_preference_loader", "sequence_log_probs",
-    "pair_log_probs", "dpo_loss", "preference_accuracy", "make_reference", "dpo_batch_loss", "move_batch", "METRICS",
-    "evaluate_dpo", "train_dpo", "plot_dpo_history",
+    "pair_log_probs", "dpo_loss", "preference_accuracy", "make_reference", "dpo_batch_loss", "dpo_measure",
+    "evaluate_dpo", "plot_dpo_history",
 ]
 
 
@@ -178,81 +177,32 @@ def dpo_batch_loss(policy, reference, batch, beta):
 
 
 # ---- ch07_instruction_ft/ch07_preference_tuning_dpo.ipynb, code cell [27] ----
-def move_batch(batch, device):
-    """The batch's tensors on `device`."""
-    return {key: value.to(device) for key, value in batch.items()}
+def dpo_measure(reference, beta):
+    """DPO as a measure for chapter 5's loops: a function of (policy, batch) to pass as train_model's `loss_fn`,
+    or to mean_over_batches.
 
+    For a batch already on the device it returns {"loss": the DPO loss, a tensor to backpropagate, "margin": the
+    mean reward margin, "accuracy": the preference accuracy, "chosen_reward" and "rejected_reward": the mean
+    implicit rewards of each side}. The reference must be frozen (make_reference).
+    """
+    _check_beta(beta)
+    if any(p.requires_grad for p in reference.parameters()):
+        raise ValueError("the reference must be frozen: pass make_reference(model), not the model being tuned")
 
-METRICS = ("loss", "margin", "accuracy", "chosen_reward", "rejected_reward")
+    def measure(policy, batch):
+        loss, chosen_rewards, rejected_rewards = dpo_batch_loss(policy, reference, batch, beta)
+        return {"loss": loss, "margin": (chosen_rewards - rejected_rewards).mean(),
+                "accuracy": preference_accuracy(chosen_rewards, rejected_rewards),
+                "chosen_reward": chosen_rewards.mean(), "rejected_reward": rejected_rewards.mean()}
+
+    return measure
 
 
 def evaluate_dpo(policy, reference, loader, device, beta, num_batches=None):
-    """Means over the first `num_batches` batches of `loader` (all if None), in eval mode and without gradients:
-    {"loss", "margin", "accuracy", "chosen_reward", "rejected_reward"} (the last two: mean implicit rewards)."""
-    require_positive_int("num_batches", num_batches, allow_none=True)
-    if len(loader) == 0:
-        raise ValueError("the loader has no batches: give it at least one pair (and drop_last=False for few pairs)")
-    n = len(loader) if num_batches is None else min(num_batches, len(loader))
-    totals = dict.fromkeys(METRICS, 0.0)
-    with evaluating(policy), torch.no_grad():
-        for i, batch in enumerate(loader):
-            if i == n:
-                break
-            loss, chosen_rewards, rejected_rewards = dpo_batch_loss(policy, reference, move_batch(batch, device), beta)
-            totals["loss"] += loss.item()
-            totals["margin"] += (chosen_rewards - rejected_rewards).mean().item()
-            totals["accuracy"] += preference_accuracy(chosen_rewards, rejected_rewards)
-            totals["chosen_reward"] += chosen_rewards.mean().item()
-            totals["rejected_reward"] += rejected_rewards.mean().item()
-    return {key: total / n for key, total in totals.items()}
-
-
-def train_dpo(policy, reference, train_loader, val_loader, optimizer, device, num_epochs, beta=0.1, eval_freq=5,
-              eval_iter=5, progress=True):
-    """Tune `policy` with DPO against the frozen `reference` for `num_epochs` passes over `train_loader`.
-
-    Before the first step, every `eval_freq` optimizer steps and after the last, it measures loss, reward margin
-    and preference accuracy (and the mean rewards of each side) on the first `eval_iter` batches of each loader.
-    Returns the history: "steps", "epochs" (fractional), "train_loss", "val_loss", "train_margin", ... (every
-    metric of evaluate_dpo, for "train" and "val"), one entry per evaluation, and "seconds".
-    The optimizer must hold the policy's parameters only. The policy is left in training mode.
-    """
-    _check_beta(beta)
-    require_int("num_epochs", num_epochs, minimum=0)
-    require_positive_int("eval_freq", eval_freq, hint="optimizer steps between evaluations")
-    if any(p.requires_grad for p in reference.parameters()):
-        raise ValueError("the reference must be frozen: pass make_reference(model), not the model being tuned")
-    history = {"steps": [], "epochs": [], **{f"{split}_{m}": [] for split in ("train", "val") for m in METRICS}}
-    steps_per_epoch, step = len(train_loader), 0
-    started = time.perf_counter()
-
-    def evaluate(epoch_position):
-        for split, loader in (("train", train_loader), ("val", val_loader)):
-            for metric, value in evaluate_dpo(policy, reference, loader, device, beta, eval_iter).items():
-                history[f"{split}_{metric}"].append(value)
-        history["steps"].append(step)
-        history["epochs"].append(epoch_position)
-        tqdm.write(f"epoch {epoch_position:4.2f} | step {step:4d} | loss {history['train_loss'][-1]:.3f} train, "
-                   f"{history['val_loss'][-1]:.3f} val | margin {history['train_margin'][-1]:6.3f}, "
-                   f"{history['val_margin'][-1]:6.3f} | accuracy {history['train_accuracy'][-1]:.2f}, "
-                   f"{history['val_accuracy'][-1]:.2f}")
-
-    evaluate(0.0)
-    bar = tqdm(total=num_epochs * steps_per_epoch, desc="DPO", disable=not progress)
-    policy.train()
-    for epoch in range(num_epochs):
-        for batch_number, batch in enumerate(train_loader, start=1):
-            optimizer.zero_grad()
-            loss, _, _ = dpo_batch_loss(policy, reference, move_batch(batch, device), beta)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            bar.update(1)
-            if step % eval_freq == 0 or step == num_epochs * steps_per_epoch:
-                evaluate(epoch + batch_number / steps_per_epoch)
-    bar.close()
-    history["seconds"] = time.perf_counter() - started
-    return history
+    """The metrics of dpo_measure as floats, averaged over the first `num_batches` batches of `loader` (all if
+    None), in eval mode and without gradients; the policy is handed back in the mode it was in."""
+    with evaluating(policy):
+        return mean_over_batches(policy, loader, device, dpo_measure(reference, beta), num_batches)
 
 
 def plot_dpo_history(history, title=None):
@@ -261,9 +211,7 @@ def plot_dpo_history(history, title=None):
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
     for ax, metric, label in zip(axes, ("loss", "margin", "accuracy"), ("DPO loss", "reward margin", "preference accuracy")):
-        ax.plot(history["epochs"], history[f"train_{metric}"], marker=".", label="training pairs")
-        ax.plot(history["epochs"], history[f"val_{metric}"], marker=".", linestyle="-.", label="validation pairs")
-        ax.set_xlabel("epochs")
+        plot_metric(ax, history, metric, labels=("training pairs", "validation pairs"))
         ax.set_title(label)
     axes[0].axhline(math.log(2), color="grey", linewidth=0.8, linestyle=":")  # the loss at margin 0
     axes[2].axhline(0.5, color="grey", linewidth=0.8, linestyle=":")  # a coin flip

@@ -244,8 +244,8 @@ def test_loader_loss_and_evaluate_model_take_the_classifier_loss(tiny_model):
     per_batch = [classifier_loss(model, x, y).item() for x, y in loader]
     assert loader_loss(model, loader, "cpu", loss_fn=classifier_loss) == pytest.approx(sum(per_batch) / 3)
     assert loader_loss(model, loader, "cpu", num_batches=2, loss_fn=classifier_loss) == pytest.approx(sum(per_batch[:2]) / 2)
-    train_loss, val_loss = evaluate_model(model, loader, loader, "cpu", eval_iter=1, loss_fn=classifier_loss)
-    assert train_loss == val_loss == pytest.approx(per_batch[0])
+    train, val = evaluate_model(model, loader, loader, "cpu", eval_iter=1, loss_fn=classifier_loss)
+    assert train == val == {"loss": pytest.approx(per_batch[0])}
     assert model.training  # evaluate_model hands the model back in its mode
 
 
@@ -261,7 +261,7 @@ def test_classifier_accuracy_counts_messages_in_eval_mode_and_restores_the_mode(
     assert classifier_accuracy(model, loader, "cpu") == pytest.approx(sum(right) / 12)
     assert classifier_accuracy(model, loader, "cpu", num_batches=2) == pytest.approx(sum(right[:10]) / 10)
     assert modes and not any(modes) and model.training  # measured in eval mode, handed back in training mode
-    with pytest.raises(ValueError, match="no messages"):
+    with pytest.raises(ValueError, match="no batches"):
         classifier_accuracy(model, [], "cpu")
 
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from shared.preference import (
-    PreferenceDataset, dpo_batch_loss, dpo_loss, evaluate_dpo, make_preference_loader, make_reference,
-    preference_accuracy, preference_collate, sequence_log_probs, train_dpo,
+    PreferenceDataset, dpo_batch_loss, dpo_loss, dpo_measure, evaluate_dpo, make_preference_loader, make_reference,
+    preference_accuracy, preference_collate, sequence_log_probs,
 )
+from shared.training import train_model
 
 PAD = 0  # the tiny models' end-of-text and padding id
 
@@ -239,24 +240,29 @@ def test_a_short_dpo_run_raises_accuracy_and_lowers_the_loss_on_its_training_pai
     reference = make_reference(policy)
     torch.manual_seed(0)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=3e-3)
-    history = train_dpo(policy, reference, train, val, optimizer, "cpu", num_epochs=4, beta=0.5, eval_freq=4,
-                        eval_iter=4, progress=False)
-    assert history["train_loss"][0] == pytest.approx(math.log(2), abs=1e-6)
+    history = train_model(policy, train, val, optimizer, "cpu", num_epochs=4, eval_freq=4, eval_iter=4,
+                          progress=False, loss_fn=dpo_measure(reference, beta=0.5))
+    assert history["train_losses"][0] == pytest.approx(math.log(2), abs=1e-6)
     assert history["train_accuracy"][0] == 0.5 and history["steps"] == [0, 4, 8, 12, 16]
-    assert history["train_loss"][-1] < 0.5 and history["train_accuracy"][-1] >= 0.9
+    assert history["train_losses"][-1] < 0.5 and history["train_accuracy"][-1] >= 0.9
     assert history["train_margin"][-1] > 0.5
     # the pattern (chosen tokens 1-5, rejected 6-10) carries over to unseen pairs
     assert history["val_accuracy"][-1] > 0.8
     final = evaluate_dpo(policy, reference, train, "cpu", beta=0.5)
     assert final["chosen_reward"] - final["rejected_reward"] == pytest.approx(final["margin"], abs=1e-6)
     assert not any(p.requires_grad for p in reference.parameters()) and policy.training
+    # the loop counts pairs and the tokens of each batch's first tensor (the chosen side, padded)
+    assert history["examples_seen"][-1] == 4 * 32
+    assert history["tokens_seen"][-1] == 4 * sum(batch["chosen_ids"].numel() for batch in train)
 
 
-def test_train_dpo_refuses_a_reference_that_is_not_frozen(tiny_model):
+def test_dpo_measure_refuses_a_reference_that_is_not_frozen(tiny_model):
     model = tiny_model()
     loader = make_preference_loader_from_items([pair([1, 2], [3], [4])])
     with pytest.raises(ValueError, match="frozen"):
-        train_dpo(model, model, loader, loader, torch.optim.SGD(model.parameters(), lr=0.1), "cpu", num_epochs=1)
+        dpo_measure(model, beta=0.1)
+    with pytest.raises(ValueError, match="frozen"):
+        evaluate_dpo(model, model, loader, "cpu", beta=0.1)
 
 
 def make_preference_loader_from_items(items):

@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from shared.text import create_dataloader
-from shared.training import batch_loss, evaluate_model, loader_loss, plot_losses, train_model
+from shared.training import (
+    batch_loss, evaluate_model, history_key, loader_loss, mean_over_batches, plot_losses, train_model,
+)
 
 matplotlib.use("Agg")
 
@@ -78,6 +80,48 @@ def test_loader_loss_averages_the_first_n_batches_without_gradients(tiny_model):
             loader_loss(model, data, "cpu", num_batches=bad)
 
 
+def test_mean_over_batches_averages_numbers_per_batch_and_pairs_per_count():
+    """Numbers are averaged over batches; a (total, count) pair is summed apart, so a short last batch counts
+    for what it holds. Tuple batches are spread into the measure's arguments, dict batches are handed over whole."""
+    values = torch.tensor([1.0, 2.0, 3.0, 4.0, 10.0])  # batches of 2, 2 and 1
+    tuples = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(values, values * 2), batch_size=2)
+
+    def measure(model, x, doubled):
+        assert model == "model" and torch.equal(doubled, x * 2)
+        return {"loss": x.mean(), "above_two": ((x > 2).sum().item(), len(x))}
+
+    means = mean_over_batches("model", tuples, "cpu", measure)
+    assert means == {"loss": pytest.approx((1.5 + 3.5 + 10) / 3), "above_two": pytest.approx(3 / 5)}
+    assert mean_over_batches("model", tuples, "cpu", measure, num_batches=2)["above_two"] == pytest.approx(2 / 4)
+    dicts = [{"x": values[:3]}, {"x": values[3:]}]
+    assert mean_over_batches("model", dicts, "cpu", lambda model, batch: batch["x"].sum()) == {"loss": 10.0}
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="num_batches"):
+            mean_over_batches("model", tuples, "cpu", measure, num_batches=bad)
+
+
+def test_train_model_trains_on_the_loss_of_a_dict_and_records_its_other_metrics(tiny_model):
+    model = tiny_model()
+    calls = []
+
+    def loss_and_accuracy(model, inputs, targets):
+        logits = model(inputs)
+        calls.append(torch.is_grad_enabled())
+        accuracy = (logits.argmax(-1) == targets).float().mean()
+        return {"loss": F.cross_entropy(logits.flatten(0, 1), targets.flatten()), "accuracy": accuracy}
+
+    torch.manual_seed(1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    history = train_model(model, loader(shuffle=True), loader(), optimizer, "cpu", num_epochs=6, eval_freq=5,
+                          eval_iter=2, progress=False, loss_fn=loss_and_accuracy)
+    assert history_key("val", "loss") == "val_losses" and history_key("val", "accuracy") == "val_accuracy"
+    n = len(history["steps"])
+    assert all(len(history[key]) == n for key in ("train_losses", "val_losses", "train_accuracy", "val_accuracy"))
+    assert history["train_losses"][-1] < history["train_losses"][0]
+    assert history["train_accuracy"][-1] > history["train_accuracy"][0]
+    assert True in calls and False in calls  # trained with gradients, measured without
+
+
 def test_loader_loss_rejects_an_empty_loader(tiny_model):
     empty = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(0, CONTEXT, dtype=torch.long)))
     with pytest.raises(ValueError, match="no batches"):
@@ -134,14 +178,15 @@ def test_evaluate_model_restores_the_mode_and_computes_no_gradients(tiny_model, 
     seen = []
     model.out_head.register_forward_hook(lambda m, i, o: seen.append((torch.is_grad_enabled(), m.training, o.requires_grad)))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    train_loss, val_loss = evaluate_model(model, loader(), loader(), "cpu", eval_iter=2)
+    train, val = evaluate_model(model, loader(), loader(), "cpu", eval_iter=2)
+    assert set(train) == set(val) == {"loss"}
     assert model.training is mode
     assert all(m.training is mode for m in model.modules())
     assert seen and all(entry == (False, False, False) for entry in seen), "forward passes ran in eval mode, no grad"
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     # eval mode switches dropout off, so the evaluation is deterministic even with drop_rate=0.5
-    assert (train_loss, val_loss) == evaluate_model(model, loader(), loader(), "cpu", eval_iter=2)
+    assert (train, val) == evaluate_model(model, loader(), loader(), "cpu", eval_iter=2)
 
 
 def test_evaluate_model_restores_the_mode_when_evaluation_fails(tiny_model):
