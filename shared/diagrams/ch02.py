@@ -14,7 +14,7 @@ from shared.bpe import merge_ids, most_frequent_pair, pre_tokenize
 from . import diagram
 from .primitives import (
     ACCENT, FONT, INK, MONO, MUTED, accent, arrow, box, brace, data, fitted_widths, grid, legend, line, mono,
-    mono_width, note, operation, parameter, row, side_brace, stack, text, title,
+    mono_width, note, operation, parameter, row, side_brace, stack, subtitled, text, title,
 )
 
 SPACE = "\u2423"  # the visible-space sign: GPT-2 tokens carry their leading space
@@ -55,8 +55,7 @@ def vocabulary(ax):
     marked = {"I", "HAD", "a", "--"}
     for x, heading, count in ((0.95, "tokens, story order", "4,690 (with repeats)"),
                               (5.9, "vocabulary: token \u2192 id", "1,132 entries")):
-        title(ax, x, 4.6, heading, ha="center")
-        note(ax, x, 4.33, count, ha="center")
+        subtitled(ax, x, 4.6, heading, count, ha="center")
     grid(ax, 0.35, 4.05, [[t] for t in story], w=1.2, h=0.285,
          kinds=[["highlight" if t in marked else "data"] for t in story])
     note(ax, 0.95, 4.05 - 13 * 0.285 - 0.14, "\u22ee", ha="center")
@@ -176,8 +175,8 @@ def gpt2_vocabulary(ax):
         mono(ax, x, y + h + 0.15, label, ha=ha)
     note(ax, 9.2, y + h + 0.47, "GPT-2's 50,257 token ids (the bar is not to scale)", ha="right")
 
-    title(ax, 0.3, 1.8, f"one unseen word, '{SPACE}someunknownPlace', two ways:")
-    note(ax, 0.3, 1.42, "word-level vocabulary (§4)")
+    subtitled(ax, 0.3, 1.8, f"one unseen word, '{SPACE}someunknownPlace', two ways:", "word-level vocabulary (§4)",
+            gap=0.38)
     box(ax, 0.3, 0.82, 1.3, 0.4, "<|unk|>", kind="highlight", family=MONO, weight="bold")
     box(ax, 0.3, 0.42, 1.3, 0.4, "1131", kind="highlight", family=MONO)
     accent(ax, 1.75, 0.82, "the word is lost:\nevery unseen word\nbecomes this id")
@@ -225,8 +224,7 @@ def batch(ax):
     target_kinds = [["highlight" if i == 0 else "tensor"] * 4 for i in range(8)]
     for x, name, cells, kinds, under in ((1.1, "inputs", BATCH_INPUTS, input_kinds, "4 positions (max_length)"),
                                          (4.8, "targets", targets, target_kinds, "the same ids, one further on")):
-        title(ax, x + 2 * w, top + 0.5, name, ha="center")
-        mono(ax, x + 2 * w, top + 0.22, "shape (8, 4)", ha="center")
+        subtitled(ax, x + 2 * w, top + 0.5, name, "shape (8, 4)", gap=0.28, ha="center", family=MONO)
         grid(ax, x, top, cells, w=w, h=h, kinds=kinds)
         note(ax, x + 2 * w, top - 8 * h - 0.25, under, ha="center")
     for i in range(8):
@@ -250,15 +248,14 @@ def embedding_lookup(ax):
     fmt = [[f"{v:.4f}" for v in line] for line in WEIGHT]
     w, h, top = 0.78, 0.34, 3.65
     xw, xo = 1.0, 6.0
-    title(ax, xw + 1.5 * w, top + 0.42, "embedding.weight", ha="center")
-    note(ax, xw + 1.5 * w, top + 0.17, "6 token ids \u00d7 3 dimensions", ha="center")
+    subtitled(ax, xw + 1.5 * w, top + 0.42, "embedding.weight", "6 token ids \u00d7 3 dimensions", gap=0.25,
+              ha="center")
     ids = [2, 3, 5, 1]
     kinds = [["parameter"] * 3 if r in ids else ["plain"] * 3 for r in range(6)]
     grid(ax, xw, top, fmt, w=w, h=h, kinds=kinds)
     for r in range(6):
         note(ax, xw - 0.12, top - (r + 0.5) * h, f"row {r}", ha="right")
-    title(ax, xo + 1.5 * w, top + 0.42, "embedding(ids)", ha="center")
-    mono(ax, xo + 1.5 * w, top + 0.17, "shape (4, 3)", ha="center")
+    subtitled(ax, xo + 1.5 * w, top + 0.42, "embedding(ids)", "shape (4, 3)", gap=0.25, ha="center", family=MONO)
     out_top = top - 0.5 * h
     grid(ax, xo, out_top, [fmt[r] for r in ids], w=w, h=h, kind="tensor")
     for k, r in enumerate(ids):
@@ -407,8 +404,7 @@ def bpe_pipeline(ax):
     stages = [(3.85, "text", "any Unicode string"), (2.85, "UTF-8 bytes", "grouped into pre-tokens"),
               (1.7, "tokens", "merges, lowest rank first"), (0.6, "ids", "one per token")]
     for y, heading, what in stages:
-        title(ax, label_x, y + h / 2 + 0.1, heading)
-        note(ax, label_x, y + h / 2 - 0.15, what)
+        subtitled(ax, label_x, y + h / 2 + 0.1, heading, what, gap=0.25)
     text_y, bytes_y, tokens_y, ids_y = (y for y, _, _ in stages)
     total = sum(len(b) for _, b, _ in PIPELINE_PRETOKENS) * unit + gap * (len(PIPELINE_PRETOKENS) - 1)
     box(ax, start, text_y, total, h, "Caf\u00e9 won't", kind="data", fontsize=11, family=MONO)

@@ -9,9 +9,9 @@ from shared.model import GELU, FeedForward, GPTConfig
 
 from . import diagram
 from .primitives import (
-    ACCENT, FONT, INK, KINDS, MUTED, accent, angle_arc, arrow, box, brace, chain, data, dial, flow, frame, grid,
+    ACCENT, FONT, INK, KINDS, MONO, MUTED, accent, angle_arc, arrow, box, brace, chain, data, dial, flow, frame, grid,
     legend, line, mono, node, note, operation, parameter, path_arrow, plot_area, polar_arrow, row, side_brace, stack,
-    tensor, text, title,
+    subtitled, tensor, text, title,
 )
 
 GPT2 = GPTConfig()  # GPT-2 small (124M), the chapter's defaults
@@ -28,8 +28,7 @@ def parameter_count(module, trainable=False):
 def gpt_architecture(ax):
     cx, shape_x = 3.2, 5.05  # the main column, and where the shapes are written
     note(ax, 0.15, 7.95, '"Every effort moves you"', style="italic")
-    title(ax, 0.15, 7.5, "token ids")
-    mono(ax, 0.15, 7.24, "(batch, tokens)")
+    subtitled(ax, 0.15, 7.5, "token ids", "(batch, tokens)", gap=0.26, family=MONO)
     ids = row(ax, 1.45, 7.28, [6109, 3626, 6100, 345], w=0.62, h=0.42)
     title(ax, 4.15, 7.5, "positions")
     positions = row(ax, 5.15, 7.28, range(4), w=0.42, h=0.42)
@@ -278,8 +277,7 @@ def kv_cache(ax):
              (1.4, "one new token", [5], "q5 attends to k1..k5 and v1..v5")]
     for k, (y, subtitle, fed, attends) in enumerate(steps):
         cached = list(range(1, fed[0]))
-        title(ax, 0.15, y + 0.2, f"step {k + 1}")
-        note(ax, 0.15, y - 0.1, subtitle)
+        subtitled(ax, 0.15, y + 0.2, f"step {k + 1}", subtitle, gap=0.3)
         row(ax, tokens_x, y - c / 2, [f"t{p}" for p in fed], w=c + 0.06, h=c)
         arrow(ax, (tokens_x + len(fed) * (c + 0.06) + 0.08, y), (computed_x - 0.1, y))
         grid(ax, computed_x, y + 1.5 * c, [[f"{name}{p}" for p in fed] for name in "qkv"], w=c, kind="highlight",
@@ -400,8 +398,7 @@ def position_methods(ax):
          "0 parameters; position enters\nevery layer's scores, which depend\nonly on how far apart two tokens are"),
     ]
     for cx, heading, who, added, summary in methods:
-        title(ax, cx, 4.5, heading, ha="center", fontsize=10.5)
-        note(ax, cx, 4.22, who, ha="center")
+        subtitled(ax, cx, 4.5, heading, who, gap=0.28, ha="center", fontsize=10.5)
         text(ax, cx, 1.2, summary, va="top")
         token_x = cx - (1.45 if added else 0.65)
         tensor(ax, token_x, 3.15, 1.3, 0.6, "token\nembedding")
@@ -498,8 +495,7 @@ def left_padding(ax):
     brace(ax, x0 + idx.shape[1] * w, x0 + width * w, 4.05, "generated", below=False)
     for r, prompt in enumerate(prompts):
         y, padding = 3.4 - r * 1.05, int(pad[r])
-        title(ax, 0.15, y + 0.08, f"row {r}")
-        mono(ax, 0.15, y - 0.2, f"pad_lengths={padding}")
+        subtitled(ax, 0.15, y + 0.08, f"row {r}", f"pad_lengths={padding}", gap=0.28, family=MONO)
         kinds = ["masked"] * padding + ["data"] * len(prompt) + ["highlight"] * len(new[r])
         row(ax, x0, y - h / 2, ["pad"] * padding + prompt + new[r], w=w, h=h, kinds=kinds)
         for c in range(width):
@@ -527,8 +523,8 @@ def gqa(ax):
     for p, (heading, n_kv) in enumerate([("multi-head (GPT-2)", 8), ("grouped-query (Llama 3, Qwen3)", 2),
                                          ("multi-query", 1)]):
         x0, group = 0.95 + p * 3.3, 8 // n_kv
-        title(ax, x0 + 4 * size, 6.35, heading, ha="center")
-        note(ax, x0 + 4 * size, 6.05, f"{n_kv} key/value head{'s' if n_kv > 1 else ''}", ha="center")
+        subtitled(ax, x0 + 4 * size, 6.35, heading, f"{n_kv} key/value head{'s' if n_kv > 1 else ''}", gap=0.3,
+                  ha="center")
         for h in range(8):  # query heads on top, coloured by the key/value head they read
             box(ax, x0 + h * size, 5.25, size * 0.85, size * 1.6, color=GROUP_COLOURS[h // group], kind="plain")
         for k in range(n_kv):  # key/value heads below, centred under their group

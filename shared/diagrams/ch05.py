@@ -9,7 +9,7 @@ from shared.generation import next_token_probabilities, top_p_filter
 from . import diagram
 from .primitives import (
     ACCENT, INK, KINDS, MONO, MUTED, accent, arrow, bar_chart, box, brace, canvas, chain, data, dot, flow, frame, line,
-    mono, name_box, note, operation, parameter, path_arrow, row, sketch_axes, text, title,
+    mono, name_box, note, operation, parameter, path_arrow, row, sketch_axes, subtitled, text, title,
 )
 
 # The chapter's toy next-token distribution (section 5), in the order the notebook prints it.
@@ -78,8 +78,7 @@ def perplexity(ax):
     title(ax, 0.2, 3.0, "a model unsure between 4 words")
     bar_chart(ax, 1.2, 2.65, [0.25] * 4, ["mat", "sofa", "floor", "roof"], row_h=0.3, digits=2)
     text(ax, 0.2, 1.0, f"loss = −log 0.25 = ln 4 ≈ {math.log(4):.3f}", ha="left")
-    title(ax, 0.2, 0.6, "perplexity = e^loss = 4", color=ACCENT)
-    note(ax, 0.2, 0.25, "as unsure as a fair pick among 4 words")
+    subtitled(ax, 0.2, 0.6, "perplexity = e^loss = 4", "as unsure as a fair pick among 4 words", gap=0.35, color=ACCENT)
     xa, xb, y = 4.6, 9.1, 1.7  # a log scale from 1 to 100,000
 
     def at(v):
@@ -260,8 +259,8 @@ def data_parallel(ax):
 @diagram("ch05_checkpoint_contents", size=(9.5, 4.2))
 def checkpoint_contents(ax):
     box(ax, 0.15, 0.85, 5.3, 3.0, kind="plain")
-    title(ax, 0.3, 3.6, "ch05_verdict_checkpoint.pth")
-    note(ax, 0.3, 3.33, "torch.save: one pickle, ≈ 3 × the weights (1.95 GB at full size)")
+    subtitled(ax, 0.3, 3.6, "ch05_verdict_checkpoint.pth",
+              "torch.save: one pickle, ≈ 3 × the weights (1.95 GB at full size)")
     entries = [("data", "config: a plain dict (GPTConfig's fields)", 0.45),
                ("parameter", "model_state_dict: every weight by name\n162M float32 numbers ≈ 650 MB", 0.5),
                ("tensor", "optimizer_state_dict: AdamW's 2 averages\nper weight + step count ≈ 1.3 GB", 0.5),

@@ -11,7 +11,7 @@ from . import diagram
 from .ch04 import parameter_count
 from .primitives import (
     ACCENT, INK, MONO, MUTED, accent, arrow, bar, box, brace, chain, data, flow, frame, legend, line, mono, note,
-    operation, parameter, path_arrow, row, table, tensor, text, title,
+    operation, parameter, path_arrow, row, subtitled, table, tensor, text, title,
 )
 
 EOT_ID = 50256  # <|endoftext|>, which also pads
@@ -222,9 +222,8 @@ def overlap_metrics(ax):
               ("ROUGE-L", "0.6", "LCS 3 of 5 words, in order")]
     for k, (name, value, why) in enumerate(scores):
         yy = 2.45 - k * 0.62
-        title(ax, 6.55, yy, name)
+        subtitled(ax, 6.55, yy, name, why, gap=0.25)
         mono(ax, 7.95, yy, value, color=ACCENT)
-        note(ax, 6.55, yy - 0.25, why)
     note(ax, 0.15, 0.25, "All three compare words only: a correct answer in other words scores low.")
 
 

@@ -5,8 +5,8 @@ import math
 from . import diagram
 from .ch05 import TOY_VOCAB, probabilities  # chapter 5's toy next-word distribution, so the two chapters agree
 from .primitives import (
-    ACCENT, KINDS, MUTED, accent, arrow, bar, bar_chart, box, canvas, data, dot, flow, frame, grid, line, mono,
-    note, operation, parameter, path_arrow, row, stack, text, title,
+    ACCENT, KINDS, MUTED, accent, arrow, bar, bar_chart, box, canvas, data, dot, flow, frame, grid, line, mono, note,
+    operation, parameter, path_arrow, row, stack, subtitled, text, title,
 )
 
 # GPT-3's training mixture (Brown et al., 2020, Table 2.2): tokens in each dataset (billions) and its weight in the
@@ -91,8 +91,7 @@ def three_architectures(ax):
          (2.3, "decoder blocks", "sees itself and earlier tokens"), "generates text"),
     ]
     for cx, name, example, inputs, cell, output, what, (w, blocks, sees), verdict in columns:
-        title(ax, cx, 4.2, name, ha="center")
-        note(ax, cx, 3.92, example, ha="center")
+        subtitled(ax, cx, 4.2, name, example, gap=0.28, ha="center")
         box(ax, cx - 0.6, 3.2, 1.2, 0.42, output, kind="highlight")
         note(ax, cx + 0.67, 3.41, what)
         stack(ax, cx - w / 2 - 0.04, 1.75, w, 0.75)
@@ -102,8 +101,8 @@ def three_architectures(ax):
         arrow(ax, (cx, 0.95), (cx, 1.75))
         arrow(ax, (cx, 2.62), (cx, 3.2))
         accent(ax, cx, 0.22, verdict, ha="center")
-    title(ax, 7.75, 4.2, "encoder–decoder", ha="center")  # the third kind: two stacks, joined by cross-attention
-    note(ax, 7.75, 3.92, "e.g. the original transformer, T5", ha="center")
+    # the third kind: two stacks, joined by cross-attention
+    subtitled(ax, 7.75, 4.2, "encoder–decoder", "e.g. the original transformer, T5", gap=0.28, ha="center")
     for x, label, inputs, cell, under in ((6.35, "encoder", ["the", "cat", "sat", "down"], 0.4, "source"),
                                           (8.15, "decoder\n(causal)", ["le", "chat"], 0.5, "target so far")):
         operation(ax, x, 1.75, 1.2, 0.75, label)

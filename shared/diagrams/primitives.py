@@ -90,6 +90,12 @@ def mono(ax, x, y, words, ha="left", color=MUTED, **kwargs):
     text(ax, x, y, words, ha=ha, color=color, family=MONO, **kwargs)
 
 
+def subtitled(ax, x, y, words, below, gap=0.27, ha="left", family=FONT, **kwargs):
+    """A bold heading with a muted line `gap` under it (a shape or code with family=MONO)."""
+    title(ax, x, y, words, ha=ha, **kwargs)
+    text(ax, x, y - gap, below, ha=ha, color=MUTED, family=family)
+
+
 def mono_width(chars: int, fontsize: float = 10) -> float:
     """Width in inches of `chars` characters of the monospaced font."""
     return chars * MONO_ADVANCE * fontsize / 72
