@@ -415,12 +415,10 @@ def bpe_pipeline(ax):
         row(ax, left, bytes_y, byte_values, w=unit, h=h, kinds=kinds, family=MONO)
         brace(ax, left + 0.03, left + width - 0.03, bytes_y + h + 0.12, f"pre-token {piece}", below=False)
         arrow(ax, (left + width / 2, text_y - 0.02), (left + width / 2, bytes_y + h + 0.38), linewidth=1.0)
-        token_w = width / len(tokens)
-        for k, (token, token_id) in enumerate(tokens):
-            x = left + k * token_w
-            box(ax, x, tokens_y, token_w, h, token, kind="data", family=MONO)
-            box(ax, x, ids_y, token_w, h, str(token_id), kind="data", family=MONO)
-            arrow(ax, (x + token_w / 2, tokens_y - 0.02), (x + token_w / 2, ids_y + h + 0.02), linewidth=1.0)
+        pieces, ids = zip(*tokens)
+        row(ax, left, tokens_y, pieces, w=width / len(tokens), h=h, family=MONO)
+        for x, _ in row(ax, left, ids_y, ids, w=width / len(tokens), h=h, family=MONO):
+            arrow(ax, (x, tokens_y - 0.02), (x, ids_y + h + 0.02), linewidth=1.0)
         arrow(ax, (left + width / 2, bytes_y - 0.02), (left + width / 2, tokens_y + h + 0.02), linewidth=1.0)
         left += width + gap
     accent(ax, start + total + 0.15, bytes_y + h / 2, "\u00e9 = 2 bytes")

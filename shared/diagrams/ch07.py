@@ -230,17 +230,13 @@ def overlap_metrics(ax):
 @diagram("ch07_multiple_choice", size=(9.85, 4.0))
 def multiple_choice(ax):
     data(ax, 0.15, 0.3, 4.5, 3.45)
-    lines = [("The following are multiple choice questions", INK, "normal"),
-             ("(with answers) about general knowledge and English.", INK, "normal"),
-             ("", INK, "normal"),
-             ("+ 3 worked examples, each ending", MUTED, "italic"),
-             ("  in its answer, e.g. \"Answer: B\"", MUTED, "italic"),
-             ("", INK, "normal"),
-             ("Which word is the opposite of 'ancient'?", INK, "normal"),
-             ("A. old", INK, "normal"), ("B. modern", INK, "normal"), ("C. broken", INK, "normal"),
-             ("D. large", INK, "normal"), ("Answer:", ACCENT, "normal")]
-    for i, (words, color, style) in enumerate(lines):
-        mono(ax, 0.3, 3.5 - i * 0.265, words, color=color, style=style)
+    prompt = ["The following are multiple choice questions", "(with answers) about general knowledge and English.", "",
+              "+ 3 worked examples, each ending", '  in its answer, e.g. "Answer: B"', "",
+              "Which word is the opposite of 'ancient'?", "A. old", "B. modern", "C. broken", "D. large", "Answer:"]
+    worked = prompt[3:5]  # the worked examples, summarised in muted italics
+    for i, words in enumerate(prompt):
+        color = MUTED if words in worked else ACCENT if words == "Answer:" else INK
+        mono(ax, 0.3, 3.5 - i * 0.265, words, color=color, style="italic" if words in worked else "normal")
     arrow(ax, (4.65, 2.1), (5.0, 2.1))
     flow(ax, 5.0, 1.7, [("operation", "model:\none forward\npass", 1.25),
                         ("tensor", "next-token\nprobabilities", 1.25)], h=0.8, gap=0.35)
