@@ -125,13 +125,4 @@ def stored_alt(name: str) -> str:
 
 def show_diagram(name: str) -> DiagramImage:
     """The course diagram called `name`, ready to display as a cell's result."""
-    png = stored_png(name)
-    return DiagramImage(name, png, stored_alt(name))
-
-
-def pixels(png: bytes):
-    """A PNG decoded to an RGB array of 0..255, for comparing two drawings of one diagram."""
-    import numpy as np
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+    return DiagramImage(name, stored_png(name), stored_alt(name))

@@ -15,18 +15,26 @@ registered diagrams (one non-empty text for each, none for a diagram that does n
 from __future__ import annotations
 
 import argparse
+import io
 import re
 import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from . import ALT_INDEX, alt_index, all_diagrams, pixels, show_diagram
+from . import ALT_INDEX, alt_index, all_diagrams, show_diagram
 from .primitives import renderer_version
 
 PNG_DIR = Path(__file__).resolve().parent / "png"
 # Between library versions anti-aliasing shifts a little; a changed drawing changes far more.
 MAX_CHANGED_FRACTION = 0.002
+
+
+def pixels(drawing):
+    """A PNG's bytes, or an image not yet encoded, as an RGB array of 0..255 (to compare two drawings)."""
+    image = Image.open(io.BytesIO(drawing)) if isinstance(drawing, bytes) else drawing
+    return np.asarray(image.convert("RGB"), dtype=np.int16)
 
 
 def same_drawing(stored: bytes, drawn) -> bool:
@@ -37,8 +45,7 @@ def same_drawing(stored: bytes, drawn) -> bool:
     """
     if stored == drawn:
         return True
-    old = pixels(stored)
-    new = pixels(drawn) if isinstance(drawn, bytes) else np.asarray(drawn.convert("RGB"), dtype=np.int16)
+    old, new = pixels(stored), pixels(drawn)
     if old.shape != new.shape:
         return False
     if renderer_version().encode() in stored:
