@@ -71,12 +71,12 @@ def layer_norm(ax):
                                              (2.55, "normalised", after, ACCENT, 2)):
         title(ax, 0.1, top - h, name)
         grid(ax, x0, top, [[f"{v:.2f}" for v in line_] for line_ in values], w=w, h=h, kind="tensor", family=FONT)
-        note(ax, right + 0.55, top + 0.15, "mean", ha="center")
-        note(ax, right + 1.35, top + 0.15, "variance", ha="center")
-        mean, variance = values.mean(dim=1), values.var(dim=1, unbiased=False)
-        for i in range(2):
-            mono(ax, right + 0.55, top - (i + 0.5) * h, f"{mean[i]:.2f}".replace("-0.00", "0.00"), "center", color)
-            mono(ax, right + 1.35, top - (i + 0.5) * h, f"{variance[i]:.{digits}f}", "center", color)
+        statistics = ((0.55, "mean", [f"{m:.2f}".replace("-0.00", "0.00") for m in values.mean(dim=1)]),
+                      (1.35, "variance", [f"{v:.{digits}f}" for v in values.var(dim=1, unbiased=False)]))
+        for dx, statistic, cells in statistics:
+            note(ax, right + dx, top + 0.15, statistic, ha="center")
+            for i, cell in enumerate(cells):
+                mono(ax, right + dx, top - (i + 0.5) * h, cell, ha="center", color=color)
     brace(ax, x0, right, 4.3, "statistics over a row: features 1..6", below=False)
     arrow(ax, (x0 + 3 * w, 4.25 - 2 * h - 0.05), (x0 + 3 * w, 2.6),
           label="per row: subtract the mean, divide by √(variance + eps)")
@@ -127,7 +127,7 @@ def feed_forward(ax):
         if isinstance(what, int):  # a vector, as a bar as tall as its width in features
             height = what * inches_per_feature
             tensor(ax, x, cy - height / 2, 0.5, height)
-            mono(ax, x + 0.25, cy - height / 2 - 0.12, f"{what:,}", "center", INK, va="top")
+            mono(ax, x + 0.25, cy - height / 2 - 0.12, f"{what:,}", ha="center", color=INK, va="top")
             note(ax, x + 0.25, cy + height / 2 + 0.14, words, ha="center", va="bottom")
             x, gap = x + 0.9, 0.4
         else:
@@ -210,7 +210,7 @@ def pre_post_norm(ax):
             (7.0, True, "pre-norm (GPT-2 and since)", "x = x + sublayer(norm(x))",
              "the shortcut path holds only additions;\none final norm fixes the scale")):
         title(ax, cx - 0.3, 6.75, heading, ha="center", fontsize=11)
-        mono(ax, cx - 0.3, 6.45, formula, "center", INK)
+        mono(ax, cx - 0.3, 6.45, formula, ha="center", color=INK)
         accent(ax, cx - 0.3, 0.6, verdict, ha="center", va="top")
         tensor(ax, cx - 0.8, 5.85, 1.6, 0.4, "x")
         y = 5.85  # the bottom of the last thing drawn on the stream
@@ -242,7 +242,7 @@ def greedy_generation(ax):
     prompt, chosen, w = [15496, 11, 314, 716], 27018, 0.72
     title(ax, 0.3, 3.95, 'ids so far ("Hello, I am")')
     row(ax, 0.3, 3.1, prompt, w=w)
-    mono(ax, 0.3 + 2 * w, 2.98, "(1, 4)", "center", va="top")
+    mono(ax, 0.3 + 2 * w, 2.98, "(1, 4)", ha="center", va="top")
     operation(ax, 3.7, 2.95, 1.6, 0.75, "GPT model", fontsize=11)
     note(ax, 4.5, 2.82, f"sees at most the\nlast {CONTEXT:,} ids", ha="center", va="top")
     arrow(ax, (0.3 + 4 * w + 0.05, 3.32), (3.65, 3.32))
@@ -406,7 +406,7 @@ def position_methods(ax):
             kind, label, size = added
             box(ax, cx + 0.15, 3.15, 1.3, 0.6, kind=kind)
             text(ax, cx + 0.8, 3.57, label)
-            mono(ax, cx + 0.8, 3.3, size, "center", INK)
+            mono(ax, cx + 0.8, 3.3, size, ha="center", color=INK)
             node(ax, cx, 2.5)
             for side in (-1, 1):
                 arrow(ax, (cx + side * 0.8, 3.15), (cx + side * 0.14, 2.58))
@@ -438,7 +438,7 @@ def moe_routing(ax):
     weights = dict(zip(chosen.tolist(), (top / top.sum()).tolist()))
     title(ax, 0.15, 4.6, "One token through a mixture-of-experts layer: 4 experts, the router picks 2", fontsize=11)
     x = tensor(ax, 0.15, 2.0, 1.35, 0.6, "hidden\nvector x")
-    mono(ax, x[0], 1.78, "(emb_dim,)", "center")
+    mono(ax, x[0], 1.78, "(emb_dim,)", ha="center")
     router = operation(ax, 1.85, 2.0, 1.45, 0.6, "router\nlinear → 4")
     arrow(ax, (1.5, x[1]), (1.85, x[1]))
     note(ax, 4.15, 4.15, "score", ha="center")
@@ -447,7 +447,7 @@ def moe_routing(ax):
     for e, y in enumerate((3.6, 2.75, 1.9, 1.05)):
         picked = e in weights
         line(ax, [(3.3, router[1]), (3.5, router[1]), (3.5, y), (3.7, y)], color=MUTED)
-        mono(ax, 4.15, y, f"{MOE_LOGITS[e]:+.1f}", "center", INK)
+        mono(ax, 4.15, y, f"{MOE_LOGITS[e]:+.1f}", ha="center", color=INK)
         box(ax, 4.65, y - 0.22, 0.8, 0.44, f"{probabilities[e]:.2f}", kind="highlight" if picked else "plain")
         box(ax, 6.0, y - 0.3, 1.65, 0.6, f"expert {e}\n" + ("(SwiGLU)" if picked else "idle: not run"),
             kind="operation" if picked else "masked")
@@ -499,8 +499,8 @@ def left_padding(ax):
         kinds = ["masked"] * padding + ["data"] * len(prompt) + ["highlight"] * len(new[r])
         row(ax, x0, y - h / 2, ["pad"] * padding + prompt + new[r], w=w, h=h, kinds=kinds)
         for c in range(width):
-            mono(ax, x0 + (c + 0.5) * w, y - h / 2 - 0.17, str(int(positions[r, c])), "center",
-                 MUTED if c < padding else INK)
+            mono(ax, x0 + (c + 0.5) * w, y - h / 2 - 0.17, str(int(positions[r, c])), ha="center",
+                 color=MUTED if c < padding else INK)
     note(ax, 0.15, 0.35, "small numbers: positions, counted from each row's first real token (padding: 0, unused)")
     r, size, mx, top = 1, 0.36, 7.55, 3.75  # the mask of row 1, which has the most padding
     title(ax, mx + width * size / 2, 4.35, f"attention mask of row {r}", ha="center")

@@ -348,7 +348,7 @@ def static_kv_cache(ax):
     note(ax, 5.2, 5.32, f"one layer's keys, (1, 12, {max_len}, 64), allocated once:\nmax_len = {max_len} slots here "
          "(context_length by default)", va="top")
     for j in range(max_len):
-        mono(ax, rx + (j + 0.5) * c, 4.7, str(j), "center", va="bottom")
+        mono(ax, rx + (j + 0.5) * c, 4.7, str(j), ha="center", va="bottom")
     note(ax, rx - 0.1, 4.77, "slot", ha="right")
     for step, y in enumerate((4.2, 3.0, 1.8), start=1):
         new = prompt + step - 1  # the position decoded in this step (0-based)
@@ -428,9 +428,9 @@ def compact_vocabulary(ax):
         row(ax, x0, y, cells, w=w, h=h, kind=kind, family=MONO)
     for c in (0, 7):
         arrow(ax, (x0 + (c + 0.5) * w, 3.0), (x0 + (c + 0.5) * w, 1.85 + h))
-    mono(ax, x0 + 4 * w, 2.6, "encode: compact_ids[gpt2_id]", "center", ACCENT)
+    mono(ax, x0 + 4 * w, 2.6, "encode: compact_ids[gpt2_id]", ha="center", color=ACCENT)
     for i in range(vocab.n_vocab):
-        mono(ax, x0 + (i + 0.5) * w, 0.75 + h + 0.17, f"[{i}]", "center")
-    mono(ax, x0 + 8 * w - 0.05, 1.55, "decode: gpt2_ids[compact_id]", "right", ACCENT)
+        mono(ax, x0 + (i + 0.5) * w, 0.75 + h + 0.17, f"[{i}]", ha="center")
+    mono(ax, x0 + 8 * w - 0.05, 1.55, "decode: gpt2_ids[compact_id]", ha="right", color=ACCENT)
     note(ax, 0.15, 0.3, "On all of Tiny Shakespeare, K = 11,706 of GPT-2's 50,257 ids: the embedding table and the "
          "output head keep only those rows.")

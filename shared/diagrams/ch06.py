@@ -187,7 +187,7 @@ def training_loop(ax):
     operation(ax, 0.15, 0.15, 4.5, 0.6, "every 50 steps: the loss on 5 batches\nof the training and validation sets")
     operation(ax, 5.1, 0.15, 4.5, 0.6, "after each epoch (the hook): the accuracy on 5\nbatches of the training and "
               "validation sets")
-    mono(ax, 4.9, 3.3, "train_model(..., loss_fn=classifier_loss, on_epoch_end=accuracy hook)", "center", INK,
+    mono(ax, 4.9, 3.3, "train_model(..., loss_fn=classifier_loss, on_epoch_end=accuracy hook)", ha="center", color=INK,
          weight="bold")
 
 
@@ -265,6 +265,6 @@ def lora_where(ax):
         mono(ax, 9.45, 3.3 - i * 0.45, f"{n:,}", ha="right", color=INK)
     line(ax, [(5.0, 3.3 - 4.5 * 0.45), (9.45, 3.3 - 4.5 * 0.45)], linewidth=1.0)
     title(ax, 5.0, 1.0, "trainable with LoRA", color=ACCENT)
-    mono(ax, 9.45, 1.0, f"{learned:,}", "right", ACCENT, weight="bold")
+    mono(ax, 9.45, 1.0, f"{learned:,}", ha="right", color=ACCENT, weight="bold")
     note(ax, 9.45, 0.64, f"{learned / everything:.2%} of {everything:,}", ha="right")
     note(ax, 9.45, 0.3, f"(the last block + norm + head: {parameter_count(plain, trainable=True):,})", ha="right")

@@ -65,29 +65,15 @@ def canvas(width: float, height: float):
 
 def text(ax, x, y, words, fontsize=10, color=INK, ha="center", va="center", weight="normal", style="normal",
          family=FONT, rotation=0):
-    """Free text; the helpers below name the four roles text plays in a diagram."""
+    """Free text; the four below are text in the four roles it plays in a diagram (each style may be overridden)."""
     ax.text(x, y, words, fontsize=fontsize, color=color, ha=ha, va=va, weight=weight, style=style, family=family,
             rotation=rotation)
 
 
-def title(ax, x, y, words, ha="left", **kwargs):
-    """A heading: bold."""
-    text(ax, x, y, words, ha=ha, weight="bold", **kwargs)
-
-
-def note(ax, x, y, words, ha="left", **kwargs):
-    """An aside: muted."""
-    text(ax, x, y, words, ha=ha, color=MUTED, **kwargs)
-
-
-def accent(ax, x, y, words, ha="left", **kwargs):
-    """The point of the picture."""
-    text(ax, x, y, words, ha=ha, color=ACCENT, **kwargs)
-
-
-def mono(ax, x, y, words, ha="left", color=MUTED, **kwargs):
-    """Code, a shape or a formula: monospaced, muted unless told."""
-    text(ax, x, y, words, ha=ha, color=color, family=MONO, **kwargs)
+title = functools.partial(text, ha="left", weight="bold")  # a heading
+note = functools.partial(text, ha="left", color=MUTED)  # an aside
+accent = functools.partial(text, ha="left", color=ACCENT)  # the point of the picture
+mono = functools.partial(text, ha="left", color=MUTED, family=MONO)  # code, a shape or a formula
 
 
 def subtitled(ax, x, y, words, below, gap=0.27, ha="left", family=FONT, **kwargs):
