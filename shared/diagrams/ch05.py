@@ -115,8 +115,8 @@ def training_loop(ax):
         operation(ax, x, bottom, w, h, label)
         if k:
             arrow(ax, (backward[k - 1][0], bottom + h / 2), (x + w, bottom + h / 2))
-    path_arrow(ax, [(2.7, bottom + h / 2), (1.025, bottom + h / 2), (1.025, top - 0.25)], label="next batch",
-               label_at=(1.105, (bottom + h / 2 + top - 0.25) / 2))
+    path_arrow(ax, [(2.7, bottom + h / 2), (1.025, bottom + h / 2), (1.025, top - 0.25)])
+    note(ax, 1.105, (bottom + h / 2 + top - 0.25) / 2, "next batch")
     parameter(ax, 2.35, 2.55, 1.1, 0.4, "weights")
     arrow(ax, (2.9, 2.95), (2.9, top), color=PARAMETER_EDGE)
     arrow(ax, (5.4, bottom + h), (3.45, 2.7), color=PARAMETER_EDGE)

@@ -54,8 +54,8 @@ def data_pipeline(ax):
     for i, (name, n) in enumerate([("train.csv", "1,045"), ("validation.csv", "149"), ("test.csv", "300")]):
         data(ax, 7.85, 3.7 - i * 0.52, 1.6, 0.42, f"{name}  {n}")
         arrow(ax, (7.4, 3.325), (7.85, 3.91 - i * 0.52), linewidth=1.0)
-    path_arrow(ax, [(8.65, 2.66), (8.65, 2.2), (1.05, 2.2), (1.05, 1.75)], label="for each split: read_rows_csv",
-               label_at=(1.2, 1.98))
+    path_arrow(ax, [(8.65, 2.66), (8.65, 2.2), (1.05, 2.2), (1.05, 1.75)])
+    note(ax, 1.2, 1.98, "for each split: read_rows_csv")
     tensor(ax, 7.85, 1.0, 1.6, 0.75, "one batch")
     arrow(ax, (7.4, 1.375), (7.85, 1.375))
     mono(ax, 8.65, 0.7, "inputs (8, 92)\nlabels (8,)", ha="center")

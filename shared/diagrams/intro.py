@@ -67,7 +67,8 @@ def course_map():
     fig, ax = canvas(9.8, frame_h + 1.45)
     w, frame_w = 2.85, 3.1
     for x, heading, folders, result in stages:
-        frame(ax, x, 1.0, frame_w, frame_h, heading)
+        frame(ax, x, 1.0, frame_w, frame_h)
+        title(ax, x + 0.12, 1.0 + frame_h - 0.2, heading)
         chapters = [(name, folder) for folder, names in folders.items() for name in names]
         for i, (name, folder) in enumerate(chapters):
             y = 1.0 + frame_h - 0.75 - i * step

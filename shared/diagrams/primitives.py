@@ -173,12 +173,10 @@ def bar_chart(ax, x, top, values, labels=(), scale=3.0, row_h=0.28, kind="tensor
     line(ax, [(x, top - len(values) * row_h), (x, top)], color=MUTED, linewidth=0.9)
 
 
-def frame(ax, x, y, w, h, label="", color=MUTED, style="--"):
-    """A thin rounded outline that groups the shapes inside it, with an optional bold label at its top left."""
+def frame(ax, x, y, w, h, color=MUTED, style="--"):
+    """A thin rounded outline that groups the shapes inside it."""
     ax.add_patch(patches.FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0,rounding_size=0.12", facecolor="none",
                                         edgecolor=color, linewidth=1.1, linestyle=style, zorder=0))
-    if label:
-        title(ax, x + 0.12, y + h - 0.2, label)
 
 
 def stack(ax, x, y, w, h, kind="operation", depth=3, step=0.06, rows=1):
@@ -212,12 +210,10 @@ def arrow(ax, start, end, label=None, color=INK, label_side="right", curve=0.0, 
         note(ax, mx - 0.08 if left else mx + 0.08, my, label, ha="right" if left else "left")
 
 
-def path_arrow(ax, points, color=INK, linewidth=1.3, label=None, label_at=None):
+def path_arrow(ax, points, color=INK, linewidth=1.3):
     """An arrow along a polyline (for right-angled connections): plain segments, then an arrowhead on the last."""
     line(ax, points[:-1], color=color, linewidth=linewidth)
     arrow(ax, points[-2], points[-1], color=color, linewidth=linewidth)
-    if label:
-        note(ax, *label_at, label)
 
 
 def polar_arrow(ax, origin, angle, length, label="", color=MUTED, dashed=False, linewidth=1.6):
