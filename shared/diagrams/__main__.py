@@ -91,18 +91,15 @@ def stamp(notebook_paths) -> list[Path]:
     changed = []
     for path in notebook_paths:
         nb = nbformat.read(path, as_version=4)
-        touched = False
+        before = serialize(nb)
         for cell in nb.cells:
             match = ONLY_SHOW_DIAGRAM.fullmatch(cell.source) if cell.cell_type == "code" else None
             if not match or not cell.outputs:
                 continue  # a cell never run keeps no output: stamping must not pretend it ran
             data, metadata = show_diagram(match.group(1))._repr_mimebundle_()
-            output = nbformat.v4.new_output("execute_result", data=data, metadata=metadata,
-                                            execution_count=cell.execution_count)
-            if cell.outputs != [output]:
-                cell.outputs = [output]
-                touched = True
-        if touched:
+            cell.outputs = [nbformat.v4.new_output("execute_result", data=data, metadata=metadata,
+                                                   execution_count=cell.execution_count)]
+        if serialize(nb) != before:
             Path(path).write_text(serialize(nb), encoding="utf-8")
             changed.append(Path(path))
     return changed
