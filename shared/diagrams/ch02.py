@@ -224,7 +224,7 @@ def batch(ax):
     target_kinds = [["highlight" if i == 0 else "tensor"] * 4 for i in range(8)]
     for x, name, cells, kinds, under in ((1.1, "inputs", BATCH_INPUTS, input_kinds, "4 positions (max_length)"),
                                          (4.8, "targets", targets, target_kinds, "the same ids, one further on")):
-        subtitled(ax, x + 2 * w, top + 0.5, name, "shape (8, 4)", gap=0.28, ha="center", family=MONO)
+        subtitled(ax, x + 2 * w, top + 0.5, name, "shape (8, 4)", gap=0.28, ha="center", under=mono)
         grid(ax, x, top, cells, w=w, h=h, kinds=kinds)
         note(ax, x + 2 * w, top - 8 * h - 0.25, under, ha="center")
     for i in range(8):
@@ -255,7 +255,7 @@ def embedding_lookup(ax):
     grid(ax, xw, top, fmt, w=w, h=h, kinds=kinds)
     for r in range(6):
         note(ax, xw - 0.12, top - (r + 0.5) * h, f"row {r}", ha="right")
-    subtitled(ax, xo + 1.5 * w, top + 0.42, "embedding(ids)", "shape (4, 3)", gap=0.25, ha="center", family=MONO)
+    subtitled(ax, xo + 1.5 * w, top + 0.42, "embedding(ids)", "shape (4, 3)", gap=0.25, ha="center", under=mono)
     out_top = top - 0.5 * h
     grid(ax, xo, out_top, [fmt[r] for r in ids], w=w, h=h, kind="tensor")
     for k, r in enumerate(ids):

@@ -9,9 +9,9 @@ from shared.model import GELU, FeedForward, GPTConfig
 
 from . import diagram
 from .primitives import (
-    ACCENT, FONT, INK, KINDS, MONO, MUTED, accent, angle_arc, arrow, box, brace, chain, data, dial, flow, frame, grid,
-    legend, line, mono, node, note, operation, parameter, path_arrow, plot_area, polar_arrow, row, side_brace, stack,
-    subtitled, tensor, text, title,
+    ACCENT, FONT, INK, KINDS, MUTED, accent, angle_arc, arrow, box, brace, chain, data, dial, flow, frame, grid, legend,
+    line, mono, node, note, operation, parameter, path_arrow, plot_area, polar_arrow, row, side_brace, stack, subtitled,
+    tensor, text, title,
 )
 
 GPT2 = GPTConfig()  # GPT-2 small (124M), the chapter's defaults
@@ -28,7 +28,7 @@ def parameter_count(module, trainable=False):
 def gpt_architecture(ax):
     cx, shape_x = 3.2, 5.05  # the main column, and where the shapes are written
     note(ax, 0.15, 7.95, '"Every effort moves you"', style="italic")
-    subtitled(ax, 0.15, 7.5, "token ids", "(batch, tokens)", gap=0.26, family=MONO)
+    subtitled(ax, 0.15, 7.5, "token ids", "(batch, tokens)", gap=0.26, under=mono)
     ids = row(ax, 1.45, 7.28, [6109, 3626, 6100, 345], w=0.62, h=0.42)
     title(ax, 4.15, 7.5, "positions")
     positions = row(ax, 5.15, 7.28, range(4), w=0.42, h=0.42)
@@ -495,7 +495,7 @@ def left_padding(ax):
     brace(ax, x0 + idx.shape[1] * w, x0 + width * w, 4.05, "generated", below=False)
     for r, prompt in enumerate(prompts):
         y, padding = 3.4 - r * 1.05, int(pad[r])
-        subtitled(ax, 0.15, y + 0.08, f"row {r}", f"pad_lengths={padding}", gap=0.28, family=MONO)
+        subtitled(ax, 0.15, y + 0.08, f"row {r}", f"pad_lengths={padding}", gap=0.28, under=mono)
         kinds = ["masked"] * padding + ["data"] * len(prompt) + ["highlight"] * len(new[r])
         row(ax, x0, y - h / 2, ["pad"] * padding + prompt + new[r], w=w, h=h, kinds=kinds)
         for c in range(width):

@@ -342,11 +342,10 @@ def static_kv_cache(ax):
     c, prompt, max_len = 0.42, 4, 8  # cell size, prompt length, slots of the static cache
     lx, rx = 1.05, 5.85  # where each panel's tensors start
     line(ax, [(5.0, 0.6), (5.0, 5.6)], color=MUTED, linewidth=0.8, style=":")
-    title(ax, 0.15, 5.52, "chapter 4's KVCache: append with torch.cat")
-    note(ax, 0.15, 5.32, "one layer's keys after each step (values alike)", va="top")
-    title(ax, 5.2, 5.52, "StaticKVCache: one tensor, written in place")
-    note(ax, 5.2, 5.32, f"one layer's keys, (1, 12, {max_len}, 64), allocated once:\nmax_len = {max_len} slots here "
-         "(context_length by default)", va="top")
+    subtitled(ax, 0.15, 5.52, "chapter 4's KVCache: append with torch.cat",
+              "one layer's keys after each step (values alike)", gap=0.2, va="top")
+    subtitled(ax, 5.2, 5.52, "StaticKVCache: one tensor, written in place", f"one layer's keys, (1, 12, {max_len}, "
+              f"64), allocated once:\nmax_len = {max_len} slots here (context_length by default)", gap=0.2, va="top")
     for j in range(max_len):
         mono(ax, rx + (j + 0.5) * c, 4.7, str(j), ha="center", va="bottom")
     note(ax, rx - 0.1, 4.77, "slot", ha="right")
@@ -423,8 +422,7 @@ def compact_vocabulary(ax):
             (1.85, "compact ids", f"0 .. K-1 (K = {vocab.n_vocab})", [vocab.compact_ids[i] for i in gpt2], "tensor"),
             (0.75, "gpt2_ids", "sorted(set(ids))", vocab.gpt2_ids, "parameter")]
     for y, label, what, cells, kind in rows:
-        mono(ax, 0.15, y + h / 2 + 0.1, label, color=INK, weight="bold")
-        note(ax, 0.15, y + h / 2 - 0.17, what)
+        subtitled(ax, 0.15, y + h / 2 + 0.1, label, what, family=MONO)
         row(ax, x0, y, cells, w=w, h=h, kind=kind, family=MONO)
     for c in (0, 7):
         arrow(ax, (x0 + (c + 0.5) * w, 3.0), (x0 + (c + 0.5) * w, 1.85 + h))

@@ -76,10 +76,10 @@ accent = functools.partial(text, ha="left", color=ACCENT)  # the point of the pi
 mono = functools.partial(text, ha="left", color=MUTED, family=MONO)  # code, a shape or a formula
 
 
-def subtitled(ax, x, y, words, below, gap=0.27, ha="left", family=FONT, **kwargs):
-    """A bold heading with a muted line `gap` under it (a shape or code with family=MONO)."""
+def subtitled(ax, x, y, words, below, gap=0.27, ha="left", under=None, va="center", **kwargs):
+    """A bold heading and, `gap` lower, the words `below` it: an aside unless `under` names another role."""
     title(ax, x, y, words, ha=ha, **kwargs)
-    text(ax, x, y - gap, below, ha=ha, color=MUTED, family=family)
+    (under or note)(ax, x, y - gap, below, ha=ha, va=va)
 
 
 def mono_width(chars: int, fontsize: float = 10) -> float:
