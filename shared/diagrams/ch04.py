@@ -105,12 +105,11 @@ def gelu_relu(ax):
     plot.set(xlim=(-3, 3), ylim=(-0.6, 3.05))
     plot.set_xlabel("x", fontsize=10, color=MUTED)
     plot.legend(loc="upper left", fontsize=10, frameon=False)
-    text(ax, 5.25, 3.2, "ReLU", ha="left", weight="bold", color=OPERATION_EDGE)
-    text(ax, 5.25, 3.0, "cuts every negative input to 0, with a\nsharp corner at 0: for x < 0 its gradient\n"
-         "is exactly 0, so nothing flows back", ha="left", va="top")
-    text(ax, 5.25, 2.05, "GELU (GPT-2)", ha="left", weight="bold", color=TENSOR_EDGE)
-    text(ax, 5.25, 1.85, "smooth everywhere; small negative inputs\ngive small negative outputs, so they still\n"
-         "get a gradient; far from 0 it matches ReLU", ha="left", va="top")
+    subtitled(ax, 5.25, 3.2, "ReLU", "cuts every negative input to 0, with a\nsharp corner at 0: for x < 0 its "
+              "gradient\nis exactly 0, so nothing flows back", gap=0.2, under=text, va="top", color=OPERATION_EDGE)
+    subtitled(ax, 5.25, 2.05, "GELU (GPT-2)", "smooth everywhere; small negative inputs\ngive small negative outputs, "
+              "so they still\nget a gradient; far from 0 it matches ReLU", gap=0.2, under=text, va="top",
+              color=TENSOR_EDGE)
     note(ax, 5.25, 0.5, "Φ is the standard normal CDF; GPT-2 uses\na tanh approximation of it")
 
 

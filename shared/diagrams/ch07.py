@@ -394,8 +394,7 @@ def dpo_batch(ax):
         _, mask = _padded_with_mask([example], width, pad_token_id=-1)  # the collate's own mask
         pads = width - len(prompt) - len(answer) - 1
         y = 2.85 - r * 1.3
-        text(ax, 0.15, y + h / 2, f"{side}_ids", ha="left", weight="bold", family=MONO)
-        mono(ax, 0.15, y - 0.4 + h / 2, f"{side}_mask")
+        subtitled(ax, 0.15, y + h / 2, f"{side}_ids", f"{side}_mask", gap=0.4, under=mono, family=MONO)
         labels = prompt + answer + ["<eot>"] + ["<pad>"] * pads
         kinds = ["data"] * len(prompt) + ["tensor"] * len(answer) + ["highlight"] + ["masked"] * pads
         row(ax, x0, y, labels, w=w, h=h, kinds=kinds)
