@@ -32,7 +32,6 @@ CHAPTER_MODULES = ("intro", "ch02", "ch03", "ch04", "ch05", "ch06", "ch07")
 
 @dataclass(frozen=True)
 class Diagram:
-    name: str
     draw: Callable  # () -> matplotlib Figure
 
     def render(self) -> bytes:
@@ -60,7 +59,7 @@ def diagram(name: str, size: tuple[float, float] | None = None):
         if name in REGISTRY:
             raise ValueError(f"two diagrams are called {name!r}")
         make = draw if size is None else functools.partial(_on_canvas, draw, size)
-        REGISTRY[name] = Diagram(name, make)
+        REGISTRY[name] = Diagram(make)
         return draw
 
     return register
