@@ -99,8 +99,8 @@ def encode_decode(ax):
     for top, bottom, direction in ((4.17, 1.77, "encode"), (1.77, 0.57, "decode")):
         arrow(ax, (side, top), (side, bottom), color=INK)
         title(ax, side + 0.12, (top + bottom) / 2, direction)  # beside the middle of its arrow
-    text(ax, x0, 0.13, "the dropped whitespace is guessed back: \"It's\" returns as \"It' s\", and a space follows "
-         "the first quote", ha="left", color=ACCENT)
+    accent(ax, x0, 0.13, "the dropped whitespace is guessed back: \"It's\" returns as \"It' s\", and a space follows "
+           "the first quote")
 
 
 @diagram("ch02_special_tokens", size=(9.5, 3.4))

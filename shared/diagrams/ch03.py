@@ -121,8 +121,8 @@ def one_query(ax):
     out = box(ax, 7.4, sm[1] - 0.25, 2.05, 0.5, vector(LOOKS_CONTEXT, 4), kind="highlight", family=MONO)
     arrow(ax, (7.2, out[1]), (7.4, out[1]))
     accent(ax, 8.42, out[1] - 0.4, "context vector of 'looks':\nweighted sum of all six", va="top", ha="center")
-    text(ax, 0.2, 0.3, "score = dot product: large when two vectors point the same way; the softmax makes the "
-         "scores positive and sum to 1", ha="left", color=MUTED)
+    note(ax, 0.2, 0.3, "score = dot product: large when two vectors point the same way; the softmax makes the "
+         "scores positive and sum to 1")
 
 
 @diagram("ch03_scores_matrix", size=(10.9, 7.1))
@@ -359,9 +359,8 @@ def head_weight_blocks(ax):
         note(ax, right + 0.16, (y0 + y1) / 2,
              f"rows {2 * i}-{2 * i + 1}: head {i}\n(output features {2 * i}, {2 * i + 1})")
     brace(ax, 4.6, 4.6 + 3 * c, top - 4 * c - 0.08, "d_in = 3 input features")
-    text(ax, 0.3, 0.25, "nn.Linear stores its weight as (out, in): row r makes output feature r, and split_heads "
-         "gives features 0-1 to head 0\nand 2-3 to head 1. The same for W_key and W_value; out_proj is copied "
-         "as it is.", ha="left", color=MUTED)
+    note(ax, 0.3, 0.25, "nn.Linear stores its weight as (out, in): row r makes output feature r, and split_heads gives "
+         "features 0-1 to head 0\nand 2-3 to head 1. The same for W_key and W_value; out_proj is copied as it is.")
 
 
 @diagram("ch03_queries_are_last", size=(9.0, 4.1))
