@@ -63,9 +63,8 @@ def problems() -> list[str]:
             found.append(f"{name}: no PNG drawn")
         elif not same_drawing(path.read_bytes(), diagram.image()):
             found.append(f"{name}: the PNG is older than its drawing code")
-    for path in sorted(PNG_DIR.glob("*.png")):
-        if path.stem not in diagrams:
-            found.append(f"{path.name}: no diagram of that name is left")
+    found += [f"{path.name}: no diagram of that name is left" for path in sorted(PNG_DIR.glob("*.png"))
+              if path.stem not in diagrams]
     if not (PNG_DIR / ALT_INDEX).is_file():
         return [*found, f"{ALT_INDEX}: missing; it holds every diagram's alt text"]
     return found + alt_problems(diagrams, alt_index())
