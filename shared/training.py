@@ -18,8 +18,8 @@ from shared.model_tools import evaluating
 from shared.text import text_to_token_ids, token_ids_to_text
 
 __all__ = [
-    "batch_loss", "to_device", "measure_batch", "mean_over_batches", "loader_loss", "evaluate_model", "generate_sample",
-    "new_history", "history_key", "train_model", "plot_metric", "plot_losses",
+    "batch_loss", "to_device", "call_with_batch", "as_metrics", "mean_over_batches", "loader_loss", "evaluate_model",
+    "generate_sample", "new_history", "history_key", "train_model", "plot_metric", "plot_losses",
 ]
 
 
@@ -44,19 +44,22 @@ def to_device(batch, device):
     return tuple(tensor.to(device) for tensor in batch)
 
 
-def measure_batch(measure, model, batch):
-    """`measure(model, *batch)` for a tuple batch, `measure(model, batch)` for a dict, as a dict of metrics.
+def call_with_batch(fn, model, batch):
+    """`fn(model, *batch)` for a tuple batch, `fn(model, batch)` for a dict: how the loops hand a batch to a loss
+    function, a measure or a step."""
+    return fn(model, batch) if isinstance(batch, dict) else fn(model, *batch)
 
-    A measure (a loss function is one) returns a loss tensor, or a dict of metrics with the loss under "loss".
-    """
-    result = measure(model, batch) if isinstance(batch, dict) else measure(model, *batch)
+
+def as_metrics(result):
+    """What a measure returned, as a dict of metrics: a bare loss tensor (a loss function is a measure) becomes
+    {"loss": it}."""
     return result if isinstance(result, dict) else {"loss": result}
 
 
 def mean_over_batches(model, loader, device, measure, num_batches=None):
     """The mean of each metric of `measure` over the batches of `loader` (the first `num_batches` if given).
 
-    Each batch is moved to `device` here and handed to `measure` (see measure_batch). A metric is a number (or
+    Each batch is moved to `device` here and handed to `measure` (see call_with_batch). A metric is a number (or
     a one-element tensor), averaged over the batches, or a pair (total, count), whose totals and counts are
     summed apart: an accuracy given as (correct, examples) then counts every example once, even when the last
     batch is short. It measures only: no gradients are computed, and the caller chooses train or eval mode.
@@ -68,7 +71,7 @@ def mean_over_batches(model, loader, device, measure, num_batches=None):
     sums = {}  # metric -> [total, count]
     with torch.no_grad():
         for batch in itertools.islice(loader, num_batches):
-            for name, value in measure_batch(measure, model, to_device(batch, device)).items():
+            for name, value in as_metrics(call_with_batch(measure, model, to_device(batch, device))).items():
                 total, count = value if isinstance(value, tuple) else (value, 1)
                 running = sums.setdefault(name, [0.0, 0])
                 running[0] += float(total)
@@ -167,10 +170,10 @@ def train_model(model, train_loader, val_loader, optimizer, device, num_epochs, 
         for batch_number, batch in enumerate(train_loader, start=1):
             batch = to_device(batch, device)
             if step_fn is not None:
-                measure_batch(step_fn, model, batch)
+                call_with_batch(step_fn, model, batch)
             else:
                 optimizer.zero_grad()
-                loss = measure_batch(loss_fn, model, batch)["loss"]
+                loss = as_metrics(call_with_batch(loss_fn, model, batch))["loss"]
                 loss.backward()
                 optimizer.step()
             # The first tensor holds the inputs: (batch, tokens) token ids, or in chapter 6 hidden states.

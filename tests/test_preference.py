@@ -251,7 +251,8 @@ def test_a_short_dpo_run_raises_accuracy_and_lowers_the_loss_on_its_training_pai
     final = evaluate_dpo(policy, reference, train, "cpu", beta=0.5)
     assert final["chosen_reward"] - final["rejected_reward"] == pytest.approx(final["margin"], abs=1e-6)
     assert not any(p.requires_grad for p in reference.parameters()) and policy.training
-    # the loop counts pairs and the tokens of each batch's first tensor (the chosen side, padded)
+    # the loop counts pairs and the tokens of each batch's first tensor (the chosen side, padded); every synthetic
+    # pair has the same lengths, so every batch of every epoch is as wide as those of this pass over the loader
     assert history["examples_seen"][-1] == 4 * 32
     assert history["tokens_seen"][-1] == 4 * sum(batch["chosen_ids"].numel() for batch in train)
 
