@@ -14,7 +14,7 @@ from PIL import Image, PngImagePlugin
 
 from shared._export import ROOT, notebooks
 from shared.diagrams import DISPLAY_DPI, DPI, all_diagrams, alt_index, show_diagram, stored_alt, stored_png
-from shared.diagrams.__main__ import PNG_DIR, alt_problems, problems, same_drawing
+from shared._diagrams import PNG_DIR, alt_problems, problems, same_drawing
 from shared.diagrams.primitives import box, text, to_png
 from tests.test_notebooks import awaiting_rerun_marked
 
@@ -130,7 +130,7 @@ def test_every_main_chapter_shows_its_diagrams(path):
 
 
 def test_stamp_refreshes_only_cells_that_ran_and_show_nothing_else(tmp_path):
-    from shared.diagrams.__main__ import stamp
+    from shared._diagrams import stamp
 
     name = "ch02_sliding_window"
     stale = nbformat.v4.new_output("execute_result", data={"image/png": "c3RhbGU=", "text/plain": "old"},

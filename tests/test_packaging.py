@@ -49,7 +49,7 @@ def test_every_subpackage_of_shared_is_listed():
 
 
 # Learners never need these, and they need nbformat/nbclient, which the package does not depend on.
-MAINTAINER_TOOLS = ["shared/_build.py", "shared/_export.py", "shared/_run.py", "shared/_widget_snapshot.py"]
+MAINTAINER_TOOLS = ["shared/_build.py", "shared/_diagrams.py", "shared/_export.py", "shared/_run.py", "shared/_widget_snapshot.py"]
 
 
 @pytest.fixture(scope="module")

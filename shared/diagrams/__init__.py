@@ -1,8 +1,8 @@
 """Diagrams drawn for the course (hand-written, not generated from a notebook).
 
 Each diagram is a small Python function in this package (one module per chapter, all in the
-style of `primitives.py`) that draws onto a blank canvas. `python -m shared.diagrams` draws them all
-into `png/`, which ships with the package; a notebook shows one with
+style of `primitives.py`) that draws onto a blank canvas. The maintainers' tool `python -m shared._diagrams`
+(left out of the wheel) draws them all into `png/`, which ships with the package; a notebook shows one with
 
     show_diagram("ch02_sliding_window")
 
@@ -10,7 +10,7 @@ The PNG is stored in the notebook as that cell's output, so the picture reads on
 JupyterLab and on Colab before anything runs, and running the cell on Colab finds the PNG in
 the installed package. Every diagram has alt text: it is the image's `alt` and also the text a
 text-only viewer shows in its place. The alt texts are prose, not drawing code, so they live in
-`png/alt.json` ({name: alt text}, sorted by name), which is edited by hand; `python -m shared.diagrams
+`png/alt.json` ({name: alt text}, sorted by name), which is edited by hand; `python -m shared._diagrams
 --check` fails when a diagram has none, or when the file describes a diagram that does not exist.
 """
 

@@ -1,8 +1,8 @@
-"""Draw every course diagram into shared/diagrams/png/, or check that the stored PNGs are current.
+"""Maintainers' tool: draw every course diagram into shared/diagrams/png/, or check that the stored PNGs are current.
 
-    python -m shared.diagrams            # redraw all (or: python -m shared.diagrams NAME ...)
-    python -m shared.diagrams --check    # exit 1 if a PNG is missing, stale or left over
-    python -m shared.diagrams --stamp    # refresh the pictures stored in the notebooks' show_diagram cells
+    python -m shared._diagrams            # redraw all (or: python -m shared._diagrams NAME ...)
+    python -m shared._diagrams --check    # exit 1 if a PNG is missing, stale or left over
+    python -m shared._diagrams --stamp    # refresh the pictures stored in the notebooks' show_diagram cells
 
 A cell whose whole source is `show_diagram("name")` (after, at most, its import) has one possible output, the
 PNG itself, so --stamp writes that output in place instead of asking for the whole notebook to be re-run after
@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import ALT_INDEX, alt_index, all_diagrams, show_diagram
-from .primitives import renderer_version
+from shared.diagrams import ALT_INDEX, alt_index, all_diagrams, show_diagram
+from shared.diagrams.primitives import renderer_version
 
-PNG_DIR = Path(__file__).resolve().parent / "png"
+PNG_DIR = Path(__file__).resolve().parent / "diagrams" / "png"
 # Between library versions anti-aliasing shifts a little; a changed drawing changes far more.
 MAX_CHANGED_FRACTION = 0.002
 
@@ -105,7 +105,7 @@ def stamp(notebook_paths) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.diagrams", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m shared._diagrams", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="diagrams to redraw (default: all)")
     parser.add_argument("--check", action="store_true", help="only check; change nothing")
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in found:
             print(line)
         if any(not line.startswith(ALT_INDEX) for line in found):
-            print("redraw with: python -m shared.diagrams")
+            print("redraw with: python -m shared._diagrams")
         return 1 if found else 0
     diagrams = all_diagrams()
     unknown = sorted(set(args.names) - set(diagrams))
