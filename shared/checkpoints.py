@@ -20,7 +20,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as safetensors_load, save as safetensors_save
 
-from shared.data import partial_path, previous_path, write_atomically
+from shared.checks import require_state_dict
+from shared.data import write_atomically
+from shared.downloads import partial_path, previous_path
 from shared.model import GPTConfig, GPTModel
 
 __all__ = [
@@ -130,18 +132,7 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, step=0, scaler=
 
 def check_state_dict(saved, model, path):
     """Raise a CheckpointError naming `path` unless `saved` has exactly the model's tensor names and shapes."""
-    expected = unwrap_model(model).state_dict()
-    for name, tensor in expected.items():
-        if name not in saved:
-            raise CheckpointError(f"{path.name} has no tensor {name!r}: it was saved from a different model architecture")
-        if saved[name].shape != tensor.shape:
-            raise CheckpointError(
-                f"{path.name}: tensor {name!r} has shape {tuple(saved[name].shape)} but the model expects "
-                f"{tuple(tensor.shape)}: the checkpoint comes from a model of another size or configuration"
-            )
-    unexpected = sorted(set(saved) - set(expected))
-    if unexpected:
-        raise CheckpointError(f"{path.name} has tensors the model lacks, e.g. {unexpected[0]!r}: it comes from a different architecture")
+    require_state_dict(saved, unwrap_model(model).state_dict(), Path(path).name, error=CheckpointError)
 
 
 def load_checkpoint(path, model, optimizer=None, scheduler=None, scaler=None, restore_rng=True, map_location="cpu"):

@@ -15,7 +15,8 @@ import torch
 
 __all__ = [
     "require_int", "require_positive_int", "require_positive_number", "require_probability", "require_choice",
-    "require_shape", "require_same_shape", "require_dtype", "check_gpt_config", "check_token_ids",
+    "require_shape", "require_same_shape", "require_dtype", "require_state_dict", "check_gpt_config",
+    "check_token_ids",
 ]
 
 
@@ -108,6 +109,28 @@ def require_dtype(name, tensor, dtype, *, hint="", error=ValueError):
     if tensor.dtype != dtype:
         raise error(_say(name, f"a {dtype} tensor", hint, str(tensor.dtype)))
 
+
+
+def require_state_dict(tensors, expected, source, *, label=repr, hint="", error=ValueError):
+    """`tensors` ({name: tensor}, weights read from `source`) must hold exactly the names of the state dict
+    `expected` (what the model holds; tensors on the meta device will do), each of the same shape: the one check
+    every loader of weights runs before it copies anything. `label(name)` names a tensor in a message (e.g. as
+    the file calls it); `hint` says what to do."""
+    advice = f" ({hint})" if hint else ""
+    missing = [name for name in expected if name not in tensors]
+    if missing:
+        raise error(f"{source} lacks {len(missing)} of the model's tensors, e.g. {label(missing[0])}: it is "
+                    f"incomplete, or was saved from a different architecture{advice}")
+    unexpected = [name for name in tensors if name not in expected]
+    if unexpected:
+        count = f"{len(unexpected)} tensor" + ("s" if len(unexpected) > 1 else "")
+        raise error(f"{source} holds {count} the model has no place for, e.g. "
+                    f"{label(unexpected[0])}: it was saved from a different architecture{advice}")
+    for name, want in expected.items():
+        if tensors[name].shape != want.shape:
+            raise error(f"{source}: tensor {label(name)} has shape {_shape_text(tensors[name].shape)} but the model "
+                        f"expects {_shape_text(want.shape)}: it comes from a model of another size or "
+                        f"configuration{advice}")
 
 
 def check_gpt_config(cfg, choices):

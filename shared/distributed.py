@@ -12,7 +12,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from shared.model import GPTConfig, GPTModel
+from shared.model import GPTModel
 from shared.train_step import train_step, warmup_cosine_scheduler
 
 __all__ = [

@@ -1,5 +1,6 @@
 """Downloads behind `shared.data.fetch` (hand-written): the course's files and their sha256, the cache and
-mirror folders, pooch's timeout and retries, zip archives, and files written whole or not at all.
+mirror folders, pooch's timeout and retries, zip archives, and files written whole or not at all; and the one
+way the course fetches model weights from the Hugging Face Hub (`hub_download`).
 
 Chapter 2's lecture shows the idea in `shared/data.py`: look in the cache, otherwise copy the file in,
 then check its sha256. Everything here is what makes that reliable on a real network: a mirror folder
@@ -178,3 +179,34 @@ def refuse_copy(path: Path, remote: Remote, origin: str, actual: str) -> None:
         f"{path.name} from {origin} has sha256 {actual}, expected {remote.sha256}: the file is corrupt or a "
         "different version. The bad copy in the cache was deleted; run again to fetch it afresh."
     )
+
+
+class HubDownloadError(RuntimeError):
+    """Weights or files could not be downloaded from the Hugging Face Hub (offline, gated, not found)."""
+
+
+def hub_download(repo_id, filename=None, *, allow_patterns=None, cache_dir=None, force_download=False, what=None,
+                 alternative=""):
+    """The local path of `filename` from the Hub repository `repo_id` or, without a filename, of a folder holding
+    the repository's files that match `allow_patterns`.
+
+    huggingface_hub does the work: its cache (a second call costs nothing), a progress bar, a partial download
+    kept apart until it is complete, and the files' checksums. Any failure becomes one HubDownloadError that says
+    what to do: accept the license of a gated model, or get online once; `what` names the download in that
+    message (default: the repository) and `alternative` adds another way to get the files.
+    """
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    try:
+        if filename is None:
+            return Path(snapshot_download(repo_id, allow_patterns=allow_patterns, cache_dir=cache_dir,
+                                          force_download=force_download))
+        return Path(hf_hub_download(repo_id, filename, cache_dir=cache_dir, force_download=force_download))
+    except Exception as error:  # offline, gated, missing, server trouble: the advice depends on which
+        gated = "gated" in type(error).__name__.lower() or "401" in str(error) or "403" in str(error)
+        advice = (f"{repo_id} is gated: accept its license on https://huggingface.co/{repo_id} and log in with "
+                  "`hf auth login` (or set HF_TOKEN)." if gated else
+                  "This needs an internet connection (and HF_HUB_OFFLINE unset) the first time; afterwards the "
+                  "cached copy is used.")
+        raise HubDownloadError(f"could not download {what or repo_id}: {type(error).__name__}. {advice}"
+                               f"{' ' + alternative if alternative else ''}") from None  # the Hub's chain would bury it

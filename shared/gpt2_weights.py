@@ -12,13 +12,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from shared.checkpoints import CheckpointError  # the course's one error for weights that cannot be used
+from shared.checks import require_state_dict
 from shared.data import sha256_of
+from shared.downloads import HubDownloadError, hub_download
 from shared.model import GPT2_SIZES, GPTConfig, GPTModel
 
 __all__ = [
-    "GPT2_REPOS", "GPT2DownloadError", "GPT2WeightsError", "download_gpt2", "load_gpt2_state_dict", "gpt2_layer_count",
-    "convert_gpt2_state_dict", "load_weights_into_gpt", "gpt2_state_dict_from_model", "load_pretrained_gpt2",
-    "load_gpt2_or_random",
+    "GPT2_REPOS", "download_gpt2", "load_gpt2_state_dict", "gpt2_layer_count", "convert_gpt2_state_dict",
+    "load_weights_into_gpt", "gpt2_state_dict_from_model", "load_pretrained_gpt2", "load_gpt2_or_random",
 ]
 
 
@@ -31,36 +33,20 @@ GPT2_REPOS = {
 }
 
 
-class GPT2DownloadError(RuntimeError):
-    """The GPT-2 weights could not be downloaded (offline, no cache, network failure)."""
-
-
-class GPT2WeightsError(ValueError):
-    """A GPT-2 checkpoint that cannot be used: corrupted, incomplete, or the wrong size for the model."""
-
-
 def download_gpt2(size="124M", cache_dir=None, force_download=False):
     """Download (or find in the cache) the `model.safetensors` of one GPT-2 size; returns its path.
 
-    Uses huggingface_hub's cache (~/.cache/huggingface unless cache_dir is given): a second call
-    costs nothing, the download shows a progress bar, a partial download is kept in a separate
-    `.incomplete` file and only moved into place when complete, and the hub checks the file's
-    sha256. `force_download=True` fetches it again (e.g. after a corrupted file).
+    The cache is huggingface_hub's (~/.cache/huggingface unless cache_dir is given), and so are the progress
+    bar, the partial file kept apart until it is complete, and the sha256 check (see hub_download).
+    `force_download=True` fetches it again (e.g. after a corrupted file). Offline it raises HubDownloadError.
     """
     if size not in GPT2_REPOS:
         raise ValueError(f"unknown GPT-2 size {size!r}: choose one of {list(GPT2_REPOS)}")
-    from huggingface_hub import hf_hub_download
-
     repo = GPT2_REPOS[size]
-    try:
-        return Path(hf_hub_download(repo, "model.safetensors", cache_dir=cache_dir, force_download=force_download))
-    except Exception as error:  # offline mode, no network, proxy, server error: all end the same way
-        raise GPT2DownloadError(
-            f"could not download GPT-2 {size} ({repo}/model.safetensors): {type(error).__name__}. "
-            f"This needs an internet connection (and HF_HUB_OFFLINE unset) the first time; afterwards the "
-            f"cached copy is used. Alternatively download model.safetensors from https://huggingface.co/{repo} "
-            f"yourself and pass its path to load_gpt2_state_dict()."
-        ) from None  # the message says what to do; the Hub client's chain of errors would bury it
+    return hub_download(repo, "model.safetensors", cache_dir=cache_dir, force_download=force_download,
+                        what=f"GPT-2 {size} ({repo}/model.safetensors)",
+                        alternative=f"Alternatively download model.safetensors from https://huggingface.co/{repo} "
+                                    "yourself and pass its path to load_gpt2_state_dict().")
 
 
 def load_gpt2_state_dict(path, expected_sha256=None):
@@ -68,7 +54,7 @@ def load_gpt2_state_dict(path, expected_sha256=None):
 
     The file is checked first: against `expected_sha256` if given, else, for a file in the
     Hugging Face cache (whose blobs are named by their sha256), against that name. A truncated
-    or corrupted file raises GPT2WeightsError saying to delete it and download it again.
+    or corrupted file raises CheckpointError saying to delete it and download it again.
     """
     path = Path(path)
     if not path.is_file():
@@ -77,14 +63,14 @@ def load_gpt2_state_dict(path, expected_sha256=None):
     if expected_sha256 is None and re.fullmatch(r"[0-9a-f]{64}", blob_name):
         expected_sha256 = blob_name
     if expected_sha256 is not None and sha256_of(path) != expected_sha256:
-        raise GPT2WeightsError(
+        raise CheckpointError(
             f"{path.name} does not match its sha256 checksum: the file is truncated or corrupted. "
             f"Delete it and download it again, e.g. download_gpt2(size, force_download=True)."
         )
     try:
         return load_file(path)
     except (SafetensorError, OSError, ValueError) as error:
-        raise GPT2WeightsError(
+        raise CheckpointError(
             f"{path.name} is not a readable safetensors file ({error}): the download is probably truncated "
             f"or corrupted. Delete it and download it again, e.g. download_gpt2(size, force_download=True)."
         ) from None
@@ -127,7 +113,7 @@ def convert_gpt2_state_dict(state_dict):
 
     def take(name):
         if name not in sd:
-            raise GPT2WeightsError(f"the GPT-2 checkpoint has no tensor {name!r}: the file is incomplete or not a GPT-2 checkpoint")
+            raise CheckpointError(f"the GPT-2 checkpoint has no tensor {name!r}: the file is incomplete or not a GPT-2 checkpoint")
         return sd.pop(name)
 
     def put(our_name, tensor, source):
@@ -142,7 +128,7 @@ def convert_gpt2_state_dict(state_dict):
             put(f"{o}{our_norm}.shift", take(f"{g}{gpt2_norm}.bias"), f"{g}{gpt2_norm}.bias")
         qkv_w, qkv_b = take(f"{g}attn.c_attn.weight"), take(f"{g}attn.c_attn.bias")
         if qkv_w.dim() != 2 or qkv_w.shape[1] != 3 * qkv_w.shape[0] or qkv_b.shape != (qkv_w.shape[1],):
-            raise GPT2WeightsError(
+            raise CheckpointError(
                 f"tensors {g}attn.c_attn.weight/bias have shapes {tuple(qkv_w.shape)}/{tuple(qkv_b.shape)}: "
                 f"expected (d, 3*d) and (3*d,), query, key and value side by side"
             )
@@ -159,7 +145,7 @@ def convert_gpt2_state_dict(state_dict):
     else:
         put("out_head.weight", ours["tok_emb.weight"][0], "wte.weight (tied output head)")
     if sd:
-        raise GPT2WeightsError(f"the checkpoint has tensors this loader does not know, e.g. {sorted(sd)[0]!r}: is it GPT-2?")
+        raise CheckpointError(f"the checkpoint has tensors this loader does not know, e.g. {sorted(sd)[0]!r}: is it GPT-2?")
     return ours
 
 
@@ -176,48 +162,37 @@ def load_weights_into_gpt(model, state_dict):
 
     Keys may have transformers' "transformer." prefix or not. Every tensor is checked before
     anything is copied: a missing tensor, a tensor of the wrong shape, a checkpoint of another
-    GPT-2 size, or a model without q/k/v biases gives a GPT2WeightsError naming the tensor.
+    GPT-2 size, or a model without q/k/v biases gives a CheckpointError naming the tensor.
     The position table may be cut to a shorter context_length (its first rows are kept).
     """
     wte = _gpt2_names(state_dict).get("wte.weight")
     if wte is None:
-        raise GPT2WeightsError("the GPT-2 checkpoint has no tensor 'wte.weight' (token embedding): is it a GPT-2 checkpoint?")
+        raise CheckpointError("the GPT-2 checkpoint has no tensor 'wte.weight' (token embedding): is it a GPT-2 checkpoint?")
     ckpt_layers, ckpt_dim = gpt2_layer_count(state_dict), wte.shape[1]
     model_layers, model_dim = len(model.trf_blocks), model.tok_emb.weight.shape[1]
     if (ckpt_layers, ckpt_dim) != (model_layers, model_dim):
-        raise GPT2WeightsError(
+        raise CheckpointError(
             f"the checkpoint has {ckpt_layers} blocks of width {ckpt_dim} ({_size_name(ckpt_dim, ckpt_layers)}) but the "
             f"model has {model_layers} blocks of width {model_dim} ({_size_name(model_dim, model_layers)}): build the "
             f"model with the checkpoint's configuration, e.g. GPTConfig.gpt2(size, qkv_bias=True)"
         )
     if model.trf_blocks[0].att.W_query.bias is None:
-        raise GPT2WeightsError(
+        raise CheckpointError(
             "GPT-2 has biases on its query, key and value projections, but this model was built with "
             "qkv_bias=False: build it with qkv_bias=True, e.g. GPTConfig.gpt2(size, qkv_bias=True)"
         )
     converted = convert_gpt2_state_dict(state_dict)
+    sources = {name: source for name, (_, source) in converted.items()}
+    tensors = {name: tensor for name, (tensor, _) in converted.items()}
     targets = model.state_dict()
-    for name, target in targets.items():
-        if name not in converted:
-            raise GPT2WeightsError(
-                f"model tensor {name!r} has no counterpart in a GPT-2 checkpoint: GPT-2 needs the default "
-                f"architecture (LayerNorm, GELU, absolute positions, pre-norm)"
-            )
-        tensor, source = converted[name]
-        if name == "pos_emb.weight" and tensor.shape[0] > target.shape[0] and tensor.shape[1:] == target.shape[1:]:
-            tensor = tensor[: target.shape[0]]  # a shorter context keeps the first positions
-        if tensor.shape != target.shape:
-            raise GPT2WeightsError(
-                f"GPT-2 tensor {source} has shape {tuple(tensor.shape)} after conversion, but model tensor "
-                f"{name!r} has shape {tuple(target.shape)}"
-            )
-        converted[name] = (tensor, source)
-    extra = sorted(set(converted) - set(targets))
-    if extra:
-        raise GPT2WeightsError(f"the model has no tensor {extra[0]!r} to receive GPT-2's {converted[extra[0]][1]}")
+    if "pos_emb.weight" in targets:  # a shorter context keeps the first positions
+        tensors["pos_emb.weight"] = tensors["pos_emb.weight"][: targets["pos_emb.weight"].shape[0]]
+    require_state_dict(tensors, targets, "the GPT-2 checkpoint", error=CheckpointError,
+                       label=lambda name: f"{name!r} [GPT-2's {sources[name]}]" if name in sources else repr(name),
+                       hint="GPT-2 needs the default architecture: LayerNorm, GELU, absolute positions, pre-norm")
     with torch.no_grad():
         for name, target in targets.items():
-            target.copy_(converted[name][0])  # copy_ also converts dtype (e.g. to bfloat16)
+            target.copy_(tensors[name])  # copy_ also converts dtype (e.g. to bfloat16)
     return model
 
 
@@ -260,7 +235,7 @@ def load_gpt2_or_random(size="124M", seed=123, **config_overrides):
     initialised model of the same shape. The label says which, and travels with every result shown."""
     try:
         return load_pretrained_gpt2(size, **config_overrides), f"GPT-2 {size}"
-    except GPT2DownloadError as error:
+    except HubDownloadError as error:
         # Show the download error itself: it says what failed and how to get the weights.
         print(f"{error}\n-> Continuing with RANDOM WEIGHTS of the same shape. Results below are NOT GPT-2's.")
         torch.manual_seed(seed)  # the same stand-in on every call, so reruns compare

@@ -13,15 +13,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from shared.checkpoints import CheckpointError  # one error type for every unusable checkpoint in the course
-from shared.checks import require_choice, require_shape
+from shared.checks import require_choice, require_state_dict
 from shared.data import write_atomically
+from shared.downloads import hub_download
 from shared.model import GPTConfig, GPTModel
 
 __all__ = [
     "ARCHITECTURES", "HUB_BLOCKS", "DEFAULT_CONTEXT_LENGTH", "rope_settings", "config_from_hf", "BLOCK_NAMES",
     "TOP_NAMES", "IGNORED_SUFFIXES", "hf_names", "convert_hf_state_dict", "read_safetensors", "load_hf_checkpoint",
-    "hf_config_from", "save_hf_checkpoint", "CHECKPOINT_FILES", "HubDownloadError", "download_hf_model",
-    "load_tokenizer",
+    "hf_config_from", "save_hf_checkpoint", "CHECKPOINT_FILES", "download_hf_model", "load_tokenizer",
 ]
 
 
@@ -118,22 +118,17 @@ def hf_names(cfg):
 def convert_hf_state_dict(hf_state_dict, cfg):
     """The Hub's tensors renamed to GPTModel's, each checked against the shape our model gives it."""
     with torch.device("meta"):
-        shapes = {name: tensor.shape for name, tensor in GPTModel(cfg).state_dict().items()}
+        ours = GPTModel(cfg).state_dict()
     names = hf_names(cfg)
-    missing = [hf for hf in names.values() if hf not in hf_state_dict]
-    if missing:
-        raise CheckpointError(f"{len(missing)} tensors the config needs are not in the checkpoint, e.g. {missing[:3]}: "
-                              "is it complete, and does config.json belong to these weights?")
-    used = set(names.values()) | ({"lm_head.weight"} if cfg.tie_embeddings else set())
-    extra = [n for n in hf_state_dict if n not in used and not n.endswith(IGNORED_SUFFIXES)]
-    if extra:
-        raise CheckpointError(f"{len(extra)} tensors in the checkpoint have no place in the model, e.g. {extra[:3]}: "
-                              "the checkpoint has parts this reader does not know")
-    converted = {}
-    for ours, hf in names.items():
-        tensor = hf_state_dict[hf]
-        require_shape(hf, tensor, tuple(shapes[ours]), hint=f"our {ours}'s shape", error=CheckpointError)
-        converted[ours] = tensor
+    our_name = {hf: name for name, hf in names.items()}
+    # Checked in the Hub's names, so that a message names the tensor as the file does. A tied checkpoint may
+    # carry lm_head.weight, a copy of the embedding table that nothing needs.
+    unused = {"lm_head.weight"} if cfg.tie_embeddings else set()
+    found = {hf: t for hf, t in hf_state_dict.items() if hf not in unused and not hf.endswith(IGNORED_SUFFIXES)}
+    require_state_dict(found, {hf: ours[name] for name, hf in names.items()}, "the checkpoint", error=CheckpointError,
+                       label=lambda hf: f"{hf!r} [our {our_name[hf]}]" if hf in our_name else repr(hf),
+                       hint="does config.json belong to these weights?")
+    converted = {name: hf_state_dict[hf] for name, hf in names.items()}
     if cfg.tie_embeddings:
         converted["out_head.weight"] = converted["tok_emb.weight"]
     return converted
@@ -218,23 +213,11 @@ CHECKPOINT_FILES = ["config.json", "*.safetensors", "model.safetensors.index.jso
                     "tokenizer_config.json", "generation_config.json"]
 
 
-class HubDownloadError(RuntimeError):
-    """A model could not be downloaded from the Hugging Face Hub (offline, gated, not found)."""
-
-
 def download_hf_model(repo_id, cache_dir=None):
     """Download (or find in the Hugging Face cache) what load_hf_checkpoint and load_tokenizer need from
-    `repo_id`; returns the local folder. Only safetensors weights are fetched: nothing that is unpickled."""
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=CHECKPOINT_FILES, cache_dir=cache_dir))
-    except Exception as error:  # offline, gated, missing, server trouble: the advice depends on which
-        gated = "gated" in type(error).__name__.lower() or "401" in str(error) or "403" in str(error)
-        advice = (f"{repo_id} is gated: accept its license on https://huggingface.co/{repo_id} and log in "
-                  "with `hf auth login` (or set HF_TOKEN)" if gated else
-                  "this needs internet access (and HF_HUB_OFFLINE unset) the first time; afterwards the cache is used")
-        raise HubDownloadError(f"could not download {repo_id}: {type(error).__name__}. {advice}") from None
+    `repo_id`; returns the local folder. Only safetensors weights are fetched: nothing that is unpickled.
+    Offline, or for a gated model without its license accepted, it raises HubDownloadError saying what to do."""
+    return hub_download(repo_id, allow_patterns=CHECKPOINT_FILES, cache_dir=cache_dir)
 
 
 def load_tokenizer(folder):

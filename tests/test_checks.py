@@ -15,6 +15,7 @@ from shared.checks import (
     require_probability,
     require_same_shape,
     require_shape,
+    require_state_dict,
 )
 
 
@@ -105,6 +106,20 @@ def test_same_shape_names_every_tensor_and_its_shape():
         require_same_shape({"ids": torch.zeros(2, 3), "mask": torch.zeros(2, 4)}, ndim=2)
     with pytest.raises(ValueError, match=r"got shapes x \(3,\)$"):
         require_same_shape({"x": torch.zeros(3)}, ndim=2)
+
+
+def test_state_dict_check_names_what_is_missing_left_over_or_of_another_shape():
+    expected = {"w": torch.zeros(2, 3, device="meta"), "b": torch.zeros(3, device="meta")}  # shapes are what count
+    require_state_dict({"w": torch.ones(2, 3), "b": torch.ones(3)}, expected, "a.pt")
+    with pytest.raises(CustomError, match=r"^a\.pt lacks 1 of the model's tensors, e\.g\. 'b': it is incomplete"):
+        require_state_dict({"w": torch.ones(2, 3)}, expected, "a.pt", error=CustomError)
+    with pytest.raises(ValueError, match=r"^a\.pt holds 2 tensors the model has no place for, e\.g\. 'x'"):
+        require_state_dict({"w": torch.ones(2, 3), "b": torch.ones(3), "x": torch.ones(1), "y": torch.ones(1)},
+                           expected, "a.pt")
+    with pytest.raises(ValueError, match=r"^a\.pt: tensor <w> has shape \(3, 2\) but the model expects \(2, 3\): .*"
+                                         r"\(build the model from its config\)$"):
+        require_state_dict({"w": torch.ones(3, 2), "b": torch.ones(3)}, expected, "a.pt",
+                           label=lambda name: f"<{name}>", hint="build the model from its config")
 
 
 def test_dtype():

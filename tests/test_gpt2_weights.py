@@ -16,8 +16,6 @@ from safetensors.torch import save_file
 
 from shared.gpt2_weights import (
     GPT2_REPOS,
-    GPT2DownloadError,
-    GPT2WeightsError,
     convert_gpt2_state_dict,
     download_gpt2,
     gpt2_state_dict_from_model,
@@ -25,6 +23,8 @@ from shared.gpt2_weights import (
     load_gpt2_state_dict,
     load_weights_into_gpt,
 )
+from shared.checkpoints import CheckpointError
+from shared.downloads import HubDownloadError
 from shared.model import GPTConfig, GPTModel
 from tests.conftest import make_tiny_config
 
@@ -143,7 +143,7 @@ def tiny_sd():
 def test_missing_tensor_is_named(tiny_sd):
     hf = hf_model(**TINY)
     del tiny_sd["h.1.mlp.c_fc.bias"]
-    with pytest.raises(GPT2WeightsError, match=r"h\.1\.mlp\.c_fc\.bias"):
+    with pytest.raises(CheckpointError, match=r"h\.1\.mlp\.c_fc\.bias"):
         load_weights_into_gpt(our_model(hf), tiny_sd)
 
 
@@ -152,29 +152,31 @@ def test_wrong_shape_is_named_and_nothing_is_copied(tiny_sd):
     model = our_model(hf)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     bad = dict(tiny_sd, **{"h.0.attn.c_proj.weight": torch.zeros(48, 40)})
-    with pytest.raises(GPT2WeightsError, match=r"h\.0\.attn\.c_proj\.weight \(transposed\) has shape \(40, 48\)"):
+    message = (r"'trf_blocks\.0\.att\.out_proj\.weight' \[GPT-2's h\.0\.attn\.c_proj\.weight \(transposed\)\] "
+               r"has shape \(40, 48\) but the model expects \(48, 48\)")
+    with pytest.raises(CheckpointError, match=message):
         load_weights_into_gpt(model, bad)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_checkpoint_of_another_size_is_refused(tiny_sd):
     deeper = hf_model(**dict(TINY, n_layer=3))
-    with pytest.raises(GPT2WeightsError, match="3 blocks of width 48.*2 blocks of width 48"):
+    with pytest.raises(CheckpointError, match="3 blocks of width 48.*2 blocks of width 48"):
         load_weights_into_gpt(our_model(hf_model(**TINY)), deeper.state_dict())
     with torch.device("meta"):
         medium = GPTModel(GPTConfig.gpt2("355M", qkv_bias=True))
-    with pytest.raises(GPT2WeightsError, match="GPT-2 355M"):
+    with pytest.raises(CheckpointError, match="GPT-2 355M"):
         load_weights_into_gpt(medium, tiny_sd)
 
 
 def test_model_without_qkv_bias_is_refused(tiny_sd):
     model = our_model(hf_model(**TINY), qkv_bias=False)
-    with pytest.raises(GPT2WeightsError, match="qkv_bias=True"):
+    with pytest.raises(CheckpointError, match="qkv_bias=True"):
         load_weights_into_gpt(model, tiny_sd)
 
 
 def test_unknown_tensor_is_named(tiny_sd):
-    with pytest.raises(GPT2WeightsError, match="h.0.attn.extra"):
+    with pytest.raises(CheckpointError, match="h.0.attn.extra"):
         load_weights_into_gpt(our_model(hf_model(**TINY)), dict(tiny_sd, **{"h.0.attn.extra": torch.zeros(1)}))
 
 
@@ -189,7 +191,7 @@ def test_truncated_file_says_to_download_again(tmp_path, tiny_sd):
     data = path.read_bytes()
     for cut in (len(data) // 2, 5):
         path.write_bytes(data[:cut])
-        with pytest.raises(GPT2WeightsError, match="truncated or corrupted.*download it again"):
+        with pytest.raises(CheckpointError, match="truncated or corrupted.*download it again"):
             load_gpt2_state_dict(path)
 
 
@@ -212,10 +214,10 @@ def test_corrupted_file_in_hub_cache_fails_its_checksum(tmp_path, tiny_sd):
     corrupted = bytearray(data)
     corrupted[-100] ^= 0xFF  # a flipped byte inside the weights: safetensors alone would not notice
     link = fake_hub_cache(tmp_path / "bad", bytes(corrupted), sha)
-    with pytest.raises(GPT2WeightsError, match="sha256.*force_download=True"):
+    with pytest.raises(CheckpointError, match="sha256.*force_download=True"):
         load_gpt2_state_dict(link)
     assert len(load_gpt2_state_dict(fake_hub_cache(tmp_path / "ok", data, sha))) == len(tiny_sd)
-    with pytest.raises(GPT2WeightsError, match="sha256"):
+    with pytest.raises(CheckpointError, match="sha256"):
         load_gpt2_state_dict(good, expected_sha256="0" * 64)
 
 
@@ -223,7 +225,7 @@ def test_download_offline_fails_clearly_and_writes_nothing(tmp_path, monkeypatch
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(GPT2DownloadError, match="internet connection") as error:
+    with pytest.raises(HubDownloadError, match="internet connection") as error:
         download_gpt2("124M", cache_dir=tmp_path)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
     assert error.value.__cause__ is None and error.value.__suppress_context__, "the Hub client's chain would bury the message"
@@ -241,7 +243,7 @@ def test_load_gpt2_or_random_labels_random_weights_when_the_download_fails(monke
     import shared.gpt2_weights as weights
 
     def offline(size, *args, **kwargs):
-        raise weights.GPT2DownloadError(f"could not download GPT-2 {size}")
+        raise HubDownloadError(f"could not download GPT-2 {size}")
 
     monkeypatch.setattr(weights, "download_gpt2", offline)
     # load_pretrained_gpt2 builds its model before it downloads, and drops it when the download fails: that model

@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
+from shared.checkpoints import CheckpointError
+from shared.downloads import HubDownloadError
 from shared.generation import generate_greedy
 from shared.open_weights import (
-    CheckpointError,
-    HubDownloadError,
     config_from_hf,
     convert_hf_state_dict,
     download_hf_model,
@@ -129,12 +129,14 @@ def test_missing_and_extra_tensors_and_wrong_shapes_are_refused(tmp_path):
     cfg = config_from_hf(json.loads((tmp_path / "config.json").read_text()))
     tensors = read_safetensors(tmp_path)
     without = {k: v for k, v in tensors.items() if k != "model.layers.1.mlp.up_proj.weight"}
-    with pytest.raises(CheckpointError, match="not in the checkpoint.*up_proj"):
+    missing = r"lacks 1 of the model's tensors, e\.g\. 'model\.layers\.1\.mlp\.up_proj\.weight' \[our trf_blocks"
+    with pytest.raises(CheckpointError, match=missing):
         convert_hf_state_dict(without, cfg)
-    with pytest.raises(CheckpointError, match="no place in the model.*mystery"):
+    with pytest.raises(CheckpointError, match=r"holds 1 tensor the model has no place for, e\.g\. 'model\.mystery"):
         convert_hf_state_dict({**tensors, "model.mystery.weight": torch.zeros(1)}, cfg)
     wrong = dict(tensors, **{"model.norm.weight": torch.zeros(47)})
-    with pytest.raises(CheckpointError, match=r"model.norm.weight must be of shape \(\d+,\) \(our final_norm.scale.s shape\), got \(47,\)"):
+    shape = r"'model\.norm\.weight' \[our final_norm\.scale\] has shape \(47,\) but the model expects \(48,\)"
+    with pytest.raises(CheckpointError, match=shape):
         convert_hf_state_dict(wrong, cfg)
     old_style = {**tensors, "model.layers.0.self_attn.rotary_emb.inv_freq": torch.zeros(6)}
     assert set(convert_hf_state_dict(old_style, cfg)) == set(hf_names(cfg))  # stored frequencies are ignored
@@ -170,8 +172,24 @@ def test_missing_damaged_and_incomplete_folders(tmp_path):
 
 def test_offline_download_says_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(HubDownloadError, match="internet access"):
+    with pytest.raises(HubDownloadError, match="internet connection"):
         download_hf_model("Qwen/Qwen3-0.6B", cache_dir=tmp_path)
+
+
+def test_a_gated_model_says_to_accept_its_license(monkeypatch):
+    import huggingface_hub
+
+    class GatedRepoError(Exception):  # what the Hub client raises for a model whose license is not accepted
+        pass
+
+    def refuse(*args, **kwargs):
+        raise GatedRepoError("401 Client Error: access to model meta-llama/Llama-3.2-1B is restricted")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse)
+    gated = (r"Llama-3\.2-1B: GatedRepoError\. meta-llama/Llama-3\.2-1B is gated: "
+             r"accept its license on https://huggingface\.co/meta-llama/Llama-3\.2-1B")
+    with pytest.raises(HubDownloadError, match=gated):
+        download_hf_model("meta-llama/Llama-3.2-1B")
 
 
 def test_a_model_our_writer_cannot_express_is_refused(tmp_path, tiny_model):
