@@ -285,6 +285,6 @@ def load_tokenizer(folder, pattern: str = GPT2_SPLIT_PATTERN) -> BPETokenizer:
 def gpt2_bpe() -> BPETokenizer:
     """GPT-2's tokenizer (50,257 ids) read from OpenAI's published files into our own BPETokenizer.
 
-    The two files are course data files (shared.data.DATASETS): fetched once, from a mirror if one is set,
+    The two files are course data files (shared.downloads.DATASETS): fetched once, from a mirror if one is set,
     and checked against their sha256 before use."""
     return read_gpt2_files(fetch("encoder.json"), fetch("vocab.bpe"))

@@ -6,10 +6,8 @@
 import hashlib
 from pathlib import Path
 
-from shared.downloads import (  # the machinery (mirror, retries, zip archives, atomic writes) is library code
-    DATASETS, DataUnavailableError, Remote, cache_dir, copy_into_cache, partial_path, previous_path, refuse_copy,
-    remote_for, write_atomically,
-)
+from shared.downloads import cache_dir, copy_into_cache, refuse_copy, remote_for
+from shared.downloads import write_atomically as write_atomically  # offered here too: later chapters save with it
 
 __all__ = [
     "sha256_of", "fetch",
@@ -17,6 +15,9 @@ __all__ = [
 
 
 # ---- ch02_text_data/ch02_text_data.ipynb, code cell [5] ----
+# The machinery (mirror, retries, zip archives, atomic writes) is library code.
+
+
 def sha256_of(path: Path) -> str:
     """The file's sha256 in hex, read 1 MiB at a time so that a large file never has to fit in memory."""
     digest = hashlib.sha256()

@@ -10,7 +10,8 @@ from shared.bpe import (
     BPETokenizer, byte_to_printable, gpt2_bpe, load_tokenizer, merge_ids, most_frequent_pair,
     pre_tokenize, read_gpt2_files, save_tokenizer, train_bpe, train_bpe_simple,
 )
-from shared.data import DATASETS, fetch
+from shared.data import fetch
+from shared.downloads import DATASETS
 from shared.notebook import subprocess_env
 from shared.text import gpt2_tokenizer
 from tests import early

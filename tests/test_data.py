@@ -3,13 +3,17 @@ extraction, atomic writes and offline errors."""
 
 import hashlib
 import os
+import re
 import types
 import zipfile
+from pathlib import Path
 
 import pooch
 import pytest
 
 from shared import data, downloads
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -18,8 +22,8 @@ def course_file(tmp_path, monkeypatch):
     content = b"hello course\n"
     monkeypatch.setenv(downloads.CACHE_VARIABLE, str(tmp_path / "cache"))
     monkeypatch.delenv(downloads.MIRROR_VARIABLE, raising=False)
-    remote = data.Remote("http://127.0.0.1:9/unreachable/fake.txt", hashlib.sha256(content).hexdigest())
-    monkeypatch.setitem(data.DATASETS, "fake.txt", remote)
+    remote = downloads.Remote("http://127.0.0.1:9/unreachable/fake.txt", hashlib.sha256(content).hexdigest())
+    monkeypatch.setitem(downloads.DATASETS, "fake.txt", remote)
     return content
 
 
@@ -45,12 +49,12 @@ def test_corrupt_mirror_copy_is_rejected_and_not_left_in_the_cache(course_file, 
     mirror.mkdir()
     (mirror / "fake.txt").write_bytes(b"tampered\n")
     monkeypatch.setenv(downloads.MIRROR_VARIABLE, str(mirror))
-    with pytest.raises(data.DataUnavailableError, match="sha256"):
+    with pytest.raises(downloads.DataUnavailableError, match="sha256"):
         data.fetch("fake.txt")
     assert not list((tmp_path / "cache").glob("*fake.txt*"))
 
 
-@pytest.mark.parametrize("name", sorted(data.DATASETS))
+@pytest.mark.parametrize("name", sorted(downloads.DATASETS))
 def test_a_truncated_copy_of_each_course_file_is_refused_and_not_kept(name, tmp_path, monkeypatch):
     """Every real course file (Tiny Shakespeare included) is checked against its own published sha256."""
     mirror = tmp_path / "mirror"
@@ -58,7 +62,7 @@ def test_a_truncated_copy_of_each_course_file_is_refused_and_not_kept(name, tmp_
     (mirror / name).write_bytes(b"the first few bytes of the file, then nothing")
     monkeypatch.setenv(downloads.MIRROR_VARIABLE, str(mirror))
     monkeypatch.setenv(downloads.CACHE_VARIABLE, str(tmp_path / "cache"))
-    with pytest.raises(data.DataUnavailableError, match=f"{name} from the mirror .* has sha256 .*corrupt"):
+    with pytest.raises(downloads.DataUnavailableError, match=f"{name} from the mirror .* has sha256 .*corrupt"):
         data.fetch(name)
     assert not list((tmp_path / "cache").glob(f"*{name}*"))
 
@@ -67,7 +71,7 @@ def test_offline_without_mirror_says_what_to_put_where(course_file, tmp_path, mo
     # pooch waits 1, 2, then 3 s between its attempts; the attempts are made, the waits are only counted.
     waits = []
     monkeypatch.setattr(pooch.core, "time", types.SimpleNamespace(sleep=waits.append))
-    with pytest.raises(data.DataUnavailableError) as error:
+    with pytest.raises(downloads.DataUnavailableError) as error:
         data.fetch("fake.txt")
     assert len(waits) == 3, "three retries after the first attempt"
     message = str(error.value)
@@ -88,7 +92,7 @@ def test_zip_member_is_extracted_to_the_chosen_path_only(tmp_path):
     downloads.extract_member(archive, "wanted.txt", target)
     assert target.read_bytes() == b"good"
     assert not (tmp_path.parent / "escape.txt").exists()
-    with pytest.raises(data.DataUnavailableError, match="no member"):
+    with pytest.raises(downloads.DataUnavailableError, match="no member"):
         downloads.extract_member(archive, "missing.txt", tmp_path / "out" / "missing.txt")
 
 
@@ -96,7 +100,7 @@ def test_zip_without_the_member_is_refused(tmp_path):
     archive = tmp_path / "sms.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("../../evil.txt", "x")
-    with pytest.raises(data.DataUnavailableError, match="no member"):
+    with pytest.raises(downloads.DataUnavailableError, match="no member"):
         downloads.extract_member(archive, "SMSSpamCollection", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -107,7 +111,7 @@ def test_zip_without_the_member_is_refused(tmp_path):
 def test_corrupt_zip_is_reported_and_removed(tmp_path, content):
     archive = tmp_path / "broken.zip"
     archive.write_bytes(content)
-    with pytest.raises(data.DataUnavailableError, match="not a valid zip") as error:
+    with pytest.raises(downloads.DataUnavailableError, match="not a valid zip") as error:
         downloads.extract_member(archive, "x", tmp_path / "x")
     assert not archive.exists() and not (tmp_path / "x").exists()
     assert error.value.__cause__ is None and error.value.__suppress_context__  # the reason is in the message
@@ -117,7 +121,7 @@ def test_real_course_files_come_from_the_mirror_with_their_published_hashes(tmp_
     if not os.environ.get(downloads.MIRROR_VARIABLE):
         pytest.skip("set COURSE_DATA_MIRROR (CI points it at ../shared/offline/data)")
     monkeypatch.setenv(downloads.CACHE_VARIABLE, str(tmp_path))
-    for name, remote in data.DATASETS.items():
+    for name, remote in downloads.DATASETS.items():
         assert data.sha256_of(data.fetch(name)) == remote.sha256
 
 
@@ -132,9 +136,13 @@ def test_write_atomically_replaces_whole_files_and_leaves_no_partial_file(tmp_pa
     assert target.read_bytes() == b"second" and sorted(p.name for p in target.parent.iterdir()) == ["file.bin"]
 
 
-def test_names_later_chapters_import_from_data_are_still_there():
-    """Checkpoints, weights and notebooks import these from shared.data; they live in shared.downloads."""
-    for name in ("DATASETS", "DataUnavailableError", "Remote", "cache_dir", "partial_path", "previous_path",
-                 "write_atomically", "sha256_of", "fetch"):
-        assert hasattr(data, name), name
-    assert data.DATASETS is downloads.DATASETS and data.write_atomically is downloads.write_atomically
+def test_every_name_the_course_imports_from_data_is_there():
+    """Modules and notebooks import chapter 2's data helpers from shared.data; write_atomically lives in
+    shared.downloads and is offered there too."""
+    imported = set()
+    for path in [*ROOT.glob("shared/*.py"), *ROOT.glob("ch0*/*.ipynb")]:
+        for names in re.findall(r"from shared\.data import ([\w, ]+)", path.read_text(encoding="utf-8")):
+            imported.update(name.strip() for name in names.split(",") if name.strip())
+    assert {"fetch", "sha256_of", "write_atomically"} <= imported
+    assert [name for name in sorted(imported) if not hasattr(data, name)] == []
+    assert data.write_atomically is downloads.write_atomically

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from shared.evaluation import (
-    JUDGE_MODEL, MULTIPLE_CHOICE_RESOURCE, JudgeError, JudgeResponseError, JudgeTimeoutError, JudgeUnavailableError,
+    JUDGE_MODEL, JudgeError, JudgeResponseError, JudgeTimeoutError, JudgeUnavailableError,
     automatic_scores, check_judge, evaluate_multiple_choice, exact_match, format_multiple_choice, judge_prompt,
     judge_score, lcs_length, list_ollama_models, load_multiple_choice_questions, multiple_choice_prompt,
     normalize_text, ollama_chat_payload, parse_score, query_ollama, rouge_l, score_multiple_choice, token_f1,
