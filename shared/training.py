@@ -19,7 +19,7 @@ from shared.text import text_to_token_ids, token_ids_to_text
 
 __all__ = [
     "batch_loss", "to_device", "call_with_batch", "as_metrics", "mean_over_batches", "loader_loss", "evaluate_model",
-    "generate_sample", "new_history", "history_key", "train_model", "plot_metric", "plot_losses",
+    "generate_sample", "new_history", "history_key", "optimizer_step", "train_model", "plot_metric", "plot_losses",
 ]
 
 
@@ -117,6 +117,18 @@ def history_key(split, metric):
     return f"{split}_losses" if metric == "loss" else f"{split}_{metric}"
 
 
+def optimizer_step(optimizer, loss_fn=batch_loss):
+    """train_model's default step, for one batch handed over as loss_fn takes it: zero the gradients, compute the
+    loss, backpropagate, and let `optimizer` update the weights."""
+    def step(model, *batch):
+        optimizer.zero_grad()
+        loss = as_metrics(loss_fn(model, *batch))["loss"]
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
 def train_model(model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter,
                 start_context=None, tokenizer=None, history=None, max_new_tokens=50, progress=True,
                 loss_fn=batch_loss, on_epoch_end=None, desc="training", step_fn=None):
@@ -130,10 +142,10 @@ def train_model(model, train_loader, val_loader, optimizer, device, num_epochs, 
     on the first `eval_iter` batches of each loader and records them (see history_key) with the step, the epoch
     (fractional) and the tokens and examples seen; the tokens are counted in a batch's first tensor. After each
     epoch it records and prints a greedy continuation of `start_context` (if given, with `tokenizer`), then
-    calls `on_epoch_end(model, history)` if given. `step_fn`, if given, takes the whole optimizer step instead of
-    `optimizer` (which may then be None), called like `loss_fn` (the Tiny Shakespeare companion passes one with
-    a schedule, clipping and gradient accumulation). Pass the history of an earlier run to continue it. The
-    model is left in training mode.
+    calls `on_epoch_end(model, history)` if given. Each batch is trained on by one step function, called like
+    `loss_fn`: optimizer_step(optimizer, loss_fn), or `step_fn` in its place when given (then pass None as
+    `optimizer`; the Tiny Shakespeare companion passes one with a schedule, clipping and gradient accumulation).
+    Pass the history of an earlier run to continue it. The model is left in training mode.
     """
     require_int("num_epochs", num_epochs, minimum=0)
     require_positive_int("eval_freq", eval_freq)
@@ -142,6 +154,10 @@ def train_model(model, train_loader, val_loader, optimizer, device, num_epochs, 
         raise ValueError("train_loader has no batches")
     if (start_context is None) != (tokenizer is None):
         raise ValueError("pass start_context and tokenizer together (both, for a sample after each epoch, or neither)")
+    if (optimizer is None) == (step_fn is None):
+        raise ValueError("pass an optimizer, or a step_fn that takes the whole step with its own optimizer (and "
+                         "None as optimizer), but not both")
+    step = step_fn or optimizer_step(optimizer, loss_fn)
     # A copy, so the caller's history (e.g. the one in a checkpoint) is left as it was.
     history = {**new_history(), **{k: (list(v) if isinstance(v, list) else v) for k, v in (history or {}).items()}}
     batches_per_epoch = len(train_loader)
@@ -169,13 +185,7 @@ def train_model(model, train_loader, val_loader, optimizer, device, num_epochs, 
         epoch = history["epochs_completed"]
         for batch_number, batch in enumerate(train_loader, start=1):
             batch = to_device(batch, device)
-            if step_fn is not None:
-                call_with_batch(step_fn, model, batch)
-            else:
-                optimizer.zero_grad()
-                loss = as_metrics(call_with_batch(loss_fn, model, batch))["loss"]
-                loss.backward()
-                optimizer.step()
+            call_with_batch(step, model, batch)
             # The first tensor holds the inputs: (batch, tokens) token ids, or in chapter 6 hidden states.
             inputs = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
             history["total_steps"] += 1

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from shared.text import create_dataloader
 from shared.training import (
-    batch_loss, evaluate_model, history_key, loader_loss, mean_over_batches, plot_losses, train_model,
+    batch_loss, evaluate_model, history_key, loader_loss, mean_over_batches, optimizer_step, plot_losses, train_model,
 )
 
 matplotlib.use("Agg")
@@ -285,6 +285,26 @@ def test_a_step_function_takes_the_optimizer_step_and_the_plain_one_is_its_speci
     before = [p.detach().clone() for p in model.parameters()]
     train_model(model, loader(), loader(), None, "cpu", 1, 1000, 1, progress=False, step_fn=lambda m, x, y: None)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    # one step function at a time: an optimizer for the default step, or a step_fn with its own, never both
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    for optimizer_given, step_fn in ((optimizer, lambda m, x, y: None), (None, None)):
+        with pytest.raises(ValueError, match="pass an optimizer, or a step_fn"):
+            train_model(model, loader(), loader(), optimizer_given, "cpu", 1, 1000, 1, progress=False, step_fn=step_fn)
+
+
+def test_the_default_step_is_optimizer_step(tiny_model):
+    """Passing optimizer_step(optimizer) as step_fn is the same run as passing the optimizer."""
+    def run(as_step_fn):
+        model = tiny_model()
+        torch.manual_seed(1)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+        return train_model(model, loader(shuffle=True), loader(), None if as_step_fn else optimizer, "cpu",
+                           num_epochs=2, eval_freq=3, eval_iter=2, progress=False,
+                           step_fn=optimizer_step(optimizer) if as_step_fn else None)
+
+    plain, explicit = run(False), run(True)
+    assert explicit["train_losses"] == plain["train_losses"] and explicit["val_losses"] == plain["val_losses"]
+    assert plain["train_losses"][-1] < plain["train_losses"][0]
 
 
 def test_the_epoch_hook_sees_the_time_spent_so_far(tiny_model):
