@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from shared.model import GPTModel
+from shared.text import next_token_windows
 from shared.train_step import train_step, warmup_cosine_scheduler
 
 __all__ = [
@@ -44,14 +45,12 @@ def token_windows(tokens, context_length):
     """Non-overlapping (input, target) windows of a 1-D token tensor, as a dataset.
 
     The same pairs as chapter 2's GPTDataset with stride=context_length, which starts from text
-    and tokenizes it; here the ids are already tokens, and the windows are views of them, not copies.
+    and tokenizes it; here the ids are already tokens.
     """
     n = (len(tokens) - 1) // context_length
     if n < 1:
         raise ValueError(f"{len(tokens)} tokens are too few for one window of {context_length}")
-    inputs = tokens[: n * context_length].view(n, context_length)
-    targets = tokens[1 : n * context_length + 1].view(n, context_length)
-    return TensorDataset(inputs, targets)
+    return TensorDataset(*next_token_windows(tokens, range(0, n * context_length, context_length), context_length))
 
 
 def train_data_parallel(cfg, tokens, steps, global_batch_size, rank=0, world_size=1, device="cpu",

@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader, Dataset
 
 __all__ = [
     "TOKEN_PATTERN", "END_OF_TEXT", "UNKNOWN", "split_words", "build_vocabulary", "SimpleTokenizer", "gpt2_tokenizer",
-    "GPTDataset", "create_dataloader", "text_to_token_ids", "token_ids_to_text", "sample_batch", "CompactVocabulary",
+    "next_token_windows", "GPTDataset", "create_dataloader", "text_to_token_ids", "token_ids_to_text", "sample_batch",
+    "CompactVocabulary",
 ]
 
 
@@ -78,6 +79,14 @@ def gpt2_tokenizer() -> tiktoken.Encoding:
 
 
 # ---- ch02_text_data/ch02_text_data.ipynb, code cell [27] ----
+def next_token_windows(ids, starts, length):
+    """The training pairs of a 1-D tensor of token ids: for each start s, the inputs ids[s : s + length] and the
+    targets one token later, ids[s + 1 : s + length + 1]. Returns two (len(starts), length) tensors."""
+    inputs = torch.stack([ids[s : s + length] for s in starts])
+    targets = torch.stack([ids[s + 1 : s + length + 1] for s in starts])
+    return inputs, targets
+
+
 class GPTDataset(Dataset):
     """Sliding windows over one long token sequence: input ids and the same ids shifted by one.
 
@@ -96,8 +105,7 @@ class GPTDataset(Dataset):
                 "(the targets are shifted by one): use a longer text or a smaller max_length"
             )
         starts = range(0, len(ids) - max_length, stride)
-        windows = torch.tensor([ids[s : s + max_length + 1] for s in starts], dtype=torch.long)
-        self.input_ids, self.target_ids = windows[:, :-1], windows[:, 1:]
+        self.input_ids, self.target_ids = next_token_windows(torch.tensor(ids), starts, max_length)
 
     def __len__(self):
         return len(self.input_ids)
@@ -151,9 +159,7 @@ def sample_batch(tokens, batch_size, context_length, step, seed=0):
         raise ValueError(f"need more than context_length={context_length} tokens, got {len(tokens)}")
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
     starts = torch.randint(0, len(tokens) - context_length, (batch_size,), generator=generator)
-    inputs = torch.stack([tokens[s : s + context_length] for s in starts.tolist()])
-    targets = torch.stack([tokens[s + 1 : s + context_length + 1] for s in starts.tolist()])
-    return inputs, targets
+    return next_token_windows(tokens, starts.tolist(), context_length)
 
 
 # ---- ch05_pretraining/ch05_training_on_shakespeare.ipynb, code cell [6] ----

@@ -5,7 +5,7 @@ import torch
 
 from shared.text import (
     END_OF_TEXT, UNKNOWN, CompactVocabulary, GPTDataset, SimpleTokenizer, build_vocabulary, create_dataloader,
-    gpt2_tokenizer, sample_batch, text_to_token_ids, token_ids_to_text,
+    gpt2_tokenizer, next_token_windows, sample_batch, text_to_token_ids, token_ids_to_text,
     split_words,
 )
 
@@ -109,6 +109,12 @@ def test_tokenizer_files_missing_gives_one_short_error(monkeypatch):
         gpt2_tokenizer.__wrapped__()  # bypass the cache of the real, working tokenizer
     assert "cause: ConnectionError: HTTPSConnectionPool" in str(error.value)
     assert error.value.__cause__ is None and error.value.__suppress_context__
+
+
+def test_next_token_windows_pair_each_window_with_the_ids_one_further():
+    inputs, targets = next_token_windows(torch.arange(10, 20), [0, 3, 5], 4)
+    assert inputs.tolist() == [[10, 11, 12, 13], [13, 14, 15, 16], [15, 16, 17, 18]]
+    assert targets.tolist() == [[11, 12, 13, 14], [14, 15, 16, 17], [16, 17, 18, 19]]
 
 
 def test_sample_batch_depends_only_on_step():
