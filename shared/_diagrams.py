@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import io
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -143,4 +142,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
