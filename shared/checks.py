@@ -110,7 +110,6 @@ def require_dtype(name, tensor, dtype, *, hint="", error=ValueError):
         raise error(_say(name, f"a {dtype} tensor", hint, str(tensor.dtype)))
 
 
-
 def require_state_dict(tensors, expected, source, *, label=repr, hint="", error=ValueError):
     """`tensors` ({name: tensor}, weights read from `source`) must hold exactly the names of the state dict
     `expected` (what the model holds; tensors on the meta device will do), each of the same shape: the one check

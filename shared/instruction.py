@@ -3,7 +3,6 @@
 
 """Instruction finetuning (chapter 7): prompt formats, the dataset, the collate function, and responses."""
 
-import random
 from dataclasses import dataclass
 from functools import partial
 
@@ -11,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from shared.classification import split_rows  # chapter 6's shuffle-and-cut
 from shared.generation import generate, left_pad
 from shared.text import text_to_token_ids
 
@@ -122,23 +122,16 @@ def extract_response(text, style="alpaca", prompt=None):
 
 
 # ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [13] ----
-def split_dataset(records, fractions=(0.85, 0.05, 0.10), seed=None):
-    """(train, validation, test) lists, cut in that order: the first `fractions[0]` of the records, then the next
-    `fractions[1]`, then the rest (about `fractions[2]`).
-
-    With a `seed`, the records are shuffled first (a copy; the list passed in is not changed).
-    """
+def split_dataset(records, fractions=(0.85, 0.05, 0.10), seed=123):
+    """(train, validation, test) lists: chapter 6's split_rows with three parts, by default 85%, 5% and 10% of the
+    records, shuffled with a fixed `seed` first (a copy: the list passed in is not changed)."""
     records = list(records)
     if not records:
         raise ValueError("there are no records to split")
-    if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
-        raise ValueError(f"fractions must be three positive numbers (train, validation, test) that sum to 1, "
-                         f"got {fractions}")
-    if seed is not None:
-        random.Random(seed).shuffle(records)
-    n_train = int(len(records) * fractions[0])
-    n_val = int(len(records) * fractions[1])
-    return records[:n_train], records[n_train:n_train + n_val], records[n_train + n_val:]
+    if len(fractions) != 3:
+        raise ValueError(f"fractions must be three numbers (train, validation, test), got {fractions}")
+    train, validation, test = split_rows(records, fractions, seed)
+    return train, validation, test
 
 
 # ---- ch07_instruction_ft/ch07_instruction_ft.ipynb, code cell [16] ----

@@ -9,6 +9,7 @@ from shared.instruction import (
     format_prompt, generate_continuations, generate_response, generate_responses, instruction_collate,
     make_instruction_loader, split_dataset,
 )
+from shared.classification import split_rows
 from shared.generation import generate
 from shared.training import batch_loss, loader_loss, train_model
 
@@ -96,7 +97,8 @@ def test_split_85_5_10_in_the_order_train_validation_test():
     records = [{"id": i} for i in range(1100)]
     train, val, test = split_dataset(records)
     assert (len(train), len(val), len(test)) == (935, 55, 110)
-    assert train + val + test == records  # no seed: file order
+    assert [train, val, test] == split_rows(records, (0.85, 0.05, 0.10), seed=123)  # chapter 6's split, in 3 parts
+    assert sorted(r["id"] for r in train + val + test) == list(range(1100))
     train, val, test = split_dataset(records, fractions=(0.5, 0.3, 0.2))
     assert (len(train), len(val), len(test)) == (550, 330, 220)
 
