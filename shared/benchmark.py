@@ -44,7 +44,7 @@ from shared.model import GPT2_SIZES, GPTConfig, GPTModel
 from shared.text import sample_batch
 from shared.train_step import autocast_dtype
 from shared.text import gpt2_tokenizer
-from shared.training import batch_loss
+from shared.training import optimizer_step
 
 # Sizes small enough for a CPU, besides GPT-2's own (same vocabulary, GPT-2's shape otherwise).
 CPU_SIZES = {"mini": dict(emb_dim=256, n_layers=4, n_heads=4), "micro": dict(emb_dim=64, n_layers=2, n_heads=2)}
@@ -151,14 +151,10 @@ def run_training(cfg, switches, options, batch_size, tokens, init_state, device,
     if options is None:  # the chapter's loop, exactly
         model = GPTModel(cfg).to(device)
         model.load_state_dict(init_state)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=4e-4, weight_decay=0.1)
+        chapter_step = optimizer_step(torch.optim.AdamW(model.parameters(), lr=4e-4, weight_decay=0.1))
 
         def step(inputs, targets):
-            optimizer.zero_grad()
-            loss = batch_loss(model, inputs.to(device), targets.to(device))
-            loss.backward()
-            optimizer.step()
-            return loss.detach()
+            return chapter_step(model, inputs.to(device), targets.to(device))
     else:
         plain = GPTModel(cfg)
         plain.load_state_dict(init_state)

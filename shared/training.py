@@ -119,12 +119,13 @@ def history_key(split, metric):
 
 def optimizer_step(optimizer, loss_fn=batch_loss):
     """train_model's default step, for one batch handed over as loss_fn takes it: zero the gradients, compute the
-    loss, backpropagate, and let `optimizer` update the weights."""
+    loss, backpropagate, and let `optimizer` update the weights. The step returns the batch's loss, detached."""
     def step(model, *batch):
         optimizer.zero_grad()
         loss = as_metrics(loss_fn(model, *batch))["loss"]
         loss.backward()
         optimizer.step()
+        return loss.detach()
 
     return step
 

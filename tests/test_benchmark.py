@@ -2,11 +2,28 @@
 
 import json
 
+import pytest
 import torch
 
 from shared import benchmark
 from shared.fast import FastOptions
-from shared.model import GPTConfig
+from shared.model import GPTConfig, GPTModel
+from shared.text import sample_batch
+from shared.training import batch_loss
+
+
+def test_the_chapter_loop_rung_takes_chapter_5s_step_and_records_each_batch_loss():
+    cfg = GPTConfig(vocab_size=50, context_length=8, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.0)
+    torch.manual_seed(0)
+    init = GPTModel(cfg).state_dict()
+    tokens = torch.randint(0, 50, (200,), generator=torch.Generator().manual_seed(1))
+    result = benchmark.run_training(cfg, {}, None, 4, tokens, init, torch.device("cpu"), warmup=1, steps=3)
+    untrained = GPTModel(cfg)
+    untrained.load_state_dict(init)
+    losses_before_training = [batch_loss(untrained, *sample_batch(tokens, 4, 8, step=i)).item() for i in range(4)]
+    assert len(result["losses"]) == 4
+    assert result["losses"][0] == pytest.approx(losses_before_training[0])  # step 0's loss, before its update
+    assert result["losses"][1] != pytest.approx(losses_before_training[1])  # step 1 sees the updated weights
 
 
 def test_each_training_rung_adds_one_switch_to_the_one_before():

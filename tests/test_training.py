@@ -305,6 +305,14 @@ def test_the_default_step_is_optimizer_step(tiny_model):
     plain, explicit = run(False), run(True)
     assert explicit["train_losses"] == plain["train_losses"] and explicit["val_losses"] == plain["val_losses"]
     assert plain["train_losses"][-1] < plain["train_losses"][0]
+    # the step hands back the loss it trained on, detached: what a caller that logs losses (the benchmark) reads
+    model = tiny_model()
+    model.eval()  # no dropout, so the loss before the step can be computed again
+    inputs, targets = next(iter(loader()))
+    before = batch_loss(model, inputs, targets).item()
+    loss = optimizer_step(torch.optim.SGD(model.parameters(), lr=0.1))(model, inputs, targets)
+    assert loss.dim() == 0 and not loss.requires_grad and loss.item() == pytest.approx(before)
+    assert batch_loss(model, inputs, targets).item() < before
 
 
 def test_the_epoch_hook_sees_the_time_spent_so_far(tiny_model):
