@@ -11,7 +11,8 @@ alone, not the package: standard library and setuptools only, as in pip's isolat
 
 from setuptools.command.build_py import build_py
 
-MAINTAINER_TOOLS = {("shared", "_build"), ("shared", "_diagrams"), ("shared", "_export"), ("shared", "_run"), ("shared", "_widget_snapshot")}
+MAINTAINER_TOOLS = {("shared", "_build"), ("shared", "_diagrams"), ("shared", "_export"), ("shared", "_run"),
+                    ("shared", "_widget_snapshot")}
 
 
 class BuildPyWithoutMaintainerTools(build_py):

@@ -41,9 +41,8 @@ from shared.data import fetch
 from shared.fast import FastOptions, FastTrainer, StaticDecoder, copy_weights, fast_config
 from shared.generation import generate_greedy
 from shared.model import GPT2_SIZES, GPTConfig, GPTModel
-from shared.text import sample_batch
+from shared.text import gpt2_tokenizer, sample_batch
 from shared.train_step import autocast_dtype
-from shared.text import gpt2_tokenizer
 from shared.training import optimizer_step
 
 # Sizes small enough for a CPU, besides GPT-2's own (same vocabulary, GPT-2's shape otherwise).

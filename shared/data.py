@@ -6,7 +6,7 @@
 import hashlib
 from pathlib import Path
 
-from shared.downloads import cache_dir, copy_into_cache, refuse_copy, remote_for
+from shared.downloads import cache_dir, copy_into_cache, refuse_copy, remote_for  # library code: mirror, retries
 from shared.downloads import write_atomically as write_atomically  # offered here too: later chapters save with it
 
 __all__ = [
@@ -15,9 +15,6 @@ __all__ = [
 
 
 # ---- ch02_text_data/ch02_text_data.ipynb, code cell [5] ----
-# The machinery (mirror, retries, zip archives, atomic writes) is library code.
-
-
 def sha256_of(path: Path) -> str:
     """The file's sha256 in hex, read 1 MiB at a time so that a large file never has to fit in memory."""
     digest = hashlib.sha256()
